@@ -1,0 +1,1 @@
+"""kp: a Lightning + Hydra experiment framework for image keypoint detection."""

@@ -1,0 +1,144 @@
+"""Gaussian heatmap targets.
+
+Coordinate convention (written once, used by encode and decode): pixel centres sit at integer coordinates, so the
+top-left pixel of the image is (0, 0) and covers [-0.5, 0.5]². Heatmap pixel u at stride s covers input pixels
+[u*s, u*s + s - 1], whose centre is
+    x = u * s + (s - 1) / 2        and conversely        u = (x - (s - 1) / 2) / s
+`sigma` is in heatmap pixels.
+
+Decoders:
+  argmax   the hottest pixel (error up to half a heatmap pixel)
+  average  weighted mean of the (non-negative) heatmap values in a window around the hottest pixel (the seeds'
+           "average of all heatmap values" with window=None)
+  quarter  argmax shifted a quarter pixel towards the hotter neighbour (Newell et al.)
+  dark     a Newton step on the log-heatmap around the hottest pixel (DARK, Zhang et al. 2020): exact for a Gaussian,
+           optionally after blurring the prediction with a Gaussian kernel
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+DECODERS = ("argmax", "average", "quarter", "dark")
+
+
+class HeatmapCodec:
+    name = "heatmap"
+
+    def __init__(
+        self,
+        input_size: tuple[int, int],
+        stride: int = 1,
+        sigma: float = 2.0,
+        decoder: str = "dark",
+        window: int | None = None,
+        blur_kernel: int = 0,
+    ):
+        if decoder not in DECODERS:
+            raise ValueError(f"heatmap decoder must be one of {DECODERS}, got {decoder!r}")
+        if stride < 1 or input_size[0] % stride or input_size[1] % stride:
+            raise ValueError(f"stride {stride} must divide the input size {tuple(input_size)}")
+        self.height, self.width = input_size
+        self.stride, self.sigma, self.decoder = stride, sigma, decoder
+        self.window, self.blur_kernel = window, blur_kernel
+        self.heatmap_size = (self.height // stride, self.width // stride)
+
+    def to_heatmap(self, keypoints: torch.Tensor) -> torch.Tensor:
+        return (keypoints - (self.stride - 1) / 2) / self.stride
+
+    def to_image(self, points: torch.Tensor) -> torch.Tensor:
+        return points * self.stride + (self.stride - 1) / 2
+
+    def encode(self, keypoints: torch.Tensor, visible: torch.Tensor) -> dict[str, torch.Tensor]:
+        h, w = self.heatmap_size
+        centre = self.to_heatmap(keypoints.float())
+        xs = torch.arange(w, device=keypoints.device, dtype=torch.float32)
+        ys = torch.arange(h, device=keypoints.device, dtype=torch.float32)
+        gx = torch.exp(-((xs - centre[..., 0:1]) ** 2) / (2 * self.sigma**2))  # B×K×w
+        gy = torch.exp(-((ys - centre[..., 1:2]) ** 2) / (2 * self.sigma**2))  # B×K×h
+        weights = visible.float()
+        heatmaps = gy[..., :, None] * gx[..., None, :] * weights[..., None, None]
+        return {"keypoints": heatmaps, "keypoint_weights": weights}
+
+    def decode(self, outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        heatmaps = outputs["keypoints"].float()
+        b, k, h, w = heatmaps.shape
+        scores, flat_index = heatmaps.flatten(2).max(-1)
+        peak = torch.stack([flat_index % w, flat_index // w], -1)  # B×K×2 integer (x, y)
+        if self.decoder == "argmax":
+            points = peak.float()
+        elif self.decoder == "average":
+            points = self._average(heatmaps, peak)
+        elif self.decoder == "quarter":
+            points = peak.float() + 0.25 * self._neighbour_sign(heatmaps, peak)
+        else:
+            points = self._dark(heatmaps, peak)
+        return self.to_image(points), scores
+
+    @staticmethod
+    def _at(heatmaps: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """heatmaps[b, k, y, x] for B×K index tensors (clamped to the map)."""
+        h, w = heatmaps.shape[-2:]
+        index = (y.clamp(0, h - 1) * w + x.clamp(0, w - 1)).unsqueeze(-1)
+        return heatmaps.flatten(2).gather(-1, index).squeeze(-1)
+
+    def _neighbour_sign(self, heatmaps: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
+        x, y = peak[..., 0], peak[..., 1]
+        dx = self._at(heatmaps, x + 1, y) - self._at(heatmaps, x - 1, y)
+        dy = self._at(heatmaps, x, y + 1) - self._at(heatmaps, x, y - 1)
+        return torch.stack([dx.sign(), dy.sign()], -1)
+
+    def _average(self, heatmaps: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
+        h, w = heatmaps.shape[-2:]
+        values = heatmaps.clamp(min=0)
+        xs = torch.arange(w, device=heatmaps.device, dtype=values.dtype)
+        ys = torch.arange(h, device=heatmaps.device, dtype=values.dtype)
+        if self.window is not None:
+            near_x = (xs - peak[..., 0:1]).abs() <= self.window  # B×K×w
+            near_y = (ys - peak[..., 1:2]).abs() <= self.window  # B×K×h
+            values = values * near_y[..., :, None] * near_x[..., None, :]
+        total = values.sum((-2, -1)).clamp(min=1e-12)
+        x = (values.sum(-2) * xs).sum(-1) / total
+        y = (values.sum(-1) * ys).sum(-1) / total
+        return torch.stack([x, y], -1)
+
+    def _dark(self, heatmaps: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
+        b, k, h, w = heatmaps.shape
+        if self.blur_kernel > 1:
+            heatmaps = self._blur(heatmaps)
+        logs = heatmaps.clamp(min=1e-10).log()
+        # Expand around the peak, moved one pixel inwards at the border so that both neighbours exist.
+        x = peak[..., 0].clamp(1, max(w - 2, 1))
+        y = peak[..., 1].clamp(1, max(h - 2, 1))
+        at = lambda dx, dy: self._at(logs, x + dx, y + dy)  # noqa: E731
+        centre = at(0, 0)
+        gx, gy = (at(1, 0) - at(-1, 0)) / 2, (at(0, 1) - at(0, -1)) / 2
+        hxx, hyy = at(1, 0) - 2 * centre + at(-1, 0), at(0, 1) - 2 * centre + at(0, -1)
+        hxy = (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1)) / 4
+        det = hxx * hyy - hxy**2
+        # Newton step -H⁻¹g, only where the log-heatmap is locally a proper maximum.
+        ok = (det > 1e-12) & (hxx < 0)
+        safe_det = torch.where(ok, det, torch.ones_like(det))
+        step_x = -(hyy * gx - hxy * gy) / safe_det
+        step_y = -(hxx * gy - hxy * gx) / safe_det
+        refined = torch.stack([x + step_x, y + step_y], -1)
+        refined = torch.where(ok[..., None], refined, peak.float())
+        # A step that leaves the peak's neighbourhood means the map is not Gaussian there: stay near the peak.
+        return torch.minimum(torch.maximum(refined, peak.float() - 1), peak.float() + 1)
+
+    def _blur(self, heatmaps: torch.Tensor) -> torch.Tensor:
+        """Gaussian blur (sigma of the codec) that keeps each map's maximum, as DARK's modulation step does."""
+        size = self.blur_kernel | 1
+        offsets = torch.arange(size, device=heatmaps.device, dtype=heatmaps.dtype) - size // 2
+        kernel = torch.exp(-(offsets**2) / (2 * self.sigma**2))
+        kernel = kernel / kernel.sum()
+        b, k, h, w = heatmaps.shape
+        maps = heatmaps.reshape(b * k, 1, h, w)
+        maps = F.conv2d(F.pad(maps, [size // 2] * 4, mode="replicate"), kernel.view(1, 1, 1, -1))
+        maps = F.conv2d(maps, kernel.view(1, 1, -1, 1))
+        peak_before = heatmaps.reshape(b * k, -1).amax(-1).view(-1, 1, 1, 1)
+        peak_after = maps.flatten(1).amax(-1).view(-1, 1, 1, 1).clamp(min=1e-12)
+        return (maps * peak_before / peak_after).view(b, k, h, w)

@@ -1,0 +1,3 @@
+from kp.data.base import KeypointDataset, KeypointMeta
+
+__all__ = ["KeypointDataset", "KeypointMeta"]

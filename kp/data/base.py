@@ -1,0 +1,97 @@
+"""The data contract every dataset follows.
+
+A dataset yields, per image, a dict with
+  image     float32 tensor C×H×W in [0, 1]
+  keypoints float32 tensor K×2, pixel coordinates (x = column, y = row) in *that* image; the centre of the top-left
+            pixel is (0, 0), so the image spans [-0.5, W - 0.5] × [-0.5, H - 0.5]
+  visible   bool tensor K: False for a keypoint that is missing, occluded or outside the frame
+  count     (optional) float32 scalar, an extra regression target, already normalised (see KeypointMeta.count_scale)
+and knows nothing about how keypoints become training targets (that is the codec's job, on the model's device).
+
+A subclass implements `__len__` and `load(index)`; this base class applies the optional albumentations transform,
+marks keypoints that left the frame as invisible and converts to tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+@dataclass
+class KeypointMeta:
+    """What the rest of the framework needs to know about a dataset's keypoints."""
+
+    names: list[str]
+    # Pairs (i, j) of keypoints that swap under a horizontal flip (left eye <-> right eye).
+    flip_pairs: list[tuple[int, int]] = field(default_factory=list)
+    # Edges (i, j) drawn between keypoints in pictures.
+    skeleton: list[tuple[int, int]] = field(default_factory=list)
+    # The pair whose distance normalises NME (e.g. the outer eye corners); None: the image's longer side.
+    norm_pair: tuple[int, int] | None = None
+    # A sample's `count` target times count_scale gives the count in its natural unit (cards, objects).
+    count_scale: float | None = None
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.names)
+
+    def flip_permutation(self) -> list[int]:
+        """Index map that reorders keypoints after a horizontal flip."""
+        perm = list(range(self.num_keypoints))
+        for i, j in self.flip_pairs:
+            perm[i], perm[j] = j, i
+        return perm
+
+
+@dataclass
+class RawSample:
+    """What `load` returns: a H×W×C uint8 (or float in [0, 1]) image and keypoints in its pixel coordinates."""
+
+    image: np.ndarray
+    keypoints: np.ndarray  # K×2 float, x = column, y = row
+    visible: np.ndarray  # K bool
+    count: float | None = None
+
+
+class KeypointDataset(Dataset):
+    """Base class: subclasses set `self.meta` and implement `__len__` and `load`."""
+
+    meta: KeypointMeta
+
+    def __init__(self, transform=None):
+        # `transform` is a callable (image, keypoints, visible, meta) -> (image, keypoints, visible) applied to the
+        # raw numpy sample; it gets the meta for the flip pairs. See kp.data.transforms.
+        self.transform = transform
+
+    def load(self, index: int) -> RawSample:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        raw = self.load(index)
+        image, keypoints, visible = raw.image, np.asarray(raw.keypoints, np.float32), np.asarray(raw.visible, bool)
+        if self.transform is not None:
+            image, keypoints, visible = self.transform(image, keypoints, visible, self.meta)
+        if image.ndim == 2:
+            image = image[:, :, None]
+        height, width = image.shape[:2]
+        inside = (
+            (keypoints[:, 0] >= -0.5) & (keypoints[:, 0] <= width - 0.5)
+            & (keypoints[:, 1] >= -0.5) & (keypoints[:, 1] <= height - 0.5)
+        )
+        visible = visible & inside & np.isfinite(keypoints).all(axis=1)
+        # Invisible keypoints keep finite coordinates so that no NaN can reach a loss even through a zero weight.
+        keypoints = np.where(visible[:, None], keypoints, 0.0).astype(np.float32)
+        if image.dtype == np.uint8:
+            image = image.astype(np.float32) / 255.0
+        sample = {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)),
+            "keypoints": torch.from_numpy(keypoints),
+            "visible": torch.from_numpy(visible),
+        }
+        if raw.count is not None:
+            sample["count"] = torch.tensor(raw.count, dtype=torch.float32)
+        return sample

@@ -1,0 +1,3 @@
+from kp.models.net import KeypointNet
+
+__all__ = ["KeypointNet"]
