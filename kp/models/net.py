@@ -1,14 +1,32 @@
-"""KeypointNet: a backbone plus the heads the target codec and the loss terms ask for.
+"""KeypointNet: a backbone plus the heads the target codec and the config ask for.
 
-A backbone is any nn.Module built as `backbone(in_channels=C)` that maps B×C×H×W images to a feature map and has
-  out_channels  channels of that feature map
+A backbone is any nn.Module built as `backbone(in_channels=C)` with attributes
+  out_channels  channels of its output feature map
   out_stride    input pixels per feature-map pixel
-  dense         True for encoder-decoder nets whose features are meant for per-pixel output (UNet, hourglass)
+  dense         True for encoder-decoder nets whose features are meant for per-pixel output (UNet, FCN, hourglass),
+                False for classification-style nets with coarse features (VGG, ResNet, MobileNet)
+whose forward returns a dict
+  features      the feature map the keypoint head reads
+  bottleneck    the coarsest encoder features (the same tensor as `features` for classification-style nets)
+  intermediate  (stacked hourglass) the earlier stacks' feature maps, each given its own heatmap head
+
+Keypoint heads, by target and backbone:
+  target=heatmap                     HeatmapHead: a 1×1 conv, after deconvolutions (coarse features) or average
+                                     pooling (finer features) to reach the codec's stride
+  target=coords, coords_head=regression  fully connected on the flattened features (classification-style only)
+  target=coords, coords_head=integral    HeatmapHead + soft-argmax (any backbone)
+  coords_head=auto                   integral for dense backbones, regression for the others
 
 The net returns a dict:
-  keypoints   heatmaps B×K×(H/stride)×(W/stride) for target=heatmap; coordinates B×K×2 in [-1, 1] for target=coords
-  visibility  B×K logits (when visibility_head)
-  count       B normalised counts (when count_head)
+  keypoints     heatmaps B×K×(H/stride)×(W/stride) for target=heatmap; coordinates B×K×2 in [-1, 1] for target=coords
+  intermediate  (stacked hourglass with n_stacks > 1) the earlier stacks' predictions, each shaped like `keypoints`
+  visibility    B×K logits (when visibility_head)
+  count         B normalised counts (when count_head)
+
+Visibility and count read one vector: the global average of `features` (head_features=features) or of the
+`bottleneck`, optionally concatenated with the predicted heatmaps, detached and max-pooled to a
+heatmap_pool×heatmap_pool grid (the card seed: where the corners are tells how thick the pack is, but the count loss
+must not pull the heatmaps).
 """
 
 from __future__ import annotations
@@ -20,53 +38,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kp.models.blocks import conv_bn_relu
+from kp.models.heads import GlobalHead, HeatmapHead, RegressionHead, soft_argmax
 
 TARGETS = ("heatmap", "coords")
-
-
-class HeatmapHead(nn.Module):
-    """Features at the backbone's stride -> K heatmaps at the codec's stride: deconvolutions (SimpleBaseline) when the
-    features are coarser, average pooling when they are finer, then a 1×1 convolution."""
-
-    def __init__(self, in_channels: int, num_keypoints: int, in_stride: int, out_stride: int, width: int = 64):
-        super().__init__()
-        layers: list[nn.Module] = []
-        if in_stride > out_stride:
-            for _ in range(int(math.log2(in_stride // out_stride))):
-                layers += [nn.ConvTranspose2d(in_channels, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width),
-                           nn.ReLU(inplace=True)]
-                in_channels = width
-        elif in_stride < out_stride:
-            layers.append(nn.AvgPool2d(out_stride // in_stride))
-        layers.append(nn.Conv2d(in_channels, num_keypoints, 1))
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.layers(features)
-
-
-class RegressionHead(nn.Module):
-    """Flattened features -> hidden fully connected layer with dropout -> K×2 coordinates."""
-
-    def __init__(self, in_features: int, num_keypoints: int, hidden: int = 256, dropout: float = 0.0):
-        super().__init__()
-        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(inplace=True),
-                                    nn.Dropout(dropout), nn.Linear(hidden, num_keypoints * 2))
-        self.num_keypoints = num_keypoints
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.layers(features).view(-1, self.num_keypoints, 2)
-
-
-def soft_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
-    """Integral regression: the softmax-weighted mean position of each heatmap, in [-1, 1] of the *input* (pixel
-    centres of an h-pixel heatmap lie at (2i + 1)/h - 1, matching the coords codec's convention)."""
-    b, k, h, w = heatmaps.shape
-    probs = heatmaps.flatten(2).softmax(-1).view(b, k, h, w)
-    xs = (2 * torch.arange(w, device=heatmaps.device, dtype=probs.dtype) + 1) / w - 1
-    ys = (2 * torch.arange(h, device=heatmaps.device, dtype=probs.dtype) + 1) / h - 1
-    return torch.stack([(probs.sum(2) * xs).sum(-1), (probs.sum(3) * ys).sum(-1)], dim=-1)
+COORDS_HEADS = ("auto", "regression", "integral")
+HEAD_FEATURES = ("features", "bottleneck")
+CLASSIFICATION_BACKBONES = "simple_cnn, vgg, resnet, mobilenet"
 
 
 class KeypointNet(nn.Module):
@@ -82,36 +59,79 @@ class KeypointNet(nn.Module):
         head_width: int = 64,
         regression_hidden: int = 256,
         dropout: float = 0.0,
+        coords_head: str = "auto",
+        head_features: str = "features",
+        heatmap_pool: int = 0,
+        head_hidden: int = 0,
     ):
         super().__init__()
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        if coords_head not in COORDS_HEADS:
+            raise ValueError(f"coords_head must be one of {COORDS_HEADS}, got {coords_head!r}")
+        if head_features not in HEAD_FEATURES:
+            raise ValueError(f"head_features must be one of {HEAD_FEATURES}, got {head_features!r}")
         channels, height, width = input_shape
         self.backbone = backbone(in_channels=channels)
-        self.target = target
-        with torch.no_grad():  # one dry run tells the feature map's size, which the regression head needs
+        name, in_stride = type(self.backbone).__name__, self.backbone.out_stride
+        with torch.no_grad():  # one dry run tells the feature maps' sizes, which the heads need
             was_training = self.backbone.training
-            features = self.backbone.eval()(torch.zeros(1, channels, height, width))
+            dry_run = self.backbone.eval()(torch.zeros(1, channels, height, width))
             self.backbone.train(was_training)
-        feat_channels, in_stride = self.backbone.out_channels, self.backbone.out_stride
-        if target == "heatmap" or self.backbone.dense:
-            # Dense backbones reach coordinates through the integral (soft-argmax) head at the codec's stride.
-            self.heatmap_head = HeatmapHead(feat_channels, num_keypoints, in_stride, stride, head_width)
-        else:
+        features = dry_run["features"]
+        if height % in_stride or width % in_stride or features.shape[-2:] != (height // in_stride, width // in_stride):
+            raise ValueError(f"input {height}×{width} gives {name} features of {tuple(features.shape[-2:])}: the "
+                             f"input size must be a multiple of its stride {in_stride} (change the data's image size)")
+
+        if coords_head == "auto":
+            coords_head = "integral" if self.backbone.dense else "regression"
+        if target == "coords" and coords_head == "regression":
+            if self.backbone.dense:
+                raise ValueError(f"coords_head=regression needs a classification-style backbone "
+                                 f"({CLASSIFICATION_BACKBONES}); {name} is an encoder-decoder: use coords_head=integral")
             self.regression_head = RegressionHead(features[0].numel(), num_keypoints, regression_hidden, dropout)
-        self.visibility_head = nn.Linear(feat_channels, num_keypoints) if visibility_head else None
-        self.count_head = nn.Linear(feat_channels, 1) if count_head else None
+            self.heatmap_heads = None
+        else:
+            ratio = max(in_stride, stride) / min(in_stride, stride)
+            if ratio != 2 ** round(math.log2(ratio)):
+                raise ValueError(f"heatmap stride {stride} and {name}'s feature stride {in_stride} must differ by a "
+                                 f"power of two: valid heatmap strides are {in_stride} times 1, 2, 4… or 1/2, 1/4…")
+            # One head per stack: the last reads `features`, the others the stacks listed under `intermediate`.
+            n_heads = 1 + len(dry_run.get("intermediate", []))
+            self.heatmap_heads = nn.ModuleList(
+                HeatmapHead(self.backbone.out_channels, num_keypoints, in_stride, stride, head_width)
+                for _ in range(n_heads))
+            self.regression_head = None
+        self.target, self.head_features = target, head_features
+
+        self.heatmap_pool = heatmap_pool
+        if heatmap_pool and self.heatmap_heads is None:
+            raise ValueError("heatmap_pool feeds the predicted heatmaps to the visibility/count heads: it needs "
+                             "target=heatmap or coords_head=integral, not coords_head=regression")
+        self.global_head = None
+        if visibility_head or count_head:
+            vector_size = dry_run[head_features].shape[1] + num_keypoints * heatmap_pool**2
+            self.global_head = GlobalHead(vector_size, num_keypoints, visibility_head, count_head, head_hidden)
+
+    def _keypoints(self, heatmaps: torch.Tensor) -> torch.Tensor:
+        return heatmaps if self.target == "heatmap" else soft_argmax(heatmaps)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.backbone(images)
-        if hasattr(self, "heatmap_head"):
-            heatmaps = self.heatmap_head(features)
-            outputs = {"keypoints": heatmaps if self.target == "heatmap" else soft_argmax(heatmaps)}
+        backbone_out = self.backbone(images)
+        heatmaps = None
+        if self.regression_head is not None:
+            outputs = {"keypoints": self.regression_head(backbone_out["features"])}
         else:
-            outputs = {"keypoints": self.regression_head(features)}
-        pooled = F.adaptive_avg_pool2d(features, 1).flatten(1)
-        if self.visibility_head is not None:
-            outputs["visibility"] = self.visibility_head(pooled)
-        if self.count_head is not None:
-            outputs["count"] = self.count_head(pooled).squeeze(1)
+            *earlier_heads, last_head = self.heatmap_heads
+            heatmaps = last_head(backbone_out["features"])
+            outputs = {"keypoints": self._keypoints(heatmaps)}
+            if earlier_heads:
+                outputs["intermediate"] = [self._keypoints(head(stack))
+                                           for head, stack in zip(earlier_heads, backbone_out["intermediate"])]
+        if self.global_head is not None:
+            vector = F.adaptive_avg_pool2d(backbone_out[self.head_features], 1).flatten(1)
+            if self.heatmap_pool:
+                pooled_heatmaps = F.adaptive_max_pool2d(heatmaps.detach(), self.heatmap_pool).flatten(1)
+                vector = torch.cat([vector, pooled_heatmaps.to(vector.dtype)], dim=1)
+            outputs.update(self.global_head(vector))
         return outputs

@@ -21,16 +21,15 @@ class UNet(nn.Module):
         self.encoder.extend(double_conv(widths[i], widths[i + 1]) for i in range(depth))
         self.decoder = nn.ModuleList(double_conv(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(depth)))
         self.out_channels, self.out_stride = widths[0], 1
-        self.bottleneck_channels = widths[-1]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         skips = []
         for i, block in enumerate(self.encoder):
             x = block(x if i == 0 else F.max_pool2d(x, 2))
             skips.append(x)
-        skips.pop()
+        bottleneck = skips.pop()
         for block in self.decoder:
             skip = skips.pop()
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
-        return x
+        return {"features": x, "bottleneck": bottleneck}

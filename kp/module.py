@@ -1,0 +1,131 @@
+"""KeypointModule: network + target codec + named loss terms + metrics, trained by Lightning.
+
+The codec runs here, on whole batches on the model's device: the DataLoader only carries images and pixel keypoints.
+Logged names: <split>/loss, <split>/loss_<term>, and for val/test <split>/rmse, <split>/nme, <split>/pck_<t>
+(each also per keypoint as <metric>/<keypoint name>), <split>/count_mae when the model predicts a count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MeanAbsoluteError
+
+from kp.data.base import KeypointMeta
+from kp.losses import LossTerm
+from kp.metrics import NME, PCK, KeypointRMSE, pair_distance
+
+
+class KeypointModule(L.LightningModule):
+    def __init__(
+        self,
+        net: nn.Module,
+        codec,
+        losses: Mapping[str, LossTerm],
+        meta: KeypointMeta,
+        input_size: tuple[int, int],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        pck_thresholds: tuple[float, ...] = (0.05, 0.1),
+        pck_norm: str = "image",
+        num_examples: int = 16,
+    ):
+        """pck_norm: "image" (the input's longer side) or "pair" (the distance of meta.norm_pair, like NME)."""
+        super().__init__()
+        if pck_norm not in ("image", "pair"):
+            raise ValueError(f"pck_norm must be 'image' or 'pair', got {pck_norm!r}")
+        if pck_norm == "pair" and meta.norm_pair is None:
+            raise ValueError("pck_norm=pair needs a dataset with a normalising keypoint pair (meta.norm_pair)")
+        self.net, self.codec, self.meta = net, codec, meta
+        self.losses = nn.ModuleDict(losses)
+        self.input_size = tuple(input_size)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.pck_thresholds, self.pck_norm, self.num_examples = tuple(pck_thresholds), pck_norm, num_examples
+        k = meta.num_keypoints
+        # ModuleDict keys cannot hold the dot of "pck_0.05": metric i is logged as self.metric_names[i].
+        self.metric_names = ["rmse", "nme", *(f"pck_{t:g}" for t in self.pck_thresholds)]
+        self.metrics = nn.ModuleDict({
+            split: nn.ModuleList([KeypointRMSE(k), NME(k), *(PCK(k, t) for t in self.pck_thresholds)])
+            for split in ("val", "test")
+        })
+        self.count_mae = nn.ModuleDict({split: MeanAbsoluteError() for split in ("val", "test")})
+        self.test_examples: dict[str, torch.Tensor] = {}
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.net(images)
+
+    def predict_keypoints(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images -> (keypoints B×K×2 in input pixels, scores B×K)."""
+        return self.codec.decode(self.net(images))
+
+    def _loss(self, outputs: dict, batch: dict, split: str) -> torch.Tensor:
+        targets = self.codec.encode(batch["keypoints"], batch["visible"])
+        targets["visible"] = batch["visible"]
+        if "count" in batch:
+            targets["count"] = batch["count"]
+        total = 0.0
+        for name, term in self.losses.items():
+            value = term(outputs, targets)
+            self.log(f"{split}/loss_{name}", value, on_step=False, on_epoch=True, batch_size=len(batch["image"]))
+            total = total + term.weight * value
+        self.log(f"{split}/loss", total, prog_bar=split == "train", on_step=split == "train", on_epoch=True,
+                 batch_size=len(batch["image"]))
+        return total
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._loss(self.net(batch["image"]), batch, "train")
+
+    def _evaluate(self, batch: dict, split: str) -> dict[str, torch.Tensor]:
+        outputs = self.net(batch["image"])
+        self._loss(outputs, batch, split)
+        pred, scores = self.codec.decode(outputs)
+        target, visible = batch["keypoints"], batch["visible"]
+        longer_side = torch.full((len(target),), float(max(self.input_size)), device=target.device)
+        pair_norm = pair_distance(target, visible, self.meta.norm_pair) if self.meta.norm_pair else longer_side
+        for name, metric in zip(self.metric_names, self.metrics[split]):
+            norm = pair_norm if name == "nme" or self.pck_norm == "pair" else longer_side
+            metric.update(pred, target, visible, norm)
+        if "count" in outputs and "count" in batch:
+            scale = self.meta.count_scale or 1.0
+            self.count_mae[split].update(outputs["count"].float() * scale, batch["count"] * scale)
+        return {"pred": pred, "scores": scores}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        result = self._evaluate(batch, "test")
+        if batch_idx == 0:  # keep a few predictions for the picture train.py draws
+            n = self.num_examples
+            self.test_examples = {
+                "images": batch["image"][:n].detach().float().cpu(),
+                "target": batch["keypoints"][:n].cpu(),
+                "visible": batch["visible"][:n].cpu(),
+                "pred": result["pred"][:n].float().cpu(),
+            }
+
+    def _log_metrics(self, split: str) -> None:
+        for name, metric in zip(self.metric_names, self.metrics[split]):
+            result = metric.compute()
+            self.log(f"{split}/{name}", result["overall"], prog_bar=name.startswith("pck"))
+            for keypoint, value in zip(self.meta.names, result["per_keypoint"]):
+                self.log(f"{split}/{name}/{keypoint}", value)
+            metric.reset()
+        if self.count_mae[split].update_called:
+            self.log(f"{split}/count_mae", self.count_mae[split].compute())
+            self.count_mae[split].reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}

@@ -1,0 +1,128 @@
+"""Train a keypoint model: `python train.py [group=option ...] [key=value ...]` (see `python train.py --help`).
+
+Composes the Hydra config in conf/, trains with Lightning, tests the best checkpoint, and leaves in the run directory:
+checkpoints/ (best and last.ckpt), csv/metrics.csv (every logged value), metrics.json (final test metrics and the best
+validation metric), predictions.png (test predictions against the ground truth) and .hydra/ (the resolved config).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from kp.module import KeypointModule
+from kp.viz import plot_predictions
+
+log = logging.getLogger("kp.train")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work, found before training starts."""
+
+
+def build(cfg: DictConfig) -> tuple[L.LightningDataModule, KeypointModule]:
+    """Instantiate the datamodule and the LightningModule from the config, checking that the pieces fit."""
+    datamodule = instantiate(cfg.data)
+    meta = datamodule.meta
+    channels, height, width = datamodule.input_shape
+    num_keypoints = meta.num_keypoints
+    wanted = cfg.model.get("num_keypoints")
+    if wanted is not None and wanted != num_keypoints:
+        raise ConfigError(f"model.num_keypoints={wanted} but the data ({cfg.data.dataset._target_}) has "
+                          f"{num_keypoints} keypoints: {meta.names}")
+    codec = instantiate(cfg.target)(input_size=(height, width))
+    net = instantiate(cfg.model)(num_keypoints=num_keypoints, input_shape=(channels, height, width),
+                                 target=codec.name, stride=codec.stride)
+    losses = {name: instantiate(term) for name, term in cfg.loss.items()}
+    _check_losses(net, losses, datamodule, (channels, height, width))
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    module = KeypointModule(net, codec, losses, meta, (height, width), instantiate(cfg.optimizer), scheduler,
+                            pck_thresholds=tuple(cfg.metrics.pck_thresholds), pck_norm=cfg.metrics.pck_norm,
+                            num_examples=cfg.num_examples)
+    return datamodule, module
+
+
+def _check_losses(net, losses, datamodule, input_shape) -> None:
+    """Every loss term must find the model output and the data target it reads: say so now, not mid-epoch."""
+    if not losses:
+        raise ConfigError("the loss group defines no term: nothing to train")
+    with torch.no_grad():
+        was_training = net.training
+        outputs = net.eval()(torch.zeros(1, *input_shape))
+        net.train(was_training)
+    sample = datamodule.splits["train"][0]
+    for name, term in losses.items():
+        for key in term.requires:
+            if key not in outputs:
+                raise ConfigError(f"loss term '{name}' ({type(term).__name__}) needs the model output '{key}', "
+                                  f"which this model does not produce: set model.{key}_head=true or drop loss.{name}")
+        if "count" in term.requires and "count" not in sample:
+            raise ConfigError(f"loss term '{name}' needs a 'count' target, which this dataset does not provide")
+
+
+def train(cfg: DictConfig) -> float:
+    """Fit, test the best checkpoint, write metrics.json and predictions.png; return the best validation value of
+    cfg.optimized_metric (what a sweep optimises)."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    datamodule, module = build(cfg)
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
+    loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    best_path = checkpoint.best_model_path if checkpoint else ""
+    best_score = checkpoint.best_model_score if checkpoint else None
+    if best_score is None:  # no checkpoint was saved (fast_dev_run): the last validation value
+        best_score = trainer.callback_metrics.get(cfg.optimized_metric, torch.tensor(float("nan")))
+    best_value = float(best_score)
+
+    test_results = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0]
+    if trainer.is_global_zero:
+        metrics = {key: float(value) for key, value in sorted(test_results.items())}
+        metrics[f"best/{cfg.optimized_metric}"] = best_value
+        metrics["best_checkpoint"] = best_path
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        if module.test_examples:
+            plot_predictions(**module.test_examples, meta=module.meta, path=output_dir / "predictions.png")
+        _print_table(metrics, module.meta.names, output_dir)
+    return best_value
+
+
+def _print_table(metrics: dict, keypoint_names: list[str], output_dir: Path) -> None:
+    table = Table(title=f"Final metrics ({output_dir})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if isinstance(value, float) and not any(key.endswith(f"/{name}") for name in keypoint_names):
+            table.add_row(key, "nan" if math.isnan(value) else f"{value:.4f}")
+    Console().print(table)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    try:
+        return train(cfg)
+    except ConfigError as error:
+        log.error("configuration error: %s", error)
+        sys.exit(f"configuration error: {error}")
+
+
+if __name__ == "__main__":
+    main()
