@@ -1,0 +1,288 @@
+"""Any COCO-keypoints JSON: one sample per annotated instance, cropped from its box and resized to a square.
+
+The JSON holds `images` (id, file_name), `annotations` (image_id, category_id, bbox [x, y, w, h], keypoints as
+x, y, v triples: v = 0 unlabelled, 1 labelled but occluded, 2 visible) and `categories` (keypoint names and a
+1-based skeleton). Keypoint names, flip pairs and skeleton come from the category; flip pairs are guessed from
+left/right-style names (`left_eye`, `L_Eye`, `eyeL`, `forelegR1`) unless the config lists them.
+
+Bad input follows kp.data.io's policy: a file of another kind or a keypoint count that differs from the category is
+a DataError at start; an annotation with bad numbers or a missing image is skipped and counted in the log.
+
+The helpers at the top (split_groups, crop_and_resize, flip_pairs_from_names, resolve_pairs) are shared with the
+card-pack and DeepLabCut loaders.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from kp.data.base import KeypointDataset, KeypointMeta, RawSample
+from kp.data.io import DataError, SkipLog, read_image
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def split_groups(groups: Sequence[str], split: str, fractions: Mapping[str, float], seed: int, what: str) -> list[int]:
+    """Indices of the samples that fall into `split`. Whole groups (videos, images, people) are shuffled with `seed`
+    and dealt out by `fractions`, so near-duplicate frames of one group never straddle two splits. `what` names the
+    data and its groups for the error messages (e.g. "cardpoints.csv by videoId")."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if set(fractions) != set(SPLITS) or any(fractions[s] < 0 for s in SPLITS) or not math.isclose(
+            sum(fractions[s] for s in SPLITS), 1.0, abs_tol=1e-6):
+        raise ValueError(f"fractions must give train, val and test, each >= 0 and summing to 1; got {dict(fractions)}")
+    unique = sorted(set(groups))
+    order = np.random.default_rng(seed).permutation(len(unique))
+    ends = np.round(np.cumsum([fractions[s] for s in SPLITS]) * len(unique)).astype(int)
+    k = SPLITS.index(split)
+    chosen = {unique[i] for i in order[(ends[k - 1] if k else 0):ends[k]]}
+    indices = [i for i, group in enumerate(groups) if group in chosen]
+    if not indices:
+        raise DataError(
+            f"The {split} split of {what} is empty: {len(unique)} group(s) dealt out by fractions {dict(fractions)}. "
+            "Add data or change the fractions (or split_by, where the dataset has it).")
+    return indices
+
+
+def crop_and_resize(image: np.ndarray, keypoints: np.ndarray, box: tuple[int, int, int, int],
+                    size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Cut box = (x0, y0, w, h) in whole pixels out of `image` (zeros where it leaves the image) and resize it to
+    size = (width, height); keypoints (x = column, y = row, pixel centres at integers) move with it."""
+    x0, y0, w, h = box
+    height, width = image.shape[:2]
+    pad = max(0, -x0, -y0, x0 + w - width, y0 + h - height)
+    if pad:
+        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    crop = image[y0 + pad:y0 + pad + h, x0 + pad:x0 + pad + w]
+    out_w, out_h = size
+    shrinking = out_w < w or out_h < h
+    resized = cv2.resize(crop, (out_w, out_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    # cv2.resize maps pixel edges onto pixel edges: a centre x goes to (x + 0.5) * scale - 0.5.
+    scale = np.array([out_w / w, out_h / h], np.float32)
+    return resized, (keypoints - np.array([x0, y0], np.float32) + 0.5) * scale - 0.5
+
+
+# A side word: left/right in any case, or a lone L/R (L_Eye, eyeL, forelegR1) or l/r (l_eye).
+_SIDE = re.compile(r"(?i:left|right)|(?<![A-Z])[LR](?![A-Za-z])|(?<![A-Za-z])[lr](?![A-Za-z])")
+_OTHER_SIDE = {"left": "right", "right": "left", "l": "r", "r": "l"}
+
+
+def _mirror_name(name: str) -> str:
+    def swap(match: re.Match) -> str:
+        word = match.group(0)
+        other = _OTHER_SIDE[word.lower()]
+        return other.upper() if word.isupper() else other.capitalize() if word[0].isupper() else other
+
+    return _SIDE.sub(swap, name)
+
+
+def flip_pairs_from_names(names: Sequence[str]) -> list[tuple[int, int]]:
+    """Pairs (i, j) whose names differ only by their side word: left_eye/right_eye, L_Eye/R_Eye, eyeL/eyeR."""
+    index = {name: i for i, name in enumerate(names)}
+    pairs = []
+    for i, name in enumerate(names):
+        j = index.get(_mirror_name(name))
+        if j is not None and j > i:
+            pairs.append((i, j))
+    return pairs
+
+
+def resolve_pairs(pairs: Sequence[Sequence], names: Sequence[str], what: str) -> list[tuple[int, int]]:
+    """Config pairs given by keypoint name (or by 0-based index) -> index pairs."""
+    index = {name: i for i, name in enumerate(names)}
+    resolved = []
+    for pair in pairs:
+        if len(pair) != 2:
+            raise ValueError(f"{what}: {list(pair)} is not a pair")
+        ids = [p if isinstance(p, int) else index.get(p) for p in pair]
+        if any(i is None or not 0 <= i < len(names) for i in ids):
+            raise ValueError(f"{what}: {list(pair)} names an unknown keypoint; keypoints are {list(names)}")
+        resolved.append(tuple(ids))
+    return resolved
+
+
+class CocoKeypoints(KeypointDataset):
+    def __init__(
+        self,
+        split: str,
+        ann_file: str | Mapping[str, str],
+        image_dir: str | None = None,
+        size: int = 128,
+        margin: float = 0.25,
+        category: str | int | None = None,
+        names: list[str] | None = None,
+        flip_pairs: list[list] | None = None,
+        occluded_visible: bool = False,
+        fractions: Mapping[str, float] | None = None,
+        seed: int = 0,
+        transform=None,
+    ):
+        """ann_file: one JSON split by image with `fractions`, or a mapping {train: ..., val: ..., test: ...} of one
+        JSON per split. image_dir: where file_name is relative to (default: the JSON's folder). size: the square
+        crop's side in pixels; margin: added around the box, as a fraction of its longer side. category: keep only
+        this category (name or id); default all, which must share their keypoints. names: keypoint names where the
+        category has none (face sets), or to rename. flip_pairs: [[name, name], ...] instead of the guess from names.
+        occluded_visible: train on v=1 points too (some converters, e.g. of face sets, write v=1 for every point)."""
+        super().__init__(transform)
+        one_file_per_split = isinstance(ann_file, Mapping)
+        if one_file_per_split and split not in ann_file:
+            raise DataError(f"ann_file has no file for the {split} split: {dict(ann_file)}")
+        path = Path(ann_file[split] if one_file_per_split else ann_file)
+        self.size, self.margin, self.occluded_visible = size, margin, occluded_visible
+        data = _load_json(path)
+        image_root = Path(image_dir) if image_dir is not None else path.parent
+        images = {image["id"]: image for image in data["images"]}
+        annotations, category_entry = self._select_category(data, category, path)
+        key_names = self._keypoint_names(category_entry, annotations[0], names, path)
+
+        if one_file_per_split:
+            chosen = range(len(annotations))
+        else:
+            chosen = split_groups([str(a["image_id"]) for a in annotations], split,
+                                  fractions or {"train": 0.8, "val": 0.1, "test": 0.1}, seed, f"{path} by image")
+        self.samples, skips, unlabelled = [], SkipLog(str(path)), 0
+        for i in chosen:
+            annotation = annotations[i]
+            where = f"annotation id {annotation.get('id')}"
+            if annotation["image_id"] not in images:
+                raise DataError(f"{path}: {where} refers to image_id {annotation['image_id']}, which is not in images")
+            values = _flatten(annotation.get("keypoints") or [])
+            if len(values) != 3 * len(key_names):
+                # Not one bad annotation but a file of another kind (e.g. whole-body points under a 17-point category).
+                raise DataError(f"{path}: {where} has {len(values)} keypoint values, expected {len(key_names)} "
+                                "x,y,v triples")
+            image_path = image_root / images[annotation["image_id"]]["file_name"]
+            try:
+                sample = self._parse(values, annotation.get("bbox"), where)
+                if sample is not None and not image_path.is_file():
+                    raise DataError(f"{where}: image {image_path} is missing")
+            except DataError as error:
+                skips.skip(str(error))
+                continue
+            if sample is None:
+                unlabelled += 1
+            else:
+                self.samples.append((image_path, *sample))
+        skips.report(log)
+        if unlabelled:
+            log.info("%s: left out %d %s annotations without labelled keypoints", path, unlabelled, split)
+        if not self.samples:
+            raise DataError(f"{path}: no usable annotation in the {split} split")
+        if not any(visible.any() for _, _, visible, _ in self.samples):
+            raise DataError(f"{path}: no keypoint of the {split} split is visible (v=2), so nothing would be learnt. "
+                            "If this file marks every labelled point v=1, as many face and hand converters do, set "
+                            "occluded_visible=true")
+
+        pairs = resolve_pairs(flip_pairs, key_names, f"{path} flip_pairs") if flip_pairs is not None \
+            else flip_pairs_from_names(key_names)
+        self.meta = KeypointMeta(names=key_names, flip_pairs=pairs,
+                                 skeleton=self._skeleton(category_entry, len(key_names), path))
+
+    @staticmethod
+    def _select_category(data: dict, category: str | int | None, path: Path) -> tuple[list[dict], dict]:
+        """The instances to use (not crowds, of the chosen category or of all) and their category's entry."""
+        categories = {c["id"]: c for c in data["categories"]}
+        if category is not None:
+            ids = [c["id"] for c in data["categories"] if category in (c["id"], c.get("name"))]
+            if not ids:
+                raise DataError(f"{path}: no category {category!r}; there are {[c.get('name') for c in data['categories']]}")
+        else:
+            ids = list(categories)
+        # Crowd regions are not single instances: COCO gives them no keypoints.
+        annotations = [a for a in data["annotations"] if a.get("category_id") in ids and not a.get("iscrowd", 0)]
+        used = {a["category_id"] for a in annotations}
+        if len({tuple(categories[i].get("keypoints") or []) for i in used}) > 1:
+            raise DataError(f"{path}: categories {sorted(categories[i].get('name') for i in used)} have different "
+                             "keypoints: choose one with category=<name>")
+        if not annotations:
+            raise DataError(f"{path}: no annotations of category {category if category is not None else 'any'}")
+        return annotations, categories[annotations[0]["category_id"]]
+
+    @staticmethod
+    def _keypoint_names(category: dict, first: dict, names: list[str] | None, path: Path) -> list[str]:
+        json_names = list(category.get("keypoints") or [])
+        # Face sets ship categories without names: count the first annotation's triples.
+        count = len(json_names) or len(_flatten(first.get("keypoints") or [])) // 3
+        if names is not None and len(names) != count:
+            raise DataError(f"{path}: the config lists {len(names)} keypoint names but the data has {count} keypoints")
+        return list(names or json_names or [f"kp{i}" for i in range(count)])
+
+    def _parse(self, values: list, bbox, where: str) -> tuple | None:
+        """(keypoints K×2, visible K, box) of one annotation, None when it has no labelled keypoint."""
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise DataError(f"{where}: a keypoint value is not a number")
+        triples = np.array(values, np.float64).reshape(-1, 3)
+        v = triples[:, 2]
+        if not np.isin(v, (0, 1, 2)).all():
+            raise DataError(f"{where}: visibility flags must be 0, 1 or 2, got {sorted(set(v.tolist()) - {0, 1, 2})}")
+        labelled = v > 0
+        if not np.isfinite(triples[labelled, :2]).all():
+            raise DataError(f"{where}: a labelled keypoint has a non-finite coordinate")
+        if not labelled.any():
+            return None
+        visible = (v == 2) | (self.occluded_visible & (v == 1))
+        keypoints = np.where(labelled[:, None], triples[:, :2], 0.0).astype(np.float32)
+        return keypoints, visible, self._box(bbox, keypoints[labelled])
+
+    def _box(self, bbox, labelled_points: np.ndarray) -> tuple[int, int, int, int]:
+        """A square in whole pixels around the bbox (or, without one, around the labelled keypoints), grown by the
+        margin."""
+        try:
+            x, y, w, h = (float(b) for b in bbox)
+            usable = w > 0 and h > 0 and all(map(math.isfinite, (x, y, w, h)))
+        except (TypeError, ValueError):
+            usable = False
+        if not usable:
+            (x, y), (x1, y1) = labelled_points.min(axis=0), labelled_points.max(axis=0)
+            w, h = x1 - x, y1 - y
+        side = max(2, int(round(max(w, h, 1.0) * (1 + self.margin))))
+        return int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), side, side
+
+    @staticmethod
+    def _skeleton(category: dict, num_keypoints: int, path: Path) -> list[tuple[int, int]]:
+        edges = [tuple(int(i) for i in edge) for edge in category.get("skeleton") or []]
+        ends = [i for edge in edges for i in edge]
+        if not ends:
+            return []
+        # COCO counts skeleton keypoints from 1; a few tools write 0-based edges, which give themselves away by a 0.
+        base = 0 if min(ends) == 0 else 1
+        if min(ends) < 0 or max(ends) - base >= num_keypoints:
+            raise DataError(f"{path}: category skeleton has keypoint numbers outside 1..{num_keypoints}")
+        return [(i - base, j - base) for i, j in edges]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> RawSample:
+        image_path, keypoints, visible, box = self.samples[index]
+        image, keypoints = crop_and_resize(read_image(image_path), keypoints, box, (self.size, self.size))
+        return RawSample(image=image, keypoints=keypoints, visible=visible)
+
+
+def _flatten(keypoints: list) -> list:
+    """x, y, v, x, y, v, ... from the flat COCO list or from a list of triples (as some converters write)."""
+    return [v for item in keypoints for v in (item if isinstance(item, list) else [item])]
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the annotation file ({error.strerror or error})") from None
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
+    if not isinstance(data, dict) or not all(key in data for key in ("images", "annotations", "categories")):
+        raise DataError(f"{path}: not a COCO-keypoints file (needs a JSON object with images, annotations and "
+                         "categories)")
+    return data
