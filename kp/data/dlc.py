@@ -1,0 +1,175 @@
+"""A DeepLabCut project: its labelled frames as a keypoint dataset.
+
+The project folder holds `config.yaml` (scorer, bodyparts, skeleton) and `labeled-data/<video>/CollectedData_<scorer>.csv`
+per video: three header rows (scorer / bodyparts / coords), then one row per frame whose index is the image path
+relative to the project (one column, or DeepLabCut >= 2.2's three: labeled-data, video, file), then x, y per body part
+in pixels; an empty cell is a body part not labelled in that frame. Frames may differ in size: each is scaled to fit
+width × height, keeping its aspect ratio, and padded with black.
+
+Frames of one video are near-duplicates, so the split is by video (split_by=video); a project with fewer videos than
+splits needs split_by=frame, which is optimistic for the same reason.
+
+Bad input (kp.data.io's policy): a missing config or label file, header rows of another shape, or body parts that differ
+from config.yaml are a DataError at start; a row with the wrong number of columns, a bad number or a missing image is
+skipped and counted in the log.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from kp.data.base import KeypointDataset, KeypointMeta, RawSample
+from kp.data.coco import crop_and_resize, flip_pairs_from_names, resolve_pairs, split_groups
+from kp.data.io import DataError, SkipLog, parse_number, read_image, where
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: Path
+    keypoints: np.ndarray  # K×2 pixels, 0 where not labelled
+    labelled: np.ndarray  # K bool
+    video: str
+
+
+class DeepLabCutProject(KeypointDataset):
+    def __init__(
+        self,
+        split: str,
+        project: str,
+        width: int = 320,
+        height: int = 256,
+        split_by: str = "video",
+        fractions: Mapping[str, float] | None = None,
+        seed: int = 0,
+        flip_pairs: list[list] | None = None,
+        transform=None,
+    ):
+        """project: the folder with config.yaml. width × height: the size every frame is fitted into. split_by:
+        video (whole videos per split) or frame. flip_pairs: [[bodypart, bodypart], ...] instead of the guess from
+        left/right-style names."""
+        super().__init__(transform)
+        if split_by not in ("video", "frame"):
+            raise ValueError(f"split_by must be video or frame, got {split_by!r}")
+        self.size = (width, height)
+        project = Path(project)
+        config_path = project / "config.yaml"
+        scorer, bodyparts, skeleton = _read_config(config_path)
+        label_files = sorted((project / "labeled-data").glob(f"*/CollectedData_{scorer}.csv"))
+        if not label_files:
+            raise DataError(f"{project / 'labeled-data'}: no <video>/CollectedData_{scorer}.csv (scorer from "
+                            f"{config_path}): label frames in DeepLabCut first")
+        # The file list with modification times keys the cache: the three splits read the labels once.
+        stamp = tuple((path, path.stat().st_mtime_ns) for path in label_files)
+        frames = _read_frames(project, tuple(bodyparts), stamp)
+        groups = [frame.video if split_by == "video" else str(frame.image) for frame in frames]
+        chosen = split_groups(groups, split, fractions or {"train": 0.8, "val": 0.1, "test": 0.1}, seed,
+                              f"{project} by {split_by}")
+        self.frames = [frames[i] for i in chosen]
+        pairs = resolve_pairs(flip_pairs, bodyparts, "flip_pairs") if flip_pairs is not None \
+            else flip_pairs_from_names(bodyparts)
+        self.meta = KeypointMeta(names=bodyparts, flip_pairs=pairs,
+                                 skeleton=resolve_pairs(skeleton, bodyparts, f"{config_path} skeleton"))
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def load(self, index: int) -> RawSample:
+        frame = self.frames[index]
+        image = read_image(frame.image)
+        height, width = image.shape[:2]
+        # Letterbox: the box of the output's aspect ratio that just holds the whole frame, centred on it.
+        scale = min(self.size[0] / width, self.size[1] / height)
+        box_w, box_h = round(self.size[0] / scale), round(self.size[1] / scale)
+        box = ((width - box_w) // 2, (height - box_h) // 2, box_w, box_h)
+        image, keypoints = crop_and_resize(image, frame.keypoints, box, self.size)
+        return RawSample(image=image, keypoints=keypoints, visible=frame.labelled)
+
+
+def _read_config(path: Path) -> tuple[str, list[str], list]:
+    """scorer, bodyparts and skeleton (pairs of body part names) of a DeepLabCut config.yaml."""
+    try:
+        config = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the DeepLabCut config ({error.strerror or error})") from None
+    except yaml.YAMLError as error:
+        raise DataError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(config, dict):
+        raise DataError(f"{path}: not a DeepLabCut config (expected a mapping with scorer and bodyparts)")
+    if config.get("multianimalproject"):
+        raise DataError(f"{path}: multi-animal projects (an extra `individuals` header row) are not supported")
+    bodyparts = config.get("bodyparts")
+    if not config.get("scorer") or not isinstance(bodyparts, list) or not bodyparts:
+        raise DataError(f"{path}: needs `scorer` and a non-empty `bodyparts` list")
+    return str(config["scorer"]), [str(b) for b in bodyparts], config.get("skeleton") or []
+
+
+@functools.lru_cache(maxsize=4)
+def _read_frames(project: Path, bodyparts: tuple[str, ...], stamp: tuple) -> list[Frame]:
+    frames = []
+    for csv_path, _ in stamp:
+        skips = SkipLog(str(csv_path))
+        frames += _read_label_file(project, csv_path, bodyparts, skips)
+        skips.report(log)
+    return frames
+
+
+def _read_label_file(project: Path, csv_path: Path, bodyparts: tuple[str, ...], skips: SkipLog) -> list[Frame]:
+    with open(csv_path, newline="") as f:
+        reader = csv.reader(f)
+        rows = [(reader.line_num, fields) for fields in reader if fields]
+    heads = [fields[0] for _, fields in rows[:3]]
+    if heads != ["scorer", "bodyparts", "coords"]:
+        if "individuals" in heads:
+            raise DataError(f"{csv_path}: multi-animal labels (an `individuals` header row) are not supported")
+        raise DataError(f"{csv_path}: expected three header rows scorer, bodyparts, coords; found {heads}")
+    parts_row, coords_row = rows[1][1], rows[2][1]
+    # The index takes one column (a path) or three (labeled-data, video, file): count up to the first coordinate.
+    index_width = next((i for i, name in enumerate(coords_row) if name in ("x", "y")), len(coords_row))
+    columns: dict[str, dict[str, int]] = {}
+    for i in range(index_width, len(coords_row)):
+        if coords_row[i] not in ("x", "y"):
+            raise DataError(f"{where(csv_path, 3)}: column {i + 1} is {coords_row[i]!r}; expected x and y per body part")
+        columns.setdefault(parts_row[i], {})[coords_row[i]] = i
+    if sorted(columns) != sorted(bodyparts) or any(len(xy) != 2 for xy in columns.values()):
+        raise DataError(f"{csv_path}: body parts {list(columns)} (with x and y each) differ from config.yaml's "
+                        f"{list(bodyparts)}")
+    frames = []
+    for line, fields in rows[3:]:
+        at = where(csv_path, line)
+        try:
+            if len(fields) != len(coords_row):
+                raise DataError(f"{at}: {len(fields)} columns, the header has {len(coords_row)}")
+            keypoints, labelled = _parse_points(fields, columns, bodyparts, at)
+            # Windows-made projects write the index with backslashes.
+            image = project / "/".join(fields[:index_width]).replace("\\", "/")
+            if not image.is_file():
+                raise DataError(f"{at}: image {image} is missing")
+        except DataError as error:
+            skips.skip(str(error))
+            continue
+        frames.append(Frame(image, keypoints, labelled, csv_path.parent.name))
+    return frames
+
+
+def _parse_points(fields: list[str], columns: dict[str, dict[str, int]], bodyparts: tuple[str, ...], at: str):
+    keypoints = np.zeros((len(bodyparts), 2), np.float32)
+    labelled = np.zeros(len(bodyparts), bool)
+    for k, part in enumerate(bodyparts):
+        x, y = fields[columns[part]["x"]].strip(), fields[columns[part]["y"]].strip()
+        if not x and not y:
+            continue  # not labelled in this frame
+        if not x or not y:
+            raise DataError(f"{at}: {part} has only one of x and y")
+        keypoints[k] = parse_number(x, at, f"{part} x"), parse_number(y, at, f"{part} y")
+        labelled[k] = True
+    return keypoints, labelled
