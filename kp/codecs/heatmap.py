@@ -6,6 +6,11 @@ top-left pixel of the image is (0, 0) and covers [-0.5, 0.5]². Heatmap pixel u 
     x = u * s + (s - 1) / 2        and conversely        u = (x - (s - 1) / 2) / s
 `sigma` is in heatmap pixels.
 
+Styles of target:
+  gaussian      exp(-d²/2σ²) around the exact (sub-pixel) keypoint
+  blurred_disc  the cat seed's: a disc drawn with cv2.circle (radius 2, thickness 2) at the nearest heatmap pixel, then
+                a 5×5 Gaussian blur (peak 1; sigma is not used)
+
 Decoders:
   argmax   the hottest pixel (error up to half a heatmap pixel)
   average  weighted mean of the (non-negative) heatmap values in a window around the hottest pixel (the seeds'
@@ -19,10 +24,20 @@ from __future__ import annotations
 
 import math
 
+import cv2
+import numpy as np
 import torch
 from torch.nn import functional as F
 
 DECODERS = ("argmax", "average", "quarter", "dark")
+STYLES = ("gaussian", "blurred_disc")
+
+
+def blurred_disc_stamp() -> torch.Tensor:
+    """The cat seed's heatmap around one keypoint, drawn the seed's way (11×11, centred, peak 1)."""
+    canvas = np.zeros((11, 11), np.float32)
+    cv2.circle(canvas, (5, 5), 2, 1.0, 2)
+    return torch.from_numpy(cv2.GaussianBlur(canvas, (5, 5), 0))
 
 
 class HeatmapCodec:
@@ -36,14 +51,18 @@ class HeatmapCodec:
         decoder: str = "dark",
         window: int | None = None,
         blur_kernel: int = 0,
+        style: str = "gaussian",
     ):
+        if style not in STYLES:
+            raise ValueError(f"heatmap style must be one of {STYLES}, got {style!r}")
         if decoder not in DECODERS:
             raise ValueError(f"heatmap decoder must be one of {DECODERS}, got {decoder!r}")
         if stride < 1 or input_size[0] % stride or input_size[1] % stride:
             raise ValueError(f"stride {stride} must divide the input size {tuple(input_size)}")
         self.height, self.width = input_size
         self.stride, self.sigma, self.decoder = stride, sigma, decoder
-        self.window, self.blur_kernel = window, blur_kernel
+        self.window, self.blur_kernel, self.style = window, blur_kernel, style
+        self.stamp = blurred_disc_stamp() if style == "blurred_disc" else None
         self.heatmap_size = (self.height // stride, self.width // stride)
 
     def to_heatmap(self, keypoints: torch.Tensor) -> torch.Tensor:
@@ -55,13 +74,27 @@ class HeatmapCodec:
     def encode(self, keypoints: torch.Tensor, visible: torch.Tensor) -> dict[str, torch.Tensor]:
         h, w = self.heatmap_size
         centre = self.to_heatmap(keypoints.float())
+        weights = visible.float()
+        if self.stamp is not None:
+            return {"keypoints": self._stamp(centre) * weights[..., None, None], "keypoint_weights": weights}
         xs = torch.arange(w, device=keypoints.device, dtype=torch.float32)
         ys = torch.arange(h, device=keypoints.device, dtype=torch.float32)
         gx = torch.exp(-((xs - centre[..., 0:1]) ** 2) / (2 * self.sigma**2))  # B×K×w
         gy = torch.exp(-((ys - centre[..., 1:2]) ** 2) / (2 * self.sigma**2))  # B×K×h
-        weights = visible.float()
         heatmaps = gy[..., :, None] * gx[..., None, :] * weights[..., None, None]
         return {"keypoints": heatmaps, "keypoint_weights": weights}
+
+    def _stamp(self, centre: torch.Tensor) -> torch.Tensor:
+        """The stamp pasted at each keypoint's nearest heatmap pixel, B×K×h×w."""
+        h, w = self.heatmap_size
+        stamp = self.stamp.to(centre.device)
+        radius = stamp.shape[0] // 2
+        pixel = centre.round().long()
+        dx = torch.arange(w, device=centre.device) - pixel[..., 0:1] + radius  # B×K×w, index into the stamp
+        dy = torch.arange(h, device=centre.device) - pixel[..., 1:2] + radius  # B×K×h
+        inside = ((dy >= 0) & (dy <= 2 * radius))[..., :, None] & ((dx >= 0) & (dx <= 2 * radius))[..., None, :]
+        values = stamp[dy.clamp(0, 2 * radius)[..., :, None], dx.clamp(0, 2 * radius)[..., None, :]]
+        return values * inside
 
     def decode(self, outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         heatmaps = outputs["keypoints"].float()

@@ -1,0 +1,137 @@
+"""The Kaggle CAT dataset: cat photos with 9 head keypoints each.
+
+Layout (exactly the release's): `root/CAT_00` … `root/CAT_06`, each image `X.jpg` beside its label `X.jpg.cat`, one
+line of text `9 x1 y1 … x9 y9` in pixels: left eye, right eye, mouth, left ear 1–3, right ear 1–3.
+`keypoints` selects which of the 9 are kept (default: the eyes and the mouth, as the cat seed).
+
+preprocess="seed" is the cat seed's recipe: resize the image to 128×128, crop the box around the kept keypoints plus a
+20-pixel border (within the image); the config's transforms then resize to 64×64. preprocess="none" hands the whole
+photo to the transforms. The split is 60/20/20 in file order (folders, then names), without shuffling, as the seed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from kp.data.base import KeypointDataset, KeypointMeta, RawSample
+from kp.data.io import DataError, SkipLog, parse_number, read_image, where
+
+log = logging.getLogger(__name__)
+
+ALL_NAMES = ["left_eye", "right_eye", "mouth", "left_ear_1", "left_ear_2", "left_ear_3",
+             "right_ear_1", "right_ear_2", "right_ear_3"]
+FOLDERS = [f"CAT_0{i}" for i in range(7)]
+SPLITS = ("train", "val", "test")
+EDGES = [("left_eye", "right_eye"), ("left_eye", "mouth"), ("right_eye", "mouth"), ("left_ear_1", "left_ear_2"),
+         ("left_ear_2", "left_ear_3"), ("right_ear_1", "right_ear_2"), ("right_ear_2", "right_ear_3")]
+
+
+def cat_meta(names: list[str]) -> KeypointMeta:
+    """Flip pairs and skeleton among the kept keypoints."""
+    index = {name: i for i, name in enumerate(names)}
+    pairs = [(i, index[name.replace("left", "right")]) for name, i in index.items()
+             if name.startswith("left") and name.replace("left", "right") in index]
+    skeleton = [(index[a], index[b]) for a, b in EDGES if a in index and b in index]
+    norm_pair = (index["left_eye"], index["right_eye"]) if {"left_eye", "right_eye"} <= index.keys() else None
+    return KeypointMeta(names=list(names), flip_pairs=pairs, skeleton=skeleton, norm_pair=norm_pair)
+
+
+def read_cat_file(path: Path) -> np.ndarray:
+    """The 9×2 keypoints of one .cat file, or DataError naming the file and what is wrong."""
+    try:
+        tokens = path.read_text().split()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: unreadable ({error})") from None
+    at = where(path, 1)
+    if not tokens:
+        raise DataError(f"{at}: empty")
+    count = parse_number(tokens[0], at, "keypoint count")
+    if count != len(ALL_NAMES):
+        raise DataError(f"{at}: declares {tokens[0]} keypoints, the CAT format has {len(ALL_NAMES)}")
+    if len(tokens) != 1 + 2 * len(ALL_NAMES):
+        raise DataError(f"{at}: {len(tokens) - 1} coordinates, expected {2 * len(ALL_NAMES)}")
+    return np.array([parse_number(t, at) for t in tokens[1:]], np.float32).reshape(len(ALL_NAMES), 2)
+
+
+def seed_crop(image: np.ndarray, keypoints: np.ndarray, resize: int, border: int) -> tuple[np.ndarray, np.ndarray]:
+    """The cat seed's preprocessing: resize to resize×resize, then crop the keypoints' box plus `border` pixels."""
+    height, width = image.shape[:2]
+    image = cv2.resize(image, (resize, resize), interpolation=cv2.INTER_AREA)
+    scale = np.array([resize / width, resize / height], np.float32)
+    keypoints = (keypoints + 0.5) * scale - 0.5  # about pixel centres, as cv2.resize moves the image
+    x0, y0 = np.clip(np.floor(keypoints.min(axis=0)) - border, 0, resize - 1).astype(int)
+    x1, y1 = np.clip(np.ceil(keypoints.max(axis=0)) + border, x0, resize - 1).astype(int)
+    return image[y0:y1 + 1, x0:x1 + 1], keypoints - np.array([x0, y0], np.float32)
+
+
+class CatHeads(KeypointDataset):
+    def __init__(
+        self,
+        split: str,
+        root: str | Path,
+        keypoints: list[str] = ("left_eye", "right_eye", "mouth"),
+        folders: list[str] = tuple(FOLDERS),
+        preprocess: str = "seed",
+        resize: int = 128,
+        border: int = 20,
+        fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+        transform=None,
+    ):
+        super().__init__(transform)
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if preprocess not in ("seed", "none"):
+            raise ValueError(f"preprocess must be 'seed' or 'none', got {preprocess!r}")
+        unknown = [name for name in keypoints if name not in ALL_NAMES]
+        if unknown or not keypoints:
+            raise ValueError(f"unknown CAT keypoints {unknown}: choose among {ALL_NAMES}")
+        self.kept = [ALL_NAMES.index(name) for name in keypoints]
+        self.meta = cat_meta(list(keypoints))
+        self.preprocess, self.resize, self.border = preprocess, resize, border
+
+        images, labels = self._scan(Path(root), folders, report=split == "train")
+        bounds = np.round(np.cumsum([0, *fractions]) / sum(fractions) * len(images)).astype(int)
+        start, stop = bounds[SPLITS.index(split)], bounds[SPLITS.index(split) + 1]
+        self.images, self.labels = images[start:stop], labels[start:stop]
+        log.info("cat %s: %d images (%s to %s)", split, len(self.images),
+                 self.images[0].name if self.images else "-", self.images[-1].name if self.images else "-")
+
+    @staticmethod
+    def _scan(root: Path, folders: list[str], report: bool) -> tuple[list[Path], list[np.ndarray]]:
+        missing = [folder for folder in folders if not (root / folder).is_dir()]
+        if missing:
+            raise DataError(f"{root}: folders {missing} not found (expected the CAT_00 … CAT_06 layout; "
+                            f"data.dataset.folders lists the ones to use)")
+        skips = SkipLog(f"CAT dataset in {root}")
+        images, labels = [], []
+        for folder in folders:
+            for image in sorted((root / folder).glob("*.jpg")):
+                label = image.with_name(image.name + ".cat")
+                try:
+                    if not label.is_file():
+                        raise DataError(f"{image}: no label file {label.name}")
+                    labels.append(read_cat_file(label))
+                except DataError as error:
+                    skips.skip(str(error))
+                    continue
+                images.append(image)
+            for label in sorted((root / folder).glob("*.jpg.cat")):
+                if not label.with_suffix("").is_file():
+                    skips.skip(f"{label}: image {label.with_suffix('').name} not found")
+        if report:
+            skips.report(log)
+        return images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load(self, index: int) -> RawSample:
+        image = read_image(self.images[index])
+        keypoints = self.labels[index][self.kept]
+        if self.preprocess == "seed":
+            image, keypoints = seed_crop(image, keypoints, self.resize, self.border)
+        return RawSample(image=image, keypoints=keypoints, visible=np.ones(len(keypoints), bool))

@@ -1,0 +1,218 @@
+"""Kaggle "Facial Keypoints Detection": 96×96 grey faces with 15 keypoints, many rows missing most of them.
+
+Files (the Kaggle layout, in `root`):
+  training.csv       30 columns `<keypoint>_x, <keypoint>_y` in pixels (empty: missing), then `Image`: 9216
+                     space-separated grey values of the 96×96 image, row-major
+  test.csv           `ImageId,Image` (no labels)
+  IdLookupTable.csv  `RowId,ImageId,FeatureName,Location`: the values a submission must give (`RowId,Location`)
+"Left" is the person's left, which appears on the image's right.
+
+subset=complete keeps the rows with all 15 keypoints (the original's 2140-image setting); subset=all keeps every row,
+missing keypoints invisible, so they are masked out of the loss. The split is drawn over all rows before the subset is
+applied, so both settings hold out the same faces.
+
+Parsing 9216 numbers per row takes seconds, so training.csv is parsed once into an .npz file in `cache_dir`, named by
+the hash of the CSV's content (an edited CSV is parsed again; a copy elsewhere reuses the cache).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from kp.data.base import KeypointDataset, KeypointMeta, RawSample
+from kp.data.io import DataError, SkipLog, parse_number, where
+
+log = logging.getLogger(__name__)
+
+NAMES = [
+    "left_eye_center", "right_eye_center",
+    "left_eye_inner_corner", "left_eye_outer_corner", "right_eye_inner_corner", "right_eye_outer_corner",
+    "left_eyebrow_inner_end", "left_eyebrow_outer_end", "right_eyebrow_inner_end", "right_eyebrow_outer_end",
+    "nose_tip", "mouth_left_corner", "mouth_right_corner", "mouth_center_top_lip", "mouth_center_bottom_lip",
+]
+FLIP_PAIRS = [(0, 1), (2, 4), (3, 5), (6, 8), (7, 9), (11, 12)]
+SKELETON = [(2, 3), (4, 5), (6, 7), (8, 9), (0, 10), (1, 10), (10, 13), (11, 13), (12, 13), (11, 14), (12, 14)]
+SIZE = 96
+SPLITS = ("train", "val", "test")
+CACHE_VERSION = "1"  # bump when the cached arrays change meaning
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kp"
+
+
+def parse_pixels(text: str, at: str) -> np.ndarray:
+    values = np.fromstring(text, dtype=np.int64, sep=" ")  # stops at the first bad token: the count check sees it
+    if values.size != SIZE * SIZE or len(text.split()) != SIZE * SIZE:
+        raise DataError(f"{at}: Image has {len(text.split())} values, expected {SIZE * SIZE} ({SIZE}×{SIZE})")
+    if values.min() < 0 or values.max() > 255:
+        raise DataError(f"{at}: Image has values outside 0..255")
+    return values.astype(np.uint8).reshape(SIZE, SIZE)
+
+
+def _parse_training(path: Path) -> dict[str, np.ndarray]:
+    """Every good row of training.csv: images N×96×96 uint8, keypoints N×15×2 (NaN: missing), their CSV lines, and
+    the reasons for the rows skipped."""
+    skips = SkipLog(str(path))
+    images, keypoints, lines = [], [], []
+    with open(path, newline="") as file:
+        reader = csv.reader(file)
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path}: empty file")
+        wanted = [f"{name}_{axis}" for name in NAMES for axis in "xy"] + ["Image"]
+        missing = [column for column in wanted if column not in header]
+        extra = [column for column in header if column not in wanted]
+        if missing or extra:
+            raise DataError(f"{path}:1: header does not match the 15 Kaggle keypoints (x, y) + Image: "
+                            f"missing {missing}, unexpected {extra}")
+        columns = [header.index(column) for column in wanted]
+        for row in reader:
+            at = where(path, reader.line_num)
+            try:
+                if len(row) != len(header):
+                    raise DataError(f"{at}: {len(row)} columns, expected {len(header)}")
+                values = [row[c] for c in columns]
+                points = [np.nan if not text.strip() else parse_number(text, at, f"{wanted[i]} value")
+                          for i, text in enumerate(values[:-1])]
+                images.append(parse_pixels(values[-1], at))
+            except DataError as error:
+                skips.skip(str(error))
+                continue
+            keypoints.append(np.array(points, np.float32).reshape(len(NAMES), 2))
+            lines.append(reader.line_num)
+    return {
+        "images": np.stack(images) if images else np.zeros((0, SIZE, SIZE), np.uint8),
+        "keypoints": np.stack(keypoints) if keypoints else np.zeros((0, len(NAMES), 2), np.float32),
+        "lines": np.array(lines, np.int64),
+        "skipped": np.array(skips.reasons, dtype=str),
+    }
+
+
+@functools.lru_cache(maxsize=4)
+def _load_training(path: Path, size: int, mtime_ns: int, cache_dir: Path) -> dict[str, np.ndarray]:
+    """Parsed training.csv, from the cache when its content was parsed before (memoised per process: the three
+    splits share one parse)."""
+    digest = hashlib.blake2b(CACHE_VERSION.encode(), digest_size=16)
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 22), b""):
+            digest.update(block)
+    cached = cache_dir / "facial" / f"{digest.hexdigest()}.npz"
+    if cached.exists():
+        with np.load(cached) as data:
+            return {key: data[key] for key in data.files}
+    log.info("parsing %s once; cached as %s", path, cached)
+    parsed = _parse_training(path)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_suffix(f".{os.getpid()}.tmp.npz")  # written whole, then renamed: no half-read caches
+    np.savez(partial, **parsed)
+    os.replace(partial, cached)
+    return parsed
+
+
+class FacialKeypoints(KeypointDataset):
+    meta = KeypointMeta(names=NAMES, flip_pairs=FLIP_PAIRS, skeleton=SKELETON, norm_pair=(0, 1))
+
+    def __init__(
+        self,
+        split: str,
+        root: str | Path,
+        subset: str = "complete",
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.0,
+        seed: int = 0,
+        cache_dir: str | Path | None = None,
+        transform=None,
+    ):
+        """test_fraction=0 (the default: Kaggle's test.csv has no labels) makes the test split the validation rows."""
+        super().__init__(transform)
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if subset not in ("complete", "all"):
+            raise ValueError(f"subset must be 'complete' or 'all', got {subset!r}")
+        path = Path(root) / "training.csv"
+        if not path.is_file():
+            raise DataError(f"{path}: not found (data.dataset.root should hold the Kaggle files)")
+        stat = path.stat()
+        data = _load_training(path.resolve(), stat.st_size, stat.st_mtime_ns,
+                              Path(cache_dir) if cache_dir else default_cache_dir())
+        if split == "train":  # report once, not once per split
+            skips = SkipLog(str(path))
+            skips.reasons = list(data["skipped"])
+            skips.report(log)
+
+        n = len(data["images"])
+        order = np.random.default_rng(seed).permutation(n)
+        n_val, n_test = round(n * val_fraction), round(n * test_fraction)
+        chosen = {"val": order[:n_val], "test": order[n_val:n_val + n_test] if n_test else order[:n_val],
+                  "train": order[n_val + n_test:]}[split]
+        if subset == "complete":
+            chosen = chosen[np.isfinite(data["keypoints"][chosen]).all(axis=(1, 2))]
+        self.rows = np.sort(chosen)
+        self.images, self.keypoints, self.lines = data["images"], data["keypoints"], data["lines"]
+        self.path, self.split = path, split
+        log.info("facial %s (subset=%s): %d images", split, subset, len(self.rows))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def load(self, index: int) -> RawSample:
+        row = self.rows[index]
+        keypoints = self.keypoints[row]
+        return RawSample(image=self.images[row][:, :, None], keypoints=keypoints,
+                         visible=np.isfinite(keypoints).all(axis=1))
+
+
+class KaggleTestImages(KeypointDataset):
+    """The unlabelled images of test.csv, in file order, for predictions (keypoints all invisible)."""
+
+    meta = FacialKeypoints.meta
+
+    def __init__(self, root: str | Path, transform=None):
+        super().__init__(transform)
+        path = Path(root) / "test.csv"
+        ids, images = [], []
+        with open(path, newline="") as file:
+            reader = csv.DictReader(file)
+            if reader.fieldnames != ["ImageId", "Image"]:
+                raise DataError(f"{path}:1: header {reader.fieldnames}, expected ['ImageId', 'Image']")
+            for row in reader:  # every test image needs a prediction: a bad row is an error, not a skip
+                at = where(path, reader.line_num)
+                ids.append(int(parse_number(row["ImageId"], at, "ImageId")))
+                images.append(parse_pixels(row["Image"] or "", at))
+        self.image_ids, self.images = np.array(ids), np.stack(images)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load(self, index: int) -> RawSample:
+        return RawSample(image=self.images[index][:, :, None], keypoints=np.zeros((len(NAMES), 2), np.float32),
+                         visible=np.zeros(len(NAMES), bool))
+
+
+def write_submission(keypoints: np.ndarray, image_ids, lookup_csv: str | Path, out_csv: str | Path) -> Path:
+    """Kaggle submission `RowId,Location` for the rows IdLookupTable.csv asks for; keypoints N×15×2 are pixel
+    predictions for image_ids (as KaggleTestImages yields them), clipped to [0, 96]."""
+    keypoints = np.clip(np.asarray(keypoints, np.float64), 0.0, float(SIZE))
+    index_of = {int(image_id): i for i, image_id in enumerate(image_ids)}
+    column_of = {f"{name}_{axis}": (k, a) for k, name in enumerate(NAMES) for a, axis in enumerate("xy")}
+    out_csv = Path(out_csv)
+    with open(lookup_csv, newline="") as src, open(out_csv, "w", newline="") as dst:
+        reader, writer = csv.DictReader(src), csv.writer(dst)
+        writer.writerow(["RowId", "Location"])
+        for row in reader:
+            at = where(lookup_csv, reader.line_num)
+            if row["ImageId"] is None or int(row["ImageId"]) not in index_of:
+                raise DataError(f"{at}: ImageId {row['ImageId']} has no prediction")
+            if row["FeatureName"] not in column_of:
+                raise DataError(f"{at}: unknown FeatureName {row['FeatureName']!r}")
+            k, a = column_of[row["FeatureName"]]
+            writer.writerow([row["RowId"], f"{keypoints[index_of[int(row['ImageId'])], k, a]:.4f}"])
+    return out_csv
