@@ -54,6 +54,7 @@ class KeypointDataModule(L.LightningDataModule):
         return tuple(self.splits["train"][0]["image"].shape)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        self.setup()
         return DataLoader(
             self.splits[split],
             batch_size=self.batch_size,
