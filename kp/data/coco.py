@@ -235,16 +235,16 @@ class CocoKeypoints(KeypointDataset):
         return keypoints, visible, self._box(bbox, keypoints[labelled])
 
     def _box(self, bbox, labelled_points: np.ndarray) -> tuple[int, int, int, int]:
-        """A square in whole pixels around the bbox (or, without one, around the labelled keypoints), grown by the
-        margin."""
+        """A square in whole pixels around the bbox and the labelled keypoints (some files have boxes that cut off
+        keypoints, some have no box), grown by the margin."""
+        (x, y), (x1, y1) = labelled_points.min(axis=0), labelled_points.max(axis=0)
         try:
-            x, y, w, h = (float(b) for b in bbox)
-            usable = w > 0 and h > 0 and all(map(math.isfinite, (x, y, w, h)))
+            bx, by, bw, bh = (float(b) for b in bbox)
+            if bw > 0 and bh > 0 and all(map(math.isfinite, (bx, by, bw, bh))):
+                x, y, x1, y1 = min(x, bx), min(y, by), max(x1, bx + bw), max(y1, by + bh)
         except (TypeError, ValueError):
-            usable = False
-        if not usable:
-            (x, y), (x1, y1) = labelled_points.min(axis=0), labelled_points.max(axis=0)
-            w, h = x1 - x, y1 - y
+            pass  # no usable box: the keypoints alone
+        w, h = x1 - x, y1 - y
         side = max(2, int(round(max(w, h, 1.0) * (1 + self.margin))))
         return int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), side, side
 
