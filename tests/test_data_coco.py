@@ -79,7 +79,8 @@ def test_crop_geometry_is_exact(tmp_path):
     sample = every_instance(write_coco(tmp_path))[0]  # bbox [10, 10, 36, 32]: centre (28, 26)
     side = round(36 * 1.25)  # the longer side plus the margin
     x0, y0 = round(28 - side / 2), round(26 - side / 2)
-    expected = [((x - x0 + 0.5) * SIZE / side - 0.5, (y - y0 + 0.5) * SIZE / side - 0.5) for x, y in instance_points(10, 10)]
+    scale = SIZE / side
+    expected = [((x - x0 + 0.5) * scale - 0.5, (y - y0 + 0.5) * scale - 0.5) for x, y in instance_points(10, 10)]
     assert sample["keypoints"][0].tolist() == pytest.approx(expected[0], abs=1e-4)
     assert sample["keypoints"][2].tolist() == pytest.approx(expected[2], abs=1e-4)
 
@@ -165,7 +166,8 @@ def test_bad_annotations_are_skipped_counted_and_named(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("spoil, message", [
-    (lambda d: d["annotations"][2]["keypoints"].extend([1, 1, 2]), "annotation id 3 has 12 keypoint values, expected 3"),
+    (lambda d: d["annotations"][2]["keypoints"].extend([1, 1, 2]),
+     "annotation id 3 has 12 keypoint values, expected 3"),
     (lambda d: d["annotations"][0].update(image_id=77), "annotation id 1 refers to image_id 77"),
     (lambda d: [a["keypoints"].__setitem__(slice(2, None, 3), [1, 1, 1]) for a in d["annotations"][:5]],
      "no keypoint of the train split is visible .* set occluded_visible=true"),

@@ -73,7 +73,8 @@ class CardPacks(KeypointDataset):
         self.frames = [frames[i] for i in chosen]
         totals = {f.total for f in frames}
         if len(totals) > 1:
-            log.info("%s: total_cards varies (%s): counts are reported as fractions of the pack", csv_path, sorted(totals))
+            log.info("%s: total_cards varies (%s): counts are reported as fractions of the pack", csv_path,
+                     sorted(totals))
         self.meta = KeypointMeta(names=list(POINTS), flip_pairs=list(FLIP_PAIRS), skeleton=list(SKELETON),
                                  count_scale=totals.pop() if len(totals) == 1 else None)
 

@@ -195,7 +195,8 @@ class CocoKeypoints(KeypointDataset):
         if category is not None:
             ids = [c["id"] for c in data["categories"] if category in (c["id"], c.get("name"))]
             if not ids:
-                raise DataError(f"{path}: no category {category!r}; there are {[c.get('name') for c in data['categories']]}")
+                known = [c.get("name") for c in data["categories"]]
+                raise DataError(f"{path}: no category {category!r}; there are {known}")
         else:
             ids = list(categories)
         # Crowd regions are not single instances: COCO gives them no keypoints.

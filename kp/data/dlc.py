@@ -1,10 +1,10 @@
 """A DeepLabCut project: its labelled frames as a keypoint dataset.
 
-The project folder holds `config.yaml` (scorer, bodyparts, skeleton) and `labeled-data/<video>/CollectedData_<scorer>.csv`
-per video: three header rows (scorer / bodyparts / coords), then one row per frame whose index is the image path
-relative to the project (one column, or DeepLabCut >= 2.2's three: labeled-data, video, file), then x, y per body part
-in pixels; an empty cell is a body part not labelled in that frame. Frames may differ in size: each is scaled to fit
-width × height, keeping its aspect ratio, and padded with black.
+The project folder holds `config.yaml` (scorer, bodyparts, skeleton) and, per video,
+`labeled-data/<video>/CollectedData_<scorer>.csv`: three header rows (scorer / bodyparts / coords), then one row per
+frame whose index is the image path relative to the project (one column, or DeepLabCut >= 2.2's three: labeled-data,
+video, file), then x, y per body part in pixels; an empty cell is a body part not labelled in that frame. Frames may
+differ in size: each is scaled to fit width × height, keeping its aspect ratio, and padded with black.
 
 Frames of one video are near-duplicates, so the split is by video (split_by=video); a project with fewer videos than
 splits needs split_by=frame, which is optimistic for the same reason.
@@ -138,7 +138,8 @@ def _read_label_file(project: Path, csv_path: Path, bodyparts: tuple[str, ...], 
     columns: dict[str, dict[str, int]] = {}
     for i in range(index_width, len(coords_row)):
         if coords_row[i] not in ("x", "y"):
-            raise DataError(f"{where(csv_path, 3)}: column {i + 1} is {coords_row[i]!r}; expected x and y per body part")
+            raise DataError(f"{where(csv_path, 3)}: column {i + 1} is {coords_row[i]!r}; expected x and y per "
+                            "body part")
         columns.setdefault(parts_row[i], {})[coords_row[i]] = i
     if sorted(columns) != sorted(bodyparts) or any(len(xy) != 2 for xy in columns.values()):
         raise DataError(f"{csv_path}: body parts {list(columns)} (with x and y each) differ from config.yaml's "
