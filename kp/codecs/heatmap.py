@@ -35,9 +35,9 @@ STYLES = ("gaussian", "blurred_disc")
 
 def blurred_disc_stamp() -> torch.Tensor:
     """The cat seed's heatmap around one keypoint, drawn the seed's way (11×11, centred, peak 1)."""
-    canvas = np.zeros((11, 11), np.float32)
-    cv2.circle(canvas, (5, 5), 2, 1.0, 2)
-    return torch.from_numpy(cv2.GaussianBlur(canvas, (5, 5), 0))
+    canvas = np.zeros((21, 21), np.float32)  # room around the disc, so the blur's border rule plays no part
+    cv2.circle(canvas, (10, 10), 2, 1.0, 2)
+    return torch.from_numpy(cv2.GaussianBlur(canvas, (5, 5), 0)[5:16, 5:16].copy())
 
 
 class HeatmapCodec:
