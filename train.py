@@ -115,7 +115,8 @@ def _print_table(metrics: dict, keypoint_names: list[str], output_dir: Path) -> 
     Console().print(table)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+# An absolute config path, so that sweep.py (which imports this module) finds conf/ too.
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "conf"), config_name="train")
 def main(cfg: DictConfig) -> float:
     try:
         return train(cfg)

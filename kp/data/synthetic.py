@@ -87,7 +87,9 @@ class SyntheticKeypoints(KeypointDataset):
             colour = rng.uniform(0, 255, size=3)
             cv2.rectangle(image, _px(np.array([x0, y0])), _px(np.array([x0 + w, y0 + h])), colour.tolist(), -1,
                           cv2.LINE_AA, SUBPIXEL)
-            covered = (keypoints[:, 0] >= x0) & (keypoints[:, 0] <= x0 + w) & (keypoints[:, 1] >= y0) & (keypoints[:, 1] <= y0 + h)
+            # A keypoint within a pixel of the rectangle is half hidden: call it occluded rather than guess.
+            covered = ((keypoints[:, 0] >= x0 - 1) & (keypoints[:, 0] <= x0 + w + 1)
+                       & (keypoints[:, 1] >= y0 - 1) & (keypoints[:, 1] <= y0 + h + 1))
             visible &= ~covered
 
         count = self._draw_dots(image, rng, keypoints)

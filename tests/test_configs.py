@@ -1,0 +1,71 @@
+"""Every config option composes, bad configurations fail at start with a clear message."""
+
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import MissingConfigException
+from omegaconf import OmegaConf
+
+from tests.helpers import CONF_DIR, ROOT, TINY_DATA, compose_config
+from train import ConfigError, build
+
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+OPTIONS = [(group, option.stem) for group in GROUPS for option in sorted((CONF_DIR / group).glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_and_resolves(group, option, tmp_path):
+    cfg = compose_config(f"{group}={option}", output_dir=tmp_path)
+    # Resolving every interpolation of the job's config catches typos in cross-group references.
+    for key, node in cfg.items():
+        if key != "hydra" and OmegaConf.is_config(node):
+            OmegaConf.to_container(node, resolve=True)
+    # Every node is instantiable through _target_: one object (data, target, model, optimizer, scheduler, trainer)
+    # or a dict of named objects (loss terms, loggers, callbacks).
+    if group in ("data", "target", "model", "optimizer", "trainer") or (group == "scheduler" and cfg.scheduler):
+        assert "_target_" in cfg[group]
+    if group in ("loss", "logger", "callbacks"):
+        assert cfg[group] and all("_target_" in term for term in cfg[group].values() if term)
+
+
+def test_groups_the_design_names_exist():
+    assert {"data", "target", "model", "loss", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths",
+            "hydra", "experiment", "debug"} <= set(GROUPS)
+    assert {"default", "cpu", "gpu", "ddp"} <= {o for g, o in OPTIONS if g == "trainer"}
+    assert {"heatmap", "coords"} <= {o for g, o in OPTIONS if g == "target"}
+
+
+def test_unknown_option_is_rejected_in_process(tmp_path):
+    with pytest.raises(MissingConfigException, match="model/no_such_model"):
+        compose_config("model=no_such_model", output_dir=tmp_path)
+
+
+def test_cli_unknown_option_and_help(tmp_path):
+    bad = subprocess.run([sys.executable, "train.py", "model=no_such_model"], cwd=ROOT, capture_output=True,
+                         text=True, env={"KP_ROOT": str(tmp_path), "PATH": ""})
+    assert bad.returncode != 0
+    assert "Could not find 'model/no_such_model'" in bad.stderr and "unet" in bad.stderr  # lists valid options
+    help_text = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
+    for group in ("data", "model", "target", "trainer", "debug"):
+        assert f"{group}:" in help_text
+
+
+def test_keypoint_count_mismatch_fails_before_training(tmp_path):
+    cfg = compose_config(*TINY_DATA, "+model.num_keypoints=3", output_dir=tmp_path)
+    with pytest.raises(ConfigError, match="num_keypoints=3 but the data .* has 5 keypoints"):
+        build(cfg)
+
+
+def test_cli_reports_a_config_error_without_a_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "train.py", *TINY_DATA, "+model.num_keypoints=3"], cwd=ROOT,
+                            capture_output=True, text=True, env={"KP_ROOT": str(tmp_path), "PATH": ""})
+    assert result.returncode == 1
+    assert "configuration error: model.num_keypoints=3" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_loss_term_without_its_model_head_fails_before_training(tmp_path):
+    cfg = compose_config(*TINY_DATA, "loss=multitask", output_dir=tmp_path)
+    with pytest.raises(ConfigError, match="needs the model output 'visibility'.*model.visibility_head=true"):
+        build(cfg)

@@ -1,0 +1,75 @@
+"""End-to-end: train() on the built-in data, the files a run writes, the CLI and sweeps."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from tests.helpers import CONF_DIR, ROOT, TINY_DATA, compose_config
+from train import train
+
+MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+TARGETS = sorted(p.stem for p in (CONF_DIR / "target").glob("*.yaml"))
+QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("target", TARGETS)
+def test_fast_dev_run_for_every_model_and_target(model, target, tmp_path):
+    cfg = compose_config(f"model={model}", f"target={target}", "debug=fast_dev_run", *TINY_DATA, *QUIET,
+                         "data.batch_size=4", output_dir=tmp_path)
+    train(cfg)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for name in ("test/loss", "test/rmse", "test/nme", "test/pck_0.05", "test/pck_0.1", "test/pck_0.05/left_eye"):
+        assert name in metrics
+    assert 0 <= metrics["test/pck_0.05"] <= metrics["test/pck_0.1"] <= 1
+    assert (tmp_path / "predictions.png").stat().st_size > 10_000
+
+
+def test_short_training_lowers_the_loss_and_raises_pck(tmp_path):
+    cfg = compose_config("data.dataset.sizes={train:512,val:64,test:64}", "trainer.max_epochs=3", *QUIET,
+                         output_dir=tmp_path)
+    best = train(cfg)
+    log = pd.read_csv(tmp_path / "csv" / "metrics.csv")
+    train_loss = log["train/loss_epoch"].dropna().tolist()
+    val_pck = log["val/pck_0.05"].dropna().tolist()
+    assert len(train_loss) == 3 and train_loss[-1] < 0.5 * train_loss[0]
+    assert val_pck[-1] > val_pck[0] + 0.1
+    assert log["val/pck_0.1"].dropna().iloc[-1] > 0.5
+    assert best == pytest.approx(max(val_pck), abs=1e-6)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["best/val/pck_0.05"] == pytest.approx(best, abs=1e-6)
+    assert metrics["best_checkpoint"].startswith(str(tmp_path / "checkpoints"))
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+    assert metrics["test/pck_0.1"] > 0.5  # tested on the best checkpoint, not an untrained net
+
+
+def _cli(args, root, **kwargs):
+    env = {**os.environ, "KP_ROOT": str(root)}
+    return subprocess.Popen([sys.executable, *args, *TINY_DATA, *QUIET], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def test_runs_started_together_get_their_own_directories(tmp_path):
+    jobs = [_cli(["train.py", "debug=fast_dev_run"], tmp_path) for _ in range(2)]
+    outputs = [job.communicate(timeout=300)[0] for job in jobs]
+    assert all(job.returncode == 0 for job in jobs), outputs
+    runs = sorted((tmp_path / "logs" / "train" / "runs").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        assert json.loads((run / "metrics.json").read_text())["test/pck_0.1"] >= 0
+        assert (run / "predictions.png").exists() and (run / ".hydra" / "config.yaml").exists()
+    assert "Final metrics" in outputs[0] and "test/pck_0.05" in outputs[0]
+
+
+def test_sweep_runs_each_job_in_its_own_directory(tmp_path):
+    job = _cli(["sweep.py", "-m", "seed=1,2", "debug=limit", "trainer.max_epochs=1"], tmp_path)
+    output = job.communicate(timeout=300)[0]
+    assert job.returncode == 0, output
+    (sweep_dir,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    for number, seed in (("0", 1), ("1", 2)):
+        assert "metrics.json" in os.listdir(sweep_dir / number)
+        assert f"seed: {seed}" in (sweep_dir / number / ".hydra" / "config.yaml").read_text()
