@@ -35,12 +35,13 @@ def kaggle_row(seed: int, complete: bool) -> list[str]:
 
 @pytest.fixture
 def kaggle(tmp_path):
-    """training.csv with 20 good rows (8 complete) and 4 bad ones on lines 5 to 8."""
+    """training.csv with 19 good rows and 5 bad ones (lines 5 to 8, and 11)."""
     rows = [kaggle_row(i, complete=i % 5 < 2) for i in range(20)]
     bad = [kaggle_row(100, True)[1:], kaggle_row(101, True), kaggle_row(102, True), kaggle_row(103, True)]
     bad[1][4] = "abc"
     bad[2][7] = "inf"
     bad[3][-1] = bad[3][-1].rsplit(" ", 1)[0]  # 9215 pixel values
+    rows[5][-1] = rows[5][-1].replace(" ", " 1.5 ", 1)  # a non-integer pixel: a fifth bad row, line 11
     root = tmp_path / "kaggle"
     root.mkdir()
     with open(root / "training.csv", "w", newline="") as file:
@@ -53,7 +54,7 @@ def test_facial_rows_subsets_and_pixels(kaggle, tmp_path):
         return FacialKeypoints(name, kaggle, subset=subset, val_fraction=0.2, cache_dir=tmp_path / "cache")
 
     train, val, test = (split(name, "all") for name in ("train", "val", "test"))
-    assert (len(train), len(val)) == (16, 4)
+    assert (len(train), len(val)) == (15, 4)
     assert sorted(test.rows) == sorted(val.rows)  # test_fraction=0: Kaggle's test.csv has no labels
     assert not set(train.rows) & set(val.rows)
     complete = split("train", "complete")
@@ -74,14 +75,15 @@ def test_facial_rows_subsets_and_pixels(kaggle, tmp_path):
 def test_facial_bad_rows_are_skipped_counted_and_named(kaggle, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="kp.data.facial"):
         data = FacialKeypoints("train", kaggle, subset="all", val_fraction=0.0, cache_dir=tmp_path)
-    assert len(data) == 20
+    assert len(data) == 19
     message = caplog.text
-    assert "skipped 4 bad sample(s)" in message
+    assert "skipped 5 bad sample(s)" in message
     path = str(kaggle / "training.csv")
     assert f"{path}:5: 30 columns, expected 31" in message
     assert f"{path}:6: left_eye_inner_corner_x value 'abc' is not a number" in message
     assert f"{path}:7: left_eye_outer_corner_y value 'inf' is not finite" in message
     assert f"{path}:8: Image has 9215 values, expected 9216" in message
+    assert f"{path}:11: Image has values that are not integers" in message
 
 
 def test_facial_parse_is_cached_by_content(kaggle, tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ import functools
 import hashlib
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +50,14 @@ def default_cache_dir() -> Path:
 
 
 def parse_pixels(text: str, at: str) -> np.ndarray:
-    values = np.fromstring(text, dtype=np.int64, sep=" ")  # stops at the first bad token: the count check sees it
-    if values.size != SIZE * SIZE or len(text.split()) != SIZE * SIZE:
-        raise DataError(f"{at}: Image has {len(text.split())} values, expected {SIZE * SIZE} ({SIZE}×{SIZE})")
+    with warnings.catch_warnings():  # numpy warns (and will raise) where a token is not an integer
+        warnings.simplefilter("error", DeprecationWarning)
+        try:
+            values = np.fromstring(text, dtype=np.int64, sep=" ")
+        except (ValueError, DeprecationWarning):
+            raise DataError(f"{at}: Image has values that are not integers") from None
+    if values.size != SIZE * SIZE:
+        raise DataError(f"{at}: Image has {values.size} values, expected {SIZE * SIZE} ({SIZE}×{SIZE})")
     if values.min() < 0 or values.max() > 255:
         raise DataError(f"{at}: Image has values outside 0..255")
     return values.astype(np.uint8).reshape(SIZE, SIZE)

@@ -63,10 +63,11 @@ def parse_number(text: str, at: str, what: str = "coordinate") -> float:
 
 def _truncated(data: bytes) -> bool:
     """cv2 decodes a cut-off JPEG or PNG without complaint (grey below the cut): check the end markers."""
-    if data[:2] == b"\xff\xd8":  # JPEG: ends with the EOI marker (a few padding bytes may follow)
-        return b"\xff\xd9" not in data[-64:]
+    if data[:2] == b"\xff\xd8":  # JPEG: the last scan (SOS marker) must be followed by the end-of-image marker;
+        # scan data never holds these byte pairs (0xFF is stuffed), and trailers after EOI do no harm
+        return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
     if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return b"IEND" not in data[-16:]
+        return b"IEND" not in data
     return False
 
 
