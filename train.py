@@ -2,7 +2,9 @@
 
 Composes the Hydra config in conf/, trains with Lightning, tests the best checkpoint, and leaves in the run directory:
 checkpoints/ (best and last.ckpt), csv/metrics.csv (every logged value), metrics.json (final test metrics and the best
-validation metric), predictions.png (test predictions against the ground truth) and .hydra/ (the resolved config).
+validation metric), predictions.png (test predictions against the ground truth), run_info.json (git commit and dirty flag, package
+versions, status, wall time) and .hydra/ (the resolved config and the overrides).
+Resume with ckpt_path=last (the newest run of the same task_name) or ckpt_path=<file>.
 """
 
 from __future__ import annotations
@@ -16,14 +18,18 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from rich.console import Console
 from rich.table import Table
 
-from kp.module import KeypointModule
+from kp import run_info
+from kp.module import KeypointModule, NonFiniteLossError
 from kp.viz import plot_predictions
+from kp.wandb_logging import finish_runs
 
 log = logging.getLogger("kp.train")
 
@@ -74,17 +80,34 @@ def _check_losses(net, losses, datamodule, input_shape) -> None:
 
 def train(cfg: DictConfig) -> float:
     """Fit, test the best checkpoint, write metrics.json and predictions.png; return the best validation value of
-    cfg.optimized_metric (what a sweep optimises)."""
+    cfg.optimized_metric (what a sweep optimises). run_info.json records how the run went, failed or not."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    datamodule, module = build(cfg)
-    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
+    run_info.record_start(output_dir)
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    try:
+        best_value = _fit_and_test(cfg, output_dir, loggers)
+    except Exception as error:
+        run_info.record_end(output_dir, error)
+        finish_runs(loggers, failed=True)
+        raise
+    run_info.record_end(output_dir)
+    finish_runs(loggers)  # each job of a multirun is its own W&B run
+    return best_value
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+def _fit_and_test(cfg: DictConfig, output_dir: Path, loggers: list) -> float:
+    datamodule, module = build(cfg)
+    ckpt_path = _checkpoint_to_resume(cfg, output_dir)
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(flat_config(cfg))
+    if trainer.world_size > 1:
+        _ddp_processes_join_this_job()
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best_path = checkpoint.best_model_path if checkpoint else ""
@@ -105,6 +128,39 @@ def train(cfg: DictConfig) -> float:
     return best_value
 
 
+def flat_config(cfg: DictConfig) -> dict:
+    """The resolved config with dotted keys (model.backbone.width: 16), as loggers show a run's parameters."""
+    def walk(node: dict, prefix: str):
+        for key, value in node.items():
+            if isinstance(value, dict) and value:
+                yield from walk(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+    return dict(walk(OmegaConf.to_container(cfg, resolve=True), ""))
+
+
+def _checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path == "last":
+        ckpt_path = str(run_info.newest_last_checkpoint(Path(cfg.paths.log_dir) / cfg.task_name, exclude=output_dir))
+    elif ckpt_path and not Path(ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+    return ckpt_path
+
+
+def _ddp_processes_join_this_job() -> None:
+    """Lightning starts the other DDP processes by re-running this script with sys.argv and hydra.run.dir. In a
+    multirun job that would start a new sweep in another directory: make them re-run just this job, in its directory."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+
+
 def _print_table(metrics: dict, keypoint_names: list[str], output_dir: Path) -> None:
     table = Table(title=f"Final metrics ({output_dir})")
     table.add_column("metric")
@@ -123,6 +179,9 @@ def main(cfg: DictConfig) -> float:
     except ConfigError as error:
         log.error("configuration error: %s", error)
         sys.exit(f"configuration error: {error}")
+    except NonFiniteLossError as error:
+        log.error("training stopped: %s", error)
+        sys.exit(f"training stopped: {error}")
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ Logged names: <split>/loss, <split>/loss_<term>, and for val/test <split>/rmse, 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError
@@ -17,6 +19,10 @@ from torchmetrics import MeanAbsoluteError
 from kp.data.base import KeypointMeta
 from kp.losses import LossTerm
 from kp.metrics import NME, PCK, KeypointRMSE, pair_distance
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite: training stops before the bad step, checkpoints stay as they were."""
 
 
 class KeypointModule(L.LightningModule):
@@ -76,7 +82,15 @@ class KeypointModule(L.LightningModule):
         return total
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self._loss(self.net(batch["image"]), batch, "train")
+        loss = self._loss(self.net(batch["image"]), batch, "train")
+        if not torch.isfinite(loss):
+            # Stop before the optimiser applies it: no later checkpoint overwrites the last good one.
+            checkpoint = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none saved yet"
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step} "
+                f"(batch {batch_idx}); try a lower optimizer.lr or gradient clipping (trainer.gradient_clip_val). "
+                f"Last good checkpoint: {checkpoint}")
+        return loss
 
     def _evaluate(self, batch: dict, split: str) -> dict[str, torch.Tensor]:
         outputs = self.net(batch["image"])
@@ -123,6 +137,21 @@ class KeypointModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Lightning keeps epoch, step, optimiser and scheduler; the random streams make a resumed run continue
+        # with the same shuffling and augmentation as an uninterrupted one.
+        name, keys, position, has_gauss, cached = np.random.get_state()
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                                    # plain lists: checkpoints load with torch.load(weights_only=True)
+                                    "numpy": [name, keys.tolist(), position, has_gauss, cached]}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "rng_states" in checkpoint:
+            torch.set_rng_state(checkpoint["rng_states"]["torch"])
+            name, keys, position, has_gauss, cached = checkpoint["rng_states"]["numpy"]
+            np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
+            random.setstate(checkpoint["rng_states"]["python"])
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

@@ -1,0 +1,79 @@
+"""What a run directory records beside Hydra's .hydra/ (resolved config, overrides): run_info.json with the git
+commit, whether the tree was dirty, the package versions, the command, the status (running, completed, failed and
+its error) and the wall time. Also finds the checkpoint that `ckpt_path=last` resumes."""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from lightning.pytorch.utilities import rank_zero_only
+
+PACKAGES = ("torch", "lightning", "torchmetrics", "hydra-core", "omegaconf", "numpy", "albumentations",
+            "opencv-python-headless", "wandb", "kp")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def git_state(repo: Path = REPO) -> dict:
+    """{"commit": sha or None, "dirty": bool or None}: None where the code is not in a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+@rank_zero_only  # the other DDP processes share the run directory
+def record_start(output_dir: Path) -> None:
+    info = {"status": "running", "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "start_time": time.time(), "command": [sys.executable, *sys.argv], "host": socket.gethostname(),
+            **git_state(), "packages": package_versions()}
+    _write(output_dir, info)
+
+
+@rank_zero_only
+def record_end(output_dir: Path, error: BaseException | None = None) -> None:
+    info = read(output_dir)
+    info["status"] = "failed" if error else "completed"
+    if error:
+        info["error"] = f"{type(error).__name__}: {error}"
+    info["wall_time_s"] = round(time.time() - info.get("start_time", time.time()), 2)
+    _write(output_dir, info)
+
+
+def read(output_dir: Path) -> dict:
+    path = Path(output_dir) / "run_info.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write(output_dir: Path, info: dict) -> None:
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(output_dir) / "run_info.json").write_text(json.dumps(info, indent=2))
+
+
+def newest_last_checkpoint(task_dir: Path, exclude: Path | None = None) -> Path:
+    """The most recently written checkpoints/last.ckpt of any run or multirun job under logs/<task_name>/."""
+    candidates = [p for p in Path(task_dir).glob("**/checkpoints/last.ckpt")
+                  if exclude is None or Path(exclude).resolve() not in p.resolve().parents]
+    if not candidates:
+        raise FileNotFoundError(f"ckpt_path=last: no checkpoints/last.ckpt under {task_dir} (no earlier run of this "
+                                f"task_name to resume)")
+    return max(candidates, key=lambda p: p.stat().st_mtime)
