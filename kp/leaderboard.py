@@ -1,0 +1,127 @@
+"""The leaderboard of a sweep, built from its job directories alone (so `python sweep.py --summarize <sweep_dir>`
+rebuilds it at any time): one row per job with its status (and error), its overrides, the objective (the best
+validation value of optimized_metric), the final test metrics, the wall time and the run dir. Printed as a table and
+written to the sweep dir as leaderboard.csv, leaderboard.md and objective.png (the objective against each swept
+parameter). LeaderboardCallback does it at the end of every multirun (conf/hydra/default.yaml)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from hydra.experimental.callback import Callback  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from kp import run_info  # noqa: E402
+
+log = logging.getLogger("kp.leaderboard")
+
+
+class Leaderboard:
+    """rows: one per job, best objective first, failed jobs last; swept: the override keys whose values differ
+    between jobs (all override keys when none do); objective: "<optimized_metric> (<mode>)"."""
+
+    def __init__(self, sweep_dir: Path):
+        self.sweep_dir = Path(sweep_dir)
+        jobs = sorted((p for p in self.sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+        if not jobs:
+            raise FileNotFoundError(f"{sweep_dir}: no job directories (0/, 1/, ...): is this a multirun directory?")
+        rows, override_keys = [], {}
+        for job in jobs:
+            config = OmegaConf.load(job / ".hydra" / "config.yaml")
+            overrides = dict(o.split("=", 1) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml"))
+            override_keys.update(dict.fromkeys(overrides))
+            metrics_file = job / "metrics.json"
+            metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+            info = run_info.read(job)
+            rows.append({
+                "job": int(job.name),
+                # a job killed from outside never wrote its end: it stays "running"
+                "status": info.get("status", "completed" if metrics else "unknown"),
+                **overrides,
+                "objective": metrics.get(f"best/{config.optimized_metric}", math.nan),
+                # the overall test metrics, not the per-keypoint ones (test/pck_0.05/left_eye)
+                **{k: v for k, v in metrics.items() if k.startswith("test/") and k.count("/") == 1},
+                "wall_time_s": info.get("wall_time_s", math.nan),
+                "error": info.get("error", ""),
+                "run_dir": str(job),
+            })
+        self.objective = f"{config.optimized_metric} ({config.optimized_mode})"
+        table = pd.DataFrame(rows)
+        self.swept = [k for k in override_keys if table[k].astype(str).nunique() > 1] or list(override_keys)
+        self.rows = table.sort_values("objective", ascending=config.optimized_mode == "min", na_position="last",
+                                      kind="stable").reset_index(drop=True)
+
+    def write(self) -> None:
+        self.rows.to_csv(self.sweep_dir / "leaderboard.csv", index=False)
+        (self.sweep_dir / "leaderboard.md").write_text(self.markdown())
+        self.plot(self.sweep_dir / "objective.png")
+
+    def markdown(self) -> str:
+        columns = list(self.rows.columns)
+        lines = [f"# Leaderboard: {self.sweep_dir}", "", f"objective: best validation {self.objective}", "",
+                 "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        for row in self.rows.itertuples(index=False):
+            lines.append("| " + " | ".join(_text(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
+        return "\n".join(lines) + "\n"
+
+    def print(self) -> None:
+        table = Table(title=f"Leaderboard: {self.sweep_dir} (objective: {self.objective})")
+        columns = ["job", "status", *self.swept, "objective",
+                   *(c for c in self.rows.columns if c.startswith("test/")), "wall_time_s", "error"]
+        for column in columns:
+            table.add_column(column, justify="right" if column in ("job", "objective", "wall_time_s") else "left")
+        for _, row in self.rows.iterrows():
+            table.add_row(*(_text(row[c])[:60] for c in columns))
+        Console(width=200).print(table)
+
+    def plot(self, path: Path) -> None:
+        """One panel per swept parameter: the objective of each job against its value (log axis for numbers that
+        span a factor of 10 or more, as learning rates do)."""
+        fig, axes = plt.subplots(1, len(self.swept), figsize=(4 * len(self.swept), 3.5), squeeze=False)
+        done = self.rows[self.rows["objective"].notna()]
+        for ax, key in zip(axes.flat, self.swept):
+            values = pd.to_numeric(done[key], errors="coerce")
+            if values.notna().all() and len(values):
+                ax.scatter(values, done["objective"])
+                if values.min() > 0 and values.max() >= 10 * values.min():
+                    ax.set_xscale("log")
+            else:  # categories (model=unet,hourglass) in order of first appearance
+                categories = list(dict.fromkeys(self.rows[key].astype(str)))
+                ax.scatter([categories.index(v) for v in done[key].astype(str)], done["objective"])
+                ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
+            ax.set_xlabel(key)
+            ax.set_ylabel(self.objective)
+            ax.grid(alpha=0.3)
+        fig.suptitle(f"{self.sweep_dir.name}: {len(done)} of {len(self.rows)} jobs with an objective", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+
+
+def _text(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def summarize(sweep_dir: Path) -> Leaderboard:
+    board = Leaderboard(sweep_dir)
+    board.write()
+    board.print()
+    log.info("leaderboard: %s (.csv, .md) and %s", sweep_dir / "leaderboard", sweep_dir / "objective.png")
+    return board
+
+
+class LeaderboardCallback(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        summarize(Path(config.hydra.sweep.dir))
