@@ -57,6 +57,11 @@ class Leaderboard:
             })
         self.objective = f"{config.optimized_metric} ({config.optimized_mode})"
         table = pd.DataFrame(rows)
+        for key in override_keys:  # numbers as numbers (the CSV, sorting, the plot), the rest as written
+            try:
+                table[key] = pd.to_numeric(table[key])
+            except (ValueError, TypeError):
+                pass
         self.swept = [k for k in override_keys if table[k].astype(str).nunique() > 1] or list(override_keys)
         self.rows = table.sort_values("objective", ascending=config.optimized_mode == "min", na_position="last",
                                       kind="stable").reset_index(drop=True)
