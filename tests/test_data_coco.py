@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from kp.data.coco import CocoKeypoints, flip_pairs_from_names
-from kp.data.io import DataError
+from kp.data.coco import CocoKeypoints
+from kp.data.io import DataError, flip_pairs_from_names
 from tests.helpers import shared_data
 
 NAMES = ["left_eye", "right_eye", "nose"]

@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.coco import crop_and_resize, split_groups
-from kp.data.io import DataError, SkipLog, parse_number, read_image, where
+from kp.data.io import DataError, SkipLog, crop_and_resize, parse_number, read_image, split_groups, where
 
 log = logging.getLogger(__name__)
 

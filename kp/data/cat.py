@@ -18,14 +18,13 @@ import cv2
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import DataError, SkipLog, parse_number, read_image, where
+from kp.data.io import SPLITS, DataError, SkipLog, check_split, parse_number, read_image, where
 
 log = logging.getLogger(__name__)
 
 ALL_NAMES = ["left_eye", "right_eye", "mouth", "left_ear_1", "left_ear_2", "left_ear_3",
              "right_ear_1", "right_ear_2", "right_ear_3"]
 FOLDERS = [f"CAT_0{i}" for i in range(7)]
-SPLITS = ("train", "val", "test")
 EDGES = [("left_eye", "right_eye"), ("left_eye", "mouth"), ("right_eye", "mouth"), ("left_ear_1", "left_ear_2"),
          ("left_ear_2", "left_ear_3"), ("right_ear_1", "right_ear_2"), ("right_ear_2", "right_ear_3")]
 
@@ -82,8 +81,7 @@ class CatHeads(KeypointDataset):
         transform=None,
     ):
         super().__init__(transform)
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        check_split(split)
         if preprocess not in ("seed", "none"):
             raise ValueError(f"preprocess must be 'seed' or 'none', got {preprocess!r}")
         unknown = [name for name in keypoints if name not in ALL_NAMES]

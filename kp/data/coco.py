@@ -7,9 +7,6 @@ left/right-style names (`left_eye`, `L_Eye`, `eyeL`, `forelegR1`) unless the con
 
 Bad input follows kp.data.io's policy: a file of another kind or a keypoint count that differs from the category is
 a DataError at start; an annotation with bad numbers or a missing image is skipped and counted in the log.
-
-The helpers at the top (split_groups, crop_and_resize, flip_pairs_from_names, resolve_pairs) are shared with the
-card-pack and DeepLabCut loaders.
 """
 
 from __future__ import annotations
@@ -17,99 +14,16 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import DataError, SkipLog, read_image
+from kp.data.io import (DataError, SkipLog, crop_and_resize, flip_pairs_from_names, read_image, resolve_pairs,
+                        split_groups)
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
-
-
-def split_groups(groups: Sequence[str], split: str, fractions: Mapping[str, float], seed: int, what: str) -> list[int]:
-    """Indices of the samples that fall into `split`. Whole groups (videos, images, people) are shuffled with `seed`
-    and dealt out by `fractions`, so near-duplicate frames of one group never straddle two splits. `what` names the
-    data and its groups for the error messages (e.g. "cardpoints.csv by videoId")."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if set(fractions) != set(SPLITS) or any(fractions[s] < 0 for s in SPLITS) or not math.isclose(
-            sum(fractions[s] for s in SPLITS), 1.0, abs_tol=1e-6):
-        raise ValueError(f"fractions must give train, val and test, each >= 0 and summing to 1; got {dict(fractions)}")
-    unique = sorted(set(groups))
-    order = np.random.default_rng(seed).permutation(len(unique))
-    ends = np.round(np.cumsum([fractions[s] for s in SPLITS]) * len(unique)).astype(int)
-    k = SPLITS.index(split)
-    chosen = {unique[i] for i in order[(ends[k - 1] if k else 0):ends[k]]}
-    indices = [i for i, group in enumerate(groups) if group in chosen]
-    if not indices:
-        raise DataError(
-            f"The {split} split of {what} is empty: {len(unique)} group(s) dealt out by fractions {dict(fractions)}. "
-            "Add data or change the fractions (or split_by, where the dataset has it).")
-    return indices
-
-
-def crop_and_resize(image: np.ndarray, keypoints: np.ndarray, box: tuple[int, int, int, int],
-                    size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Cut box = (x0, y0, w, h) in whole pixels out of `image` (zeros where it leaves the image) and resize it to
-    size = (width, height); keypoints (x = column, y = row, pixel centres at integers) move with it."""
-    x0, y0, w, h = box
-    height, width = image.shape[:2]
-    pad = max(0, -x0, -y0, x0 + w - width, y0 + h - height)
-    if pad:
-        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-    crop = image[y0 + pad:y0 + pad + h, x0 + pad:x0 + pad + w]
-    out_w, out_h = size
-    shrinking = out_w < w or out_h < h
-    resized = cv2.resize(crop, (out_w, out_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    # cv2.resize maps pixel edges onto pixel edges: a centre x goes to (x + 0.5) * scale - 0.5.
-    scale = np.array([out_w / w, out_h / h], np.float32)
-    return resized, (keypoints - np.array([x0, y0], np.float32) + 0.5) * scale - 0.5
-
-
-# A side word: left/right in any case, or a lone L/R (L_Eye, eyeL, forelegR1) or l/r (l_eye).
-_SIDE = re.compile(r"(?i:left|right)|(?<![A-Z])[LR](?![A-Za-z])|(?<![A-Za-z])[lr](?![A-Za-z])")
-_OTHER_SIDE = {"left": "right", "right": "left", "l": "r", "r": "l"}
-
-
-def _mirror_name(name: str) -> str:
-    def swap(match: re.Match) -> str:
-        word = match.group(0)
-        other = _OTHER_SIDE[word.lower()]
-        return other.upper() if word.isupper() else other.capitalize() if word[0].isupper() else other
-
-    return _SIDE.sub(swap, name)
-
-
-def flip_pairs_from_names(names: Sequence[str]) -> list[tuple[int, int]]:
-    """Pairs (i, j) whose names differ only by their side word: left_eye/right_eye, L_Eye/R_Eye, eyeL/eyeR."""
-    index = {name: i for i, name in enumerate(names)}
-    pairs = []
-    for i, name in enumerate(names):
-        j = index.get(_mirror_name(name))
-        if j is not None and j > i:
-            pairs.append((i, j))
-    return pairs
-
-
-def resolve_pairs(pairs: Sequence[Sequence], names: Sequence[str], what: str) -> list[tuple[int, int]]:
-    """Config pairs given by keypoint name (or by 0-based index) -> index pairs."""
-    index = {name: i for i, name in enumerate(names)}
-    resolved = []
-    for pair in pairs:
-        if len(pair) != 2:
-            raise ValueError(f"{what}: {list(pair)} is not a pair")
-        ids = [p if isinstance(p, int) else index.get(p) for p in pair]
-        if any(i is None or not 0 <= i < len(names) for i in ids):
-            raise ValueError(f"{what}: {list(pair)} names an unknown keypoint; keypoints are {list(names)}")
-        resolved.append(tuple(ids))
-    return resolved
-
 
 class CocoKeypoints(KeypointDataset):
     def __init__(

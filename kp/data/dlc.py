@@ -27,8 +27,8 @@ import numpy as np
 import yaml
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.coco import crop_and_resize, flip_pairs_from_names, resolve_pairs, split_groups
-from kp.data.io import DataError, SkipLog, parse_number, read_image, where
+from kp.data.io import (DataError, SkipLog, crop_and_resize, flip_pairs_from_names, parse_number, read_image,
+                        resolve_pairs, split_groups, where)
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import DataError, SkipLog, parse_number, where
+from kp.data.io import DataError, SkipLog, check_split, parse_number, where
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,6 @@ NAMES = [
 FLIP_PAIRS = [(0, 1), (2, 4), (3, 5), (6, 8), (7, 9), (11, 12)]
 SKELETON = [(2, 3), (4, 5), (6, 7), (8, 9), (0, 10), (1, 10), (10, 13), (11, 13), (12, 13), (11, 14), (12, 14)]
 SIZE = 96
-SPLITS = ("train", "val", "test")
 CACHE_VERSION = "1"  # bump when the cached arrays change meaning
 
 
@@ -139,8 +138,7 @@ class FacialKeypoints(KeypointDataset):
     ):
         """test_fraction=0 (the default: Kaggle's test.csv has no labels) makes the test split the validation rows."""
         super().__init__(transform)
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        check_split(split)
         if subset not in ("complete", "all"):
             raise ValueError(f"subset must be 'complete' or 'all', got {subset!r}")
         path = Path(root) / "training.csv"

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import DataError, SkipLog, parse_number, read_image, where
+from kp.data.io import DataError, SkipLog, check_split, parse_number, read_image, split_groups, where
 
 log = logging.getLogger(__name__)
 
@@ -42,27 +42,11 @@ FLIP_PAIRS = (
 CLOSED = {"right_eye", "left_eye", "outer_lip", "inner_lip"}
 SKELETON = [(i, i + 1) for indices in GROUPS.values() for i in indices[:-1]] + [
     (indices[-1], indices[0]) for group, indices in GROUPS.items() if group in CLOSED]
-SPLITS = ("train", "val", "test")
 
 
 def person_of(file_name: str) -> str:
     """`Lincoln_Chafee_52.jpg` -> `Lincoln_Chafee`."""
     return re.sub(r"_\d+$", "", Path(file_name).stem)
-
-
-def split_by_person(file_names: list[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[int]]:
-    """Indices of each split: people in a seeded random order fill test, then val, then train, by image count."""
-    people = sorted({person_of(name) for name in file_names})
-    people = [people[i] for i in np.random.default_rng(seed).permutation(len(people))]
-    images_of: dict[str, list[int]] = {}
-    for index, name in enumerate(file_names):
-        images_of.setdefault(person_of(name), []).append(index)
-    wanted = {"test": test_fraction * len(file_names), "val": val_fraction * len(file_names)}
-    splits: dict[str, list[int]] = {"train": [], "val": [], "test": []}
-    for person in people:
-        split = next((s for s in ("test", "val") if len(splits[s]) < wanted[s]), "train")
-        splits[split] += images_of[person]
-    return {split: sorted(indices) for split, indices in splits.items()}
 
 
 class Facial68(KeypointDataset):
@@ -78,13 +62,15 @@ class Facial68(KeypointDataset):
         transform=None,
     ):
         super().__init__(transform)
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        check_split(split)
         root = Path(root)
         files, keypoints = self._read_labels(root / "keypoints.csv", root / "images", report=split == "train")
-        chosen = split_by_person(files, val_fraction, test_fraction, seed)[split]
+        # People in a seeded random order fill test, then val, up to their share of the images; the rest is train.
+        fractions = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
+        chosen = split_groups([person_of(f.name) for f in files], split, fractions, seed,
+                              f"{root / 'keypoints.csv'} by person", fractions_of="samples")
         self.files = [files[i] for i in chosen]
-        self.keypoints = keypoints[chosen] if chosen else np.zeros((0, NUM_KEYPOINTS, 2), np.float32)
+        self.keypoints = keypoints[chosen]
         log.info("facial68 %s: %d images of %d people", split, len(self.files),
                  len({person_of(f.name) for f in self.files}))
 
