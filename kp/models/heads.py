@@ -23,8 +23,12 @@ class HeatmapHead(nn.Module):
                 in_channels = width
         elif in_stride < out_stride:
             layers.append(nn.AvgPool2d(out_stride // in_stride))
-        layers.append(nn.Conv2d(in_channels, num_keypoints, 1))
-        self.layers = nn.Sequential(*layers)
+        final = nn.Conv2d(in_channels, num_keypoints, 1)
+        # Start from near-empty heatmaps (as SimpleBaseline and MMPose do): a random 1×1 conv would start far above
+        # the all-zero loss and waste the first steps undoing its own noise.
+        nn.init.normal_(final.weight, std=0.001)
+        nn.init.zeros_(final.bias)
+        self.layers = nn.Sequential(*layers, final)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.layers(features)
