@@ -136,7 +136,9 @@ def flat_config(cfg: DictConfig) -> dict:
                 yield from walk(value, f"{prefix}{key}.")
             else:
                 yield f"{prefix}{key}", value
-    return dict(walk(OmegaConf.to_container(cfg, resolve=True), ""))
+    # without the hydra node that in-process composition (tests) adds: a run's own config has none
+    return dict(walk({key: OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+                      for key, node in cfg.items() if key != "hydra"}, ""))
 
 
 def _checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
