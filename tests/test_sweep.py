@@ -1,0 +1,129 @@
+"""sweep.py: grid and Optuna multiruns where a failing job is recorded and the sweep goes on, each job its own run
+dir and W&B run grouped by the sweep; the leaderboard (table, CSV, Markdown, plot) and --summarize; SLURM config."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from kp.leaderboard import Leaderboard
+from tests.helpers import ROOT, TINY_DATA, compose_config
+from tests.test_wandb import offline_runs, read_offline_run
+
+TINY = [*TINY_DATA, "model.backbone.width=4", "data.dataset.image_size=32", "debug=limit", "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+        "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+
+
+def _sweep(args, root):
+    return subprocess.run([sys.executable, "sweep.py", *args, *TINY], cwd=ROOT, env={**os.environ, "KP_ROOT": str(root)},
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_grid_sweep_records_a_failing_job_goes_on_and_writes_a_leaderboard(tmp_path):
+    # job 1 fails (Adam refuses a negative learning rate) between two that work
+    result = _sweep(["-m", "optimizer.lr=0.001,-1,0.003", "logger=[csv,wandb]"], tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+
+    for job, lr in (("0", 0.001), ("1", -1), ("2", 0.003)):
+        job_dir = sweep_dir / job
+        assert OmegaConf.load(job_dir / ".hydra" / "config.yaml").optimizer.lr == lr
+        assert f"optimizer.lr={lr}" in yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
+    info = json.loads((sweep_dir / "1" / "run_info.json").read_text())
+    assert info["status"] == "failed" and "Invalid learning rate: -1" in info["error"]
+    assert not (sweep_dir / "1" / "metrics.json").exists()
+    assert "job failed, the sweep goes on" in result.stderr + result.stdout
+
+    # each job its own W&B run, grouped by the sweep; the failed one marked failed
+    runs = {job: read_offline_run(offline_runs(sweep_dir / job)[0]) for job in "012"}
+    assert {run["run"].run_group for run in runs.values()} == {f"train/multiruns/{sweep_dir.name}"}
+    assert runs["1"]["run"].display_name.startswith("1: optimizer.lr=-1 logger=[csv,wandb]")
+    assert [runs[job]["exit_code"] for job in "012"] == [0, 1, 0]
+    assert len({run["run"].run_id for run in runs.values()}) == 3
+
+    # the leaderboard: best first, the failed job last with its error
+    board = pd.read_csv(sweep_dir / "leaderboard.csv")
+    metrics = {job: json.loads((sweep_dir / job / "metrics.json").read_text()) for job in "02"}
+    best_job = max("02", key=lambda job: metrics[job]["best/val/pck_0.05"])
+    assert board["job"].tolist()[0] == int(best_job) and board["job"].tolist()[2] == 1
+    assert board["status"].tolist()[2] == "failed" and "Invalid learning rate" in board["error"][2]
+    row = board.set_index("job").loc[0]
+    assert row["objective"] == pytest.approx(metrics["0"]["best/val/pck_0.05"])
+    assert row["test/rmse"] == pytest.approx(metrics["0"]["test/rmse"])
+    assert row["optimizer.lr"] == 0.001 and row["run_dir"] == str(sweep_dir / "0") and row["wall_time_s"] > 0
+    markdown = (sweep_dir / "leaderboard.md").read_text()
+    assert "| job | status |" in markdown and "ValueError: Invalid learning rate: -1" in markdown
+    assert (sweep_dir / "objective.png").stat().st_size > 10_000
+    assert "Leaderboard" in result.stdout and "optimizer.lr" in result.stdout
+
+    # --summarize rebuilds the same files from the job directories
+    written = (sweep_dir / "leaderboard.csv").read_text()
+    for name in ("leaderboard.csv", "leaderboard.md", "objective.png"):
+        (sweep_dir / name).unlink()
+    rebuilt = subprocess.run([sys.executable, "sweep.py", "--summarize", str(sweep_dir)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert (sweep_dir / "leaderboard.csv").read_text() == written
+    assert (sweep_dir / "leaderboard.md").exists() and (sweep_dir / "objective.png").exists()
+
+
+def test_optuna_search_survives_a_failing_trial(tmp_path):
+    # sampler seed 1231 draws lr=0.001 then lr=-1 (the failing one) in the two random start-up trials
+    result = _sweep(["hparams_search=unet_optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.seed=1231",
+                     "hydra.sweeper.params={optimizer.lr:'choice(-1,0.001)'}"], tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    board = pd.read_csv(sweep_dir / "leaderboard.csv")
+    assert sorted(board["status"]) == ["completed", "failed"]
+    assert sorted(board["optimizer.lr"]) == [-1, 0.001]
+    completed = board[board["status"] == "completed"].iloc[0]
+    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert results["best_params"]["optimizer.lr"] == 0.001
+    assert results["best_value"] == pytest.approx(completed["objective"])
+
+
+def _fake_job(sweep_dir, number, overrides, objective=None, status="completed", mode="min"):
+    job = sweep_dir / str(number)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "config.yaml").write_text(f"optimized_metric: val/nme\noptimized_mode: {mode}\n")
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if objective is not None:
+        (job / "metrics.json").write_text(json.dumps({"best/val/nme": objective, "test/nme": objective + 0.01,
+                                                      "test/nme/nose": 0.5, "best_checkpoint": "x"}))
+    (job / "run_info.json").write_text(json.dumps({"status": status, "wall_time_s": 1.5}))
+
+
+def test_leaderboard_orders_by_the_objective_and_plots_each_swept_parameter(tmp_path):
+    _fake_job(tmp_path, 0, ["model=unet", "optimizer.lr=0.001", "seed=1"], 0.30)
+    _fake_job(tmp_path, 1, ["model=hourglass", "optimizer.lr=0.0001", "seed=1"], 0.10)
+    _fake_job(tmp_path, 2, ["model=unet", "optimizer.lr=0.01", "seed=1"], status="failed")
+    _fake_job(tmp_path, 10, ["model=hourglass", "optimizer.lr=0.01", "seed=1"], 0.20)
+    board = Leaderboard(tmp_path)
+    assert board.swept == ["model", "optimizer.lr"]  # seed is the same everywhere
+    assert board.objective == "val/nme (min)"
+    assert board.rows["job"].tolist() == [1, 10, 0, 2]  # lowest NME first, no objective last
+    assert board.rows["test/nme"].tolist()[:3] == pytest.approx([0.11, 0.21, 0.31])
+    assert "test/nme/nose" not in board.rows.columns and "best_checkpoint" not in board.rows.columns
+    board.write()
+    assert (tmp_path / "objective.png").stat().st_size > 10_000
+    assert pd.read_csv(tmp_path / "leaderboard.csv")["optimizer.lr"].tolist() == [0.0001, 0.01, 0.001, 0.01]
+
+
+def test_leaderboard_of_a_directory_without_jobs_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no job directories"):
+        Leaderboard(tmp_path)
+
+
+def test_slurm_launcher_takes_nodes_and_tasks_from_the_trainer(tmp_path):
+    cfg = compose_config("hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
+                         "hydra.launcher.partition=gpu", output_dir=tmp_path)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (2, 4, 4)
+    assert launcher["partition"] == "gpu"
