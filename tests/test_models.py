@@ -80,6 +80,21 @@ def test_forward_backward_shapes(name, target, stride):
     assert all(torch.isfinite(p.grad).all() for p in net.parameters())
 
 
+@pytest.mark.parametrize("heads", [
+    ["model.visibility_head=true", "model.count_head=true"],
+    ["model.visibility_head=true", "model.count_head=true", "model.head_features=bottleneck", "model.heatmap_pool=2",
+     "model.head_hidden=16"],
+], ids=["pooled_features", "bottleneck_and_heatmaps"])
+@pytest.mark.parametrize("name", MODELS)
+def test_visibility_and_count_heads_attach_to_every_backbone(name, heads):
+    net = build(name, "heatmap", 2, (3, 32, 32), tuple(heads))
+    outputs = net(torch.rand(2, 3, 32, 32))
+    assert outputs["visibility"].shape == (2, K) and outputs["count"].shape == (2,)
+    (outputs["visibility"].sum() + outputs["count"].sum()).backward()
+    assert net.global_head.count.weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.backbone.parameters())
+
+
 @pytest.mark.parametrize("name,target,stride,input_shape,overrides,message", [
     ("unet", "coords", 1, (3, 32, 32), ["model.coords_head=regression"], "simple_cnn, vgg, resnet, mobilenet"),
     ("hourglass", "coords", 1, (3, 32, 32), ["model.coords_head=regression"], "use coords_head=integral"),
