@@ -98,8 +98,8 @@ def train(cfg: DictConfig) -> float:
 
 
 def _fit_and_test(cfg: DictConfig, output_dir: Path, loggers: list) -> float:
-    datamodule, module = build(cfg)
     ckpt_path = _checkpoint_to_resume(cfg, output_dir)
+    datamodule, module = build(cfg)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:

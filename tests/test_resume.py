@@ -1,0 +1,122 @@
+"""Resume and faults: a training killed with SIGKILL mid-epoch resumes with ckpt_path=last and ends as an
+uninterrupted one does; a NaN loss stops the run with a clear message and keeps the last good checkpoint."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from lightning.pytorch import Callback
+from omegaconf import open_dict
+
+from kp.module import NonFiniteLossError
+from kp.run_info import newest_last_checkpoint
+from tests.helpers import ROOT, compose_config
+from train import ConfigError, train
+
+# 16 training steps an epoch (long enough to be killed inside one), one validation batch
+RUN = ["data.dataset.sizes={train:256,val:32,test:32}", "data.batch_size=16", "model.backbone.width=4",
+       "data.dataset.image_size=32", "trainer.max_epochs=3", "+trainer.limit_val_batches=1",
+       "+trainer.limit_test_batches=1", "seed=3", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+
+
+def _checkpoint(path):
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _wait_for_first_checkpoint(job, log_dir, timeout_s=240):
+    """(path, content) of the run's last.ckpt once it is complete (loadable); None if the run ended without one."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and job.poll() is None:
+        for path in log_dir.glob("train/runs/*/checkpoints/last.ckpt"):
+            try:
+                return path, _checkpoint(path)
+            except (RuntimeError, EOFError, OSError):  # still being written
+                pass
+        time.sleep(0.05)
+    return None
+
+
+def test_sigkill_mid_epoch_then_ckpt_path_last_ends_like_an_uninterrupted_run(tmp_path):
+    killed_root = tmp_path / "killed"
+    job = subprocess.Popen([sys.executable, "train.py", *RUN], cwd=ROOT, env={**os.environ, "KP_ROOT": str(killed_root)},
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        found = _wait_for_first_checkpoint(job, killed_root / "logs")
+        job.send_signal(signal.SIGKILL)  # now inside epoch 1: no chance to save anything more
+    finally:
+        job.kill()
+        output = job.communicate()[0]
+    assert found, output[-3000:]
+    path, checkpoint = found
+    assert job.returncode == -signal.SIGKILL
+    assert (checkpoint["epoch"], checkpoint["global_step"]) == (0, 16)
+    assert not (path.parents[1] / "metrics.json").exists()  # it did not get to the end
+    assert json.loads((path.parents[1] / "run_info.json").read_text())["status"] == "running"
+
+    resumed = compose_config(*RUN, "ckpt_path=last", output_dir=tmp_path / "resumed")
+    with open_dict(resumed):
+        resumed.paths.log_dir = str(killed_root / "logs")  # where the killed run lives
+    resumed_best = train(resumed)
+    full_best = train(compose_config(*RUN, output_dir=tmp_path / "full"))
+
+    full_end = _checkpoint(tmp_path / "full" / "checkpoints" / "last.ckpt")
+    resumed_end = _checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert (resumed_end["epoch"], resumed_end["global_step"]) == (full_end["epoch"], full_end["global_step"]) == (2, 48)
+    for key in ("optimizer_states", "lr_schedulers"):
+        assert len(resumed_end[key]) == len(full_end[key]) == 1
+    assert resumed_end["lr_schedulers"][0]["last_epoch"] == full_end["lr_schedulers"][0]["last_epoch"] == 3
+    for name, weight in full_end["state_dict"].items():
+        assert torch.allclose(resumed_end["state_dict"][name], weight, rtol=1e-3, atol=1e-5), name
+    full = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    again = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+    assert resumed_best == pytest.approx(full_best, abs=1e-6)
+    for key in ("test/rmse", "test/nme", "test/pck_0.1", "test/loss"):
+        assert again[key] == pytest.approx(full[key], rel=1e-3, abs=1e-6), key
+
+
+class PoisonWeightsAtEpoch(Callback):
+    """Test double for a diverging model: NaN weights at the start of `epoch`."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            next(pl_module.parameters()).data.fill_(float("nan"))
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = compose_config(*RUN, "data.dataset.sizes.train=32", "+callbacks.poison._target_=" + __name__ +
+                         ".PoisonWeightsAtEpoch", "+callbacks.poison.epoch=1", output_dir=tmp_path)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    with pytest.raises(NonFiniteLossError, match=rf"training loss is nan at epoch 1, step 2 .*Last good checkpoint: "
+                                                 rf"{last}"):
+        train(cfg)
+    checkpoint = _checkpoint(last)
+    assert checkpoint["epoch"] == 0 and checkpoint["global_step"] == 2
+    assert all(torch.isfinite(w).all() for w in checkpoint["state_dict"].values())
+    info = json.loads((tmp_path / "run_info.json").read_text())
+    assert info["status"] == "failed" and info["error"].startswith("NonFiniteLossError: training loss is nan")
+
+
+def test_resume_points_at_a_missing_file_or_no_earlier_run(tmp_path):
+    cfg = compose_config(*RUN, f"ckpt_path={tmp_path / 'nope.ckpt'}", output_dir=tmp_path)
+    with pytest.raises(ConfigError, match="no such checkpoint file"):
+        train(cfg)
+    with pytest.raises(FileNotFoundError, match="ckpt_path=last: no checkpoints/last.ckpt under"):
+        newest_last_checkpoint(tmp_path / "logs" / "train")
+
+
+def test_ckpt_path_last_takes_the_newest_run_of_the_task(tmp_path):
+    for run, mtime in (("runs/a", 100), ("runs/b", 300), ("multiruns/t/0", 200)):
+        path = tmp_path / run / "checkpoints" / "last.ckpt"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+        os.utime(path, (mtime, mtime))
+    assert newest_last_checkpoint(tmp_path) == tmp_path / "runs/b/checkpoints/last.ckpt"
+    assert newest_last_checkpoint(tmp_path, exclude=tmp_path / "runs/b") == tmp_path / "multiruns/t/0/checkpoints/last.ckpt"
