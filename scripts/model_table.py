@@ -6,14 +6,15 @@ conf/model preset at 64×64 and 96×96.
 Each model is built as train.py builds it (the default config with model=<name>: 3-channel images, the synthetic
 data's 5 keypoints, target=heatmap at conf/target/heatmap.yaml's stride unless --target says otherwise). FLOPs are
 counted by torch.utils.flop_counter.FlopCounterMode for one image: 2 per multiply-add of convolutions and matrix
-products (normalisation, activations, pooling and resizing are not counted). Latency is the median wall time of a
-batch-1 forward pass in eval mode without gradients, after warm-up, on `--threads` CPU threads.
+products (normalisation, activations, pooling and resizing are not counted). Latency is the wall time of a batch-1
+forward pass in eval mode without gradients on `--threads` CPU threads: the fastest of at least 10 runs over at least
+a second, after warm-up (the fastest, not the median, because on a shared machine the others are what other
+processes made of it).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -55,7 +56,7 @@ def latency_ms(net: torch.nn.Module, size: int, min_seconds: float = 1.0, min_ru
             begin = time.perf_counter()
             net(images)
             times.append(time.perf_counter() - begin)
-    return 1000 * statistics.median(times)
+    return 1000 * min(times)
 
 
 def human(count: float) -> str:
