@@ -61,11 +61,11 @@ def test_forward_backward_shapes(name, target, stride):
     net = build(name, target, stride, (3, height, width))
     outputs = net(torch.rand(2, 3, height, width))
 
+    cfg = model_config(name)
     expected = (2, K, height // stride, width // stride) if target == "heatmap" else (2, K, 2)
     assert outputs["keypoints"].shape == expected
-    n_stacks = model_config(name).backbone.get("n_stacks", 1)
+    n_stacks = cfg.backbone.get("n_stacks", 1)
     assert [stack.shape for stack in outputs.get("intermediate", [])] == [expected] * (n_stacks - 1)
-    cfg = model_config(name)
     assert ("visibility" in outputs) == cfg.visibility_head and ("count" in outputs) == cfg.count_head
     if cfg.visibility_head:
         assert outputs["visibility"].shape == (2, K)
@@ -75,7 +75,7 @@ def test_forward_backward_shapes(name, target, stride):
         assert outputs["keypoints"].abs().max() <= 1
 
     sum(output.float().square().mean() for output in all_outputs(outputs)).backward()
-    no_gradient = [name for name, p in net.named_parameters() if p.grad is None]
+    no_gradient = [param for param, p in net.named_parameters() if p.grad is None]
     assert not no_gradient, f"parameters outside the graph: {no_gradient}"
     assert all(torch.isfinite(p.grad).all() for p in net.parameters())
 
