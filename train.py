@@ -109,7 +109,8 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, loggers: list) -> float:
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
-    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)
+                       and c.monitor == cfg.optimized_metric), None)
     best_path = checkpoint.best_model_path if checkpoint else ""
     best_score = checkpoint.best_model_score if checkpoint else None
     if best_score is None:  # no checkpoint was saved (fast_dev_run): the last validation value

@@ -75,21 +75,22 @@ class KeypointModule(L.LightningModule):
         total = 0.0
         for name, term in self.losses.items():
             value = term(outputs, targets)
-            self.log(f"{split}/loss_{name}", value, on_step=False, on_epoch=True, batch_size=len(batch["image"]))
+            self.log(f"{split}/loss_{name}", value, on_step=False, on_epoch=True, batch_size=len(batch["image"]),
+                     sync_dist=True)
             total = total + term.weight * value
         self.log(f"{split}/loss", total, prog_bar=split == "train", on_step=split == "train", on_epoch=True,
-                 batch_size=len(batch["image"]))
+                 batch_size=len(batch["image"]), sync_dist=True)  # averaged over DDP processes
         return total
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self._loss(self.net(batch["image"]), batch, "train")
         if not torch.isfinite(loss):
             # Stop before the optimiser applies it: no later checkpoint overwrites the last good one.
-            checkpoint = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none saved yet"
+            checkpoints = getattr(self.trainer.checkpoint_callback, "dirpath", None) or "none saved"
             raise NonFiniteLossError(
                 f"training loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step} "
                 f"(batch {batch_idx}); try a lower optimizer.lr or gradient clipping (trainer.gradient_clip_val). "
-                f"Last good checkpoint: {checkpoint}")
+                f"The checkpoints of the epochs before are kept in {checkpoints}")
         return loss
 
     def _evaluate(self, batch: dict, split: str) -> dict[str, torch.Tensor]:
@@ -122,14 +123,16 @@ class KeypointModule(L.LightningModule):
             }
 
     def _log_metrics(self, split: str) -> None:
+        # compute() already gathers every DDP process's state, so all processes log the same values; sync_dist
+        # (a mean of equal numbers) only spares Lightning's warning about unsynced epoch-level values.
         for name, metric in zip(self.metric_names, self.metrics[split]):
             result = metric.compute()
-            self.log(f"{split}/{name}", result["overall"], prog_bar=name.startswith("pck"))
+            self.log(f"{split}/{name}", result["overall"], prog_bar=name.startswith("pck"), sync_dist=True)
             for keypoint, value in zip(self.meta.names, result["per_keypoint"]):
-                self.log(f"{split}/{name}/{keypoint}", value)
+                self.log(f"{split}/{name}/{keypoint}", value, sync_dist=True)
             metric.reset()
         if self.count_mae[split].update_called:
-            self.log(f"{split}/count_mae", self.count_mae[split].compute())
+            self.log(f"{split}/count_mae", self.count_mae[split].compute(), sync_dist=True)
             self.count_mae[split].reset()
 
     def on_validation_epoch_end(self) -> None:

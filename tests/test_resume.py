@@ -94,8 +94,8 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     cfg = compose_config(*RUN, "data.dataset.sizes.train=32", "+callbacks.poison._target_=" + __name__ +
                          ".PoisonWeightsAtEpoch", "+callbacks.poison.epoch=1", output_dir=tmp_path)
     last = tmp_path / "checkpoints" / "last.ckpt"
-    with pytest.raises(NonFiniteLossError, match=rf"training loss is nan at epoch 1, step 2 .*Last good checkpoint: "
-                                                 rf"{last}"):
+    with pytest.raises(NonFiniteLossError, match=rf"training loss is nan at epoch 1, step 2 .*gradient clipping.*"
+                                                 rf"epochs before are kept in {last.parent}"):
         train(cfg)
     checkpoint = _checkpoint(last)
     assert checkpoint["epoch"] == 0 and checkpoint["global_step"] == 2
