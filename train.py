@@ -88,7 +88,7 @@ def train(cfg: DictConfig) -> float:
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c]
     try:
         best_value = _fit_and_test(cfg, output_dir, loggers)
-    except Exception as error:
+    except BaseException as error:  # Ctrl-C included: the run dir says how it ended
         run_info.record_end(output_dir, error)
         finish_runs(loggers, failed=True)
         raise

@@ -28,14 +28,14 @@ def read_offline_run(run_dir: Path, wait_s: float = 60) -> dict:
 
 def read_run_file(run_dir: Path) -> dict:
     """An offline W&B run read back from its run-<id>.wandb file: {"run": the run record, "config": {key: value},
-    "history": [{key: value} per log call], "summary": {key: value}, "exit_code": int or None}. The file is a
+    "history": [{key: value} per log call], "summary": {key: value}, "artifacts": [artifact records], "exit_code": int or None}. The file is a
     LevelDB-style log (32 KiB blocks of CRC/length/type-framed chunks) of protobuf Records; W&B ships the protobuf
     classes but, since its Go core, no reader."""
     from wandb.proto import wandb_internal_pb2
 
     data = next(Path(run_dir).glob("run-*.wandb")).read_bytes()
     assert data[:4] == b":W&B", "not a W&B transaction log"
-    result = {"config": {}, "history": [], "summary": {}, "exit_code": None}
+    result = {"config": {}, "history": [], "summary": {}, "artifacts": [], "exit_code": None}
     position, record, block = 7, b"", 32768  # after the 7-byte file header
     while position + 7 <= len(data):
         left_in_block = block - position % block
@@ -62,6 +62,8 @@ def read_run_file(run_dir: Path) -> dict:
         elif kind_name == "summary":
             result["summary"].update({item.key or "/".join(item.nested_key): json.loads(item.value_json)
                                       for item in message.summary.update})
+        elif kind_name == "artifact":
+            result["artifacts"].append(message.artifact)
         elif kind_name == "exit":
             result["exit_code"] = message.exit.exit_code
     return result
@@ -94,7 +96,7 @@ def test_offline_reason(monkeypatch, tmp_path, no_wandb_account):
 def test_wandb_run_offline_holds_config_metrics_images_and_best_values(tmp_path, no_wandb_account, caplog):
     cfg = compose_config("logger=[csv,wandb]", "logger.wandb.tags=[smoke]", "logger.wandb.name=tiny",
                          "logger.wandb.group=tests", "callbacks.wandb_panels.images_every_n_epochs=2",
-                         "callbacks.wandb_panels.num_images=4", "debug=limit", "trainer.max_epochs=3",
+                         "callbacks.wandb_panels.num_images=4", "logger.wandb.log_model=true", "debug=limit", "trainer.max_epochs=3",
                          *TINY_DATA, *TINY_MODEL, *QUIET, output_dir=tmp_path)
     best = train(cfg)
 
@@ -118,6 +120,11 @@ def test_wandb_run_offline_holds_config_metrics_images_and_best_values(tmp_path,
     # best values in the summary
     assert run["summary"]["best/val/pck_0.05"] == pytest.approx(max(val_pck)) == pytest.approx(best)
     assert run["summary"]["best/val/loss"] == pytest.approx(min(val_loss))
+    # the checkpoints as artifacts, the best one with its score
+    artifacts = {json.loads(a.metadata)["original_filename"]: a for a in run["artifacts"]}
+    best_name = Path(json.loads((tmp_path / "metrics.json").read_text())["best_checkpoint"]).name
+    assert {best_name, "last.ckpt"} == set(artifacts) and artifacts[best_name].type == "model"
+    assert json.loads(artifacts[best_name].metadata)["score"] == pytest.approx(best)
     # prediction pictures at validation epochs 0 and 2
     images = [row for row in run["history"] if "val/predictions/filenames" in row]
     assert [row["val/predictions/captions"] for row in images] == [["epoch 0"], ["epoch 2"]]
