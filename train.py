@@ -156,9 +156,9 @@ def _checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
 def _ddp_processes_join_this_job() -> None:
     """Lightning starts the other DDP processes by re-running this script with sys.argv and hydra.run.dir. In a
     multirun job that would start a new sweep in another directory: make them re-run just this job, in its directory."""
-    hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode != RunMode.MULTIRUN:
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return
+    hydra_cfg = HydraConfig.get()
     sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
     with read_write(hydra_cfg), open_dict(hydra_cfg):
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
