@@ -87,6 +87,7 @@ class Leaderboard:
             table.add_column(column, justify="right" if column in ("job", "objective", "wall_time_s") else "left")
         for _, row in self.rows.iterrows():
             table.add_row(*(_text(row[c])[:60] for c in columns))
+        table.caption = f"run dir of job N: {self.sweep_dir}/N"
         Console(width=200).print(table)
 
     def plot(self, path: Path) -> None:

@@ -35,7 +35,7 @@ def _wait_for_first_checkpoint(job, log_dir, timeout_s=240):
         for path in log_dir.glob("train/runs/*/checkpoints/last.ckpt"):
             try:
                 return path, _checkpoint(path)
-            except (RuntimeError, EOFError, OSError):  # still being written
+            except Exception:  # still being written
                 pass
         time.sleep(0.05)
     return None
