@@ -50,11 +50,11 @@ def test_grid_sweep_records_a_failing_job_goes_on_and_writes_a_leaderboard(tmp_p
     # the leaderboard: best first, the failed job last with its error
     board = pd.read_csv(sweep_dir / "leaderboard.csv")
     metrics = {job: json.loads((sweep_dir / job / "metrics.json").read_text()) for job in "02"}
-    best_job = max("02", key=lambda job: metrics[job]["best/val/pck_0.05"])
+    best_job = min("02", key=lambda job: metrics[job]["best/val/nme"])
     assert board["job"].tolist()[0] == int(best_job) and board["job"].tolist()[2] == 1
     assert board["status"].tolist()[2] == "failed" and "Invalid learning rate" in board["error"][2]
     row = board.set_index("job").loc[0]
-    assert row["objective"] == pytest.approx(metrics["0"]["best/val/pck_0.05"])
+    assert row["objective"] == pytest.approx(metrics["0"]["best/val/nme"])
     assert row["test/rmse"] == pytest.approx(metrics["0"]["test/rmse"])
     assert row["optimizer.lr"] == 0.001 and row["run_dir"] == str(sweep_dir / "0") and row["wall_time_s"] > 0
     markdown = (sweep_dir / "leaderboard.md").read_text()

@@ -109,16 +109,16 @@ def test_wandb_run_offline_holds_config_metrics_images_and_best_values(tmp_path,
     # the whole resolved config, flattened
     assert run["config"]["model.backbone.width"] == 4
     assert run["config"]["data.dataset.sizes.train"] == 64
-    assert run["config"]["optimized_metric"] == "val/pck_0.05"
+    assert run["config"]["optimized_metric"] == "val/nme"
     assert run["config"]["paths.output_dir"] == str(tmp_path)
     # every metric, per step
-    val_pck = [row["val/pck_0.05"] for row in run["history"] if "val/pck_0.05" in row]
+    val_nme = [row["val/nme"] for row in run["history"] if "val/nme" in row]
     val_loss = [row["val/loss"] for row in run["history"] if "val/loss" in row]
-    assert len(val_pck) == 3 and len(val_loss) == 3
+    assert len(val_nme) == 3 and len(val_loss) == 3
     assert any("test/pck_0.05/left_eye" in row for row in run["history"])
     assert len([row for row in run["history"] if "train/loss_epoch" in row]) == 3
     # best values in the summary
-    assert run["summary"]["best/val/pck_0.05"] == pytest.approx(max(val_pck)) == pytest.approx(best)
+    assert run["summary"]["best/val/nme"] == pytest.approx(min(val_nme)) == pytest.approx(best)
     assert run["summary"]["best/val/loss"] == pytest.approx(min(val_loss))
     # the checkpoints as artifacts, the best one with its score
     artifacts = {json.loads(a.metadata)["original_filename"]: a for a in run["artifacts"]}
