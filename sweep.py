@@ -10,6 +10,7 @@ sweep); the leaderboard (leaderboard.csv, leaderboard.md, objective.png) lands i
 """
 
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -24,12 +25,15 @@ log = logging.getLogger("kp.sweep")
 
 @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "conf"), config_name="train")
 def main(cfg: DictConfig) -> float:
+    # The worst objective rather than NaN for a job that fails or has no value: Optuna refuses NaN (it would record
+    # a failed trial) and learns to avoid what fails.
+    worst = float("-inf") if cfg.optimized_mode == "max" else float("inf")
     try:
-        return train(cfg)
+        objective = train(cfg)
     except Exception as error:  # train() recorded it in the job's run_info.json; the leaderboard shows it
         log.exception("job failed, the sweep goes on: %s", error)
-        # The worst objective rather than NaN: Optuna refuses NaN, and learns to avoid what fails.
-        return float("-inf") if cfg.optimized_mode == "max" else float("inf")
+        return worst
+    return worst if math.isnan(objective) else objective
 
 
 if __name__ == "__main__":

@@ -20,10 +20,12 @@ class LossTerm(nn.Module):
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Mean squared error over keypoints with weight > 0. pred/target are B×K×… and weights B×K: a zero-weight
-    keypoint contributes exactly nothing to the value or the gradient (its error is multiplied by 0, not by a mask of
-    a NaN-able value), and the mean is over weighted keypoints only, so missing labels do not dilute the loss."""
+    keypoint contributes exactly nothing to the value or the gradient, even when its prediction or target is NaN or
+    inf (selected away, not multiplied by 0, since NaN × 0 is NaN), and the mean is over weighted keypoints only, so
+    missing labels do not dilute the loss."""
     error = (pred.float() - target.float()) ** 2
     per_keypoint = error.flatten(2).mean(-1)  # B×K
+    per_keypoint = torch.where(weights > 0, per_keypoint, torch.zeros_like(per_keypoint))
     return (per_keypoint * weights).sum() / weights.sum().clamp(min=1)
 
 

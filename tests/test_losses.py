@@ -21,7 +21,7 @@ def test_masked_mse_does_not_see_garbage_under_zero_weights():
     weights = torch.tensor([[1.0, 0.0]])
     clean = MaskedMSE()({"keypoints": torch.tensor([[[0.5, 0.5], [0.0, 0.0]]])},
                         {"keypoints": target, "keypoint_weights": weights})
-    garbage = MaskedMSE()({"keypoints": torch.tensor([[[0.5, 0.5], [1e6, -1e6]]])},
+    garbage = MaskedMSE()({"keypoints": torch.tensor([[[0.5, 0.5], [float("nan"), float("inf")]]], requires_grad=True)},
                           {"keypoints": target, "keypoint_weights": weights})
     assert clean.item() == garbage.item() == pytest.approx(0.25)
 

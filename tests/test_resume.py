@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -120,3 +121,23 @@ def test_ckpt_path_last_takes_the_newest_run_of_the_task(tmp_path):
         os.utime(path, (mtime, mtime))
     assert newest_last_checkpoint(tmp_path) == tmp_path / "runs/b/checkpoints/last.ckpt"
     assert newest_last_checkpoint(tmp_path, exclude=tmp_path / "runs/b") == tmp_path / "multiruns/t/0/checkpoints/last.ckpt"
+
+
+def test_a_checkpoint_callback_in_a_new_run_dir_keeps_the_best_score_it_resumes(tmp_path):
+    from kp.checkpoint import ResumableCheckpoint
+
+    old = ResumableCheckpoint(dirpath=tmp_path / "old", monitor="val/nme", mode="min")
+    old.best_model_score = torch.tensor(0.02)
+    old.best_model_path = str(tmp_path / "old" / "epoch_000.ckpt")
+    old.best_k_models = {old.best_model_path: torch.tensor(0.02)}
+    old.kth_best_model_path, old.kth_value = old.best_model_path, torch.tensor(0.02)
+
+    new = ResumableCheckpoint(dirpath=tmp_path / "new", monitor="val/nme", mode="min")
+    new.load_state_dict(old.state_dict())
+    assert new.best_model_score.item() == pytest.approx(0.02)
+    assert new.best_k_models == old.best_k_models and new.best_model_path == old.best_model_path
+    assert new.dirpath == str(tmp_path / "new")  # it still writes into its own run dir
+    # a worse epoch is not the new best (a one-process trainer: the decision needs no reduction)
+    trainer = SimpleNamespace(strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, **_: decision))
+    assert not new.check_monitor_top_k(trainer, current=torch.tensor(0.05))
+    assert new.check_monitor_top_k(trainer, current=torch.tensor(0.01))
