@@ -186,3 +186,16 @@ def test_augmented_synthetic_batches_train_shapes():
     assert batch["image"].shape == (4, 3, 64, 64)
     points, visible = batch["keypoints"][batch["visible"]], batch["visible"]
     assert visible.any() and ((points >= -0.5) & (points <= 63.5)).all()
+
+
+def test_restoring_torch_state_replays_the_augmentations_as_a_resume_does():
+    keypoints = random_keypoints(np.random.default_rng(2))
+    image = dot_image(keypoints)
+    augment = T.KeypointAugment([A.Affine(rotate=(-30, 30), p=1)])
+    torch.manual_seed(0)
+    augment(image, keypoints, np.ones(6, bool), META)  # an earlier epoch
+    state = torch.get_rng_state()  # what a checkpoint saves
+    first, second = (augment(image, keypoints, np.ones(6, bool), META)[1] for _ in range(2))
+    assert not np.allclose(first, second)  # every sample draws afresh
+    torch.set_rng_state(state)
+    np.testing.assert_array_equal(augment(image, keypoints, np.ones(6, bool), META)[1], first)

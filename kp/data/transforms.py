@@ -95,13 +95,11 @@ class KeypointAugment:
                 keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
                 save_applied_params=True,  # tells which steps ran, to count reflections
             )
-        self._seed: int | None = None
 
     def __call__(self, image: np.ndarray, keypoints: np.ndarray, visible: np.ndarray, meta):
-        seed = torch.initial_seed() % 2**32  # differs per DataLoader worker and per epoch; fixed by seed_everything
-        if seed != self._seed:
-            self.pipeline.set_random_seed(seed)
-            self._seed = seed
+        # Each sample's randomness is drawn from torch's generator: seeded by seed_everything, distinct in every
+        # DataLoader worker and epoch, and saved in checkpoints, so a resumed run continues the same augmentations.
+        self.pipeline.set_random_seed(int(torch.randint(2**32, ())))
         visible = visible & np.isfinite(keypoints).all(axis=1)
         placeholder = np.where(visible[:, None], keypoints, 0.0).astype(np.float32)
         out = self.pipeline(image=image, keypoints=placeholder)
