@@ -1,0 +1,39 @@
+import csv
+
+import pytest
+from omegaconf import OmegaConf
+
+from kp.submit import submit
+from tests.helpers import compose_config, shared_data
+from train import train
+
+
+def _write_run_config(cfg, run_dir):
+    """What Hydra writes into a real run's directory: the job's config, without the hydra node."""
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml({k: cfg[k] for k in cfg if k != "hydra"}))
+
+
+def test_submission_from_a_trained_run_answers_every_lookup_row(tmp_path):
+    root = shared_data("facial_kaggle_format")
+    run_dir = tmp_path / "run"
+    cfg = compose_config("data=facial", "debug=limit", "trainer.max_epochs=1", "data.num_workers=0",
+                         "data.persistent_workers=false", "model.backbone.width=4", "callbacks.progress_bar=null",
+                         f"data.dataset.cache_dir={tmp_path / 'cache'}", output_dir=run_dir)
+    train(cfg)
+    _write_run_config(cfg, run_dir)
+
+    out = submit(run_dir, tmp_path / "submission.csv")
+    with open(root / "IdLookupTable.csv", newline="") as file:
+        wanted = [row["RowId"] for row in csv.DictReader(file)]
+    with open(out, newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["RowId"] for row in rows] == wanted
+    values = [float(row["Location"]) for row in rows]
+    assert all(0.0 <= v <= 96.0 for v in values) and len(set(values)) > 100  # real, varied predictions
+
+
+def test_submission_refuses_a_run_on_other_data(tmp_path):
+    _write_run_config(compose_config(output_dir=tmp_path), tmp_path)
+    with pytest.raises(ValueError, match="needs data=facial"):
+        submit(tmp_path, tmp_path / "submission.csv")
