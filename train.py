@@ -145,7 +145,11 @@ def flat_config(cfg: DictConfig) -> dict:
 def _checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path == "last":
-        ckpt_path = str(run_info.newest_last_checkpoint(Path(cfg.paths.log_dir) / cfg.task_name, exclude=output_dir))
+        try:
+            ckpt_path = str(run_info.newest_last_checkpoint(Path(cfg.paths.log_dir) / cfg.task_name,
+                                                            exclude=output_dir))
+        except FileNotFoundError as error:  # a config problem: say it in one line, not a traceback
+            raise ConfigError(str(error)) from error
     elif ckpt_path and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file")
     if ckpt_path:

@@ -111,6 +111,8 @@ def test_resume_points_at_a_missing_file_or_no_earlier_run(tmp_path):
         train(cfg)
     with pytest.raises(FileNotFoundError, match="ckpt_path=last: no checkpoints/last.ckpt under"):
         newest_last_checkpoint(tmp_path / "logs" / "train")
+    with pytest.raises(ConfigError, match="ckpt_path=last: no checkpoints/last.ckpt under"):  # the CLI's one line
+        train(compose_config(*RUN, "ckpt_path=last", output_dir=tmp_path / "first"))
 
 
 def test_ckpt_path_last_takes_the_newest_run_of_the_task(tmp_path):
