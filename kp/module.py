@@ -157,7 +157,9 @@ class KeypointModule(L.LightningModule):
             random.setstate(checkpoint["rng_states"]["python"])
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
+        optimizer = self.optimizer_factory(params=self.net.parameter_groups())
+        for group in optimizer.param_groups:  # pretrained backbone layers learn slower than the new head
+            group["lr"] *= group.get("lr_scale", 1.0)
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}

@@ -10,7 +10,6 @@ data root's test.csv and writes `RowId,Location` for the rows IdLookupTable.csv 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,17 +19,8 @@ from omegaconf import OmegaConf, open_dict
 from rich.progress import track
 from torch.utils.data import DataLoader
 
+from kp.checkpoint import best_checkpoint
 from kp.data.facial import FacialKeypoints, KaggleTestImages, write_submission
-
-
-def best_checkpoint(run_dir: Path) -> Path:
-    metrics = run_dir / "metrics.json"
-    if metrics.exists() and json.loads(metrics.read_text()).get("best_checkpoint"):
-        return Path(json.loads(metrics.read_text())["best_checkpoint"])
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if not last.exists():
-        raise FileNotFoundError(f"{run_dir} has no metrics.json best_checkpoint and no checkpoints/last.ckpt")
-    return last
 
 
 def submit(run_dir: Path, out: Path, checkpoint: Path | None = None, batch_size: int = 64) -> Path:

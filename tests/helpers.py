@@ -38,3 +38,12 @@ def shared_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data {path} is absent (it lives in ../shared/data beside the checkout)")
     return path
+
+
+def random_weights(cfg: DictConfig) -> DictConfig:
+    """Start an ImageNet-pretrained model preset from random weights: the model-zoo tests check wiring and shapes,
+    offline and quickly (ResNet's weights would be downloaded); tests/test_pretrained.py checks the weights."""
+    model = cfg.model if "model" in cfg else cfg
+    if "pretrained" in model.backbone:
+        model.backbone.pretrained = False
+    return cfg

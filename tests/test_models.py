@@ -17,7 +17,7 @@ from kp.codecs import CoordsCodec, HeatmapCodec
 from kp.data.synthetic import SyntheticKeypoints
 from kp.losses import MaskedMSE, masked_mse
 from kp.models.heads import soft_argmax
-from tests.helpers import CONF_DIR, compose_config
+from tests.helpers import CONF_DIR, compose_config, random_weights
 
 MODELS = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
 K = 5
@@ -36,7 +36,7 @@ def one_thread():
 
 @functools.cache
 def model_config(name: str, *overrides: str):
-    return compose_config(f"model={name}", *overrides).model
+    return random_weights(compose_config(f"model={name}", *overrides).model)
 
 
 def build(name: str, target: str = "heatmap", stride: int = 2, input_shape=(3, 32, 32), overrides=()) -> nn.Module:

@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from tests.helpers import CONF_DIR, ROOT, TINY_DATA, compose_config
+from tests.helpers import CONF_DIR, ROOT, TINY_DATA, compose_config, random_weights
 from train import train
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
@@ -19,8 +19,8 @@ QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null"]
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("target", TARGETS)
 def test_fast_dev_run_for_every_model_and_target(model, target, tmp_path):
-    cfg = compose_config(f"model={model}", f"target={target}", "debug=fast_dev_run", *TINY_DATA, *QUIET,
-                         "data.batch_size=4", output_dir=tmp_path)
+    cfg = random_weights(compose_config(f"model={model}", f"target={target}", "debug=fast_dev_run", *TINY_DATA,
+                                        *QUIET, "data.batch_size=4", output_dir=tmp_path))
     train(cfg)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     for name in ("test/loss", "test/rmse", "test/nme", "test/pck_0.05", "test/pck_0.1", "test/pck_0.05/left_eye"):

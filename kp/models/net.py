@@ -27,6 +27,11 @@ Visibility and count read one vector: the global average of `features` (head_fea
 `bottleneck`, optionally concatenated with the predicted heatmaps, detached and max-pooled to a
 heatmap_pool×heatmap_pool grid (the card seed: where the corners are tells how thick the pack is, but the count loss
 must not pull the heatmaps).
+
+Fine-tuning (backbones with ImageNet weights, kp/models/pretrained.py): the pretrained layers learn at
+pretrained_lr_scale × the optimizer's learning rate (parameter_groups) and are frozen for the first freeze_epochs
+epochs (kp.finetune.FreezePretrained). init_from loads every tensor of another run's weights whose name and shape
+match (kp/models/init_from.py), after the backbone's pretrained weights.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from kp.models.heads import GlobalHead, HeatmapHead, RegressionHead, soft_argmax
+from kp.models.init_from import load_matching
 
 TARGETS = ("heatmap", "coords")
 COORDS_HEADS = ("auto", "regression", "integral")
@@ -63,6 +69,9 @@ class KeypointNet(nn.Module):
         head_features: str = "features",
         heatmap_pool: int = 0,
         head_hidden: int = 0,
+        freeze_epochs: int = 0,
+        pretrained_lr_scale: float = 1.0,
+        init_from: str | None = None,
     ):
         super().__init__()
         if target not in TARGETS:
@@ -112,6 +121,23 @@ class KeypointNet(nn.Module):
         if visibility_head or count_head:
             vector_size = dry_run[head_features].shape[1] + num_keypoints * heatmap_pool**2
             self.global_head = GlobalHead(vector_size, num_keypoints, visibility_head, count_head, head_hidden)
+        self.freeze_epochs, self.pretrained_lr_scale = freeze_epochs, pretrained_lr_scale
+        if init_from:
+            load_matching(self, init_from)
+
+    def pretrained_modules(self) -> list[nn.Module]:
+        """The backbone's layers that hold ImageNet weights (empty for backbones trained from scratch)."""
+        return self.backbone.pretrained_modules() if hasattr(self.backbone, "pretrained_modules") else []
+
+    def parameter_groups(self) -> list[dict]:
+        """Optimizer parameter groups: the new layers, and the pretrained ones with an `lr_scale` (applied by
+        KeypointModule.configure_optimizers)."""
+        pretrained = [p for module in self.pretrained_modules() for p in module.parameters()]
+        ids = {id(p) for p in pretrained}
+        groups = [{"params": [p for p in self.parameters() if id(p) not in ids], "name": "new"}]
+        if pretrained:
+            groups.append({"params": pretrained, "name": "pretrained", "lr_scale": self.pretrained_lr_scale})
+        return groups
 
     def _keypoints(self, heatmaps: torch.Tensor) -> torch.Tensor:
         return heatmaps if self.target == "heatmap" else soft_argmax(heatmaps)
