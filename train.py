@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kp import run_info
+from kp.models.pretrained import WeightsError
 from kp.module import KeypointModule, NonFiniteLossError
 from kp.viz import plot_predictions
 from kp.wandb_logging import finish_runs
@@ -183,7 +184,7 @@ def _print_table(metrics: dict, keypoint_names: list[str], output_dir: Path) -> 
 def main(cfg: DictConfig) -> float:
     try:
         return train(cfg)
-    except ConfigError as error:
+    except (ConfigError, WeightsError) as error:
         log.error("configuration error: %s", error)
         sys.exit(f"configuration error: {error}")
     except NonFiniteLossError as error:
