@@ -11,7 +11,6 @@ import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from kp.finetune import FreezePretrained
 from kp.models.efficientnet_lite import EfficientNetLite0
@@ -43,17 +42,18 @@ def test_every_tensor_of_the_lite0_weights_file_is_used():
     assert set(encoder) <= set(weights)
     for key, value in encoder.items():
         torch.testing.assert_close(value, weights[key], msg=key)
-    assert sum(v.numel() for k, v in weights.items() if "num_batches" not in k) == 4_652_008  # 4.7 M parameters
+    classifier = weights["_fc.weight"].numel() + weights["_fc.bias"].numel()
+    assert sum(p.numel() for p in backbone.encoder.parameters()) + classifier == 4_652_008  # the 4.7 M of Lite0
 
 
-def test_pretrained_features_differ_from_random_ones_and_look_imagenet_like():
+def test_pretrained_features_differ_from_random_ones():
     lite0_weights()
     images = torch.rand(2, 3, 64, 64)
     pretrained, scratch = EfficientNetLite0(3, pretrained=True).eval(), EfficientNetLite0(3, pretrained=False).eval()
     with torch.no_grad():
         a, b = pretrained(images)["bottleneck"], scratch(images)["bottleneck"]
-    assert a.shape == b.shape and not torch.allclose(a, b, atol=1e-3)
-    assert 0.0 < a.float().mean() and torch.isfinite(a).all()
+    assert a.shape == b.shape and torch.isfinite(a).all()
+    assert (a - b).abs().mean() > 0.1 * b.abs().mean()
 
 
 def test_grey_input_sums_the_first_convolution_over_rgb():
@@ -105,8 +105,8 @@ def test_offline_resnet_without_a_file_says_where_to_put_it(monkeypatch):
 def test_pretrained_layers_get_the_lower_learning_rate(tmp_path):
     cfg = compose_config("model=efficientnet_lite0", "model.pretrained_lr_scale=0.1", "optimizer.lr=1e-3",
                          "data.dataset.sizes={train:16,val:8,test:8}", output_dir=tmp_path)
-    _, module = build(cfg)
     lite0_weights()
+    _, module = build(cfg)
     optimizer = module.configure_optimizers()["optimizer"]
     groups = {group["name"]: group for group in optimizer.param_groups}
     assert groups["pretrained"]["lr"] == pytest.approx(1e-4) and groups["new"]["lr"] == pytest.approx(1e-3)
@@ -192,24 +192,25 @@ def test_init_from_a_missing_path_is_one_line(tmp_path):
         keypoint_net("unet", f"model.init_from={tmp_path / 'nothing.ckpt'}")
 
 
-def dlc_test_rmse(tmp_path, pretrained: bool) -> float:
-    """A short training on the DeepLabCut demo at 128×160: test RMSE in pixels of that size."""
+def dlc_test_rmse(tmp_path, pretrained: bool, epochs: int = 5) -> float:
+    """A short training on the DeepLabCut demo at 128×160 (batch 4: 11 steps an epoch); the last epoch's test RMSE
+    in pixels of that size."""
     project = shared_data("dlc_reaching")
     lite0_weights()
-    from train import train
     cfg = compose_config(
         "data=dlc", f"data.dataset.project={project}", "data.dataset.width=160", "data.dataset.height=128",
-        "data.num_workers=0", "data.persistent_workers=false", "model=efficientnet_lite0",
-        f"model.backbone.pretrained={str(pretrained).lower()}", "trainer.max_epochs=12", "optimizer.lr=3e-3",
-        "target.sigma=2", "callbacks.progress_bar=null", "callbacks.model_summary=null", "logger={}",
-        "trainer.accelerator=cpu", output_dir=tmp_path)
-    OmegaConf.set_struct(cfg, False)
-    train(cfg)
-    import json
-    return json.loads((tmp_path / "metrics.json").read_text())["test/rmse"]
+        "data.batch_size=4", "data.num_workers=0", "data.persistent_workers=false", "model=efficientnet_lite0",
+        f"model.backbone.pretrained={str(pretrained).lower()}", f"trainer.max_epochs={epochs}", "target.sigma=2",
+        output_dir=tmp_path)
+    L.seed_everything(0)
+    datamodule, module = build(cfg)
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=datamodule)
+    return trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/rmse"]
 
 
 def test_imagenet_weights_beat_random_ones_on_the_dlc_demo(tmp_path):
-    pretrained = dlc_test_rmse(tmp_path / "pretrained", True)
-    scratch = dlc_test_rmse(tmp_path / "scratch", False)
+    pretrained = dlc_test_rmse(tmp_path, True)
+    scratch = dlc_test_rmse(tmp_path, False)
     assert pretrained < 0.7 * scratch, f"test RMSE {pretrained:.1f} px pretrained vs {scratch:.1f} px from scratch"

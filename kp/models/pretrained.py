@@ -85,7 +85,7 @@ class PretrainedBackbone(nn.Module):
         if pretrained:
             state = self.default_weights() if pretrained is True else load_state_dict_file(
                 pretrained, f"model.backbone.pretrained ({name})")
-            self._load_encoder(state, in_channels, str(pretrained))
+            self._load_encoder(state, in_channels, "its default source" if pretrained is True else pretrained)
         # Kept out of the state dict: they are a property of the weights, not learned.
         mean_, std_ = torch.tensor(list(mean), dtype=torch.float32), torch.tensor(list(std), dtype=torch.float32)
         if in_channels == 1:
@@ -97,6 +97,7 @@ class PretrainedBackbone(nn.Module):
         self.out_stride, self.dense = out_stride, out_stride < 32
 
     def default_weights(self) -> dict[str, torch.Tensor]:
+        """The published ImageNet state dict that pretrained=true loads (each backbone knows where it lives)."""
         raise NotImplementedError
 
     def _load_encoder(self, state: dict[str, torch.Tensor], in_channels: int, source: str) -> None:
