@@ -144,6 +144,7 @@ def test_freeze_epochs_freezes_then_unfreezes(tmp_path):
     cfg = compose_config("model=efficientnet_lite0", "model.freeze_epochs=2", "trainer.max_epochs=3",
                          "data.dataset.sizes={train:8,val:4,test:4}", "data.batch_size=4", "data.num_workers=0",
                          "data.persistent_workers=false", "data.dataset.image_size=32", output_dir=tmp_path)
+    assert cfg.callbacks.freeze_pretrained._target_ == "kp.finetune.FreezePretrained"  # on in every run
     datamodule, module = build(cfg)
     recorder = EpochRecorder()
     trainer = L.Trainer(max_epochs=3, callbacks=[FreezePretrained(), recorder], logger=False,
@@ -192,16 +193,14 @@ def test_init_from_a_missing_path_is_one_line(tmp_path):
         keypoint_net("unet", f"model.init_from={tmp_path / 'nothing.ckpt'}")
 
 
-def dlc_test_rmse(tmp_path, pretrained: bool, epochs: int = 5) -> float:
-    """A short training on the DeepLabCut demo at 128×160 (batch 4: 11 steps an epoch); the last epoch's test RMSE
-    in pixels of that size."""
+def dlc_test_rmse(tmp_path, pretrained: bool, epochs: int = 10) -> float:
+    """A short training (experiment=dlc at 128×160) on the DeepLabCut demo; the test RMSE in pixels of that size."""
     project = shared_data("dlc_reaching")
     lite0_weights()
     cfg = compose_config(
-        "data=dlc", f"data.dataset.project={project}", "data.dataset.width=160", "data.dataset.height=128",
-        "data.batch_size=4", "data.num_workers=0", "data.persistent_workers=false", "model=efficientnet_lite0",
-        f"model.backbone.pretrained={str(pretrained).lower()}", f"trainer.max_epochs={epochs}", "target.sigma=2",
-        output_dir=tmp_path)
+        "experiment=dlc", f"data.dataset.project={project}", "data.dataset.width=160", "data.dataset.height=128",
+        "data.num_workers=0", "data.persistent_workers=false", f"model.backbone.pretrained={str(pretrained).lower()}",
+        f"trainer.max_epochs={epochs}", output_dir=tmp_path)
     L.seed_everything(0)
     datamodule, module = build(cfg)
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
