@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
-from kp.data import facial, facial68
+from kp.data import facial
 from kp.data.datamodule import KeypointDataModule
 from kp.data.facial import FacialKeypoints, KaggleTestImages, write_submission
 from kp.data.facial68 import Facial68, person_of

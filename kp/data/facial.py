@@ -124,6 +124,7 @@ def _load_training(path: Path, size: int, mtime_ns: int, cache_dir: Path) -> dic
 
 class FacialKeypoints(KeypointDataset):
     meta = KeypointMeta(names=NAMES, flip_pairs=FLIP_PAIRS, skeleton=SKELETON, norm_pair=(0, 1))
+    fit_size = (SIZE, SIZE)
 
     def __init__(
         self,
@@ -171,7 +172,7 @@ class FacialKeypoints(KeypointDataset):
         row = self.rows[index]
         keypoints = self.keypoints[row]
         return RawSample(image=self.images[row][:, :, None], keypoints=keypoints,
-                         visible=np.isfinite(keypoints).all(axis=1))
+                         visible=np.isfinite(keypoints).all(axis=1), id=f"{self.path}:{self.lines[row]}")
 
 
 class KaggleTestImages(KeypointDataset):
@@ -198,7 +199,7 @@ class KaggleTestImages(KeypointDataset):
 
     def load(self, index: int) -> RawSample:
         return RawSample(image=self.images[index][:, :, None], keypoints=np.zeros((len(NAMES), 2), np.float32),
-                         visible=np.zeros(len(NAMES), bool))
+                         visible=np.zeros(len(NAMES), bool), id=f"ImageId {self.image_ids[index]}")
 
 
 def write_submission(keypoints: np.ndarray, image_ids, lookup_csv: str | Path, out_csv: str | Path) -> Path:

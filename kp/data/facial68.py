@@ -109,4 +109,4 @@ class Facial68(KeypointDataset):
 
     def load(self, index: int) -> RawSample:
         return RawSample(image=read_image(self.files[index]), keypoints=self.keypoints[index],
-                         visible=np.ones(NUM_KEYPOINTS, bool))
+                         visible=np.ones(NUM_KEYPOINTS, bool), id=str(self.files[index]))
