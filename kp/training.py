@@ -12,6 +12,7 @@ import math
 import sys
 from pathlib import Path
 
+import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -24,11 +25,13 @@ from rich.table import Table
 
 from kp import run_info
 from kp.build import ConfigError, build
+from kp.module import NonFiniteLossError
 from kp.run_dir import RunDir
 from kp.viz import plot_predictions
 from kp.wandb_logging import finish_runs
 
 log = logging.getLogger("kp.train")
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config groups, beside kp/ in the checkout
 
 
 def train(cfg: DictConfig) -> float:
@@ -130,3 +133,16 @@ def _print_table(metrics: dict, keypoint_names: list[str], output_dir: Path) -> 
         if isinstance(value, float) and not any(key.endswith(f"/{name}") for name in keypoint_names):
             table.add_row(key, "nan" if math.isnan(value) else f"{value:.4f}")
     Console().print(table)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def main(cfg: DictConfig) -> float:
+    """`python train.py ...` and `kp train ...`: a configuration problem or a diverging loss ends in one line."""
+    try:
+        return train(cfg)
+    except ConfigError as error:
+        log.error("configuration error: %s", error)
+        sys.exit(f"configuration error: {error}")
+    except NonFiniteLossError as error:
+        log.error("training stopped: %s", error)
+        sys.exit(f"training stopped: {error}")
