@@ -18,7 +18,7 @@ import hydra
 from omegaconf import DictConfig
 
 from kp.leaderboard import summarize
-from train import train
+from kp.training import train
 
 log = logging.getLogger("kp.sweep")
 

@@ -22,6 +22,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from kp import run_info  # noqa: E402
+from kp.run_dir import RunDir  # noqa: E402
 
 log = logging.getLogger("kp.leaderboard")
 
@@ -37,10 +38,10 @@ class Leaderboard:
             raise FileNotFoundError(f"{sweep_dir}: no job directories (0/, 1/, ...): is this a multirun directory?")
         rows, override_keys = [], {}
         for job in jobs:
-            config = OmegaConf.load(job / ".hydra" / "config.yaml")
+            config = OmegaConf.load(RunDir(job).config)
             overrides = dict(o.split("=", 1) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml"))
             override_keys.update(dict.fromkeys(overrides))
-            metrics_file = job / "metrics.json"
+            metrics_file = RunDir(job).metrics
             metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
             info = run_info.read(job)
             rows.append({

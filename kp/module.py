@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError
 
+from kp.codecs import flip_test
 from kp.data.base import KeypointMeta
 from kp.losses import LossTerm
 from kp.metrics import NME, PCK, KeypointRMSE, pair_distance
@@ -38,14 +39,21 @@ class KeypointModule(L.LightningModule):
         pck_thresholds: tuple[float, ...] = (0.05, 0.1),
         pck_norm: str = "image",
         num_examples: int = 16,
+        flip_test: bool = False,
+        spec: dict | None = None,
     ):
-        """pck_norm: "image" (the input's longer side) or "pair" (the distance of meta.norm_pair, like NME)."""
+        """pck_norm: "image" (the input's longer side) or "pair" (the distance of meta.norm_pair, like NME).
+        flip_test: validation and test predict with test-time flip (`predict`). spec: the kp.build.InferenceSpec as
+        a dict, saved in every checkpoint so that kp.load can rebuild the model on its own."""
         super().__init__()
         if pck_norm not in ("image", "pair"):
             raise ValueError(f"pck_norm must be 'image' or 'pair', got {pck_norm!r}")
         if pck_norm == "pair" and meta.norm_pair is None:
             raise ValueError("pck_norm=pair needs a dataset with a normalising keypoint pair (meta.norm_pair)")
         self.net, self.codec, self.meta = net, codec, meta
+        self.flip_test, self.spec = flip_test, spec
+        if flip_test:
+            meta.flip_permutation(strict=True)  # unknown flip pairs: say so now, not at the first validation
         self.losses = nn.ModuleDict(losses)
         self.input_size = tuple(input_size)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -63,9 +71,17 @@ class KeypointModule(L.LightningModule):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.net(images)
 
-    def predict_keypoints(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images -> (keypoints B×K×2 in input pixels, scores B×K)."""
-        return self.codec.decode(self.net(images))
+    def predict(self, images: torch.Tensor, flip: bool = False,
+                outputs: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The one way from preprocessed images B×C×H×W to (keypoints B×K×2 in input pixels, scores B×K): test,
+        prediction, submission, the W&B panels and export all come here. flip: test-time flip (kp.codecs.flip_test;
+        the score then includes the agreement of the image's and its mirror's predictions). outputs: the network's
+        outputs for `images` where the caller already has them (validation computes them for the loss)."""
+        outputs = self.net(images) if outputs is None else outputs
+        if not flip:
+            return self.codec.decode(outputs)
+        mirrored = self.net(images.flip(-1))
+        return flip_test(self.codec, outputs, mirrored, self.meta.flip_permutation(strict=True))
 
     def _loss(self, outputs: dict, batch: dict, split: str) -> torch.Tensor:
         targets = self.codec.encode(batch["keypoints"], batch["visible"])
@@ -96,7 +112,7 @@ class KeypointModule(L.LightningModule):
     def _evaluate(self, batch: dict, split: str) -> dict[str, torch.Tensor]:
         outputs = self.net(batch["image"])
         self._loss(outputs, batch, split)
-        pred, scores = self.codec.decode(outputs)
+        pred, scores = self.predict(batch["image"], flip=self.flip_test, outputs=outputs)
         target, visible = batch["keypoints"], batch["visible"]
         longer_side = torch.full((len(target),), float(max(self.input_size)), device=target.device)
         pair_norm = pair_distance(target, visible, self.meta.norm_pair) if self.meta.norm_pair else longer_side
@@ -142,6 +158,8 @@ class KeypointModule(L.LightningModule):
         self._log_metrics("test")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.spec is not None:
+            checkpoint["kp"] = self.spec  # what kp.load needs to use this checkpoint on its own
         # Lightning keeps epoch, step, optimiser and scheduler; the random streams make a resumed run continue
         # with the same shuffling and augmentation as an uninterrupted one.
         name, keys, position, has_gauss, cached = np.random.get_state()

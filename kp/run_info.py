@@ -16,6 +16,8 @@ from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_only
 
+from kp.run_dir import RunDir
+
 PACKAGES = ("torch", "lightning", "torchmetrics", "hydra-core", "omegaconf", "numpy", "albumentations",
             "opencv-python-headless", "wandb", "kp")
 REPO = Path(__file__).resolve().parents[1]
@@ -60,13 +62,13 @@ def record_end(output_dir: Path, error: BaseException | None = None) -> None:
 
 
 def read(output_dir: Path) -> dict:
-    path = Path(output_dir) / "run_info.json"
+    path = RunDir(output_dir).run_info
     return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _write(output_dir: Path, info: dict) -> None:
     Path(output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(output_dir) / "run_info.json").write_text(json.dumps(info, indent=2))
+    RunDir(output_dir).run_info.write_text(json.dumps(info, indent=2))
 
 
 def newest_last_checkpoint(task_dir: Path, exclude: Path | None = None) -> Path:

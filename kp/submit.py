@@ -1,59 +1,58 @@
-"""Kaggle facial-keypoints submission from a trained run:
+"""Kaggle facial-keypoints submission from a trained model:
 
-    python -m kp.submit logs/train/runs/<time> [--checkpoint path.ckpt] [--out submission.csv]
+    python -m kp.submit RUN_OR_CHECKPOINT [--data-dir DIR] [--flip] [--out submission.csv]
 
-Run it from the checkout (it rebuilds the model with train.py's build() from the run's .hydra/config.yaml). It loads
-the run's best checkpoint (metrics.json's best_checkpoint; else checkpoints/last.ckpt), predicts the images of the
-data root's test.csv and writes `RowId,Location` for the rows IdLookupTable.csv asks for, clipped to [0, 96].
+Loads the model with kp.load (a run's best checkpoint, or a checkpoint file), predicts the images of DIR/test.csv and
+writes `RowId,Location` for the rows DIR/IdLookupTable.csv asks for, clipped to [0, 96]. DIR defaults to the run's
+data.dataset.root (from its .hydra/config.yaml).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf, open_dict
-from rich.progress import track
-from torch.utils.data import DataLoader
+from omegaconf import OmegaConf
 
-from kp.checkpoint import best_checkpoint
-from kp.data.facial import FacialKeypoints, KaggleTestImages, write_submission
+from kp.data.facial import FacialKeypoints, read_test_images, write_submission
+from kp.data.io import DataError
+from kp.inference import ModelLoadError, load
+from kp.run_dir import RunDir
 
 
-def submit(run_dir: Path, out: Path, checkpoint: Path | None = None, batch_size: int = 64) -> Path:
-    from train import build  # the top-level train.py: run from the checkout
+def _data_dir(model: Path) -> Path:
+    config = RunDir(model).config if model.is_dir() else None
+    if config is None or not config.is_file():
+        raise ValueError(f"{model}: give --data-dir (the folder of test.csv and IdLookupTable.csv)")
+    return Path(OmegaConf.load(config).data.dataset.root)
 
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    if cfg.data.dataset._target_ != f"{FacialKeypoints.__module__}.{FacialKeypoints.__name__}":
-        raise ValueError(f"{run_dir} was trained on {cfg.data.dataset._target_}: a Kaggle submission needs data=facial")
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)  # instead of Hydra's run-time value, unknown outside a Hydra run
-    _, module = build(cfg)
-    checkpoint = checkpoint or best_checkpoint(run_dir)
-    module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"])
-    module.eval()
 
-    root = Path(cfg.data.dataset.root)
-    images = KaggleTestImages(root, transform=instantiate(cfg.data.transforms.get("test")))
-    predictions = []
-    with torch.no_grad():
-        for batch in track(DataLoader(images, batch_size=batch_size), description="predicting test.csv"):
-            predictions.append(module.predict_keypoints(batch["image"])[0].numpy())
-    written = write_submission(np.concatenate(predictions), images.image_ids, root / "IdLookupTable.csv", out)
-    print(f"{written}: {len(images)} images from {checkpoint}")
+def submit(model: Path, out: Path, data_dir: Path | None = None, flip: bool = False) -> Path:
+    predictor = load(model)
+    trained_on = f"{FacialKeypoints.__module__}.{FacialKeypoints.__name__}"
+    if predictor.spec.dataset != trained_on:
+        raise ValueError(f"{model} was trained on {predictor.spec.dataset}: a Kaggle submission needs data=facial")
+    root = Path(data_dir) if data_dir else _data_dir(Path(model))
+    image_ids, images = read_test_images(root)
+    keypoints, _ = predictor.predict(list(images), flip=flip)
+    written = write_submission(keypoints, image_ids, root / "IdLookupTable.csv", out)
+    print(f"{written}: {len(images)} images from {predictor.checkpoint}")
     return written
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path, help="a run directory of `python train.py data=facial ...`")
-    parser.add_argument("--checkpoint", type=Path, help="default: the run's best checkpoint")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="kp submit", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", type=Path, help="a run directory of `python train.py data=facial ...` or a checkpoint")
+    parser.add_argument("--data-dir", type=Path, help="the Kaggle files (default: the run's data.dataset.root)")
+    parser.add_argument("--flip", action="store_true", help="test-time flip")
     parser.add_argument("--out", type=Path, default=Path("submission.csv"))
-    args = parser.parse_args()
-    submit(args.run_dir, args.out, args.checkpoint)
+    args = parser.parse_args(argv)
+    try:
+        submit(args.model, args.out, args.data_dir, args.flip)
+    except (ModelLoadError, DataError, ValueError) as error:
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ class WandbPanels(Callback):
         if logger is None or batch_idx != 0 or self.validation_epochs % self.images_every_n_epochs:
             return
         images = batch["image"][: self.num_images]
-        pred, _ = pl_module.predict_keypoints(images)
+        pred, _ = pl_module.predict(images, flip=pl_module.flip_test)
         path = plot_predictions(images.float().cpu(), batch["keypoints"][: self.num_images].cpu(),
                                 batch["visible"][: self.num_images].cpu(), pred.float().cpu(), pl_module.meta,
                                 Path(trainer.default_root_dir) / "val_predictions.png")

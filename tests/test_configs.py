@@ -7,8 +7,8 @@ import pytest
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
+from kp.build import ConfigError, build
 from tests.helpers import CONF_DIR, ROOT, TINY_DATA, compose_config
-from train import ConfigError, build
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
 OPTIONS = [(group, option.stem) for group in GROUPS for option in sorted((CONF_DIR / group).glob("*.yaml"))]

@@ -123,11 +123,11 @@ def test_cat_seed_preprocessing_keeps_keypoints_on_their_dots(tmp_path):
 
 def test_seed_crop_border_and_image_edge():
     image = np.zeros((256, 256, 3), np.uint8)
-    cropped, moved = seed_crop(image, np.array([[100.0, 100.0], [150.0, 120.0]]), resize=128, border=20)
+    cropped, moved, _ = seed_crop(image, np.array([[100.0, 100.0], [150.0, 120.0]]), resize=128, border=20)
     # In 128×128 the points are at 49.75/74.75 and 49.75/59.75: box 49..75 × 49..60, plus 20 each side.
     assert cropped.shape == (60 - 49 + 41, 75 - 49 + 41, 3)
     np.testing.assert_allclose(moved[0], [49.75 - 29, 49.75 - 29])
-    cropped, moved = seed_crop(image, np.array([[4.0, 250.0], [30.0, 240.0]]), resize=128, border=20)
+    cropped, moved, _ = seed_crop(image, np.array([[4.0, 250.0], [30.0, 240.0]]), resize=128, border=20)
     assert cropped.shape[0] == 128 - (119 - 20) and moved[0, 0] == pytest.approx(1.75)  # clipped at the edges
 
 

@@ -114,7 +114,7 @@ def test_zero_based_skeleton_is_recognised(tmp_path):
     (["L_Eye", "R_Eye", "Throat", "L_F_Elbow", "R_F_Elbow"], [(0, 1), (3, 4)]),
     (["head", "eyeL", "eyeR", "thorax", "forelegR1", "forelegL1"], [(1, 2), (4, 5)]),
     (["LeftHand", "RightHand", "LEFT_FOOT", "RIGHT_FOOT", "l_knee", "r_knee"], [(0, 1), (2, 3), (4, 5)]),
-    (["Lip", "Rump", "tailL", "wrist"], []),  # L/R starting a word, or a side with no partner: no pair
+    (["Lip", "Rump", "tailL", "wrist"], None),  # L/R starting a word, or a side with no partner: unknown
 ])
 def test_flip_pairs_are_guessed_from_side_words(names, pairs):
     assert flip_pairs_from_names(names) == pairs

@@ -11,8 +11,9 @@ import lightning as L
 import pandas as pd
 import pytest
 
+from kp.build import build
+from kp.training import train
 from tests.helpers import ROOT, compose_config
-from train import build, train
 
 RUN = ["data.dataset.sizes={train:64,val:40,test:40}", "data.batch_size=8", "model.backbone.width=4",
        "data.dataset.image_size=32", "trainer.max_epochs=2", "seed=5", "callbacks.progress_bar=null",

@@ -244,7 +244,7 @@ def test_cards_count_and_visibility_read_detached_heatmaps():
 def synthetic_tensors(split: str, count: int, occlusion_prob: float = 0.3) -> dict:
     dataset = SyntheticKeypoints(split, sizes={split: count}, image_size=32, occlusion_prob=occlusion_prob)
     samples = [dataset[i] for i in range(count)]
-    return {key: torch.stack([sample[key] for sample in samples]) for key in samples[0]}
+    return {key: torch.stack([sample[key] for sample in samples]) for key in samples[0] if key != "id"}
 
 
 def train_cards_model(data: dict, steps: int, batch_size: int) -> nn.Module:

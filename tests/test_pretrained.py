@@ -12,13 +12,13 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from kp.build import build
 from kp.finetune import FreezePretrained
 from kp.models.efficientnet_lite import EfficientNetLite0
 from kp.models.init_from import load_matching
 from kp.models.pretrained import WeightsError, load_state_dict_file
 from kp.models.resnet_imagenet import ImageNetResNet
 from tests.helpers import compose_config, shared_data
-from train import build
 
 K = 5
 
@@ -186,6 +186,18 @@ def test_init_from_applies_after_pretrained_and_from_the_config(tmp_path):
     net = keypoint_net("efficientnet_lite0", f"model.init_from={state}")  # ImageNet weights, then these
     for key, value in plain.state_dict().items():
         torch.testing.assert_close(net.state_dict()[key], value, msg=key)
+
+
+def test_checkpoints_rebuild_without_imagenet_weights_or_the_init_from_file(tmp_path):
+    lite0_weights()
+    state = tmp_path / "weights.pt"
+    torch.save(keypoint_net("efficientnet_lite0", "model.backbone.pretrained=false").state_dict(), state)
+    cfg = compose_config("model=efficientnet_lite0", f"model.init_from={state}",
+                         "data.dataset.sizes={train:16,val:8,test:8}", output_dir=tmp_path)
+    _, module = build(cfg)
+    # kp.load rebuilds the net from this before loading the checkpoint's weights: nothing to fetch, no file to read
+    assert module.spec["model"]["backbone"]["pretrained"] is False and module.spec["model"]["init_from"] is None
+    assert cfg.model.backbone.pretrained is True
 
 
 def test_init_from_a_missing_path_is_one_line(tmp_path):

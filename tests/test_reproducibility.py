@@ -7,8 +7,8 @@ import pandas as pd
 import torch
 
 from kp.run_info import REPO
+from kp.training import train
 from tests.helpers import TINY_DATA, compose_config
-from train import train
 
 RUN = [*TINY_DATA, "model.backbone.width=4", "data.dataset.image_size=32", "debug=limit", "trainer.max_epochs=2",
        "seed=11", "trainer.deterministic=true", "augment=default", "callbacks.progress_bar=null",

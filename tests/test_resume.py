@@ -14,10 +14,11 @@ import torch
 from lightning.pytorch import Callback
 from omegaconf import open_dict
 
+from kp.build import ConfigError
 from kp.module import NonFiniteLossError
 from kp.run_info import newest_last_checkpoint
+from kp.training import train
 from tests.helpers import ROOT, compose_config
-from train import ConfigError, train
 
 # 16 training steps an epoch (long enough to be killed inside one), one validation batch
 RUN = ["data.dataset.sizes={train:256,val:32,test:32}", "data.batch_size=16", "model.backbone.width=4",

@@ -1,11 +1,13 @@
 import csv
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
+from kp.build import build
 from kp.submit import submit
-from tests.helpers import compose_config, shared_data
-from train import train
+from kp.training import train
+from tests.helpers import TINY_DATA, compose_config, shared_data
 
 
 def _write_run_config(cfg, run_dir):
@@ -33,7 +35,8 @@ def test_submission_from_a_trained_run_answers_every_lookup_row(tmp_path):
     assert all(0.0 <= v <= 96.0 for v in values) and len(set(values)) > 100  # real, varied predictions
 
 
-def test_submission_refuses_a_run_on_other_data(tmp_path):
-    _write_run_config(compose_config(output_dir=tmp_path), tmp_path)
+def test_submission_refuses_a_model_of_other_data(tmp_path):
+    _, module = build(compose_config(*TINY_DATA, "model.backbone.width=4", output_dir=tmp_path))
+    torch.save({"state_dict": module.state_dict(), "kp": module.spec}, tmp_path / "synthetic.ckpt")
     with pytest.raises(ValueError, match="needs data=facial"):
-        submit(tmp_path, tmp_path / "submission.csv")
+        submit(tmp_path / "synthetic.ckpt", tmp_path / "submission.csv", data_dir=tmp_path)

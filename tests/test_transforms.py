@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from kp import geometry
 from kp.data import transforms as T
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from tests.helpers import CONF_DIR, compose_config
@@ -61,13 +62,16 @@ def random_keypoints(rng) -> np.ndarray:
 
 def check_on_dots(steps, swapped: bool, draws: int = 6, tolerance: float = 1.0) -> int:
     """Augment dot images; every visible keypoint far enough from the border for its dot to be whole must lie within
-    `tolerance` (1 px) of its dot: dot `order[k]` where a mirror swapped left and right. Returns how many were checked."""
+    `tolerance` (1 px) of its dot: dot `order[k]` where a mirror swapped left and right, and be where the sample's
+    affine takes its original position. Returns how many were checked."""
     order = META.flip_permutation() if swapped else list(range(6))
     rng = np.random.default_rng(0)
     checked = 0
     for draw in range(draws):
         torch.manual_seed(draw)  # KeypointAugment draws its random state from torch's seed
-        sample = Dots(random_keypoints(rng), T.KeypointAugment(steps))[0]
+        original = random_keypoints(rng)
+        sample = Dots(original, T.KeypointAugment(steps))[0]
+        mapped = geometry.apply(sample["affine"].double().numpy(), original[order])
         image = (sample["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
         height, width = image.shape[:2]
         centres = dot_centres(image)
@@ -78,6 +82,7 @@ def check_on_dots(steps, swapped: bool, draws: int = 6, tolerance: float = 1.0) 
                 assert (x, y) == (0.0, 0.0)
                 continue
             assert inside
+            np.testing.assert_allclose(mapped[k], [x, y], atol=1e-3)
             if 4 * SIGMA <= x <= width - 1 - 4 * SIGMA and 4 * SIGMA <= y <= height - 1 - 4 * SIGMA:
                 assert np.hypot(*(centres[order[k]] - [x, y])) < tolerance, (type(steps), k, (x, y), centres[order[k]])
                 checked += 1
@@ -120,8 +125,9 @@ def test_composition_keeps_keypoints_on_their_dots():
 def test_keypoints_leaving_the_frame_become_invisible_not_clipped():
     keypoints = np.array([[5, 10], [40, 10], [60, 20], [30, 30], [10, 40], [50, 5]], np.float32)
     shift = T.KeypointAugment([A.Affine(translate_px={"x": 20, "y": 0}, p=1)])
-    image, moved, visible = shift(dot_image(keypoints), keypoints, np.ones(6, bool), META)
+    image, moved, visible, affine = shift(dot_image(keypoints), keypoints, np.ones(6, bool), META)
     np.testing.assert_allclose(moved[:, 0], keypoints[:, 0] + 20, atol=1e-4)  # 60 -> 80: outside, kept as is
+    np.testing.assert_allclose(affine, [[1, 0, 20], [0, 1, 0]], atol=1e-4)
     sample = Dots(keypoints, shift)[0]
     assert sample["visible"].tolist() == [True, True, False, True, True, False]
     assert sample["keypoints"][2].tolist() == [0.0, 0.0]
@@ -131,7 +137,8 @@ def test_missing_keypoints_stay_invisible_and_swap_with_their_pair():
     keypoints = np.array([[5, 10], [np.nan, np.nan], [20, 20], [30, 30], [10, 40], [50, 5]], np.float32)
     visible = np.array([True, False, True, True, True, True])
     flip = T.KeypointAugment([A.HorizontalFlip(p=1)])
-    _, flipped, flipped_visible = flip(dot_image(np.nan_to_num(keypoints)), keypoints, visible, META)
+    _, flipped, flipped_visible, affine = flip(dot_image(np.nan_to_num(keypoints)), keypoints, visible, META)
+    np.testing.assert_allclose(affine, [[-1, 0, WIDTH - 1], [0, 1, 0]], atol=1e-4)
     assert flipped_visible.tolist() == [False, True, True, True, True, True]  # the missing right eye is now index 0
     np.testing.assert_allclose(flipped[1], [WIDTH - 1 - 5, 10])  # the old left eye, mirrored, is now the right eye
     assert np.isfinite(flipped).all()

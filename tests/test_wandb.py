@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from kp.training import train
 from kp.wandb_logging import offline_reason
 from tests.helpers import TINY_DATA, compose_config
-from train import train
 
 QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null"]
 TINY_MODEL = ["model.backbone.width=4", "data.dataset.image_size=32"]

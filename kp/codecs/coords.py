@@ -6,7 +6,11 @@ centre of pixel 0 is at (2*0 + 1)/W - 1 and x_norm = (2x + 1)/W - 1.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+
+from kp.codecs.base import flip_back_heads
 
 
 class CoordsCodec:
@@ -31,3 +35,9 @@ class CoordsCodec:
         else:
             scores = torch.ones(keypoints.shape[:2], device=keypoints.device)
         return keypoints, scores
+
+    def flip_back(self, outputs: dict[str, torch.Tensor], permutation: Sequence[int]) -> dict[str, torch.Tensor]:
+        # x_norm = (2x + 1)/W - 1 is odd under the mirror x -> W - 1 - x: only its sign changes.
+        keypoints = outputs["keypoints"][:, list(permutation)].clone()
+        keypoints[..., 0] = -keypoints[..., 0]
+        return flip_back_heads(outputs, {"keypoints": keypoints}, permutation)

@@ -22,12 +22,14 @@ Decoders:
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
+
+from kp.codecs.base import flip_back_heads
 
 DECODERS = ("argmax", "average", "quarter", "dark")
 STYLES = ("gaussian", "blurred_disc")
@@ -110,6 +112,12 @@ class HeatmapCodec:
         else:
             points = self._dark(heatmaps, peak)
         return self.to_image(points), scores
+
+    def flip_back(self, outputs: dict[str, torch.Tensor], permutation: Sequence[int]) -> dict[str, torch.Tensor]:
+        # Heatmap pixel u is centred on input pixel u*s + (s-1)/2, and the mirror of that, W - 1 - u*s - (s-1)/2,
+        # is the centre of heatmap pixel W/s - 1 - u: mirroring the map column order is exact at every stride.
+        heatmaps = outputs["keypoints"].flip(-1)[:, list(permutation)]
+        return flip_back_heads(outputs, {"keypoints": heatmaps}, permutation)
 
     @staticmethod
     def _at(heatmaps: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

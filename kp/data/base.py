@@ -6,6 +6,9 @@ A dataset yields, per image, a dict with
             pixel is (0, 0), so the image spans [-0.5, W - 0.5] × [-0.5, H - 0.5]
   visible   bool tensor K: False for a keypoint that is missing, occluded or outside the frame
   count     (optional) float32 scalar, an extra regression target, already normalised (see KeypointMeta.count_scale)
+  id        str: where the sample comes from (file path, `file:line`, `file#annotation`), to trace any prediction
+  affine    float32 tensor 2×3: the map from the source image's pixels to this image's pixels (the loader's crop or
+            resize, then the transforms'), so predictions can be taken back to the source (kp.geometry)
 and knows nothing about how keypoints become training targets (that is the codec's job, on the model's device).
 
 A subclass implements `__len__` and `load(index)`; this base class applies the optional albumentations transform,
@@ -20,14 +23,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from kp.geometry import IDENTITY, compose
+
 
 @dataclass
 class KeypointMeta:
     """What the rest of the framework needs to know about a dataset's keypoints."""
 
     names: list[str]
-    # Pairs (i, j) of keypoints that swap under a horizontal flip (left eye <-> right eye).
-    flip_pairs: list[tuple[int, int]] = field(default_factory=list)
+    # Pairs (i, j) of keypoints that swap under a horizontal flip (left eye <-> right eye). None: not known (neither
+    # listed nor guessed from the names); [] says that none are needed.
+    flip_pairs: list[tuple[int, int]] | None = field(default_factory=list)
     # Edges (i, j) drawn between keypoints in pictures.
     skeleton: list[tuple[int, int]] = field(default_factory=list)
     # The pair whose distance normalises NME (e.g. the outer eye corners); None: the image's longer side.
@@ -39,10 +45,15 @@ class KeypointMeta:
     def num_keypoints(self) -> int:
         return len(self.names)
 
-    def flip_permutation(self) -> list[int]:
-        """Index map that reorders keypoints after a horizontal flip."""
+    def flip_permutation(self, strict: bool = False) -> list[int]:
+        """Index map that reorders keypoints after a horizontal flip. strict: unknown flip pairs are an error (flip
+        test), else they count as none (augmentation)."""
+        if self.flip_pairs is None and strict:
+            raise ValueError(f"flip test needs the flip pairs of the keypoints {self.names}, and none were listed or "
+                             f"guessed from the names: set data.dataset.flip_pairs=[[left_x, right_x], ...], or [] "
+                             f"when no keypoint has a mirror partner")
         perm = list(range(self.num_keypoints))
-        for i, j in self.flip_pairs:
+        for i, j in self.flip_pairs or []:
             perm[i], perm[j] = j, i
         return perm
 
@@ -55,12 +66,20 @@ class RawSample:
     keypoints: np.ndarray  # K×2 float, x = column, y = row
     visible: np.ndarray  # K bool
     count: float | None = None
+    id: str | None = None  # None: the index
+    affine: np.ndarray | None = None  # 2×3, source pixels -> `image` pixels where the loader cropped or resized
 
 
 class KeypointDataset(Dataset):
     """Base class: subclasses set `self.meta` and implement `__len__` and `load`."""
 
     meta: KeypointMeta
+    # (width, height) a whole new image is letterboxed into before the test transforms, as this loader sizes its own
+    # images; None: the transforms alone size it. Part of the preprocessing a checkpoint carries for prediction.
+    fit_size: tuple[int, int] | None = None
+    # For face datasets: the crop a detected face gets at prediction (kp predict --detect faces), as (side, shift
+    # down) in units of OpenCV's Haar face box, so that the face fills it as it filled the training images.
+    face_crop: tuple[float, float] | None = None
 
     def __init__(self, transform=None):
         # `transform` is a callable (image, keypoints, visible, meta) -> (image, keypoints, visible) applied to the
@@ -73,8 +92,10 @@ class KeypointDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         raw = self.load(index)
         image, keypoints, visible = raw.image, np.asarray(raw.keypoints, np.float32), np.asarray(raw.visible, bool)
+        affine = IDENTITY if raw.affine is None else np.asarray(raw.affine, np.float64)
         if self.transform is not None:
-            image, keypoints, visible = self.transform(image, keypoints, visible, self.meta)
+            image, keypoints, visible, applied = self.transform(image, keypoints, visible, self.meta)
+            affine = compose(applied, affine)
         if image.ndim == 2:
             image = image[:, :, None]
         height, width = image.shape[:2]
@@ -91,6 +112,8 @@ class KeypointDataset(Dataset):
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)),
             "keypoints": torch.from_numpy(keypoints),
             "visible": torch.from_numpy(visible),
+            "id": raw.id if raw.id is not None else str(index),
+            "affine": torch.from_numpy(affine.astype(np.float32)),
         }
         if raw.count is not None:
             sample["count"] = torch.tensor(raw.count, dtype=torch.float32)

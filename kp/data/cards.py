@@ -64,7 +64,7 @@ class CardPacks(KeypointDataset):
         """root: the folder of csv_file and image_dir. width × height: the working size every frame is resized to
         (the frames are 640×480; the seed used 160×120 and 80×60). fractions: of the videos per split."""
         super().__init__(transform)
-        self.size = (width, height)
+        self.size = self.fit_size = (width, height)
         csv_path = Path(root) / csv_file
         frames = _read_frames(csv_path, Path(root) / image_dir, csv_path.stat().st_mtime_ns if csv_path.exists() else 0)
         chosen = split_groups([f.video for f in frames], split, fractions or {"train": 0.8, "val": 0.1, "test": 0.1},
@@ -86,8 +86,9 @@ class CardPacks(KeypointDataset):
         height, width = image.shape[:2]
         # Fractions of the image's extent [-0.5, W - 0.5] -> pixel centres at integers.
         keypoints = frame.corners * np.array([width, height], np.float32) - 0.5
-        image, keypoints = crop_and_resize(image, keypoints, (0, 0, width, height), self.size)
-        return RawSample(image=image, keypoints=keypoints, visible=frame.visible, count=frame.counted / frame.total)
+        image, keypoints, affine = crop_and_resize(image, keypoints, (0, 0, width, height), self.size)
+        return RawSample(image=image, keypoints=keypoints, visible=frame.visible, count=frame.counted / frame.total,
+                         id=str(frame.image), affine=affine)
 
 
 # Cached: the three splits read the file once, and its bad rows are logged once.

@@ -56,15 +56,18 @@ def read_cat_file(path: Path) -> np.ndarray:
     return np.array([parse_number(t, at) for t in tokens[1:]], np.float32).reshape(len(ALL_NAMES), 2)
 
 
-def seed_crop(image: np.ndarray, keypoints: np.ndarray, resize: int, border: int) -> tuple[np.ndarray, np.ndarray]:
-    """The cat seed's preprocessing: resize to resize×resize, then crop the keypoints' box plus `border` pixels."""
+def seed_crop(image: np.ndarray, keypoints: np.ndarray, resize: int,
+              border: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cat seed's preprocessing: resize to resize×resize, then crop the keypoints' box plus `border` pixels.
+    Returns the crop, its keypoints and the 2×3 affine from the photo's pixels to the crop's."""
     height, width = image.shape[:2]
     image = cv2.resize(image, (resize, resize), interpolation=cv2.INTER_AREA)
-    scale = np.array([resize / width, resize / height], np.float32)
-    keypoints = (keypoints + 0.5) * scale - 0.5  # about pixel centres, as cv2.resize moves the image
+    sx, sy = resize / width, resize / height
+    keypoints = (keypoints + 0.5) * np.array([sx, sy], np.float32) - 0.5  # about pixel centres, as cv2.resize does
     x0, y0 = np.clip(np.floor(keypoints.min(axis=0)) - border, 0, resize - 1).astype(int)
     x1, y1 = np.clip(np.ceil(keypoints.max(axis=0)) + border, x0, resize - 1).astype(int)
-    return image[y0:y1 + 1, x0:x1 + 1], keypoints - np.array([x0, y0], np.float32)
+    affine = np.array([[sx, 0.0, 0.5 * sx - 0.5 - x0], [0.0, sy, 0.5 * sy - 0.5 - y0]])
+    return image[y0:y1 + 1, x0:x1 + 1], keypoints - np.array([x0, y0], np.float32), affine
 
 
 class CatHeads(KeypointDataset):
@@ -90,6 +93,8 @@ class CatHeads(KeypointDataset):
         self.kept = [ALL_NAMES.index(name) for name in keypoints]
         self.meta = cat_meta(list(keypoints))
         self.preprocess, self.resize, self.border = preprocess, resize, border
+        # A new photo has no keypoints to crop around: it is letterboxed to the size the seed's crops come from.
+        self.fit_size = (resize, resize) if preprocess == "seed" else None
 
         images, labels = self._scan(Path(root), folders, report=split == "train")
         bounds = np.round(np.cumsum([0, *fractions]) / sum(fractions) * len(images)).astype(int)
@@ -130,6 +135,8 @@ class CatHeads(KeypointDataset):
     def load(self, index: int) -> RawSample:
         image = read_image(self.images[index])
         keypoints = self.labels[index][self.kept]
+        affine = None
         if self.preprocess == "seed":
-            image, keypoints = seed_crop(image, keypoints, self.resize, self.border)
-        return RawSample(image=image, keypoints=keypoints, visible=np.ones(len(keypoints), bool))
+            image, keypoints, affine = seed_crop(image, keypoints, self.resize, self.border)
+        return RawSample(image=image, keypoints=keypoints, visible=np.ones(len(keypoints), bool),
+                         id=str(self.images[index]), affine=affine)

@@ -20,8 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import (DataError, SkipLog, crop_and_resize, flip_pairs_from_names, read_image, resolve_pairs,
-                        split_groups)
+from kp.data.io import (
+    DataError,
+    SkipLog,
+    crop_and_resize,
+    flip_pairs_from_names,
+    read_image,
+    resolve_pairs,
+    split_groups,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,7 @@ class CocoKeypoints(KeypointDataset):
             raise DataError(f"ann_file has no file for the {split} split: {dict(ann_file)}")
         path = Path(ann_file[split] if one_file_per_split else ann_file)
         self.size, self.margin, self.occluded_visible = size, margin, occluded_visible
+        self.fit_size = (size, size)  # a new image has no box: the whole of it, letterboxed
         data = _load_json(path)
         image_root = Path(image_dir) if image_dir is not None else path.parent
         images = {image["id"]: image for image in data["images"]}
@@ -64,7 +72,7 @@ class CocoKeypoints(KeypointDataset):
         else:
             chosen = split_groups([str(a["image_id"]) for a in annotations], split,
                                   fractions or {"train": 0.8, "val": 0.1, "test": 0.1}, seed, f"{path} by image")
-        self.samples, skips, unlabelled = [], SkipLog(str(path)), 0
+        self.samples, self.ids, skips, unlabelled = [], [], SkipLog(str(path)), 0
         for i in chosen:
             annotation = annotations[i]
             where = f"annotation id {annotation.get('id')}"
@@ -87,6 +95,7 @@ class CocoKeypoints(KeypointDataset):
                 unlabelled += 1
             else:
                 self.samples.append((image_path, *sample))
+                self.ids.append(f"{image_path}#annotation {annotation.get('id')}")
         skips.report(log)
         if unlabelled:
             log.info("%s: left out %d %s annotations without labelled keypoints", path, unlabelled, split)
@@ -180,8 +189,8 @@ class CocoKeypoints(KeypointDataset):
 
     def load(self, index: int) -> RawSample:
         image_path, keypoints, visible, box = self.samples[index]
-        image, keypoints = crop_and_resize(read_image(image_path), keypoints, box, (self.size, self.size))
-        return RawSample(image=image, keypoints=keypoints, visible=visible)
+        image, keypoints, affine = crop_and_resize(read_image(image_path), keypoints, box, (self.size, self.size))
+        return RawSample(image=image, keypoints=keypoints, visible=visible, id=self.ids[index], affine=affine)
 
 
 def _flatten(keypoints: list) -> list:

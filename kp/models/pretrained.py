@@ -39,7 +39,7 @@ def load_state_dict_file(path: str | Path, what: str) -> dict[str, torch.Tensor]
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:  # not a torch file, or truncated
-        raise WeightsError(f"{what}: cannot read {path} as a torch state dict ({type(error).__name__}: {error})")
+        raise WeightsError(f"{what}: cannot read {path} as a torch state dict ({type(error).__name__}: {error})") from error
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{what}: {path} holds no state dict of tensors")

@@ -111,4 +111,4 @@ class ImageNetResNet(PretrainedBackbone):
         except URLError as error:
             cache = Path(torch.hub.get_dir()) / "checkpoints"
             raise WeightsError(f"cannot download the ResNet-{self.depth} ImageNet weights ({error.reason}): download "
-                               f"{url} into {cache}/ or set model.backbone.pretrained=/path/to/{filename}")
+                               f"{url} into {cache}/ or set model.backbone.pretrained=/path/to/{filename}") from error

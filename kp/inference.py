@@ -1,0 +1,154 @@
+"""Use a trained model: `kp.load(path)` -> a Predictor, from a run directory or a checkpoint file on its own.
+
+A checkpoint carries its InferenceSpec (kp.build): model and codec config, keypoint metadata, input shape and the
+test-time preprocessing. Nothing else is read: no config files, no training data.
+
+    predictor = kp.load("logs/train/runs/<time>")           # the run's best checkpoint
+    keypoints, scores = predictor.predict([image])           # H×W×3 RGB (or H×W / H×W×1 grey) uint8 arrays
+    # keypoints N×K×2 in each image's own pixels (x = column, y = row), scores N×K in [0, 1]
+
+Scores: the heatmap peak (heatmap targets), the visibility probability (coordinate models with a visibility head)
+or 1; with flip=True times the agreement of the image's and its mirror's predictions (kp.codecs.base.flip_test).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from hydra.utils import instantiate
+
+from kp import geometry
+from kp.build import InferenceSpec, build_net
+from kp.data.io import letterbox
+from kp.module import KeypointModule
+from kp.run_dir import RunDir
+
+
+class ModelLoadError(ValueError):
+    """A model path that is not a usable kp checkpoint, with the path and what to do in the message."""
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A kp checkpoint's contents (tensors and plain containers only), or ModelLoadError saying what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint (not a zip archive: truncated, or another "
+                             f"kind of file)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # weights_only refuses pickled objects; a damaged archive fails to read
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise ModelLoadError(f"{path}: not a kp checkpoint that loads safely ({type(error).__name__}: {reason})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ModelLoadError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    if "kp" not in checkpoint:
+        raise ModelLoadError(f"{path}: this checkpoint carries no model description (written by a kp version before "
+                             f"self-contained checkpoints): retrain, or resume it once with ckpt_path=<it> to rewrite it")
+    return checkpoint
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given, or a run directory's best checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        try:
+            return RunDir(path).best_checkpoint()
+        except FileNotFoundError as error:
+            raise ModelLoadError(str(error)) from None
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such run directory or checkpoint file")
+    return path
+
+
+class Preprocess:
+    """A new image (any size, RGB or grey) -> the network's input and the 2×3 affine from its pixels to the input's:
+    letterboxed into the dataset's working size where its loader sizes images, then the test transforms."""
+
+    def __init__(self, spec: InferenceSpec, meta):
+        self.channels, self.height, self.width = spec.input_shape
+        self.fit_size = tuple(spec.fit_size) if spec.fit_size else None
+        self.transform = instantiate(spec.transforms) if spec.transforms else None
+        self.meta = meta
+
+    def __call__(self, image: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if image.shape[2] == 1 and self.channels == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        none = np.zeros((0, 2), np.float32)
+        affine = geometry.IDENTITY
+        if self.fit_size:
+            image, _, affine = letterbox(image, none, self.fit_size)
+        if self.transform is not None:
+            image, _, _, applied = self.transform(image, none, np.zeros(0, bool), self.meta)
+            affine = geometry.compose(applied, affine)
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if image.shape[2] == 3 and self.channels == 1:
+            image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None]
+        if image.shape[:2] != (self.height, self.width):
+            raise ValueError(f"preprocessing gave a {image.shape[1]}×{image.shape[0]} image, the model takes "
+                             f"{self.width}×{self.height}: the checkpoint's test transforms do not size new images")
+        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
+        return tensor / 255.0 if image.dtype == np.uint8 else tensor, affine
+
+
+class Predictor:
+    """A trained model ready to predict: `predict` on raw images, or `predict_batch` on preprocessed ones."""
+
+    def __init__(self, module: KeypointModule, spec: InferenceSpec, checkpoint: Path):
+        self.module, self.spec, self.checkpoint = module.eval(), spec, checkpoint
+        self.meta = module.meta
+        self.preprocess = Preprocess(spec, self.meta)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.spec.input_shape)
+
+    @torch.inference_mode()
+    def predict_batch(self, images: torch.Tensor, affines: np.ndarray | torch.Tensor | None = None,
+                      flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Preprocessed images B×C×H×W -> keypoints B×K×2 (in source pixels when `affines` B×2×3 are given, else in
+        input pixels) and scores B×K, as numpy arrays."""
+        device = next(self.module.parameters()).device
+        keypoints, scores = self.module.predict(images.to(device), flip=flip)
+        keypoints = keypoints.float().cpu().numpy().astype(np.float64)
+        if affines is not None:
+            affines = np.asarray(affines, np.float64)
+            keypoints = np.stack([geometry.apply(geometry.invert(a), k) for a, k in zip(affines, keypoints)])
+        return keypoints, scores.float().cpu().numpy()
+
+    def predict(self, images, flip: bool = False, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """Raw images (a list of H×W×C uint8 arrays, RGB or grey, any size) -> keypoints N×K×2 in each image's own
+        pixels and scores N×K."""
+        results = []
+        for start in range(0, len(images), batch_size):
+            prepared = [self.preprocess(image) for image in images[start:start + batch_size]]
+            batch = torch.stack([tensor for tensor, _ in prepared])
+            results.append(self.predict_batch(batch, np.stack([affine for _, affine in prepared]), flip))
+        if not results:
+            k = self.meta.num_keypoints
+            return np.zeros((0, k, 2)), np.zeros((0, k))
+        return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> Predictor:
+    """A Predictor from a run directory (its best checkpoint) or a checkpoint file."""
+    checkpoint_path = resolve_checkpoint(path)
+    checkpoint = read_checkpoint(checkpoint_path)
+    spec = InferenceSpec(**checkpoint["kp"])
+    codec, net = build_net(spec)
+    meta = spec.keypoint_meta()
+    module = KeypointModule(net, codec, {}, meta, tuple(spec.input_shape[1:]), optimizer=None, spec=checkpoint["kp"])
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise ModelLoadError(f"{checkpoint_path}: weights do not fit the model it describes: "
+                             f"{str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else error}") from None
+    return Predictor(module.to(device), spec, checkpoint_path)

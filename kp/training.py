@@ -1,0 +1,149 @@
+"""Training: fit, test the best checkpoint, and leave the run directory complete (see README "What a run writes").
+
+`train(cfg)` is what train.py and sweep.py run; it returns the best validation value of cfg.optimized_metric (what a
+sweep optimises). Resume with ckpt_path=last (the newest run of the same task_name) or ckpt_path=<file>.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from rich.console import Console
+from rich.table import Table
+
+from kp import run_info
+from kp.build import ConfigError, build
+from kp.models.pretrained import WeightsError
+from kp.module import NonFiniteLossError
+from kp.run_dir import RunDir
+from kp.viz import plot_predictions
+from kp.wandb_logging import finish_runs
+
+log = logging.getLogger("kp.train")
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config groups, beside kp/ in the checkout
+
+
+def train(cfg: DictConfig) -> float:
+    """Fit, test the best checkpoint, write metrics.json and predictions.png; return the best validation value of
+    cfg.optimized_metric (what a sweep optimises). run_info.json records how the run went, failed or not."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    run_info.record_start(output_dir)
+    loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c]
+    try:
+        best_value = _fit_and_test(cfg, output_dir, loggers)
+    except BaseException as error:  # Ctrl-C included: the run dir says how it ended
+        run_info.record_end(output_dir, error)
+        finish_runs(loggers, failed=True)
+        raise
+    run_info.record_end(output_dir)
+    finish_runs(loggers)  # each job of a multirun is its own W&B run
+    return best_value
+
+
+def _fit_and_test(cfg: DictConfig, output_dir: Path, loggers: list) -> float:
+    ckpt_path = _checkpoint_to_resume(cfg, output_dir)
+    datamodule, module = build(cfg)
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(flat_config(cfg))
+    if trainer.world_size > 1:
+        _ddp_processes_join_this_job()
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)
+                       and c.monitor == cfg.optimized_metric), None)
+    best_path = checkpoint.best_model_path if checkpoint else ""
+    best_score = checkpoint.best_model_score if checkpoint else None
+    if best_score is None:  # no checkpoint was saved (fast_dev_run): the last validation value
+        best_score = trainer.callback_metrics.get(cfg.optimized_metric, torch.tensor(float("nan")))
+    best_value = float(best_score)
+
+    test_results = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0]
+    if trainer.is_global_zero:
+        metrics = {key: float(value) for key, value in sorted(test_results.items())}
+        metrics[f"best/{cfg.optimized_metric}"] = best_value
+        metrics["best_checkpoint"] = best_path
+        run_dir = RunDir(output_dir)
+        run_dir.metrics.write_text(json.dumps(metrics, indent=2))
+        if module.test_examples:
+            plot_predictions(**module.test_examples, meta=module.meta, path=run_dir.predictions_picture)
+        _print_table(metrics, module.meta.names, output_dir)
+    return best_value
+
+
+def flat_config(cfg: DictConfig) -> dict:
+    """The resolved config with dotted keys (model.backbone.width: 16), as loggers show a run's parameters."""
+    def walk(node: dict, prefix: str):
+        for key, value in node.items():
+            if isinstance(value, dict) and value:
+                yield from walk(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+    # without the hydra node that in-process composition (tests) adds: a run's own config has none
+    return dict(walk({key: OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+                      for key, node in cfg.items() if key != "hydra"}, ""))
+
+
+def _checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path == "last":
+        try:
+            ckpt_path = str(run_info.newest_last_checkpoint(Path(cfg.paths.log_dir) / cfg.task_name,
+                                                            exclude=output_dir))
+        except FileNotFoundError as error:  # a config problem: say it in one line, not a traceback
+            raise ConfigError(str(error)) from error
+    elif ckpt_path and not Path(ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+    return ckpt_path
+
+
+def _ddp_processes_join_this_job() -> None:
+    """Lightning starts the other DDP processes by re-running this script with sys.argv and hydra.run.dir. In a
+    multirun job that would start a new sweep in another directory: make them re-run just this job, in its directory."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    hydra_cfg = HydraConfig.get()
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+
+
+def _print_table(metrics: dict, keypoint_names: list[str], output_dir: Path) -> None:
+    table = Table(title=f"Final metrics ({output_dir})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if isinstance(value, float) and not any(key.endswith(f"/{name}") for name in keypoint_names):
+            table.add_row(key, "nan" if math.isnan(value) else f"{value:.4f}")
+    Console().print(table)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def main(cfg: DictConfig) -> float:
+    """`python train.py ...` and `kp train ...`: a configuration problem or a diverging loss ends in one line."""
+    try:
+        return train(cfg)
+    except (ConfigError, WeightsError) as error:  # bad pretrained/init_from files: one line too
+        log.error("configuration error: %s", error)
+        sys.exit(f"configuration error: {error}")
+    except NonFiniteLossError as error:
+        log.error("training stopped: %s", error)
+        sys.exit(f"training stopped: {error}")
