@@ -1,6 +1,6 @@
 """model.init_from=PATH: start a net from another run's weights wherever names and shapes match (fine-tuning on a new
 dataset whose keypoint count differs, a wider head, ...). PATH is a kp run directory (its best checkpoint), a
-Lightning .ckpt or a plain state-dict file; a checkpoint of the whole LightningModule has its "net." prefix dropped."""
+Lightning .ckpt or a plain state-dict file; of a KeypointModule's checkpoint, the tensors under "net." are used."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def load_matching(net: nn.Module, path: str | Path) -> tuple[list[str], list[str
         except FileNotFoundError as error:
             raise WeightsError(f"model.init_from: {error}") from error
     state = load_state_dict_file(path, "model.init_from")
-    if state and all(key.startswith("net.") for key in state):
-        state = {key.removeprefix("net."): value for key, value in state.items()}
+    if any(key.startswith("net.") for key in state):  # a KeypointModule's checkpoint: the net's part
+        state = {key.removeprefix("net."): value for key, value in state.items() if key.startswith("net.")}
     own = net.state_dict()
     loaded = [key for key, value in state.items() if key in own and own[key].shape == value.shape]
     skipped = [f"{key} (shape {tuple(value.shape)} here, {tuple(state[key].shape)} in the file)" if key in state
