@@ -38,6 +38,11 @@ class RunDir:
     def predictions_picture(self) -> Path:
         return self.path / "predictions.png"
 
+    @property
+    def export_dir(self) -> Path:
+        """python -m kp.export's model files and export_report.md/json."""
+        return self.path / "export"
+
     def best_checkpoint(self) -> Path:
         """metrics.json's best checkpoint (the run finished), else the newest epoch checkpoint, else last.ckpt."""
         if self.metrics.is_file():
