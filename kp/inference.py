@@ -99,6 +99,16 @@ class Preprocess:
         return tensor / 255.0 if image.dtype == np.uint8 else tensor, affine
 
 
+def to_source(keypoints: np.ndarray, affines: np.ndarray | torch.Tensor | None) -> np.ndarray:
+    """Keypoints B×K×2 in input pixels -> in each source image's pixels (B×2×3 source -> input affines; None: as
+    they are), float64."""
+    keypoints = np.asarray(keypoints, np.float64)
+    if affines is None:
+        return keypoints
+    affines = np.asarray(affines, np.float64)
+    return np.stack([geometry.apply(geometry.invert(a), k) for a, k in zip(affines, keypoints)])
+
+
 class Predictor:
     """A trained model ready to predict: `predict` on raw images, or `predict_batch` on preprocessed ones."""
 
@@ -118,11 +128,7 @@ class Predictor:
         input pixels) and scores B×K, as numpy arrays."""
         device = next(self.module.parameters()).device
         keypoints, scores = self.module.predict(images.to(device), flip=flip)
-        keypoints = keypoints.float().cpu().numpy().astype(np.float64)
-        if affines is not None:
-            affines = np.asarray(affines, np.float64)
-            keypoints = np.stack([geometry.apply(geometry.invert(a), k) for a, k in zip(affines, keypoints)])
-        return keypoints, scores.float().cpu().numpy()
+        return to_source(keypoints.float().cpu().numpy(), affines), scores.float().cpu().numpy()
 
     def predict(self, images, flip: bool = False, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """Raw images (a list of H×W×C uint8 arrays, RGB or grey, any size) -> keypoints N×K×2 in each image's own
@@ -139,7 +145,12 @@ class Predictor:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Predictor:
-    """A Predictor from a run directory (its best checkpoint) or a checkpoint file."""
+    """A Predictor from a run directory (its best checkpoint), a checkpoint file, or an ONNX file written by
+    kp.export (kp.onnx_predictor: ONNX Runtime on the CPU, `device` does not apply)."""
+    if str(path).endswith(".onnx"):
+        from kp.onnx_predictor import OnnxPredictor  # onnxruntime is the optional `export` extra
+
+        return OnnxPredictor(path)
     checkpoint_path = resolve_checkpoint(path)
     checkpoint = read_checkpoint(checkpoint_path)
     spec = InferenceSpec(**checkpoint["kp"])
