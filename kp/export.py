@@ -135,13 +135,11 @@ def export(predictor: Predictor, fmt: str, path: Path, decode: bool = True, flip
            batch: int | None = None) -> tuple[ExportGraph, str | None]:
     """Write `predictor`'s model as `fmt` to `path`. Returns the graph exported (its eager twin is the parity
     reference) and the heatmap decoder in it: the run's, or the closest one that exports when the run's does not."""
-    codec = predictor.module.codec
-    decoders = [None]
-    if decode and codec.name == "heatmap":
-        decoders = [codec.decoder, *CLOSER_DECODERS.get(codec.decoder, [])]
+    own = getattr(predictor.module.codec, "decoder", None) if decode else None  # coordinates need no decoder
+    decoders = [own, *CLOSER_DECODERS.get(own, [])]
     example = torch.rand(batch or 2, *predictor.input_shape)  # 2: a batch of 1 would fix the batch size in the trace
     for decoder in decoders:
-        variant = predictor if decoder in (None, codec.decoder) else with_decoder(predictor, decoder)
+        variant = predictor if decoder == own else with_decoder(predictor, decoder)
         graph = ExportGraph(variant, decode, flip).eval()
         props = metadata(variant, graph, decoder, batch)
         try:
