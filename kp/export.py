@@ -12,10 +12,11 @@ count; the command fails when an export misses parity (keypoints within 0.01 px)
 in input pixels and scores B×K, through KeypointModule.predict (the one inference path); --flip puts test-time flip in
 it. --no-decode: the network's raw outputs (heatmaps or coordinates, visibility logits, count).
 
-ONNX goes through torch's TorchScript-based exporter (`dynamo=False`): it supports every torch >= 2.2 the project
-allows, needs no onnxscript, and exports these nets 10-30 times faster than the torch.export-based one (5-15 s per
-model on the development machine), with the same parity. The ONNX file's metadata_props carry what a consumer needs:
-keypoint names, flip pairs, skeleton, input shape and channels, the preprocessing and the outputs' meaning.
+ONNX goes through torch's TorchScript-based exporter (`dynamo=False`; deprecated since torch 2.9, present in the
+pinned 2.13): it needs no onnxscript and exports these nets 10-30 times faster than the torch.export-based exporter
+(5-15 s per model on the development machine, which would make the every-model test minutes long), with the same
+parity. The ONNX file's metadata_props carry what a consumer needs: keypoint names, flip pairs, skeleton, input shape
+and channels, the preprocessing and the outputs' meaning.
 """
 
 from __future__ import annotations
@@ -98,9 +99,12 @@ def metadata(predictor: Predictor, graph: ExportGraph, decoder: str | None, batc
     }
 
 
-def _operator(error: Exception) -> str:
+def _reason(error: Exception) -> str:
+    """The unsupported operator when the exporter names one, else the first line of its message."""
     found = re.search(r"operator '?([\w:.]+)'?", str(error))
-    return found.group(1) if found else str(error).splitlines()[0][:200]
+    if found:
+        return f"operator {found.group(1)} is not supported"
+    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
 
 
 def export_onnx(graph: ExportGraph, example: torch.Tensor, path: Path, dynamic_batch: bool, props: dict[str, str],
@@ -114,7 +118,7 @@ def export_onnx(graph: ExportGraph, example: torch.Tensor, path: Path, dynamic_b
             torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=OPSET, input_names=["images"],
                               output_names=graph.output_names, dynamic_axes=axes)
     except (torch.onnx.errors.OnnxExporterError, RuntimeError) as error:
-        raise ExportError(f"{name} cannot be exported to ONNX: operator {_operator(error)} is not supported") from None
+        raise ExportError(f"{name} cannot be exported to ONNX: {_reason(error)}") from None
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     onnx.helper.set_model_props(model, props)
@@ -127,7 +131,7 @@ def export_torchscript(graph: ExportGraph, example: torch.Tensor, path: Path, pr
             warnings.simplefilter("ignore")  # tracer warnings on Python ints: the batch size stays dynamic (tested)
             traced = torch.jit.trace(graph, (example,), check_trace=False)
     except RuntimeError as error:
-        raise ExportError(f"{name} cannot be traced to TorchScript: {_operator(error)}") from None
+        raise ExportError(f"{name} cannot be traced to TorchScript: {_reason(error)}") from None
     torch.jit.save(traced, str(path), _extra_files={f"{key}.json": value for key, value in props.items()})
 
 
@@ -138,6 +142,7 @@ def export(predictor: Predictor, fmt: str, path: Path, decode: bool = True, flip
     own = getattr(predictor.module.codec, "decoder", None) if decode else None  # coordinates need no decoder
     decoders = [own, *CLOSER_DECODERS.get(own, [])]
     example = torch.rand(batch or 2, *predictor.input_shape)  # 2: a batch of 1 would fix the batch size in the trace
+    failures = []
     for decoder in decoders:
         variant = predictor if decoder == own else with_decoder(predictor, decoder)
         graph = ExportGraph(variant, decode, flip).eval()
@@ -147,11 +152,13 @@ def export(predictor: Predictor, fmt: str, path: Path, decode: bool = True, flip
                 export_onnx(graph, example, path, batch is None, props, model_name(predictor))
             else:
                 export_torchscript(graph, example, path, props, model_name(predictor))
-            return graph, decoder
-        except ExportError:
-            if decoder == decoders[-1]:
-                raise
-    raise AssertionError("unreachable")
+        except ExportError as error:
+            failures.append(error)
+            continue
+        if failures:
+            print(f"{fmt}: the {own} decoder does not export ({failures[0]}): {decoder} stands in for it")
+        return graph, decoder
+    raise failures[0]
 
 
 def with_decoder(predictor: Predictor, decoder: str) -> Predictor:

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import kp
 import kp.export_check
@@ -19,7 +20,7 @@ from kp.build import build
 from kp.codecs import HeatmapCodec
 from kp.export import ExportError, ExportGraph, export, main, run
 from kp.export_check import PARITY_PX, difference, eager_runner, onnx_runner, outputs_of, synthetic_images, torchscript_runner
-from tests.helpers import CONF_DIR, TINY_DATA, compose_config
+from tests.helpers import CONF_DIR, TINY_DATA, compose_config, shared_data
 
 MODELS = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
 NARROW = {"hourglass_seed": ["model.backbone.width=8"], "cards_unet": ["model.backbone.width=8", "loss=multitask"]}
@@ -134,6 +135,37 @@ def test_the_command_writes_models_and_report(tmp_path, capsys):
     markdown = (out / "export_report.md").read_text()
     assert "| onnx | model.onnx |" in markdown and "| 32 |" in markdown and "ok |" in markdown
     assert "parity within 0.01 px" in capsys.readouterr().out
+
+
+def run_dir_of(tmp_path, *overrides: str):
+    """A run directory as train.py leaves it (config and a best checkpoint), from an untrained model."""
+    run_dir = tmp_path / "run"
+    cfg = compose_config(*overrides, output_dir=run_dir)
+    _, module = build(cfg)
+    (run_dir / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": module.state_dict(), "kp": module.spec}, run_dir / "checkpoints" / "epoch_000.ckpt")
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml({k: cfg[k] for k in cfg if k != "hydra"}))
+    return run_dir
+
+
+def test_parity_is_measured_on_the_runs_validation_split(tmp_path):
+    run_dir = run_dir_of(tmp_path, *TINY_DATA, "data.dataset.image_size=32", "model=simple_cnn", "target=coords")
+    report = run(run_dir, ["onnx"], latency_batches=(1,), runs=1)
+    assert (run_dir / "export" / "model.onnx").is_file()  # a run's exports go to RUN/export
+    assert report["images"] == 32  # the whole validation split: it has fewer than 64 images
+    assert report["source"] == "32 images of the validation split of kp.data.synthetic.SyntheticKeypoints"
+
+
+def test_grey_real_faces_export_with_parity(tmp_path):
+    root = shared_data("facial_kaggle_format")
+    run_dir = run_dir_of(tmp_path, "data=facial", f"data.dataset.root={root}", "model.backbone.width=4",
+                         f"data.dataset.cache_dir={tmp_path / 'cache'}")
+    report = run(run_dir, ["onnx", "torchscript"], latency_batches=(1,), runs=1)
+    assert report["source"] == "64 images of the validation split of kp.data.facial.FacialKeypoints"
+    assert all(row["parity"]["ok"] for row in report["formats"].values())
+    onnx_predictor = kp.load(run_dir / "export" / "model.onnx")
+    assert onnx_predictor.input_shape == (1, 96, 96) and len(onnx_predictor.meta.names) == 15
 
 
 def test_the_command_fails_saying_by_how_much_parity_was_missed(tmp_path, monkeypatch):
