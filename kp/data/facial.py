@@ -125,6 +125,9 @@ def _load_training(path: Path, size: int, mtime_ns: int, cache_dir: Path) -> dic
 class FacialKeypoints(KeypointDataset):
     meta = KeypointMeta(names=NAMES, flip_pairs=FLIP_PAIRS, skeleton=SKELETON, norm_pair=(0, 1))
     fit_size = (SIZE, SIZE)
+    # Measured on facial68 photos: the eye distance is 0.36 Haar boxes and 29 px of these 96-px crops, and the nose
+    # tip (at the crops' centre row) 0.12 boxes below the box centre.
+    face_crop = (1.2, 0.12)
 
     def __init__(
         self,
