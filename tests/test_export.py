@@ -159,8 +159,7 @@ def test_parity_is_measured_on_the_runs_validation_split(tmp_path):
 
 def test_grey_real_faces_export_with_parity(tmp_path):
     root = shared_data("facial_kaggle_format")
-    run_dir = run_dir_of(tmp_path, "data=facial", f"data.dataset.root={root}", "model.backbone.width=4",
-                         f"data.dataset.cache_dir={tmp_path / 'cache'}")
+    run_dir = run_dir_of(tmp_path, "data=facial", f"data.dataset.root={root}", "model.backbone.width=4")
     report = run(run_dir, ["onnx", "torchscript"], latency_batches=(1,), runs=1)
     assert report["source"] == "64 images of the validation split of kp.data.facial.FacialKeypoints"
     assert all(row["parity"]["ok"] for row in report["formats"].values())
