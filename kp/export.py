@@ -178,9 +178,11 @@ def run(model: Path, formats: list[str], out: Path | None = None, decode: bool =
         batch: int | None = None, latency_batches=(1, 32), runs: int = 20, max_images: int = 64) -> dict:
     """Export, check parity and time: the command's work. Returns the report (also written as JSON and Markdown);
     ExportError when a format misses parity."""
-    from kp.export_check import check, validation_images, write_report
+    from kp.export_check import check, validation_images, write_report  # it imports ExportGraph from here
 
     predictor = load(model)
+    if predictor.module is None:
+        raise ModelLoadError(f"{model} is an exported file already: export from the run directory or checkpoint")
     out = Path(out) if out else default_out(Path(model))
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)

@@ -4,6 +4,7 @@ A checkpoint carries its InferenceSpec (kp.build): model and codec config, keypo
 test-time preprocessing. Nothing else is read: no config files, no training data.
 
     predictor = kp.load("logs/train/runs/<time>")           # the run's best checkpoint
+    predictor = kp.load("model.onnx")                        # or a kp.export ONNX file, run by ONNX Runtime
     keypoints, scores = predictor.predict([image])           # H×W×3 RGB (or H×W / H×W×1 grey) uint8 arrays
     # keypoints N×K×2 in each image's own pixels (x = column, y = row), scores N×K in [0, 1]
 

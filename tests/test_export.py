@@ -215,6 +215,9 @@ def test_onnx_files_that_kp_cannot_use_are_refused(tmp_path):
     export(kp.load(checkpoint), "onnx", tmp_path / "raw.onnx", decode=False)
     with pytest.raises(kp.inference.ModelLoadError, match="--no-decode.*export it again with --decode"):
         kp.load(tmp_path / "raw.onnx")
+    export(kp.load(checkpoint), "onnx", tmp_path / "model.onnx")
+    with pytest.raises(SystemExit, match="model.onnx is an exported file already"):
+        main([str(tmp_path / "model.onnx")])
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(kp.inference.ModelLoadError, match="junk.onnx: not a readable ONNX model"):
         kp.load(tmp_path / "junk.onnx")
