@@ -32,6 +32,7 @@ def draw(image: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, meta: Key
             cv2.line(layer, _pixel(points[i]), _pixel(points[j]), (255, 255, 255), scale, cv2.LINE_AA)
         for point, score in zip(points, point_scores):
             layer = solid if score >= threshold else faint
+            cv2.circle(layer, _pixel(point), 2 * scale + 2, (0, 0, 0), -1, cv2.LINE_AA)  # a dark rim on any background
             cv2.circle(layer, _pixel(point), 2 * scale + 1, score_colour(score), -1, cv2.LINE_AA)
     # Below the threshold: drawn at 35 % opacity over the picture.
     faded = cv2.addWeighted(faint, 0.35, canvas, 0.65, 0)
