@@ -49,10 +49,10 @@ class OnnxPredictor(Predictor):
     def predict_batch(self, images, affines=None, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Preprocessed images B×C×H×W (torch or numpy) -> keypoints B×K×2 (in source pixels when `affines` B×2×3 are
         given, else in input pixels) and scores B×K. Test-time flip is part of the exported graph or not: `flip` must
-        match it."""
+        match it (ModelLoadError, which kp predict reports in one line, when it does not)."""
         if flip != self.flip_in_graph:
-            action = "export it again with --flip" if flip else "predict with flip on, or export it again without --flip"
-            raise ValueError(f"{self.checkpoint} was exported {'with' if self.flip_in_graph else 'without'} test-time "
+            action = "export it again with --flip" if flip else "predict with --flip, or export it again without --flip"
+            raise ModelLoadError(f"{self.checkpoint} was exported {'with' if self.flip_in_graph else 'without'} test-time "
                              f"flip: {action}")
         images = np.asarray(images, np.float32)
         n = len(images)

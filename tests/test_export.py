@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -20,6 +21,8 @@ from kp.build import build
 from kp.codecs import HeatmapCodec
 from kp.export import ExportError, ExportGraph, export, main, run
 from kp.export_check import PARITY_PX, difference, eager_runner, onnx_runner, outputs_of, synthetic_images, torchscript_runner
+from kp.inference import ModelLoadError
+from kp.predict import main as predict_main
 from tests.helpers import CONF_DIR, TINY_DATA, compose_config, shared_data
 
 MODELS = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
@@ -206,18 +209,27 @@ def test_onnx_file_predicts_like_its_checkpoint_without_torch(tmp_path, monkeypa
     keypoints, scores = onnx_predictor.predict(images)
     np.testing.assert_allclose(keypoints, expected, atol=PARITY_PX)
     np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
-    with pytest.raises(ValueError, match="exported without test-time flip: export it again with --flip"):
+    with pytest.raises(ModelLoadError, match="exported without test-time flip: export it again with --flip"):
         onnx_predictor.predict(images, flip=True)
+
+
+def test_kp_predict_says_when_flip_does_not_match_the_export(tmp_path):
+    checkpoint = tiny_checkpoint(tmp_path, "model=simple_cnn", "target=coords")
+    export(kp.load(checkpoint), "onnx", tmp_path / "flip.onnx", flip=True)
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), np.zeros((40, 40, 3), np.uint8))
+    with pytest.raises(SystemExit, match="flip.onnx was exported with test-time flip: predict with --flip"):
+        predict_main([str(tmp_path / "flip.onnx"), str(image), "--out", str(tmp_path / "out"), "--workers", "0"])
 
 
 def test_onnx_files_that_kp_cannot_use_are_refused(tmp_path):
     checkpoint = tiny_checkpoint(tmp_path, "model=simple_cnn", "target=coords")
     export(kp.load(checkpoint), "onnx", tmp_path / "raw.onnx", decode=False)
-    with pytest.raises(kp.inference.ModelLoadError, match="--no-decode.*export it again with --decode"):
+    with pytest.raises(ModelLoadError, match="--no-decode.*export it again with --decode"):
         kp.load(tmp_path / "raw.onnx")
     export(kp.load(checkpoint), "onnx", tmp_path / "model.onnx")
     with pytest.raises(SystemExit, match="model.onnx is an exported file already"):
         main([str(tmp_path / "model.onnx")])
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
-    with pytest.raises(kp.inference.ModelLoadError, match="junk.onnx: not a readable ONNX model"):
+    with pytest.raises(ModelLoadError, match="junk.onnx: not a readable ONNX model"):
         kp.load(tmp_path / "junk.onnx")
