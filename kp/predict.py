@@ -3,7 +3,7 @@
     python -m kp.predict MODEL INPUT... [--out DIR] [--flip] [--format dlc] [--format coco] [--detect faces]
     kp predict ...
 
-MODEL: a run directory (its best checkpoint) or a checkpoint file. INPUT: image files, folders (searched
+MODEL: a run directory (its best checkpoint), a checkpoint file, or an ONNX file from kp export. INPUT: image files, folders (searched
 recursively; jpg, jpeg, png, bmp, tif, any case), globs, and videos (mp4, avi, mov, mkv; --every N, --start, --end).
 Keypoints come back in each image's own pixels (x = column, y = row, the top-left pixel's centre at 0, 0).
 
@@ -245,7 +245,7 @@ def _print_summary(console: Console, summary: dict, skipped: list, out: Path) ->
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="kp predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a run directory or a checkpoint file")
+    parser.add_argument("model", help="a run directory, a checkpoint file or an exported .onnx file")
     parser.add_argument("inputs", nargs="+", help="images, folders, globs, videos")
     parser.add_argument("--out", type=Path, default=Path("predictions"))
     parser.add_argument("--flip", action="store_true", help="test-time flip: average with the mirror image's prediction")
