@@ -135,7 +135,7 @@ def test_label_files_that_disagree_with_the_config_are_errors(tmp_path, spoil, m
 
 
 def test_missing_config_or_labels_and_corrupt_images_are_errors(tmp_path):
-    with pytest.raises(DataError, match="config.yaml: cannot read"):
+    with pytest.raises(DataError, match="config.yaml: not found"):
         every_frame(tmp_path)
     (tmp_path / "config.yaml").write_text("scorer: Ann\n")
     with pytest.raises(DataError, match="needs `scorer` and a non-empty `bodyparts`"):
