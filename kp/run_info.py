@@ -1,10 +1,12 @@
 """What a run directory records beside Hydra's .hydra/ (resolved config, overrides): run_info.json with the git
-commit, whether the tree was dirty, the package versions, the command, the status (running, completed, failed and
-its error) and the wall time. Also finds the checkpoint that `ckpt_path=last` resumes."""
+commit, whether the tree was dirty, the package versions, the command, the process id, the status (running,
+completed, failed and its error; a run whose process died reads `killed`), the checkpoint it resumed from and the wall
+time. Also finds the checkpoint that `ckpt_path=last` resumes."""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import socket
 import subprocess
@@ -47,7 +49,7 @@ def package_versions() -> dict[str, str | None]:
 def record_start(output_dir: Path) -> None:
     info = {"status": "running", "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "start_time": time.time(), "command": [sys.executable, *sys.argv], "host": socket.gethostname(),
-            **git_state(), "packages": package_versions()}
+            "pid": os.getpid(), **git_state(), "packages": package_versions()}
     _write(output_dir, info)
 
 
@@ -61,9 +63,32 @@ def record_end(output_dir: Path, error: BaseException | None = None) -> None:
     _write(output_dir, info)
 
 
+@rank_zero_only
+def update(output_dir: Path, **fields) -> None:
+    """Add fields to run_info.json (e.g. resumed_from)."""
+    _write(output_dir, {**read(output_dir), **fields})
+
+
 def read(output_dir: Path) -> dict:
+    """run_info.json; a run that says `running` but whose process on this host is gone reads `killed` (a killed
+    process cannot write its own end)."""
     path = RunDir(output_dir).run_info
-    return json.loads(path.read_text()) if path.exists() else {}
+    info = json.loads(path.read_text()) if path.exists() else {}
+    if info.get("status") == "running" and info.get("host") == socket.gethostname() and not _alive(info.get("pid")):
+        info["status"] = "killed"
+    return info
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int):
+        return True  # written by an older kp: cannot tell
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write(output_dir: Path, info: dict) -> None:

@@ -25,7 +25,8 @@ from rich.table import Table
 
 from kp import run_info
 from kp.build import ConfigError, build
-from kp.module import NonFiniteLossError
+from kp.errors import user_errors_in_one_line
+from kp.inference import check_weights_fit, read_checkpoint
 from kp.run_dir import RunDir
 from kp.viz import plot_predictions
 from kp.wandb_logging import finish_runs
@@ -56,6 +57,9 @@ def train(cfg: DictConfig) -> float:
 def _fit_and_test(cfg: DictConfig, output_dir: Path, loggers: list) -> float:
     ckpt_path = _checkpoint_to_resume(cfg, output_dir)
     datamodule, module = build(cfg)
+    datamodule.write_issues(RunDir(output_dir).data_issues)
+    if ckpt_path:  # readable, intact and of this config's model, before Lightning loads it
+        check_weights_fit(read_checkpoint(ckpt_path, require_spec=False), module, ckpt_path)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
@@ -111,6 +115,7 @@ def _checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
         raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file")
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
+        run_info.update(output_dir, resumed_from=str(Path(ckpt_path).resolve()))
     return ckpt_path
 
 
@@ -137,12 +142,7 @@ def _print_table(metrics: dict, keypoint_names: list[str], output_dir: Path) -> 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
-    """`python train.py ...` and `kp train ...`: a configuration problem or a diverging loss ends in one line."""
-    try:
+    """`python train.py ...` and `kp train ...`: bad configuration, data or checkpoint, or a diverging loss, ends in
+    one line and exit status 1 (kp.errors)."""
+    with user_errors_in_one_line(cfg.get("verbose", False)):
         return train(cfg)
-    except ConfigError as error:
-        log.error("configuration error: %s", error)
-        sys.exit(f"configuration error: {error}")
-    except NonFiniteLossError as error:
-        log.error("training stopped: %s", error)
-        sys.exit(f"training stopped: {error}")
