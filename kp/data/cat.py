@@ -136,11 +136,12 @@ class CatHeads(KeypointDataset):
                 try:
                     if not label.is_file():
                         raise DataError(f"{file}: no label file {label.name}")
-                    labels.append(read_cat_file(label))
-                    sizes.append(image_size(file))
+                    size, points = image_size(file), read_cat_file(label)
                 except DataError as error:
                     skips.skip(str(error))
                     continue
+                labels.append(points)
+                sizes.append(size)
                 images.append(file)
         check_units(np.array(labels).reshape(-1, len(ALL_NAMES), 2), np.array(sizes).reshape(-1, 2), root)
         far = far_outside(np.array(labels).reshape(-1, len(ALL_NAMES), 2), np.array(sizes).reshape(-1, 1, 2)).any(axis=1)

@@ -93,24 +93,18 @@ class CocoKeypoints(KeypointDataset):
                 sample = self._parse(values, annotation.get("bbox"), where)
                 if sample is not None and not image_path.is_file():
                     raise DataError(f"{where}: image {image_path} is missing")
-                size = _size(image)
-                if sample is not None and size is not None:
-                    points = sample[0][np.array(values[2::3]) > 0]
-                    if far_outside(points, np.array(size)).any():
-                        raise DataError(f"{where}: a keypoint lies far outside its {size[0]}×{size[1]} image "
-                                        f"{image_path.name}")
-                    units.append((points, size))
             except DataError as error:
                 skips.skip(f"{path}: {error}")
                 continue
             if sample is None:
                 unlabelled += 1
-            else:
-                self.samples.append((image_path, *sample))
-                self.ids.append(f"{image_path}#annotation {annotation.get('id')}")
-        if units:
-            check_units(np.concatenate([points for points, _ in units])[:, None],
-                        np.concatenate([np.tile(size, (len(points), 1)) for points, size in units]), path)
+                continue
+            size = _size(image)
+            if size is not None:
+                units.append((len(self.samples), where, sample[0][np.array(values[2::3]) > 0], size))
+            self.samples.append((image_path, *sample))
+            self.ids.append(f"{image_path}#annotation {annotation['id']}")
+        self._check_points(units, path, skips)
         skips.report(log)
         self.source, self.issues = str(path), skips.reasons
         if unlabelled:
@@ -126,6 +120,20 @@ class CocoKeypoints(KeypointDataset):
             else flip_pairs_from_names(key_names)
         self.meta = KeypointMeta(names=key_names, flip_pairs=pairs,
                                  skeleton=self._skeleton(category_entry, len(key_names), path))
+
+    def _check_points(self, units: list, path: Path, skips: SkipLog) -> None:
+        """With the image sizes the JSON gives: coordinates in another unit are an error, and annotations with a
+        point far outside their image are skipped (such a point would size the crop)."""
+        if not units:
+            return
+        check_units(np.concatenate([points for _, _, points, _ in units])[:, None],
+                    np.concatenate([np.tile(size, (len(points), 1)) for _, _, points, size in units]), path)
+        far = {index for index, where, points, size in units if far_outside(points, np.array(size)).any()}
+        for index, where, _, size in units:
+            if index in far:
+                skips.skip(f"{path}: {where}: a keypoint lies far outside its {size[0]}×{size[1]} image")
+        self.samples = [s for i, s in enumerate(self.samples) if i not in far]
+        self.ids = [s for i, s in enumerate(self.ids) if i not in far]
 
     @staticmethod
     def _select_category(data: dict, category: str | int | None, path: Path) -> tuple[list[dict], dict]:

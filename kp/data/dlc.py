@@ -198,16 +198,18 @@ def _read_label_file(project: Path, csv_path: Path, bodyparts: tuple[str, ...], 
             if not image.is_file():
                 raise DataError(f"{at}: image {image} is missing")
             size = image_size(image)
-            if far_outside(keypoints[labelled], np.array(size)).any():
-                raise DataError(f"{at}: a body part lies far outside the {size[0]}×{size[1]} image")
         except DataError as error:
             skips.skip(str(error))
             continue
         frames.append(Frame(image, keypoints, labelled, image.parent.name))
         places.append(at)
         sizes.append(size)
-    check_units(np.array([np.where(f.labelled[:, None], f.keypoints, np.nan) for f in frames]).reshape(-1, len(bodyparts), 2),
-                np.array(sizes).reshape(-1, 2), csv_path)
+    points = np.array([np.where(f.labelled[:, None], f.keypoints, np.nan) for f in frames]).reshape(-1, len(bodyparts), 2)
+    check_units(points, np.array(sizes).reshape(-1, 2), csv_path)
+    far = far_outside(points, np.array(sizes).reshape(-1, 1, 2)).any(axis=1)
+    for i in np.flatnonzero(far):
+        skips.skip(f"{places[i]}: a body part lies far outside the {sizes[i][0]}×{sizes[i][1]} image")
+    frames, places = [f for f, bad in zip(frames, far) if not bad], [p for p, bad in zip(places, far) if not bad]
     kept = drop_repeats([str(f.image) for f in frames], [np.where(f.labelled[:, None], f.keypoints, np.nan) for f in frames],
                         places, skips)
     return [frames[i] for i in kept]

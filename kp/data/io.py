@@ -41,6 +41,7 @@ SPLITS = ("train", "val", "test")
 MAX_IMAGE_PIXELS = 100_000_000
 # Label files with fields longer than the csv module's default 128 KiB (Kaggle's 9216-pixel images come close) read.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+Image.MAX_IMAGE_PIXELS = None  # PIL's own limit raises its own error: MAX_IMAGE_PIXELS above is the one kp applies
 
 
 class DataError(ValueError):
@@ -161,6 +162,9 @@ def read_csv(path: str | Path) -> list[tuple[int, list[str]]]:
     """(line number, fields) of every non-empty row of a CSV file (read as read_text does). A quote that opens a
     field and runs over line ends (a stray `"`) would swallow the rows after it: a DataError at its line."""
     text = read_text(path)
+    if "\0" in text:
+        line = text[:text.index("\0")].count("\n") + 1
+        raise DataError(f"{path}:{line}: a NUL byte: the file is damaged or not a text CSV; re-export it")
     reader = csv.reader(io.StringIO(text, newline=""))
     rows, line = [], 1
     try:
@@ -344,6 +348,10 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of an image file from its header, without decoding it; DataError where it is no image."""
     try:
         with Image.open(path) as header:
-            return header.size
+            width, height = header.size
     except OSError as error:
         raise DataError(f"{path}: not a readable image ({error})") from None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise DataError(f"{path}: image is {width}×{height} pixels, above the limit of {MAX_IMAGE_PIXELS / 1e6:g} "
+                        "megapixels: shrink it, or raise data.max_image_megapixels")
+    return width, height
