@@ -11,6 +11,7 @@ COMMANDS = {
     "predict": ("kp.predict", "keypoints for new images and videos: CSV, overlays"),
     "submit": ("kp.submit", "a Kaggle facial-keypoints submission"),
     "preview": ("kp.data.preview", "a picture of a dataset's samples and targets"),
+    "doctor": ("kp.doctor", "check a dataset's labels: duplicates, swaps, outliers, coverage (doctor/report.md)"),
 }
 
 
