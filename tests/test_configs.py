@@ -1,5 +1,6 @@
 """Every config option composes, bad configurations fail at start with a clear message."""
 
+import re
 import subprocess
 import sys
 
@@ -7,7 +8,8 @@ import pytest
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
-from kp.build import ConfigError, build
+from kp.build import ConfigError, build, check_types
+from kp.training import flat_config
 from tests.helpers import CONF_DIR, ROOT, TINY_DATA, compose_config
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
@@ -69,3 +71,37 @@ def test_a_loss_term_without_its_model_head_fails_before_training(tmp_path):
     cfg = compose_config(*TINY_DATA, "loss=multitask", output_dir=tmp_path)
     with pytest.raises(ConfigError, match="needs the model output 'visibility'.*model.visibility_head=true"):
         build(cfg)
+
+
+def test_common_trainer_keys_need_no_plus_and_wrong_types_stop_at_start(tmp_path):
+    cfg = compose_config(*TINY_DATA, "trainer.limit_train_batches=0.1", "trainer.gradient_clip_val=1", output_dir=tmp_path)
+    check_types(cfg)
+    assert cfg.trainer.limit_train_batches == 0.1
+    for override, message in (("trainer.max_epochs=abc", "trainer.max_epochs='abc': expected an integer"),
+                              ("trainer.max_epochs=true", "trainer.max_epochs=True: expected an integer"),
+                              ("trainer.limit_val_batches=all", "expected an integer or a number"),
+                              ("data.batch_size=1.5", "data.batch_size=1.5: expected an integer")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            check_types(compose_config(*TINY_DATA, override, output_dir=tmp_path))
+
+
+def test_the_run_config_names_the_presets_chosen(tmp_path):
+    flat = flat_config(compose_config("model=simple_cnn", "data=cards", output_dir=tmp_path))
+    assert flat["choices/model"] == "simple_cnn" and flat["choices/data"] == "cards" and flat["choices/target"] == "heatmap"
+    assert not any(key.startswith("choices/hydra") for key in flat)
+
+
+def test_cli_errors_are_one_line_unless_asked_for_the_traceback(tmp_path):
+    env = {"KP_ROOT": str(tmp_path), "PATH": "", "OMP_NUM_THREADS": "1"}
+    run = lambda *args, **extra: subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True,
+                                                text=True, env={**env, **extra})
+    wrong_type = run("trainer.max_epochs=abc")
+    assert wrong_type.returncode == 1
+    assert wrong_type.stderr.strip().splitlines()[-1] == "configuration error: trainer.max_epochs='abc': expected an integer"
+    assert "Traceback" not in wrong_type.stderr
+    missing = f"{tmp_path}/nowhere/facial68/keypoints.csv: not found"
+    bad_data = run("data=facial68", f"paths.data_dir={tmp_path}/nowhere")
+    assert bad_data.returncode == 1 and "Traceback" not in bad_data.stderr
+    assert bad_data.stderr.strip().splitlines()[-1].startswith(f"data error: {missing}")
+    verbose = run("data=facial68", f"paths.data_dir={tmp_path}/nowhere", "verbose=true")
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr and missing in verbose.stderr

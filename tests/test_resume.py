@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch import Callback
 from omegaconf import open_dict
 
+from kp import run_info
 from kp.build import ConfigError
 from kp.module import NonFiniteLossError
 from kp.run_info import newest_last_checkpoint
@@ -59,11 +60,13 @@ def test_sigkill_mid_epoch_then_ckpt_path_last_ends_like_an_uninterrupted_run(tm
     assert (checkpoint["epoch"], checkpoint["global_step"]) == (0, 16)
     assert not (path.parents[1] / "metrics.json").exists()  # it did not get to the end
     assert json.loads((path.parents[1] / "run_info.json").read_text())["status"] == "running"
+    assert run_info.read(path.parents[1])["status"] == "killed"  # its process is gone
 
     resumed = compose_config(*RUN, "ckpt_path=last", output_dir=tmp_path / "resumed")
     with open_dict(resumed):
         resumed.paths.log_dir = str(killed_root / "logs")  # where the killed run lives
     resumed_best = train(resumed)
+    assert run_info.read(tmp_path / "resumed")["resumed_from"] == str(path.resolve())
     full_best = train(compose_config(*RUN, output_dir=tmp_path / "full"))
 
     full_end = _checkpoint(tmp_path / "full" / "checkpoints" / "last.ckpt")
