@@ -1,14 +1,17 @@
 """Every broken or unusual input of tests/bad_inputs (each loader's label files and images, the splits, checkpoints)
 gets what kp promises: a one-line error naming the file, a counted skip, or acceptance with the right values."""
 
+import csv
+
 import numpy as np
 import pytest
 
 import kp
+from kp.data.datamodule import KeypointDataModule
 from kp.data.io import DataError
 from kp.inference import ModelLoadError
 from tests.bad_inputs import checkpoints
-from tests.bad_inputs.cases import build, cases, open_case, source_points
+from tests.bad_inputs.cases import FORMATS, build, cases, make_labels, open_case, source_points
 
 CASES = cases()
 
@@ -59,3 +62,22 @@ def test_bad_checkpoint(kind, tmp_path):
         kp.load(path)
     message = str(error.value)
     assert "\n" not in message and match in message and str(path) in message, message
+
+
+def test_skips_are_counted_and_listed_in_data_issues_csv(tmp_path):
+    """Two bad rows of a cards CSV: counted once over the three splits, and written as file, row, reason."""
+    fmt = FORMATS["cards"]
+    fmt.write(tmp_path, make_labels(*fmt.size, fmt.k))
+    path = fmt.label_file(tmp_path)
+    lines = path.read_text().splitlines()
+    lines += [lines[1].replace("p0_01.png", "gone.png").replace("video0", "video8"),
+              lines[2].replace("p1_01.png", "p9.png").replace(",1,20,", ",1,abc,").replace("video1", "video9")]
+    path.write_text("\n".join(lines) + "\n")
+    datamodule = KeypointDataModule(lambda split, transform: fmt.open(tmp_path, split, (0.5, 0.25, 0.25)))
+    datamodule.setup()
+    datamodule.write_issues(tmp_path / "data_issues.csv")
+    with open(tmp_path / "data_issues.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows == [["file", "row", "reason"],
+                    [str(path), "6", f"image {tmp_path / 'images' / 'gone.png'} is missing"],
+                    [str(path), "7", "cards_counted 'abc' is not a number"]]

@@ -77,7 +77,7 @@ class KeypointDataModule(L.LightningDataModule):
     def write_issues(self, path: Path) -> None:
         """data_issues.csv: file, row, reason per skipped sample (a header only when nothing was skipped)."""
         with open(path, "w", newline="") as file:
-            writer = csv.writer(file)
+            writer = csv.writer(file, lineterminator="\n")
             writer.writerow(["file", "row", "reason"])
             writer.writerows(io.split_location(reason) for reason in self.issues)
 

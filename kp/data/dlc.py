@@ -12,7 +12,7 @@ The single-CSV layout (lightning-pose, and labels exported from DeepLabCut): the
 
 Frames of one video are near-duplicates, so the split is by video (split_by=video; a frame's video is its image's
 folder); a project with fewer videos than splits needs split_by=frame, which is optimistic for the same reason.
-split_by=auto picks video where there are at least three videos, else frame, and logs which.
+split_by=auto picks video where there are enough videos for one in every split, else frame, and logs which.
 
 Bad input (kp.data.io's policy): a missing config or label file, header rows of another shape, or body parts that differ
 from config.yaml are a DataError at start; a row with the wrong number of columns, a bad number or a missing image is
@@ -32,6 +32,7 @@ import yaml
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.io import (
+    SPLITS,
     DataError,
     SkipLog,
     check_units,
@@ -100,14 +101,15 @@ class DeepLabCutProject(KeypointDataset):
         stamp = tuple((path, path.stat().st_mtime_ns) for path in label_files)
         frames, self.issues = _read_frames(project, tuple(bodyparts), stamp)
         self.source = str(label_files[0] if csv_file else project)
-        videos = {frame.video for frame in frames}
+        fractions = fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
         if split_by == "auto":
-            split_by = "video" if len(videos) >= 3 else "frame"
+            videos = len({frame.video for frame in frames})
+            split_by = "video" if _every_split_gets_one(videos, fractions) else "frame"
             if split == "train":
-                log.info("%s: %d video folder(s): split by %s", self.source, len(videos), split_by)
+                log.info("%s: %d video folder(s): split by %s%s", self.source, videos, split_by,
+                         "" if split_by == "video" else " (too few videos for one in every split)")
         groups = [frame.video if split_by == "video" else str(frame.image) for frame in frames]
-        chosen = split_groups(groups, split, fractions or {"train": 0.8, "val": 0.1, "test": 0.1}, seed,
-                              f"{project} by {split_by}")
+        chosen = split_groups(groups, split, fractions, seed, f"{project} by {split_by}")
         self.frames = [frames[i] for i in chosen]
         pairs = resolve_pairs(flip_pairs, bodyparts, "flip_pairs") if flip_pairs is not None \
             else flip_pairs_from_names(bodyparts)
@@ -146,6 +148,12 @@ def _read_config(path: Path) -> tuple[str, list[str], list]:
     if not config.get("scorer") or not isinstance(bodyparts, list) or not bodyparts:
         raise DataError(f"{path}: needs `scorer` and a non-empty `bodyparts` list")
     return str(config["scorer"]), [str(b) for b in bodyparts], config.get("skeleton") or []
+
+
+def _every_split_gets_one(groups: int, fractions: Mapping[str, float]) -> bool:
+    """Whether dealing `groups` groups out by `fractions` (as split_groups does) leaves no split with a share empty."""
+    ends = np.round(np.cumsum([fractions[s] for s in SPLITS]) * groups).astype(int)
+    return all(end > start or fractions[s] == 0 for s, start, end in zip(SPLITS, [0, *ends[:-1]], ends))
 
 
 def _header_bodyparts(csv_path: Path) -> list[str]:

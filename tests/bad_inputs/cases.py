@@ -47,7 +47,7 @@ class Labels:
     points: np.ndarray
 
 
-def _labels(width: int, height: int, k: int, seed: int = 0) -> Labels:
+def make_labels(width: int, height: int, k: int, seed: int = 0) -> Labels:
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 255, (height, width, 3), np.uint8) for _ in range(N)]
     points = np.round(rng.uniform([2, 2], [width - 3, height - 3], (N, k, 2)), 2)
@@ -492,7 +492,7 @@ def cases() -> list[Case]:
 def build(case: Case, root: Path) -> Labels:
     """Write the case into root; returns the labels as written (before any file edit)."""
     fmt = case.fmt
-    labels = _labels(*fmt.size, fmt.k)
+    labels = make_labels(*fmt.size, fmt.k)
     if case.labels is not None:
         case.labels(labels, fmt)
     fmt.write(root, labels)
