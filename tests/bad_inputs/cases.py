@@ -13,6 +13,7 @@ each one. The kinds (README, "Bad input") are the KINDS below, for every loader 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 import sys
@@ -431,6 +432,17 @@ def _special_cases() -> list[Case]:
     coco_case("far_point_without_image_size", lambda d: [d["images"][1].pop("width"),
                                                           d["annotations"][1]["keypoints"].__setitem__(0, 1e7)],
               "error", "far beyond")
+
+    def corrupt_cache(root):
+        facial = FORMATS["facial"]
+        facial.open(root)  # parses training.csv once into the cache
+        for cached in (root / "cache").rglob("*.npz"):
+            cached.write_bytes(cached.read_bytes()[:100])  # cut off, as by a full disk
+        label = facial.label_file(root)
+        stat = label.stat()
+        os.utime(label, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1000))  # a new process would not remember the parse
+    cases.append(Case("facial-corrupt_parse_cache", FORMATS["facial"], "corrupt_parse_cache", "accept",
+                      build=corrupt_cache))
 
     def cat_case(name, edit, expect, match="", n=0):
         cases.append(Case(f"cat-{name}", cat, name, expect, match, n, build=edit))
