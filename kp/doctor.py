@@ -280,7 +280,9 @@ def _pictures(out: Path, samples, meta, findings: Findings, mean, predictions) -
     pairs = [group[:2] for group in findings.exact_duplicates][:6] + [
         [a, b] for a, b, _ in findings.near_duplicates][:max(0, 6 - len(findings.exact_duplicates))]
     _grid(out / "duplicates.png", [sample_panel(key, f"{key[0]}: {Path(key[1]).name}") for pair in pairs for key in pair])
-    _grid(out / "swaps.png", [sample_panel((split, id_), f"{Path(id_).name}: {a} / {b}?")
+    pair_points = lambda key, a, b: samples[by_id[key]].keypoints[[meta.names.index(a), meta.names.index(b)]]
+    _grid(out / "swaps.png", [sample_panel((split, id_), f"{Path(id_).name}: {a} / {b}? (red)",
+                                           [(pair_points((split, id_), a, b), "red", "pair")])
                               for split, id_, a, b, _ in findings.swaps[:8]])
     _grid(out / "outliers.png", [sample_panel((split, id_), f"{Path(id_).name}: {d:.1f}× at {worst_point}",
                                               [(_back_to_image(mean, samples[by_id[(split, id_)]]), "red", "mean shape")])

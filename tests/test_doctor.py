@@ -85,3 +85,19 @@ def test_mean_shape_alignment_undoes_a_similarity():
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     moved = shape @ rotation.T * 3.0 + [5, -2]
     np.testing.assert_allclose(align(moved, shape, np.ones(6, bool)), shape, atol=1e-9)
+
+
+def test_doctor_with_a_model_lists_the_labels_it_disagrees_with_most(tmp_path):
+    import torch
+
+    from kp.build import build
+    from tests.helpers import TINY_DATA, compose_config
+
+    cfg = compose_config(*TINY_DATA, "model=simple_cnn", output_dir=tmp_path)
+    _, module = build(cfg)
+    torch.save({"state_dict": module.state_dict(), "kp": module.spec}, tmp_path / "model.ckpt")
+    report, findings = diagnose(cfg, run=str(tmp_path / "model.ckpt"), out=tmp_path / "doctor", worst=4)
+    errors = [error for _, _, error, _ in findings.disagreements]
+    assert len(errors) == 4 and errors == sorted(errors, reverse=True) and errors[0] > 0
+    assert "## Where the model disagrees with the labels" in report.read_text()
+    assert (tmp_path / "doctor" / "disagreements.png").stat().st_size > 5_000
