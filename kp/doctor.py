@@ -155,18 +155,18 @@ def find_shape_problems(samples, meta, findings: Findings, worst: int) -> tuple[
     typical = np.nanmedian(residuals, axis=0)
     typical = np.where(np.isfinite(typical) & (typical > 0), typical, np.nanmedian(typical))
     distances = []
+    pairs = np.array(meta.flip_pairs or [], int).reshape(-1, 2)
     for s, a, residual in zip(samples, aligned, residuals):
         if a is None:
             continue
         score = residual / typical
         distances.append((s.split, s.id, float(np.nanmax(score)), meta.names[int(np.nanargmax(score))]))
-        for i, j in meta.flip_pairs or []:
-            if not (s.labelled[i] and s.labelled[j]):
-                continue
-            keep = np.linalg.norm(a[i] - mean[i]) + np.linalg.norm(a[j] - mean[j])
-            swap = np.linalg.norm(a[i] - mean[j]) + np.linalg.norm(a[j] - mean[i])
-            if swap < SWAP_RATIO * keep:
-                findings.swaps.append((s.split, s.id, meta.names[i], meta.names[j], float(swap / keep)))
+        if pairs.size:
+            i, j = pairs[:, 0], pairs[:, 1]
+            keep = np.linalg.norm(a[i] - mean[i], axis=1) + np.linalg.norm(a[j] - mean[j], axis=1)
+            swap = np.linalg.norm(a[i] - mean[j], axis=1) + np.linalg.norm(a[j] - mean[i], axis=1)
+            for n in np.flatnonzero(swap < SWAP_RATIO * keep):  # NaN (a point unlabelled) compares False
+                findings.swaps.append((s.split, s.id, meta.names[i[n]], meta.names[j[n]], float(swap[n] / keep[n])))
     findings.outliers = sorted(distances, key=lambda d: -d[2])[:worst]
     return mean, aligned
 

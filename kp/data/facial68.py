@@ -12,6 +12,7 @@ no face seen in training is validated or tested on.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from pathlib import Path
@@ -77,8 +78,9 @@ class Facial68(KeypointDataset):
         check_split(split)
         root = Path(root)
         self.source = str(root / "keypoints.csv")
-        files, keypoints, self.issues = self._read_labels(root / "keypoints.csv", root / "images",
-                                                          report=split == "train")
+        labels = root / "keypoints.csv"
+        files, keypoints, self.issues = _read_labels(labels, root / "images", labels.stat().st_mtime_ns
+                                                     if labels.exists() else 0)
         # People in a seeded random order fill test, then val, up to their share of the images; the rest is train.
         fractions = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
         chosen = split_groups([person_of(f.name) for f in files], split, fractions, seed,
@@ -87,45 +89,6 @@ class Facial68(KeypointDataset):
         self.keypoints = keypoints[chosen]
         log.info("facial68 %s: %d images of %d people", split, len(self.files),
                  len({person_of(f.name) for f in self.files}))
-
-    @staticmethod
-    def _read_labels(path: Path, image_dir: Path, report: bool) -> tuple[list[Path], np.ndarray, list[str]]:
-        if not path.is_file():
-            raise DataError(f"{path}: not found (data.dataset.root should hold keypoints.csv and images/)")
-        skips = SkipLog(str(path))
-        rows = read_csv(path)
-        header = rows[0][1] if rows else []
-        if len(header) != 1 + 2 * NUM_KEYPOINTS:
-            raise DataError(f"{path}:1: {len(header) - 1} coordinate columns, but the config's dataset has "
-                            f"{NUM_KEYPOINTS} keypoints ({2 * NUM_KEYPOINTS} columns x0,y0,…)")
-        files, keypoints, places, sizes = [], [], [], []
-        for line, row in rows[1:]:
-            at = where(path, line)
-            try:
-                if len(row) != len(header):
-                    raise DataError(f"{at}: {len(row)} columns, expected {len(header)}")
-                points = [parse_number(text, at, f"column {header[i + 1]}") for i, text in enumerate(row[1:])]
-                image = image_dir / row[0]
-                if not image.is_file():
-                    raise DataError(f"{at}: image {image} not found")
-                size = image_size(image)
-            except DataError as error:
-                skips.skip(str(error))
-                continue
-            files.append(image)
-            keypoints.append(np.array(points, np.float32).reshape(NUM_KEYPOINTS, 2))
-            places.append(at)
-            sizes.append(size)
-        kept = drop_repeats([f.name for f in files], keypoints, places, skips)
-        files, keypoints, sizes = [files[i] for i in kept], [keypoints[i] for i in kept], [sizes[i] for i in kept]
-        keypoints = np.stack(keypoints) if keypoints else np.zeros((0, NUM_KEYPOINTS, 2), np.float32)
-        check_units(keypoints, np.array(sizes).reshape(-1, 2), path)
-        far = far_outside(keypoints, np.array(sizes).reshape(-1, 1, 2)).any(axis=1)
-        for i in np.flatnonzero(far):
-            skips.skip(f"{places[kept[i]]}: a keypoint lies far outside the {sizes[i][0]}×{sizes[i][1]} image")
-        if report:
-            skips.report(log)
-        return [f for f, bad in zip(files, far) if not bad], keypoints[~far], skips.reasons
 
     def __len__(self) -> int:
         return len(self.files)
@@ -139,3 +102,43 @@ class Facial68(KeypointDataset):
     def load(self, index: int) -> RawSample:
         return RawSample(image=read_image(self.files[index]), keypoints=self.keypoints[index],
                          visible=np.ones(NUM_KEYPOINTS, bool), id=str(self.files[index]))
+
+
+# Cached: the three splits read the file (and every image's size) once, and its bad rows are logged once.
+@functools.lru_cache(maxsize=4)
+def _read_labels(path: Path, image_dir: Path, mtime_ns: int) -> tuple[list[Path], np.ndarray, list[str]]:
+    if not path.is_file():
+        raise DataError(f"{path}: not found (data.dataset.root should hold keypoints.csv and images/)")
+    skips = SkipLog(str(path))
+    rows = read_csv(path)
+    header = rows[0][1] if rows else []
+    if len(header) != 1 + 2 * NUM_KEYPOINTS:
+        raise DataError(f"{path}:1: {len(header) - 1} coordinate columns, but the config's dataset has "
+                        f"{NUM_KEYPOINTS} keypoints ({2 * NUM_KEYPOINTS} columns x0,y0,…)")
+    files, keypoints, places, sizes = [], [], [], []
+    for line, row in rows[1:]:
+        at = where(path, line)
+        try:
+            if len(row) != len(header):
+                raise DataError(f"{at}: {len(row)} columns, expected {len(header)}")
+            points = [parse_number(text, at, f"column {header[i + 1]}") for i, text in enumerate(row[1:])]
+            image = image_dir / row[0]
+            if not image.is_file():
+                raise DataError(f"{at}: image {image} not found")
+            size = image_size(image)
+        except DataError as error:
+            skips.skip(str(error))
+            continue
+        files.append(image)
+        keypoints.append(np.array(points, np.float32).reshape(NUM_KEYPOINTS, 2))
+        places.append(at)
+        sizes.append(size)
+    kept = drop_repeats([f.name for f in files], keypoints, places, skips)
+    files, keypoints, sizes = [files[i] for i in kept], [keypoints[i] for i in kept], [sizes[i] for i in kept]
+    keypoints = np.stack(keypoints) if keypoints else np.zeros((0, NUM_KEYPOINTS, 2), np.float32)
+    check_units(keypoints, np.array(sizes).reshape(-1, 2), path)
+    far = far_outside(keypoints, np.array(sizes).reshape(-1, 1, 2)).any(axis=1)
+    for i in np.flatnonzero(far):
+        skips.skip(f"{places[kept[i]]}: a keypoint lies far outside the {sizes[i][0]}×{sizes[i][1]} image")
+    skips.report(log)
+    return [f for f, bad in zip(files, far) if not bad], keypoints[~far], skips.reasons
