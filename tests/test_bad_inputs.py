@@ -2,6 +2,7 @@
 gets what kp promises: a one-line error naming the file, a counted skip, or acceptance with the right values."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -81,3 +82,24 @@ def test_skips_are_counted_and_listed_in_data_issues_csv(tmp_path):
     assert rows == [["file", "row", "reason"],
                     [str(path), "6", f"image {tmp_path / 'images' / 'gone.png'} is missing"],
                     [str(path), "7", "cards_counted 'abc' is not a number"]]
+
+
+def test_mirror_augmentation_without_left_right_pairs_is_said_at_start(tmp_path, caplog):
+    """A COCO category without keypoint names: flip pairs unknown, so mirrored samples would keep their labels."""
+    import albumentations as A
+
+    from kp.data.transforms import KeypointAugment
+
+    fmt = FORMATS["coco"]
+    fmt.write(tmp_path, make_labels(*fmt.size, fmt.k))
+    data = json.loads(fmt.label_file(tmp_path).read_text())
+    data["categories"][0].pop("keypoints")
+    fmt.label_file(tmp_path).write_text(json.dumps(data))
+    hflip = KeypointAugment([A.HorizontalFlip(p=0.5)])
+    datamodule = KeypointDataModule(
+        lambda split, transform: fmt.open(tmp_path, split, (0.5, 0.25, 0.25), transform=transform),
+        transforms={"train": hflip})
+    datamodule.setup()
+    assert datamodule.meta.flip_pairs is None
+    assert "mirror augmentation (augment.hflip) is on but no left/right pairs" in caplog.text
+    assert "['kp0', 'kp1', 'kp2']" in caplog.text

@@ -136,6 +136,10 @@ def test_leaderboard_of_a_directory_without_jobs_says_so(tmp_path):
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and missing.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'nowhere'}: no such sweep directory (expected logs/<task_name>/multiruns/<time>)"]
+    no_slurm = subprocess.run([sys.executable, "sweep.py", "-m", "hydra/launcher=slurm"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "PATH": ""})
+    assert no_slurm.returncode == 1 and no_slurm.stderr.strip().splitlines()[-1].startswith(
+        "error: hydra/launcher=slurm needs SLURM (no sbatch on PATH)")
 
 
 def test_slurm_launcher_takes_nodes_and_tasks_from_the_trainer(tmp_path):

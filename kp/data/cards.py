@@ -126,6 +126,9 @@ def _read_frames(csv_path: Path, image_dir: Path, mtime_ns: int) -> tuple[list[F
                         [np.concatenate([f.corners.ravel(), f.visible, [f.counted, f.total]]) for f in frames], places, skips)
     frames = [frames[i] for i in kept]
     skips.report(log)
+    if not frames and any("outside [0, 1]" in reason for reason in skips.reasons):
+        raise DataError(f"{csv_path}: no usable row, corners outside [0, 1]: the coordinates look like pixels or "
+                        "percentages; a card-pack CSV holds fractions of the image size (row / height, column / width)")
     if unannotated:
         log.info("%s: left out %d frames marked annotated != 1", csv_path, unannotated)
     return frames, skips.reasons

@@ -229,15 +229,19 @@ def write_submission(keypoints: np.ndarray, image_ids, lookup_csv: str | Path, o
     index_of = {int(image_id): i for i, image_id in enumerate(image_ids)}
     column_of = {f"{name}_{axis}": (k, a) for k, name in enumerate(NAMES) for a, axis in enumerate("xy")}
     out_csv = Path(out_csv)
-    with open(lookup_csv, newline="") as src, open(out_csv, "w", newline="") as dst:
-        reader, writer = csv.DictReader(src), csv.writer(dst)
+    rows = read_csv(lookup_csv)
+    header = rows[0][1] if rows else []
+    if header[:4] != ["RowId", "ImageId", "FeatureName", "Location"]:
+        raise DataError(f"{lookup_csv}:1: header {header}, expected RowId,ImageId,FeatureName,Location")
+    with open(out_csv, "w", newline="") as dst:
+        writer = csv.writer(dst)
         writer.writerow(["RowId", "Location"])
-        for row in reader:
-            at = where(lookup_csv, reader.line_num)
-            if row["ImageId"] is None or int(row["ImageId"]) not in index_of:
-                raise DataError(f"{at}: ImageId {row['ImageId']} has no prediction")
-            if row["FeatureName"] not in column_of:
-                raise DataError(f"{at}: unknown FeatureName {row['FeatureName']!r}")
-            k, a = column_of[row["FeatureName"]]
-            writer.writerow([row["RowId"], f"{keypoints[index_of[int(row['ImageId'])], k, a]:.4f}"])
+        for line, row in rows[1:]:
+            at = where(lookup_csv, line)
+            if len(row) < 3 or not row[1].strip().isdigit() or int(row[1]) not in index_of:
+                raise DataError(f"{at}: ImageId {row[1] if len(row) > 1 else None!r} has no prediction")
+            if row[2] not in column_of:
+                raise DataError(f"{at}: unknown FeatureName {row[2]!r}")
+            k, a = column_of[row[2]]
+            writer.writerow([row[0], f"{keypoints[index_of[int(row[1])], k, a]:.4f}"])
     return out_csv

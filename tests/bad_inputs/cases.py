@@ -441,6 +441,9 @@ def _special_cases() -> list[Case]:
         label = facial.label_file(root)
         stat = label.stat()
         os.utime(label, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1000))  # a new process would not remember the parse
+    cases.append(Case("cards-coordinates_not_fractions", FORMATS["cards"], "coordinates_not_fractions", "error",
+                      "fractions of the image size", labels=lambda labels, fmt: np.multiply(labels.points, 100,
+                                                                                            out=labels.points)))
     cases.append(Case("facial-corrupt_parse_cache", FORMATS["facial"], "corrupt_parse_cache", "accept",
                       build=corrupt_cache))
 
