@@ -72,13 +72,12 @@ def check_weights_fit(checkpoint: dict, module: torch.nn.Module, path: str | Pat
     """ModelLoadError naming the first layer whose name or shape differs between a checkpoint and a model, and the
     model config the checkpoint was made with."""
     theirs, ours = checkpoint["state_dict"], module.state_dict()
-    mismatch = next((f"{name} is {tuple(theirs[name].shape)} in the checkpoint, {tuple(ours[name].shape)} here"
-                     for name in ours if name in theirs and theirs[name].shape != ours[name].shape), None)
-    missing = [name for name in ours if name not in theirs]
+    mismatch = next((f"layer {name} is not in the checkpoint" if name not in theirs else
+                     f"{name} is {tuple(theirs[name].shape)} in the checkpoint, {tuple(ours[name].shape)} here"
+                     for name in ours if name not in theirs or theirs[name].shape != ours[name].shape), None)
     unexpected = [name for name in theirs if name not in ours]
-    if mismatch is None and (missing or unexpected):
-        mismatch = f"layer {missing[0]} is not in the checkpoint" if missing else \
-            f"the checkpoint's layer {unexpected[0]} is not in this model"
+    if mismatch is None and unexpected:
+        mismatch = f"the checkpoint's layer {unexpected[0]} is not in this model"
     if mismatch:
         spec = checkpoint.get("kp") or {}
         made_by = Path(path).resolve().parents[1] / ".hydra" / "config.yaml"

@@ -23,8 +23,8 @@ from tests.helpers import ROOT, compose_config
 
 # 16 training steps an epoch (long enough to be killed inside one), one validation batch
 RUN = ["data.dataset.sizes={train:256,val:32,test:32}", "data.batch_size=16", "model.backbone.width=4",
-       "data.dataset.image_size=32", "trainer.max_epochs=3", "+trainer.limit_val_batches=1",
-       "+trainer.limit_test_batches=1", "seed=3", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+       "data.dataset.image_size=32", "trainer.max_epochs=3", "trainer.limit_val_batches=1",
+       "trainer.limit_test_batches=1", "seed=3", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
 
 
 def _checkpoint(path):
@@ -147,3 +147,19 @@ def test_a_checkpoint_callback_in_a_new_run_dir_keeps_the_best_score_it_resumes(
     trainer = SimpleNamespace(strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, **_: decision))
     assert not new.check_monitor_top_k(trainer, current=torch.tensor(0.05))
     assert new.check_monitor_top_k(trainer, current=torch.tensor(0.01))
+
+
+def test_a_checkpoint_to_resume_is_checked_before_training(tmp_path):
+    from kp.inference import ModelLoadError
+    from tests.bad_inputs import checkpoints
+
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(os.urandom(1000))
+    with pytest.raises(ModelLoadError, match="garbage.ckpt: not a checkpoint"):
+        train(compose_config(*RUN, f"ckpt_path={garbage}", output_dir=tmp_path / "a"))
+    other = checkpoints.valid(tmp_path / "other")  # a checkpoint of another model
+    with pytest.raises(ModelLoadError, match=r"model.ckpt: does not fit the model of this config: layer net\.backbone\."
+                                             r".* is not in the checkpoint \(its model: kp.models.vgg.VGG on tests\)"):
+        train(compose_config(*RUN, f"ckpt_path={other}", output_dir=tmp_path / "b"))
+    info = run_info.read(tmp_path / "b")
+    assert info["status"] == "failed" and info["resumed_from"] == str(other.resolve())

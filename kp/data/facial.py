@@ -239,7 +239,7 @@ def write_submission(keypoints: np.ndarray, image_ids, lookup_csv: str | Path, o
         for line, row in rows[1:]:
             at = where(lookup_csv, line)
             if len(row) < 3 or not row[1].strip().isdigit() or int(row[1]) not in index_of:
-                raise DataError(f"{at}: ImageId {row[1] if len(row) > 1 else None!r} has no prediction")
+                raise DataError(f"{at}: ImageId {row[1] if len(row) > 1 else '(none)'} has no prediction")
             if row[2] not in column_of:
                 raise DataError(f"{at}: unknown FeatureName {row[2]!r}")
             k, a = column_of[row[2]]
