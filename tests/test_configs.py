@@ -9,6 +9,9 @@ from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
 from kp.build import ConfigError, build, check_types
+from kp.data.io import DataError
+from kp.errors import user_errors_in_one_line
+from kp.inference import ModelLoadError
 from kp.training import flat_config
 from tests.helpers import CONF_DIR, ROOT, TINY_DATA, compose_config
 
@@ -91,17 +94,20 @@ def test_the_run_config_names_the_presets_chosen(tmp_path):
     assert not any(key.startswith("choices/hydra") for key in flat)
 
 
-def test_cli_errors_are_one_line_unless_asked_for_the_traceback(tmp_path):
-    env = {"KP_ROOT": str(tmp_path), "PATH": "", "OMP_NUM_THREADS": "1"}
-    run = lambda *args, **extra: subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True,
-                                                text=True, env={**env, **extra})
-    wrong_type = run("trainer.max_epochs=abc")
+def test_cli_errors_are_one_line_unless_asked_for_the_traceback(tmp_path, monkeypatch):
+    wrong_type = subprocess.run([sys.executable, "train.py", "trainer.max_epochs=abc"], cwd=ROOT, capture_output=True,
+                                text=True, env={"KP_ROOT": str(tmp_path), "PATH": "", "OMP_NUM_THREADS": "1"})
     assert wrong_type.returncode == 1
     assert wrong_type.stderr.strip().splitlines()[-1] == "configuration error: trainer.max_epochs='abc': expected an integer"
     assert "Traceback" not in wrong_type.stderr
-    missing = f"{tmp_path}/nowhere/facial68/keypoints.csv: not found"
-    bad_data = run("data=facial68", f"paths.data_dir={tmp_path}/nowhere")
-    assert bad_data.returncode == 1 and "Traceback" not in bad_data.stderr
-    assert bad_data.stderr.strip().splitlines()[-1].startswith(f"data error: {missing}")
-    verbose = run("data=facial68", f"paths.data_dir={tmp_path}/nowhere", "verbose=true")
-    assert verbose.returncode == 1 and "Traceback" in verbose.stderr and missing in verbose.stderr
+    # what every command wraps its work in: one line of each kind, the traceback when asked for
+    for error, line in ((DataError("a.csv:3: x is\n not a number"), "data error: a.csv:3: x is not a number"),
+                        (ModelLoadError("m.ckpt: damaged"), "model error: m.ckpt: damaged")):
+        with pytest.raises(SystemExit) as stop, user_errors_in_one_line():
+            raise error
+        assert str(stop.value) == line
+        with pytest.raises(type(error)), user_errors_in_one_line(verbose=True):
+            raise error
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ConfigError), user_errors_in_one_line():
+        raise ConfigError("x")
