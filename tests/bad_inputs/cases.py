@@ -66,6 +66,7 @@ class Format:
     size: tuple[int, int]  # (width, height) of the written images
     k: int
     header_lines = 1  # label-file lines before the first sample
+    value_cell = 1  # the CSV cell of a sample's first coordinate
 
     def write(self, root: Path, labels: Labels) -> None:
         raise NotImplementedError
@@ -120,6 +121,7 @@ class Faces68(Format):
 
 class Cards(Format):
     name, size, k = "cards", (40, 32), 8
+    value_cell = 6  # after imageName, annotated, cards_counted, total_cards, videoId and the first visible flag
 
     def write(self, root, labels):
         self._images(root / "images", labels)
@@ -248,9 +250,6 @@ class Case:
     build: Callable[[Path], None] | None = None
     open: Callable[[Path], object] | None = None
 
-    def make(self, root: Path) -> None:
-        self.build(root)
-
 
 # --- label-file text edits --------------------------------------------------------------------------------------------
 
@@ -272,22 +271,14 @@ def _edit_line(fmt: Format, sample: int, change: Callable[[str], str]):
     return change_text
 
 
-def _first_value(line: str) -> tuple[int, int]:
-    """Where the first coordinate of a CSV line is (after the index/name cell)."""
-    start = line.index(",") + 1
-    if line.split(",")[1] == "1" and line.count(",") > 20 and "video" in line:  # cards: skip 4 more cells + visible
-        for _ in range(5):
-            start = line.index(",", start) + 1
-    end = line.find(",", start)
-    return start, end if end >= 0 else len(line)
-
-
-def _replace_value(line: str, value: str) -> str:
-    if line[:2] == "9 ":  # a .cat file
+def _replace_value(fmt: Format, line: str, value: str) -> str:
+    """The line with its first coordinate replaced by `value`."""
+    if fmt.name == "cat":  # `9 x1 y1 ...`
         tokens = line.split()
         return " ".join([tokens[0], value, *tokens[2:]])
-    start, end = _first_value(line)
-    return line[:start] + value + line[end:]
+    cells = line.split(",")
+    cells[fmt.value_cell] = value
+    return ",".join(cells)
 
 
 def _coco_edit(change: Callable[[dict], None]):
@@ -312,7 +303,6 @@ def _big_png_header(path: Path, width: int, height: int) -> None:
 
 ALL = tuple(FORMATS)
 CSV = ("facial", "facial68", "cards", "dlc", "dlc_single")
-FILE_IMAGES = ("facial68", "cards", "cat", "dlc", "dlc_single", "coco")
 
 
 def _points(change: Callable[[np.ndarray, Format], None]):
@@ -363,9 +353,9 @@ def _kinds() -> dict[str, tuple]:
         "nul_byte": (None, lambda f: _edit_text(f, _edit_line(f, 1, lambda line: line.replace(",", ",\0", 1))),
                      "error", "NUL", CSV),
         "non_numeric_coordinate": (None, lambda f: _edit_text(f, _edit_line(f, 1, lambda line: _replace_value(
-            line, "abc"))), "skip", 1, ("facial", "facial68", "cards", "dlc", "dlc_single", "cat")),
+            f, line, "abc"))), "skip", 1, ("facial", "facial68", "cards", "dlc", "dlc_single", "cat")),
         "infinite_coordinate": (None, lambda f: _edit_text(f, _edit_line(f, 1, lambda line: _replace_value(
-            line, "inf"))), "skip", 1, ("facial", "facial68", "cards", "dlc", "dlc_single", "cat")),
+            f, line, "inf"))), "skip", 1, ("facial", "facial68", "cards", "dlc", "dlc_single", "cat")),
         "missing_column": (None, lambda f: _edit_text(f, _edit_line(f, 1, lambda line: line.rsplit(",", 1)[0])),
                            "skip", 1, CSV),
         "extra_column": (None, lambda f: _edit_text(f, _edit_line(f, 1, lambda line: line + ",7")), "skip", 1, CSV),
@@ -381,7 +371,7 @@ def _kinds() -> dict[str, tuple]:
         "repeated_row_same_labels": (None, lambda f: _edit_text(f, lambda t: t.rstrip("\n") + "\n" + t.rstrip(
             "\n").split("\n")[f.header_lines + 1] + "\n"), "skip", 1, ("facial68", "cards", "dlc", "dlc_single")),
         "repeated_row_other_labels": (None, lambda f: _edit_text(f, lambda t: t.rstrip("\n") + "\n" + _replace_value(
-            t.rstrip("\n").split("\n")[f.header_lines + 1], "0.5") + "\n"), "error", "labelled again",
+            f, t.rstrip("\n").split("\n")[f.header_lines + 1], "0.5") + "\n"), "error", "labelled again",
             ("facial68", "cards", "dlc", "dlc_single")),
         "missing_image": (None, lambda f: lambda root: _first_image(f, root).unlink(), "skip", 1,
                           ("facial68", "cards", "dlc", "dlc_single", "coco")),
