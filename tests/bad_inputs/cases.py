@@ -520,8 +520,14 @@ def source_points(dataset, index: int) -> np.ndarray:
 
 
 if __name__ == "__main__":
+    from tests.bad_inputs import checkpoints
+
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "bad_inputs")
     for case in cases():
         shutil.rmtree(out / case.name, ignore_errors=True)
         build(case, out / case.name)
-    print(f"{len(cases())} cases written to {out}/")
+    for kind, (make, _, _) in checkpoints.KINDS.items():
+        shutil.rmtree(out / f"checkpoint-{kind}", ignore_errors=True)
+        (out / f"checkpoint-{kind}").mkdir(parents=True)
+        make(out / f"checkpoint-{kind}")
+    print(f"{len(cases())} data cases and {len(checkpoints.KINDS)} checkpoints written to {out}/")
