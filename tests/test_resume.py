@@ -4,6 +4,7 @@ uninterrupted one does; a NaN loss stops the run with a clear message and keeps 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -163,3 +164,16 @@ def test_a_checkpoint_to_resume_is_checked_before_training(tmp_path):
         train(compose_config(*RUN, f"ckpt_path={other}", output_dir=tmp_path / "b"))
     info = run_info.read(tmp_path / "b")
     assert info["status"] == "failed" and info["resumed_from"] == str(other.resolve())
+
+
+def test_a_run_that_never_wrote_its_end_reads_killed_or_stale(tmp_path):
+    def write(**info):
+        (tmp_path / "run_info.json").write_text(json.dumps({"status": "running", "start_time": time.time(), **info}))
+        return run_info.read(tmp_path)["status"]
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    here = socket.gethostname()
+    assert write(host=here, pid=int(dead.stdout)) == "killed"
+    assert write(host=here, pid=os.getpid()) == "running"
+    assert write(host="elsewhere", pid=1, heartbeat=time.time() - run_info.STALE_AFTER_S - 5) == "stale"
+    assert write(host="elsewhere", pid=1, heartbeat=time.time()) == "running"
