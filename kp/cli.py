@@ -12,6 +12,7 @@ COMMANDS = {
     "export": ("kp.export", "ONNX and TorchScript files with a parity and latency report"),
     "submit": ("kp.submit", "a Kaggle facial-keypoints submission"),
     "preview": ("kp.data.preview", "a picture of a dataset's samples and targets"),
+    "doctor": ("kp.doctor", "check a dataset's labels: duplicates, swaps, outliers, coverage (doctor/report.md)"),
 }
 
 

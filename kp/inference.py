@@ -33,25 +33,60 @@ class ModelLoadError(ValueError):
     """A model path that is not a usable kp checkpoint, with the path and what to do in the message."""
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """A kp checkpoint's contents (tensors and plain containers only), or ModelLoadError saying what is wrong."""
+def read_checkpoint(path: str | Path, require_spec: bool = True) -> dict:
+    """A kp checkpoint's contents (tensors and plain containers only), or ModelLoadError saying what is wrong: not a
+    file, not a checkpoint (Lightning writes zip archives), damaged (every member's CRC is checked), not a Lightning
+    checkpoint, or (require_spec) without the model description kp.load needs."""
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such checkpoint file")
     if not zipfile.is_zipfile(path):
-        raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint (not a zip archive: truncated, or another "
-                             f"kind of file)")
+        with open(path, "rb") as file:
+            head = file.read(16)
+        raise ModelLoadError(f"{path}: not a checkpoint: kp checkpoints are zip archives written by Lightning, this "
+                             f"file {'is empty' if not head else f'begins {head!r}'}: point at checkpoints/*.ckpt of a run")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        damaged = f"({error})"
+    if damaged:
+        raise ModelLoadError(f"{path}: damaged: {damaged} fails its integrity (CRC) check; copy the file again or "
+                             "use another checkpoint of the run")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # weights_only refuses pickled objects; a damaged archive fails to read
-        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-        raise ModelLoadError(f"{path}: not a kp checkpoint that loads safely ({type(error).__name__}: {reason})") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint ({reason[:200]})") from None
+    except Exception as error:  # weights_only refuses pickled objects: not a checkpoint kp wrote
+        raise ModelLoadError(f"{path}: not a kp checkpoint: it holds Python objects beyond tensors and plain "
+                             f"containers ({type(error).__name__}); kp does not load those (they could run code)") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ModelLoadError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    if "kp" not in checkpoint:
+    if require_spec and "kp" not in checkpoint:
         raise ModelLoadError(f"{path}: this checkpoint carries no model description (written by a kp version before "
                              f"self-contained checkpoints): retrain, or resume it once with ckpt_path=<it> to rewrite it")
     return checkpoint
+
+
+def check_weights_fit(checkpoint: dict, module: torch.nn.Module, path: str | Path) -> None:
+    """ModelLoadError naming the first layer whose name or shape differs between a checkpoint and a model, and the
+    model config the checkpoint was made with."""
+    theirs, ours = checkpoint["state_dict"], module.state_dict()
+    mismatch = next((f"layer {name} is not in the checkpoint" if name not in theirs else
+                     f"{name} is {tuple(theirs[name].shape)} in the checkpoint, {tuple(ours[name].shape)} here"
+                     for name in ours if name not in theirs or theirs[name].shape != ours[name].shape), None)
+    unexpected = [name for name in theirs if name not in ours]
+    if mismatch is None and unexpected:
+        mismatch = f"the checkpoint's layer {unexpected[0]} is not in this model"
+    if mismatch:
+        spec = checkpoint.get("kp") or {}
+        made_by = Path(path).resolve().parents[1] / ".hydra" / "config.yaml"
+        origin = (f"its run's config: {made_by}" if made_by.is_file() else
+                  f"its model: {(spec.get('model') or {}).get('backbone', {}).get('_target_', 'unknown')} on "
+                  f"{spec.get('dataset', 'unknown data')}")
+        raise ModelLoadError(f"{path}: does not fit the model of this config: {mismatch} ({origin}); use the same "
+                             "model, target and data settings as the run that wrote it")
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -158,9 +193,6 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Predictor:
     codec, net = build_net(spec)
     meta = spec.keypoint_meta()
     module = KeypointModule(net, codec, {}, meta, tuple(spec.input_shape[1:]), optimizer=None, spec=checkpoint["kp"])
-    try:
-        module.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
-        raise ModelLoadError(f"{checkpoint_path}: weights do not fit the model it describes: "
-                             f"{str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else error}") from None
+    check_weights_fit(checkpoint, module, checkpoint_path)
+    module.load_state_dict(checkpoint["state_dict"])
     return Predictor(module.to(device), spec, checkpoint_path)

@@ -35,6 +35,10 @@ class RunDir:
         return self.path / "run_info.json"
 
     @property
+    def data_issues(self) -> Path:
+        return self.path / "data_issues.csv"
+
+    @property
     def predictions_picture(self) -> Path:
         return self.path / "predictions.png"
 
