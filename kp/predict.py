@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -36,7 +35,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from torch.utils.data import DataLoader
 
-from kp.inference import ModelLoadError, Predictor, load
+from kp.errors import user_errors_in_one_line
+from kp.inference import Predictor, load
 from kp.overlay import draw
 from kp.sources import Cropper, ImageFiles, InputError, Item, VideoFrames, collate, expand_inputs, video_info
 
@@ -258,12 +258,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=int, default=1, help="videos: every N-th frame")
     parser.add_argument("--start", type=int, default=0, help="videos: first frame")
     parser.add_argument("--end", type=int, default=None, help="videos: stop before this frame")
+    parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
     args = parser.parse_args(argv)
-    try:
+    with user_errors_in_one_line(args.verbose):
         predict(args.model, args.inputs, args.out, args.flip, tuple(args.format), args.overlays, args.threshold,
                 args.detect, args.batch_size, args.workers, args.every, args.start, args.end)
-    except (ModelLoadError, InputError) as error:
-        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

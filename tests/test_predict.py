@@ -206,7 +206,8 @@ def test_bad_model_paths_and_inputs_are_one_line_errors(run_dir, tmp_path):
     for args in ([str(tmp_path / "empty_run"), str(tmp_path)], [str(run_dir), str(tmp_path / "missing*.png")]):
         result = subprocess.run([sys.executable, "-m", "kp.predict", *args, "--out", str(tmp_path / "o")],
                                 cwd=ROOT, capture_output=True, text=True)
-        assert result.returncode == 1 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.stderr.startswith(("model error: ", "data error: "))
         assert len(result.stderr.strip().splitlines()) == 1
 
 
