@@ -9,8 +9,10 @@ import sys
 COMMANDS = {
     "train": ("kp.training", "train a model (Hydra overrides, as python train.py)"),
     "predict": ("kp.predict", "keypoints for new images and videos: CSV, overlays"),
+    "export": ("kp.export", "ONNX and TorchScript files with a parity and latency report"),
     "submit": ("kp.submit", "a Kaggle facial-keypoints submission"),
     "preview": ("kp.data.preview", "a picture of a dataset's samples and targets"),
+    "doctor": ("kp.doctor", "check a dataset's labels: duplicates, swaps, outliers, coverage (doctor/report.md)"),
 }
 
 

@@ -35,8 +35,17 @@ class RunDir:
         return self.path / "run_info.json"
 
     @property
+    def data_issues(self) -> Path:
+        return self.path / "data_issues.csv"
+
+    @property
     def predictions_picture(self) -> Path:
         return self.path / "predictions.png"
+
+    @property
+    def export_dir(self) -> Path:
+        """python -m kp.export's model files and export_report.md/json."""
+        return self.path / "export"
 
     def best_checkpoint(self) -> Path:
         """metrics.json's best checkpoint (the run finished), else the newest epoch checkpoint, else last.ckpt."""

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from kp.build import ConfigError
 from kp.models.blocks import conv_bn_relu
 
 STRIDES = (4, 8, 16, 32)
@@ -27,8 +28,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's normalisation of [0, 1] R
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class WeightsError(ValueError):
-    """Pretrained weights that cannot be found or do not fit the model: a one-line message saying what to do."""
+class WeightsError(ConfigError):
+    """Pretrained or init_from weights that cannot be found or do not fit the model (a configuration error: the
+    commands report it in one line, kp.errors)."""
 
 
 def load_state_dict_file(path: str | Path, what: str) -> dict[str, torch.Tensor]:
