@@ -23,7 +23,7 @@ from kp.export import ExportError, ExportGraph, export, main, run
 from kp.export_check import PARITY_PX, difference, eager_runner, onnx_runner, outputs_of, synthetic_images, torchscript_runner
 from kp.inference import ModelLoadError
 from kp.predict import main as predict_main
-from tests.helpers import CONF_DIR, TINY_DATA, compose_config, shared_data
+from tests.helpers import CONF_DIR, TINY_DATA, compose_config, random_weights, shared_data
 
 MODELS = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
 NARROW = {"hourglass_seed": ["model.backbone.width=8"], "cards_unet": ["model.backbone.width=8", "loss=multitask"]}
@@ -31,7 +31,7 @@ NARROW = {"hourglass_seed": ["model.backbone.width=8"], "cards_unet": ["model.ba
 
 def tiny_checkpoint(tmp_path, *overrides: str):
     """An untrained model on 32×32 synthetic images, saved as a kp checkpoint (what a run writes)."""
-    cfg = compose_config(*TINY_DATA, "data.dataset.image_size=32", *overrides, output_dir=tmp_path)
+    cfg = random_weights(compose_config(*TINY_DATA, "data.dataset.image_size=32", *overrides, output_dir=tmp_path))
     _, module = build(cfg)
     module.net.train()(torch.rand(4, *module.spec["input_shape"]))  # BatchNorm statistics other than the identity
     path = tmp_path / "model.ckpt"
