@@ -34,9 +34,9 @@ class RunDir:
     def run_info(self) -> Path:
         return self.path / "run_info.json"
 
-    @property
-    def predictions_picture(self) -> Path:
-        return self.path / "predictions.png"
+    def eval_dir(self, split: str) -> Path:
+        """Where kp.evaluate (and train.py, for the test split) writes the evaluation report."""
+        return self.path / "eval" / split
 
     def best_checkpoint(self) -> Path:
         """metrics.json's best checkpoint (the run finished), else the newest epoch checkpoint, else last.ckpt."""
