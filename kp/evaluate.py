@@ -58,7 +58,7 @@ class SplitPredictions:
     @property
     def errors(self) -> np.ndarray:
         """N×K distance between prediction and ground truth (NaN where the keypoint is not visible)."""
-        distance = np.linalg.norm(self.pred - self.target, axis=-1)
+        distance = np.linalg.norm(self.pred.astype(np.float64) - self.target, axis=-1)  # float64: exact in CSV
         return np.where(self.visible, distance, np.nan)
 
 

@@ -64,7 +64,8 @@ def write(p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: i
     table = keypoint_table(p, errors, radius, covered, metrics, split, meta.names, module.metric_names)
     table.to_csv(out / "keypoints.csv", index=False, float_format="%.6g")
     (out / "keypoints.md").write_text(_markdown(table))
-    error_rows(p, errors, radius, meta.names).to_csv(out / "errors.csv", index=False, float_format="%.9g")
+    # full precision: coverage recomputed from the file must see the same error <= radius as here
+    error_rows(p, errors, radius, meta.names).to_csv(out / "errors.csv", index=False)
 
     pictures = {
         "pck_curve.png": figures.pck_curve(thresholds, pck, auc, norm_name, out / "pck_curve.png"),

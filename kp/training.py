@@ -82,13 +82,16 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, loggers: list) -> float:
         run_dir = RunDir(output_dir)
         run_dir.metrics.write_text(json.dumps(metrics, indent=2))
         _print_table(metrics, module.meta.names, output_dir)
-        _write_report(cfg, module, datamodule, best_path, run_dir, loggers)
+        if trainer.fast_dev_run:  # one batch of everything: a smoke test of the code, not a model to evaluate
+            log.info("fast_dev_run: no evaluation report")
+        else:
+            _write_report(cfg, module, datamodule, best_path, run_dir, loggers)
     return best_value
 
 
 def _write_report(cfg: DictConfig, module, datamodule, best_path: str, run_dir: RunDir, loggers: list) -> None:
     """The evaluation report of the test split (kp.evaluate) in RUN/eval/test/, from the best checkpoint on its own
-    (the module's weights where none was saved: fast_dev_run); it calibrates the uncertainty radius on the validation
+    (the module's weights where none was saved: no checkpoint callback); it calibrates the uncertainty radius on the validation
     split and stores the calibration in the checkpoint."""
     predictor = load(best_path) if best_path else Predictor(module, InferenceSpec(**module.spec), None)
     result = evaluate(predictor, datamodule, "test", run_dir.eval_dir("test"), flip=cfg.get("test", {}).get("flip", False),
