@@ -35,6 +35,7 @@ class InferenceSpec:
     fit_size: list[int] | None
     transforms: dict | None
     dataset: str  # the _target_ of the dataset it was trained on, for messages
+    face_crop: list[float] | None = None  # KeypointDataset.face_crop, for prediction on detected faces
 
     def keypoint_meta(self) -> KeypointMeta:
         meta = dict(self.meta)
@@ -60,7 +61,8 @@ def build(cfg: DictConfig):
         model=_container(cfg.model), target=_container(cfg.target),
         meta={**asdict(meta), "flip_pairs": None if meta.flip_pairs is None else [list(p) for p in meta.flip_pairs]},
         input_shape=[channels, height, width], fit_size=datamodule.splits["test"].fit_size,
-        transforms=_container(test_transforms) if test_transforms else None, dataset=cfg.data.dataset._target_)
+        transforms=_container(test_transforms) if test_transforms else None, dataset=cfg.data.dataset._target_,
+        face_crop=list(datamodule.splits["test"].face_crop) if datamodule.splits["test"].face_crop else None)
     codec, net = build_net(spec)
     losses = {name: instantiate(term) for name, term in cfg.loss.items()}
     _check_losses(net, losses, datamodule, (channels, height, width))

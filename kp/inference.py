@@ -40,14 +40,14 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint (not a zip archive: truncated, or another "
+                             f"kind of file)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint ({reason[:200]})") from None
-    except Exception as error:  # weights_only refuses pickled objects: not a checkpoint kp wrote
-        raise ModelLoadError(f"{path}: not a kp checkpoint ({type(error).__name__}: "
-                             f"{str(error).splitlines()[0][:160]})") from None
+    except Exception as error:  # weights_only refuses pickled objects; a damaged archive fails to read
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise ModelLoadError(f"{path}: not a kp checkpoint that loads safely ({type(error).__name__}: {reason})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ModelLoadError(f"{path}: not a Lightning checkpoint (no state_dict)")
     if "kp" not in checkpoint:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from kp.data.facial import FacialKeypoints, KaggleTestImages, write_submission
+from kp.data.facial import FacialKeypoints, read_test_images, write_submission
 from kp.data.io import DataError
 from kp.inference import ModelLoadError, load
 from kp.run_dir import RunDir
@@ -34,9 +34,9 @@ def submit(model: Path, out: Path, data_dir: Path | None = None, flip: bool = Fa
     if predictor.spec.dataset != trained_on:
         raise ValueError(f"{model} was trained on {predictor.spec.dataset}: a Kaggle submission needs data=facial")
     root = Path(data_dir) if data_dir else _data_dir(Path(model))
-    images = KaggleTestImages(root)
-    keypoints, _ = predictor.predict([images.load(i).image for i in range(len(images))], flip=flip)
-    written = write_submission(keypoints, images.image_ids, root / "IdLookupTable.csv", out)
+    image_ids, images = read_test_images(root)
+    keypoints, _ = predictor.predict(list(images), flip=flip)
+    written = write_submission(keypoints, image_ids, root / "IdLookupTable.csv", out)
     print(f"{written}: {len(images)} images from {predictor.checkpoint}")
     return written
 

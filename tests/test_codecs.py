@@ -3,7 +3,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kp.codecs import CoordsCodec, HeatmapCodec
+from kp.codecs import CoordsCodec, HeatmapCodec, flip_test
+from kp.data.base import KeypointMeta
 
 SIZE = 64
 
@@ -94,3 +95,61 @@ def test_coords_convention_maps_image_edges_to_minus_and_plus_one():
     encoded = codec.encode(corners, torch.tensor([[True, True, False]]))
     assert encoded["keypoints"][0].tolist() == [[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0]]
     assert encoded["keypoint_weights"].tolist() == [[1.0, 1.0, 0.0]]
+
+
+def _mirror(keypoints: torch.Tensor, permutation: list[int]) -> torch.Tensor:
+    """Where a perfect model puts the keypoints of the mirror image: x -> W - 1 - x, left and right swapped."""
+    mirrored = keypoints.clone()
+    mirrored[..., 0] = SIZE - 1 - mirrored[..., 0]
+    return mirrored[:, permutation]
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data(), stride=st.sampled_from([1, 2, 4]))
+def test_flip_test_of_a_perfect_model_finds_the_keypoints_at_every_stride(data, stride):
+    """The mirror's heatmaps, flipped back, must line up with the image's to the sub-pixel: averaged, they decode to
+    the same keypoints, and the two agree (score ≈ the peak)."""
+    codec = HeatmapCodec((SIZE, SIZE), stride=stride, sigma=1.5, decoder="dark")
+    keypoints, permutation = _keypoints(data.draw, stride, margin=1.0), [1, 0, 2]
+    visible = torch.ones(1, 3, dtype=torch.bool)
+    outputs = {"keypoints": codec.encode(keypoints, visible)["keypoints"]}
+    mirrored = {"keypoints": codec.encode(_mirror(keypoints, permutation), visible)["keypoints"]}
+    decoded, scores = flip_test(codec, outputs, mirrored, permutation)
+    assert (decoded - keypoints).abs().max() < 0.1
+    assert torch.all(scores > 0.5)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4])
+def test_flip_test_on_a_symmetric_image_keeps_the_peak(stride):
+    """A left-right symmetric image gives the same maps as its mirror: the averaged peak is where the single one is."""
+    codec = HeatmapCodec((SIZE, SIZE), stride=stride, sigma=1.5, decoder="dark")
+    on_axis = torch.tensor([[[(SIZE - 1) / 2, 20.0], [(SIZE - 1) / 2, 40.0]]])
+    outputs = {"keypoints": codec.encode(on_axis, torch.ones(1, 2, dtype=torch.bool))["keypoints"]}
+    single, _ = codec.decode(outputs)
+    averaged, _ = flip_test(codec, outputs, outputs, [0, 1])
+    assert (averaged - single).abs().max() < 1e-4
+
+
+def test_flip_test_with_coordinates_and_heads():
+    codec = CoordsCodec((SIZE, SIZE))
+    keypoints, permutation = torch.tensor([[[10.0, 20.0], [50.0, 21.0], [31.5, 40.0]]]), [1, 0, 2]
+    visible = torch.ones(1, 3, dtype=torch.bool)
+    outputs = {"keypoints": codec.encode(keypoints, visible)["keypoints"], "visibility": torch.tensor([[2.0, -1.0, 0.0]])}
+    mirrored = {"keypoints": codec.encode(_mirror(keypoints, permutation), visible)["keypoints"],
+                "visibility": torch.tensor([[-1.0, 2.0, 0.0]])}
+    decoded, scores = flip_test(codec, outputs, mirrored, permutation)
+    assert torch.allclose(decoded, keypoints, atol=1e-4)
+    assert torch.allclose(scores, torch.sigmoid(torch.tensor([[2.0, -1.0, 0.0]])), atol=1e-5)
+    # A disagreement of τ = 2 % of the input lowers the score by exp(-1/2).
+    shifted = {**mirrored, "keypoints": codec.encode(_mirror(keypoints + torch.tensor([0.02 * SIZE, 0.0]), permutation),
+                                                       visible)["keypoints"]}
+    _, lowered = flip_test(codec, outputs, shifted, permutation)
+    assert torch.allclose(lowered / scores, torch.full_like(scores, float(torch.exp(torch.tensor(-0.5)))), atol=1e-4)
+
+
+def test_flip_test_needs_known_flip_pairs():
+    unknown = KeypointMeta(names=["a", "b"], flip_pairs=None)
+    assert unknown.flip_permutation() == [0, 1]  # augmentation: no swap
+    with pytest.raises(ValueError, match="flip_pairs=\\[\\[left_x, right_x\\], ...\\], or \\[\\]"):
+        unknown.flip_permutation(strict=True)
+    assert KeypointMeta(names=["a", "b"], flip_pairs=[]).flip_permutation(strict=True) == [0, 1]

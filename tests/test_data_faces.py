@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 
 from kp.data import facial
 from kp.data.datamodule import KeypointDataModule
-from kp.data.facial import FacialKeypoints, KaggleTestImages, write_submission
+from kp.data.facial import FacialKeypoints, read_test_images, write_submission
 from kp.data.facial68 import Facial68, person_of
 from kp.data.io import DataError
 from tests.helpers import compose_config, shared_data
@@ -128,12 +128,12 @@ def test_kaggle_submission(tmp_path):
     with open(tmp_path / "IdLookupTable.csv", "w", newline="") as file:
         csv.writer(file).writerows([["RowId", "ImageId", "FeatureName", "Location"], [1, 7, "left_eye_center_x", ""],
                                     [2, 7, "nose_tip_y", ""], [3, 9, "mouth_center_bottom_lip_x", ""]])
-    images = KaggleTestImages(tmp_path)
-    assert images.image_ids.tolist() == [7, 9] and len(images) == 2
-    np.testing.assert_array_equal(images[1]["image"][0].numpy() * 255, pixels(9).reshape(96, 96))
+    image_ids, images = read_test_images(tmp_path)
+    assert image_ids.tolist() == [7, 9] and images.shape == (2, 96, 96)
+    np.testing.assert_array_equal(images[1], pixels(9).reshape(96, 96))
     predictions = np.full((2, 15, 2), 50.0)
     predictions[0, 0, 0], predictions[0, 10, 1], predictions[1, 14, 0] = -3.0, 40.25, 120.0
-    out = write_submission(predictions, images.image_ids, tmp_path / "IdLookupTable.csv", tmp_path / "sub.csv")
+    out = write_submission(predictions, image_ids, tmp_path / "IdLookupTable.csv", tmp_path / "sub.csv")
     assert out.read_text().splitlines() == ["RowId,Location", "1,0.0000", "2,40.2500", "3,96.0000"]
     with pytest.raises(DataError, match="IdLookupTable.csv:4: ImageId 9 has no prediction"):
         write_submission(predictions[:1], [7], tmp_path / "IdLookupTable.csv", tmp_path / "sub.csv")
@@ -168,8 +168,8 @@ def test_real_facial_splits_and_left_right(facial_cache):
 
 def test_real_kaggle_test_images():
     root = shared_data("facial_kaggle_format")
-    images = KaggleTestImages(root)
-    assert len(images) == 437 and images[0]["image"].shape == (1, 96, 96)
+    image_ids, images = read_test_images(root)
+    assert len(image_ids) == 437 and images.shape == (437, 96, 96)
 
 
 # ---------------------------------------------------------------- facial68

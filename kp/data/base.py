@@ -77,6 +77,9 @@ class KeypointDataset(Dataset):
     # (width, height) a whole new image is letterboxed into before the test transforms, as this loader sizes its own
     # images; None: the transforms alone size it. Part of the preprocessing a checkpoint carries for prediction.
     fit_size: tuple[int, int] | None = None
+    # For face datasets: the crop a detected face gets at prediction (kp predict --detect faces), as (side, shift
+    # down) in units of OpenCV's Haar face box, so that the face fills it as it filled the training images.
+    face_crop: tuple[float, float] | None = None
 
     def __init__(self, transform=None):
         # `transform` is a callable (image, keypoints, visible, meta) -> (image, keypoints, visible) applied to the
