@@ -22,6 +22,7 @@ import torch
 
 from kp.viz import plot_predictions
 from kp.viz import report as figures
+from kp.wandb_logging import WandbLogger
 
 PCK_CURVE_MAX = 0.2  # the PCK curve runs from 0 to this fraction of the PCK normalising length
 PCK_CURVE_STEPS = 41
@@ -234,8 +235,6 @@ def _report_page(result: dict, split: str, table: pd.DataFrame, pictures: dict, 
 
 def _to_wandb(loggers, split: str, pictures: dict, errors_csv: Path) -> None:
     """With a W&B logger: the pictures as images and errors.csv as a table of the run."""
-    from kp.wandb_logging import WandbLogger  # only where W&B is in use
-
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             for name, path in pictures.items():
