@@ -36,8 +36,8 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config grou
 
 
 def train(cfg: DictConfig) -> float:
-    """Fit, test the best checkpoint, write metrics.json and the evaluation report (eval/test/); return the best validation value of
-    cfg.optimized_metric (what a sweep optimises). run_info.json records how the run went, failed or not."""
+    """Fit, test the best checkpoint, write metrics.json and the evaluation report (eval/test/); return the best
+    validation value of cfg.optimized_metric (what a sweep optimises). run_info.json records how the run went."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
@@ -94,9 +94,9 @@ def _write_report(cfg: DictConfig, module, datamodule, best_path: str, run_dir: 
     (the module's weights where none was saved: no checkpoint callback); it calibrates the uncertainty radius on the validation
     split and stores the calibration in the checkpoint."""
     predictor = load(best_path) if best_path else Predictor(module, InferenceSpec(**module.spec), None)
-    result = evaluate(predictor, datamodule, "test", run_dir.eval_dir("test"), flip=cfg.get("test", {}).get("flip", False),
-                      pck_thresholds=cfg.metrics.pck_thresholds, pck_norm=cfg.metrics.pck_norm,
-                      num_worst=cfg.num_examples, loggers=loggers)
+    result = evaluate(predictor, datamodule, "test", run_dir.eval_dir("test"),
+                      flip=cfg.get("test", {}).get("flip", False), pck_thresholds=cfg.metrics.pck_thresholds,
+                      pck_norm=cfg.metrics.pck_norm, num_worst=cfg.num_examples, loggers=loggers)
     log.info("evaluation report: %s", result["report"])
 
 
