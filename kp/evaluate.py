@@ -111,7 +111,7 @@ def evaluate(predictor: Predictor, datamodule, split: str, out: Path, flip: bool
     """Calibrate if needed, predict `split` of the datamodule and write the report into `out`; returns its metrics."""
     datamodule.setup()
     _check_data_fits(predictor, datamodule)
-    predictor.module.configure_metrics(tuple(pck_thresholds), pck_norm)
+    predictor.module.configure_metrics(tuple(pck_thresholds), pck_norm, sync_on_compute=False)
     batch_size = datamodule.batch_size
     if recalibrate or flip not in predictor.calibrations or predictor.calibrations[flip].alpha != alpha:
         calibrate(predictor, datamodule.splits["val"], flip, alpha, batch_size)

@@ -66,8 +66,10 @@ class KeypointModule(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.configure_metrics(pck_thresholds, pck_norm)
 
-    def configure_metrics(self, pck_thresholds: tuple[float, ...] = (0.05, 0.1), pck_norm: str = "image") -> None:
-        """The val and test metric objects (empty). kp.evaluate sets them as the run's config had them."""
+    def configure_metrics(self, pck_thresholds: tuple[float, ...] = (0.05, 0.1), pck_norm: str = "image",
+                          sync_on_compute: bool = True) -> None:
+        """The val and test metric objects (empty). kp.evaluate sets them as the run's config had them, without the
+        sync across DDP processes (sync_on_compute=False): its report is one process's pass over the whole split."""
         if pck_norm not in ("image", "pair"):
             raise ValueError(f"pck_norm must be 'image' or 'pair', got {pck_norm!r}")
         if pck_norm == "pair" and self.meta.norm_pair is None:
@@ -76,11 +78,12 @@ class KeypointModule(L.LightningModule):
         k = self.meta.num_keypoints
         # ModuleDict keys cannot hold the dot of "pck_0.05": metric i is logged as self.metric_names[i].
         self.metric_names = ["rmse", "nme", *(f"pck_{t:g}" for t in self.pck_thresholds)]
+        sync = {"sync_on_compute": sync_on_compute}
         self.metrics = nn.ModuleDict({
-            split: nn.ModuleList([KeypointRMSE(k), NME(k), *(PCK(k, t) for t in self.pck_thresholds)])
+            split: nn.ModuleList([KeypointRMSE(k, **sync), NME(k, **sync), *(PCK(k, t, **sync) for t in self.pck_thresholds)])
             for split in ("val", "test")
         })
-        self.count_mae = nn.ModuleDict({split: MeanAbsoluteError() for split in ("val", "test")})
+        self.count_mae = nn.ModuleDict({split: MeanAbsoluteError(**sync) for split in ("val", "test")})
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.net(images)

@@ -154,8 +154,11 @@ def test_coordinate_model_with_a_count_head_gets_the_count_figure_and_columns(tm
 
 
 def test_other_data_through_overrides_and_refusals(run, tmp_path):
-    metrics = evaluate.evaluate_run(run, "test", out=tmp_path / "new", overrides=["data.dataset.seed=7"])
-    assert metrics["samples"] == 32  # other images, same keypoints
+    metrics = evaluate.evaluate_run(run, "all", out=tmp_path / "new", overrides=["data.dataset.seed=7"])
+    assert metrics["samples"] == 64 + 32 + 32  # other images, same keypoints, the three splits
+    errors = pd.read_csv(tmp_path / "new" / "errors.csv")
+    assert errors.groupby("split", sort=False).size().to_dict() == {"train": 64 * 5, "val": 32 * 5, "test": 32 * 5}
+    assert errors["image"].str.startswith("synthetic/").all() and "all/rmse" in metrics
     with pytest.raises(ConfigError, match="expected key=value"):
         evaluate.evaluate_run(run, overrides=["data.dataset.seed"])
     with pytest.raises(ConfigError, match="the model takes"):
