@@ -101,7 +101,11 @@ def calibrate(predictor: Predictor, dataset: Dataset, flip: bool, alpha: float,
     fitted = calibration.calibrate(np.nan_to_num(val.errors, nan=0.0), val.difficulty, val.visible, alpha, flip)
     predictor.calibrations[flip] = fitted
     if predictor.checkpoint is not None:
-        calibration.store(predictor.checkpoint, fitted)
+        try:
+            calibration.store(predictor.checkpoint, fitted)
+        except OSError as error:  # a read-only checkpoint: the report still gets its radius
+            log.warning("the calibration is not stored in %s (%s): it is used for this report only",
+                        predictor.checkpoint, error.strerror or error)
     return fitted
 
 
