@@ -11,8 +11,10 @@ COMMANDS = {
     "predict": ("kp.predict", "keypoints for new images and videos: CSV, overlays"),
     "evaluate": ("kp.evaluate", "a trained run's evaluation report on a split: metrics, errors, figures, coverage"),
     "features": ("kp.viz.features", "a look inside a trained network for one image"),
+    "export": ("kp.export", "ONNX and TorchScript files with a parity and latency report"),
     "submit": ("kp.submit", "a Kaggle facial-keypoints submission"),
     "preview": ("kp.data.preview", "a picture of a dataset's samples and targets"),
+    "doctor": ("kp.doctor", "check a dataset's labels: duplicates, swaps, outliers, coverage (doctor/report.md)"),
 }
 
 

@@ -173,6 +173,8 @@ def evaluate_run(run: Path, split: str = "test", flip: bool = False, checkpoint:
                  recalibrate: bool = False) -> dict:
     cfg = data_config(run, list(overrides))
     predictor = load(checkpoint or run)
+    if predictor.module is None:
+        raise ConfigError(f"{checkpoint}: evaluate needs a checkpoint (.ckpt), not an exported model")
     datamodule = instantiate(cfg.data)
     out = Path(out) if out else RunDir(run).eval_dir(split)
     metrics = cfg.get("metrics", {})

@@ -17,6 +17,7 @@ matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -33,6 +34,8 @@ class Leaderboard:
 
     def __init__(self, sweep_dir: Path):
         self.sweep_dir = Path(sweep_dir)
+        if not self.sweep_dir.is_dir():
+            raise FileNotFoundError(f"{sweep_dir}: no such sweep directory (expected logs/<task_name>/multiruns/<time>)")
         jobs = sorted((p for p in self.sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
         if not jobs:
             raise FileNotFoundError(f"{sweep_dir}: no job directories (0/, 1/, ...): is this a multirun directory?")
@@ -46,7 +49,7 @@ class Leaderboard:
             info = run_info.read(job)
             rows.append({
                 "job": int(job.name),
-                # a job killed from outside never wrote its end: it stays "running"
+                # a job killed from outside never wrote its end: run_info.read says "killed" once its process is gone
                 "status": info.get("status", "completed" if metrics else "unknown"),
                 **overrides,
                 "objective": metrics.get(f"best/{config.optimized_metric}", math.nan),
@@ -64,6 +67,11 @@ class Leaderboard:
             except (ValueError, TypeError):
                 pass
         self.swept = [k for k in override_keys if table[k].astype(str).nunique() > 1] or list(override_keys)
+        # Overrides every job shares are said once (self.common), not repeated per row; the columns keep one order
+        # whichever job failed (a failed job has no test metrics, so dict order would move them).
+        self.common = {k: _text(table[k].iloc[0]) for k in override_keys if k not in self.swept}
+        tests = sorted(c for c in table.columns if c.startswith("test/"))
+        table = table[["job", "status", *self.swept, "objective", *tests, "wall_time_s", "error", "run_dir"]]
         self.rows = table.sort_values("objective", ascending=config.optimized_mode == "min", na_position="last",
                                       kind="stable").reset_index(drop=True)
 
@@ -74,7 +82,9 @@ class Leaderboard:
 
     def markdown(self) -> str:
         columns = list(self.rows.columns)
+        common = ", ".join(f"{k}={v}" for k, v in self.common.items())
         lines = [f"# Leaderboard: {self.sweep_dir}", "", f"objective: best validation {self.objective}", "",
+                 *([f"every job: {common}", ""] if common else []),
                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         for row in self.rows.itertuples(index=False):
             lines.append("| " + " | ".join(_text(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
@@ -102,6 +112,10 @@ class Leaderboard:
                 ax.scatter(values, done["objective"])
                 if values.min() > 0 and values.max() >= 10 * values.min():
                     ax.set_xscale("log")
+                    # a tick at each swept value only: the log axis's own minor labels collide
+                    ax.xaxis.set_minor_formatter(NullFormatter())
+                    ticks = sorted(set(values))
+                    ax.set_xticks(ticks, [f"{v:g}" for v in ticks], rotation=30, ha="right")
             else:  # categories (model=unet,hourglass) in order of first appearance
                 categories = list(dict.fromkeys(self.rows[key].astype(str)))
                 ax.scatter([categories.index(v) for v in done[key].astype(str)], done["objective"])

@@ -3,7 +3,7 @@
     python -m kp.predict MODEL INPUT... [--out DIR] [--flip] [--format dlc] [--format coco] [--detect faces]
     kp predict ...
 
-MODEL: a run directory (its best checkpoint) or a checkpoint file. INPUT: image files, folders (searched
+MODEL: a run directory (its best checkpoint), a checkpoint file, or an ONNX file from kp export. INPUT: image files, folders (searched
 recursively; jpg, jpeg, png, bmp, tif, any case), globs, and videos (mp4, avi, mov, mkv; --every N, --start, --end).
 Keypoints come back in each image's own pixels (x = column, y = row, the top-left pixel's centre at 0, 0).
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -39,7 +38,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from torch.utils.data import DataLoader
 
-from kp.inference import ModelLoadError, Predictor, load
+from kp.errors import user_errors_in_one_line
+from kp.inference import Predictor, load
 from kp.overlay import draw
 from kp.sources import Cropper, ImageFiles, InputError, Item, VideoFrames, collate, expand_inputs, video_info
 
@@ -252,7 +252,7 @@ def _print_summary(console: Console, summary: dict, skipped: list, out: Path) ->
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="kp predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a run directory or a checkpoint file")
+    parser.add_argument("model", help="a run directory, a checkpoint file or an exported .onnx file")
     parser.add_argument("inputs", nargs="+", help="images, folders, globs, videos")
     parser.add_argument("--out", type=Path, default=Path("predictions"))
     parser.add_argument("--flip", action="store_true", help="test-time flip: average with the mirror image's prediction")
@@ -265,12 +265,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=int, default=1, help="videos: every N-th frame")
     parser.add_argument("--start", type=int, default=0, help="videos: first frame")
     parser.add_argument("--end", type=int, default=None, help="videos: stop before this frame")
+    parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
     args = parser.parse_args(argv)
-    try:
+    with user_errors_in_one_line(args.verbose):
         predict(args.model, args.inputs, args.out, args.flip, tuple(args.format), args.overlays, args.threshold,
                 args.detect, args.batch_size, args.workers, args.every, args.start, args.end)
-    except (ModelLoadError, InputError) as error:
-        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

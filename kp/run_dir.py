@@ -38,6 +38,15 @@ class RunDir:
         """Where kp.evaluate (and train.py, for the test split) writes the evaluation report."""
         return self.path / "eval" / split
 
+    @property
+    def data_issues(self) -> Path:
+        return self.path / "data_issues.csv"
+
+    @property
+    def export_dir(self) -> Path:
+        """python -m kp.export's model files and export_report.md/json."""
+        return self.path / "export"
+
     def best_checkpoint(self) -> Path:
         """metrics.json's best checkpoint (the run finished), else the newest epoch checkpoint, else last.ckpt."""
         if self.metrics.is_file():

@@ -1,10 +1,13 @@
 """What a run directory records beside Hydra's .hydra/ (resolved config, overrides): run_info.json with the git
-commit, whether the tree was dirty, the package versions, the command, the status (running, completed, failed and
-its error) and the wall time. Also finds the checkpoint that `ckpt_path=last` resumes."""
+commit, whether the tree was dirty, the package versions, the command, the process id, the status (running,
+completed, failed and its error; a run whose process died reads `killed`, one elsewhere whose heartbeat stopped
+`stale`), the checkpoint it resumed from and the wall time. Also finds the checkpoint that `ckpt_path=last`
+resumes."""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import socket
 import subprocess
@@ -14,6 +17,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from lightning.pytorch import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
 from kp.run_dir import RunDir
@@ -47,7 +51,7 @@ def package_versions() -> dict[str, str | None]:
 def record_start(output_dir: Path) -> None:
     info = {"status": "running", "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "start_time": time.time(), "command": [sys.executable, *sys.argv], "host": socket.gethostname(),
-            **git_state(), "packages": package_versions()}
+            "pid": os.getpid(), **git_state(), "packages": package_versions()}
     _write(output_dir, info)
 
 
@@ -61,9 +65,54 @@ def record_end(output_dir: Path, error: BaseException | None = None) -> None:
     _write(output_dir, info)
 
 
+@rank_zero_only
+def update(output_dir: Path, **fields) -> None:
+    """Add fields to run_info.json (e.g. resumed_from)."""
+    _write(output_dir, {**read(output_dir), **fields})
+
+
+STALE_AFTER_S = 900  # a run on another host whose heartbeat is older than this reads `stale`
+
+
+class Heartbeat(Callback):
+    """Writes the time into run_info.json at most once a minute while training or validating, so that a run killed
+    on another host (where its pid cannot be checked) shows as `stale` (conf/callbacks/default.yaml)."""
+
+    def __init__(self, output_dir: str, every_s: float = 60):
+        self.output_dir, self.every_s, self.last = Path(output_dir), every_s, 0.0
+
+    def _beat(self, trainer, *args) -> None:
+        if trainer.is_global_zero and time.time() - self.last >= self.every_s and RunDir(self.output_dir).run_info.exists():
+            self.last = time.time()
+            update(self.output_dir, heartbeat=self.last)
+
+    on_train_batch_end = on_validation_batch_end = _beat
+
+
 def read(output_dir: Path) -> dict:
+    """run_info.json. A run that says `running` cannot have written its end: it reads `killed` when its process on
+    this host is gone, `stale` when it runs elsewhere and its heartbeat is older than STALE_AFTER_S."""
     path = RunDir(output_dir).run_info
-    return json.loads(path.read_text()) if path.exists() else {}
+    info = json.loads(path.read_text()) if path.exists() else {}
+    if info.get("status") == "running":
+        if info.get("host") == socket.gethostname():
+            if not _alive(info.get("pid")):
+                info["status"] = "killed"
+        elif time.time() - info.get("heartbeat", info.get("start_time", time.time())) > STALE_AFTER_S:
+            info["status"] = "stale"
+    return info
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int):
+        return True  # written by an older kp: cannot tell
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write(output_dir: Path, info: dict) -> None:

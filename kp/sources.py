@@ -22,8 +22,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
 
 
-class InputError(ValueError):
-    """An input argument that names nothing to predict."""
+class InputError(DataError):
+    """An input argument that names nothing to predict (or asks for what the model cannot do)."""
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[Path]]:

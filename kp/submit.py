@@ -10,21 +10,21 @@ data.dataset.root (from its .hydra/config.yaml).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from kp.data.facial import FacialKeypoints, read_test_images, write_submission
 from kp.data.io import DataError
-from kp.inference import ModelLoadError, load
+from kp.errors import user_errors_in_one_line
+from kp.inference import load
 from kp.run_dir import RunDir
 
 
 def _data_dir(model: Path) -> Path:
     config = RunDir(model).config if model.is_dir() else None
     if config is None or not config.is_file():
-        raise ValueError(f"{model}: give --data-dir (the folder of test.csv and IdLookupTable.csv)")
+        raise DataError(f"{model}: give --data-dir (the folder of test.csv and IdLookupTable.csv)")
     return Path(OmegaConf.load(config).data.dataset.root)
 
 
@@ -32,7 +32,7 @@ def submit(model: Path, out: Path, data_dir: Path | None = None, flip: bool = Fa
     predictor = load(model)
     trained_on = f"{FacialKeypoints.__module__}.{FacialKeypoints.__name__}"
     if predictor.spec.dataset != trained_on:
-        raise ValueError(f"{model} was trained on {predictor.spec.dataset}: a Kaggle submission needs data=facial")
+        raise DataError(f"{model} was trained on {predictor.spec.dataset}: a Kaggle submission needs data=facial")
     root = Path(data_dir) if data_dir else _data_dir(Path(model))
     image_ids, images = read_test_images(root)
     keypoints, _ = predictor.predict(list(images), flip=flip)
@@ -48,11 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, help="the Kaggle files (default: the run's data.dataset.root)")
     parser.add_argument("--flip", action="store_true", help="test-time flip")
     parser.add_argument("--out", type=Path, default=Path("submission.csv"))
+    parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
     args = parser.parse_args(argv)
-    try:
+    with user_errors_in_one_line(args.verbose):
         submit(args.model, args.out, args.data_dir, args.flip)
-    except (ModelLoadError, DataError, ValueError) as error:
-        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -24,14 +24,16 @@ from rich.console import Console
 from rich.table import Table
 
 from kp import run_info
-from kp.build import ConfigError, InferenceSpec, build
+from kp.build import ConfigError, InferenceSpec, build, check_types
+from kp.errors import user_errors_in_one_line
 from kp.evaluate import evaluate
-from kp.inference import Predictor, load
-from kp.module import NonFiniteLossError
+from kp.inference import Predictor, check_weights_fit, load, read_checkpoint
+from kp.quiet import quiet
 from kp.run_dir import RunDir
 from kp.wandb_logging import finish_runs
 
 log = logging.getLogger("kp.train")
+quiet()
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config groups, beside kp/ in the checkout
 
 
@@ -55,8 +57,12 @@ def train(cfg: DictConfig) -> float:
 
 
 def _fit_and_test(cfg: DictConfig, output_dir: Path, loggers: list) -> float:
+    check_types(cfg)
     ckpt_path = _checkpoint_to_resume(cfg, output_dir)
     datamodule, module = build(cfg)
+    datamodule.write_issues(RunDir(output_dir).data_issues)
+    if ckpt_path:  # readable, intact and of this config's model, before Lightning loads it
+        check_weights_fit(read_checkpoint(ckpt_path, require_spec=False), module, ckpt_path)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
@@ -101,7 +107,8 @@ def _write_report(cfg: DictConfig, module, datamodule, best_path: str, run_dir: 
 
 
 def flat_config(cfg: DictConfig) -> dict:
-    """The resolved config with dotted keys (model.backbone.width: 16), as loggers show a run's parameters."""
+    """The resolved config with dotted keys (model.backbone.width: 16), as loggers show a run's parameters, and the
+    preset chosen in each config group (choices/model: simple_cnn), to group and filter runs by on a dashboard."""
     def walk(node: dict, prefix: str):
         for key, value in node.items():
             if isinstance(value, dict) and value:
@@ -109,8 +116,13 @@ def flat_config(cfg: DictConfig) -> dict:
             else:
                 yield f"{prefix}{key}", value
     # without the hydra node that in-process composition (tests) adds: a run's own config has none
-    return dict(walk({key: OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    flat = dict(walk({key: OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
                       for key, node in cfg.items() if key != "hydra"}, ""))
+    if HydraConfig.initialized():
+        choices = HydraConfig.get().runtime.choices
+        flat.update({f"choices/{group}": str(choice) for group, choice in choices.items()
+                     if not group.startswith("hydra") and choice is not None})
+    return flat
 
 
 def _checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
@@ -125,6 +137,7 @@ def _checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
         raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file")
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
+        run_info.update(output_dir, resumed_from=str(Path(ckpt_path).resolve()))
     return ckpt_path
 
 
@@ -140,23 +153,20 @@ def _ddp_processes_join_this_job() -> None:
 
 
 def _print_table(metrics: dict, keypoint_names: list[str], output_dir: Path) -> None:
-    table = Table(title=f"Final metrics ({output_dir})")
+    table = Table(title="Final metrics")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
         if isinstance(value, float) and not any(key.endswith(f"/{name}") for name in keypoint_names):
             table.add_row(key, "nan" if math.isnan(value) else f"{value:.4f}")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(f"run directory: {output_dir}", soft_wrap=True)  # on its own line: never wrapped mid-word
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
-    """`python train.py ...` and `kp train ...`: a configuration problem or a diverging loss ends in one line."""
-    try:
+    """`python train.py ...` and `kp train ...`: bad configuration, data or checkpoint, or a diverging loss, ends in
+    one line and exit status 1 (kp.errors)."""
+    with user_errors_in_one_line(cfg.get("verbose", False)):
         return train(cfg)
-    except ConfigError as error:
-        log.error("configuration error: %s", error)
-        sys.exit(f"configuration error: {error}")
-    except NonFiniteLossError as error:
-        log.error("training stopped: %s", error)
-        sys.exit(f"training stopped: {error}")

@@ -64,6 +64,8 @@ class WandbLogger(LightningWandbLogger):
         if job:
             group, name = group or job[0], name or job[1]
         super().__init__(name=name, group=group, **kwargs)
+        # Lightning passes anonymous=None, which W&B answers with a deprecation warning on every run.
+        self._wandb_init.pop("anonymous", None)
 
     def finish(self, failed: bool = False) -> None:
         """End the W&B run (the next multirun job starts a new one); say how to upload an offline run."""

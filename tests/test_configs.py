@@ -1,5 +1,6 @@
 """Every config option composes, bad configurations fail at start with a clear message."""
 
+import re
 import subprocess
 import sys
 
@@ -7,7 +8,11 @@ import pytest
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
-from kp.build import ConfigError, build
+from kp.build import ConfigError, build, check_types
+from kp.data.io import DataError
+from kp.errors import user_errors_in_one_line
+from kp.inference import ModelLoadError
+from kp.training import flat_config
 from tests.helpers import CONF_DIR, ROOT, TINY_DATA, compose_config
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
@@ -69,3 +74,40 @@ def test_a_loss_term_without_its_model_head_fails_before_training(tmp_path):
     cfg = compose_config(*TINY_DATA, "loss=multitask", output_dir=tmp_path)
     with pytest.raises(ConfigError, match="needs the model output 'visibility'.*model.visibility_head=true"):
         build(cfg)
+
+
+def test_common_trainer_keys_need_no_plus_and_wrong_types_stop_at_start(tmp_path):
+    cfg = compose_config(*TINY_DATA, "trainer.limit_train_batches=0.1", "trainer.gradient_clip_val=1", output_dir=tmp_path)
+    check_types(cfg)
+    assert cfg.trainer.limit_train_batches == 0.1
+    for override, message in (("trainer.max_epochs=abc", "trainer.max_epochs='abc': expected an integer"),
+                              ("trainer.max_epochs=true", "trainer.max_epochs=True: expected an integer"),
+                              ("trainer.limit_val_batches=all", "expected an integer or a number"),
+                              ("data.batch_size=1.5", "data.batch_size=1.5: expected an integer")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            check_types(compose_config(*TINY_DATA, override, output_dir=tmp_path))
+
+
+def test_the_run_config_names_the_presets_chosen(tmp_path):
+    flat = flat_config(compose_config("model=simple_cnn", "data=cards", output_dir=tmp_path))
+    assert flat["choices/model"] == "simple_cnn" and flat["choices/data"] == "cards" and flat["choices/target"] == "heatmap"
+    assert not any(key.startswith("choices/hydra") for key in flat)
+
+
+def test_cli_errors_are_one_line_unless_asked_for_the_traceback(tmp_path, monkeypatch):
+    wrong_type = subprocess.run([sys.executable, "train.py", "trainer.max_epochs=abc"], cwd=ROOT, capture_output=True,
+                                text=True, env={"KP_ROOT": str(tmp_path), "PATH": "", "OMP_NUM_THREADS": "1"})
+    assert wrong_type.returncode == 1
+    assert wrong_type.stderr.strip().splitlines()[-1] == "configuration error: trainer.max_epochs='abc': expected an integer"
+    assert "Traceback" not in wrong_type.stderr
+    # what every command wraps its work in: one line of each kind, the traceback when asked for
+    for error, line in ((DataError("a.csv:3: x is\n not a number"), "data error: a.csv:3: x is not a number"),
+                        (ModelLoadError("m.ckpt: damaged"), "model error: m.ckpt: damaged")):
+        with pytest.raises(SystemExit) as stop, user_errors_in_one_line():
+            raise error
+        assert str(stop.value) == line
+        with pytest.raises(type(error)), user_errors_in_one_line(verbose=True):
+            raise error
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ConfigError), user_errors_in_one_line():
+        raise ConfigError("x")

@@ -163,7 +163,7 @@ def test_cat_missing_folder_corrupt_image_and_empty_split(cats):
 
     # two images: 60/20/20 gives one to train, one to val, none to test
     datamodule = KeypointDataModule(lambda split, transform: CatHeads(split, cats, folders=["CAT_02", "CAT_03"]))
-    with pytest.raises(ValueError, match="test split of CatHeads is empty"):
+    with pytest.raises(ValueError, match="cats: the test split is empty"):
         datamodule.setup()
 
 

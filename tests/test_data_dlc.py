@@ -135,7 +135,7 @@ def test_label_files_that_disagree_with_the_config_are_errors(tmp_path, spoil, m
 
 
 def test_missing_config_or_labels_and_corrupt_images_are_errors(tmp_path):
-    with pytest.raises(DataError, match="config.yaml: cannot read"):
+    with pytest.raises(DataError, match="config.yaml: not found"):
         every_frame(tmp_path)
     (tmp_path / "config.yaml").write_text("scorer: Ann\n")
     with pytest.raises(DataError, match="needs `scorer` and a non-empty `bodyparts`"):
@@ -165,3 +165,43 @@ def test_real_reaching_project():
     sample = data[0]
     assert sample["image"].shape == (3, 256, 320)
     assert sample["visible"].sum() >= 3
+
+
+def write_single_csv(root, videos, parts=("paw1LH_top", "paw1LH_bot", "nose")):
+    """The single-CSV layout: root/CollectedData.csv, frames under labeled-data/<video>/ (or labeled-data/ itself
+    when videos == [""]), no config.yaml."""
+    rows = [["scorer"] + ["lp"] * 2 * len(parts), ["bodyparts"] + [p for p in parts for _ in "xy"],
+            ["coords"] + ["x", "y"] * len(parts)]
+    for v, video in enumerate(videos):
+        folder = root / "labeled-data" / video
+        folder.mkdir(parents=True, exist_ok=True)
+        for frame in range(4):
+            name = f"img{frame:02d}.png"
+            cv2.imwrite(str(folder / name), np.full((30, 40, 3), 10 * frame + v, np.uint8))
+            rows.append([f"labeled-data/{video + '/' if video else ''}{name}"]
+                        + [f"{5 + k + frame}" for k in range(len(parts)) for _ in "xy"])
+    with open(root / "CollectedData.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return root
+
+
+def test_single_csv_layout_splits_by_video_folder_or_by_frame(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    root = write_single_csv(tmp_path / "three", ["mouseA", "mouseB", "mouseC"])
+    thirds = {"train": 0.34, "val": 0.33, "test": 0.33}
+    splits = {split: DeepLabCutProject(split, str(root), width=40, height=30, split_by="auto", fractions=thirds,
+                                       csv_file="CollectedData.csv") for split in ("train", "val", "test")}
+    assert splits["train"].meta.names == ["paw1LH_top", "paw1LH_bot", "nose"]
+    videos = {split: {frame.video for frame in data.frames} for split, data in splits.items()}
+    assert all(len(v) == 1 for v in videos.values()) and len(set.union(*videos.values())) == 3
+    assert "3 video folder(s): split by video" in caplog.text
+    first = splits["train"].frames[0]
+    assert first.labelled.all() and first.keypoints[0].tolist() == [5 + int(first.image.stem[-2:])] * 2
+
+    caplog.clear()
+    flat = write_single_csv(tmp_path / "flat", [""])
+    train = DeepLabCutProject("train", str(flat), width=40, height=30, split_by="auto", csv_file="CollectedData.csv",
+                              fractions={"train": 0.5, "val": 0.25, "test": 0.25})
+    assert len(train) == 2 and "1 video folder(s): split by frame (too few videos" in caplog.text
+    with pytest.raises(DataError, match="nothing.csv: not found"):
+        DeepLabCutProject("train", str(flat), csv_file="nothing.csv")

@@ -117,7 +117,7 @@ def test_facial_wrong_header_is_an_error_at_start(tmp_path):
 def test_facial_empty_split_is_an_error_at_start(kaggle, tmp_path):
     datamodule = KeypointDataModule(
         lambda split, transform: FacialKeypoints(split, kaggle, val_fraction=0.02, cache_dir=tmp_path))
-    with pytest.raises(ValueError, match="val split of FacialKeypoints is empty"):
+    with pytest.raises(ValueError, match="training.csv: the val split is empty"):
         datamodule.setup()
 
 

@@ -4,6 +4,7 @@ uninterrupted one does; a NaN loss stops the run with a clear message and keeps 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import torch
 from lightning.pytorch import Callback
 from omegaconf import open_dict
 
+from kp import run_info
 from kp.build import ConfigError
 from kp.module import NonFiniteLossError
 from kp.run_info import newest_last_checkpoint
@@ -22,8 +24,8 @@ from tests.helpers import ROOT, compose_config
 
 # 16 training steps an epoch (long enough to be killed inside one), one validation batch
 RUN = ["data.dataset.sizes={train:256,val:32,test:32}", "data.batch_size=16", "model.backbone.width=4",
-       "data.dataset.image_size=32", "trainer.max_epochs=3", "+trainer.limit_val_batches=1",
-       "+trainer.limit_test_batches=1", "seed=3", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+       "data.dataset.image_size=32", "trainer.max_epochs=3", "trainer.limit_val_batches=1",
+       "trainer.limit_test_batches=1", "seed=3", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
 
 
 def _checkpoint(path):
@@ -59,11 +61,13 @@ def test_sigkill_mid_epoch_then_ckpt_path_last_ends_like_an_uninterrupted_run(tm
     assert (checkpoint["epoch"], checkpoint["global_step"]) == (0, 16)
     assert not (path.parents[1] / "metrics.json").exists()  # it did not get to the end
     assert json.loads((path.parents[1] / "run_info.json").read_text())["status"] == "running"
+    assert run_info.read(path.parents[1])["status"] == "killed"  # its process is gone
 
     resumed = compose_config(*RUN, "ckpt_path=last", output_dir=tmp_path / "resumed")
     with open_dict(resumed):
         resumed.paths.log_dir = str(killed_root / "logs")  # where the killed run lives
     resumed_best = train(resumed)
+    assert run_info.read(tmp_path / "resumed")["resumed_from"] == str(path.resolve())
     full_best = train(compose_config(*RUN, output_dir=tmp_path / "full"))
 
     full_end = _checkpoint(tmp_path / "full" / "checkpoints" / "last.ckpt")
@@ -144,3 +148,32 @@ def test_a_checkpoint_callback_in_a_new_run_dir_keeps_the_best_score_it_resumes(
     trainer = SimpleNamespace(strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, **_: decision))
     assert not new.check_monitor_top_k(trainer, current=torch.tensor(0.05))
     assert new.check_monitor_top_k(trainer, current=torch.tensor(0.01))
+
+
+def test_a_checkpoint_to_resume_is_checked_before_training(tmp_path):
+    from kp.inference import ModelLoadError
+    from tests.bad_inputs import checkpoints
+
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(os.urandom(1000))
+    with pytest.raises(ModelLoadError, match="garbage.ckpt: not a checkpoint"):
+        train(compose_config(*RUN, f"ckpt_path={garbage}", output_dir=tmp_path / "a"))
+    other = checkpoints.valid(tmp_path / "other")  # a checkpoint of another model
+    with pytest.raises(ModelLoadError, match=r"model.ckpt: does not fit the model of this config: layer net\.backbone\."
+                                             r".* is not in the checkpoint \(its model: kp.models.vgg.VGG on tests\)"):
+        train(compose_config(*RUN, f"ckpt_path={other}", output_dir=tmp_path / "b"))
+    info = run_info.read(tmp_path / "b")
+    assert info["status"] == "failed" and info["resumed_from"] == str(other.resolve())
+
+
+def test_a_run_that_never_wrote_its_end_reads_killed_or_stale(tmp_path):
+    def write(**info):
+        (tmp_path / "run_info.json").write_text(json.dumps({"status": "running", "start_time": time.time(), **info}))
+        return run_info.read(tmp_path)["status"]
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    here = socket.gethostname()
+    assert write(host=here, pid=int(dead.stdout)) == "killed"
+    assert write(host=here, pid=os.getpid()) == "running"
+    assert write(host="elsewhere", pid=1, heartbeat=time.time() - run_info.STALE_AFTER_S - 5) == "stale"
+    assert write(host="elsewhere", pid=1, heartbeat=time.time()) == "running"

@@ -28,7 +28,9 @@ def _sweep(args, root):
 def test_grid_sweep_records_a_failing_job_goes_on_and_writes_a_leaderboard(tmp_path):
     # job 1 fails (Adam refuses a negative learning rate) between two that work
     result = _sweep(["-m", "optimizer.lr=0.001,-1,0.003", "logger=[csv,wandb]"], tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # the sweep finishes every job, then says (exit status 1) that one failed
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "1 job(s) failed" in result.stderr.splitlines()[-1]
     (sweep_dir,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
 
     for job, lr in (("0", 0.001), ("1", -1), ("2", 0.003)):
@@ -57,7 +59,10 @@ def test_grid_sweep_records_a_failing_job_goes_on_and_writes_a_leaderboard(tmp_p
     assert row["objective"] == pytest.approx(metrics["0"]["best/val/nme"])
     assert row["test/rmse"] == pytest.approx(metrics["0"]["test/rmse"])
     assert row["optimizer.lr"] == 0.001 and row["run_dir"] == str(sweep_dir / "0") and row["wall_time_s"] > 0
+    # overrides common to every job are said once, not repeated as columns
+    assert "logger" not in board.columns and "optimizer.lr" in board.columns
     markdown = (sweep_dir / "leaderboard.md").read_text()
+    assert "every job: " in markdown and "logger=[csv,wandb]" in markdown
     assert "| job | status |" in markdown and "ValueError: Invalid learning rate: -1" in markdown
     assert (sweep_dir / "objective.png").stat().st_size > 10_000
     assert "Leaderboard" in result.stdout and "optimizer.lr" in result.stdout
@@ -77,7 +82,7 @@ def test_optuna_search_survives_a_failing_trial(tmp_path):
     # sampler seed 1231 draws lr=0.001 then lr=-1 (the failing one) in the two random start-up trials
     result = _sweep(["hparams_search=unet_optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.seed=1231",
                      "hydra.sweeper.params={optimizer.lr:'choice(-1,0.001)'}"], tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 1 and "1 job(s) failed" in result.stderr, result.stdout[-3000:] + result.stderr[-3000:]
     (sweep_dir,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     board = pd.read_csv(sweep_dir / "leaderboard.csv")
     assert sorted(board["status"]) == ["completed", "failed"]
@@ -115,9 +120,26 @@ def test_leaderboard_orders_by_the_objective_and_plots_each_swept_parameter(tmp_
     assert pd.read_csv(tmp_path / "leaderboard.csv")["optimizer.lr"].tolist() == [0.0001, 0.01, 0.001, 0.01]
 
 
+def test_leaderboard_columns_stay_in_place_when_job_0_fails(tmp_path):
+    _fake_job(tmp_path, 0, ["optimizer.lr=0.001", "seed=1"], status="failed")
+    _fake_job(tmp_path, 1, ["optimizer.lr=0.01", "seed=1"], 0.2)
+    board = Leaderboard(tmp_path)
+    assert list(board.rows.columns) == ["job", "status", "optimizer.lr", "objective", "test/nme", "wall_time_s",
+                                        "error", "run_dir"]
+    assert board.common == {"seed": "1"} and "every job: seed=1" in board.markdown()
+
+
 def test_leaderboard_of_a_directory_without_jobs_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="no job directories"):
         Leaderboard(tmp_path)
+    missing = subprocess.run([sys.executable, "sweep.py", "--summarize", str(tmp_path / "nowhere")], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and missing.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'nowhere'}: no such sweep directory (expected logs/<task_name>/multiruns/<time>)"]
+    no_slurm = subprocess.run([sys.executable, "sweep.py", "-m", "hydra/launcher=slurm"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "PATH": ""})
+    assert no_slurm.returncode == 1 and no_slurm.stderr.strip().splitlines()[-1].startswith(
+        "error: hydra/launcher=slurm needs SLURM (no sbatch on PATH)")
 
 
 def test_slurm_launcher_takes_nodes_and_tasks_from_the_trainer(tmp_path):

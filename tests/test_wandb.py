@@ -111,6 +111,8 @@ def test_wandb_run_offline_holds_config_metrics_images_and_best_values(tmp_path,
     assert run["config"]["data.dataset.sizes.train"] == 64
     assert run["config"]["optimized_metric"] == "val/nme"
     assert run["config"]["paths.output_dir"] == str(tmp_path)
+    # the presets chosen, to group and filter runs by
+    assert run["config"]["choices/data"] == "synthetic" and run["config"]["choices/target"] == "heatmap"
     # every metric, per step
     val_nme = [row["val/nme"] for row in run["history"] if "val/nme" in row]
     val_loss = [row["val/loss"] for row in run["history"] if "val/loss" in row]

@@ -18,6 +18,7 @@ marks keypoints that left the frame as invisible and converts to tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -80,6 +81,10 @@ class KeypointDataset(Dataset):
     # For face datasets: the crop a detected face gets at prediction (kp predict --detect faces), as (side, shift
     # down) in units of OpenCV's Haar face box, so that the face fills it as it filled the training images.
     face_crop: tuple[float, float] | None = None
+    # The label file or folder the samples come from, for messages; and the samples skipped while reading it
+    # (`file:line: reason`, see kp.data.io.SkipLog), which a run writes to data_issues.csv.
+    source: str = ""
+    issues: list[str] = []
 
     def __init__(self, transform=None):
         # `transform` is a callable (image, keypoints, visible, meta) -> (image, keypoints, visible) applied to the
@@ -88,6 +93,16 @@ class KeypointDataset(Dataset):
 
     def load(self, index: int) -> RawSample:
         raise NotImplementedError
+
+    def labelled(self) -> np.ndarray | None:
+        """N×K bool: which keypoints of each sample carry a usable label, read without loading images (None: not
+        known before loading, as for generated data). The datamodule refuses a split with none."""
+        return None
+
+    def image_sources(self) -> list[tuple[str, Path | bytes]] | None:
+        """Per sample, its name and its image file (Path) or pixels (bytes), for the check for the same image under
+        two names (None: no check, as for generated data)."""
+        return None
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         raw = self.load(index)

@@ -14,7 +14,6 @@ bad number or a missing image is skipped and counted in the log.
 
 from __future__ import annotations
 
-import csv
 import functools
 import logging
 from collections.abc import Mapping
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import DataError, SkipLog, crop_and_resize, parse_number, read_image, split_groups, where
+from kp.data.io import DataError, SkipLog, crop_and_resize, drop_repeats, parse_number, read_csv, read_image, split_groups, where
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,9 @@ class CardPacks(KeypointDataset):
         super().__init__(transform)
         self.size = self.fit_size = (width, height)
         csv_path = Path(root) / csv_file
-        frames = _read_frames(csv_path, Path(root) / image_dir, csv_path.stat().st_mtime_ns if csv_path.exists() else 0)
+        self.source = str(csv_path)
+        frames, self.issues = _read_frames(csv_path, Path(root) / image_dir,
+                                           csv_path.stat().st_mtime_ns if csv_path.exists() else 0)
         chosen = split_groups([f.video for f in frames], split, fractions or {"train": 0.8, "val": 0.1, "test": 0.1},
                               seed, f"{csv_path} by videoId")
         self.frames = [frames[i] for i in chosen]
@@ -79,6 +80,12 @@ class CardPacks(KeypointDataset):
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    def labelled(self) -> np.ndarray:
+        return np.array([frame.visible for frame in self.frames]).reshape(len(self.frames), len(POINTS))
+
+    def image_sources(self) -> list[tuple[str, Path]]:
+        return [(str(frame.image), frame.image) for frame in self.frames]
 
     def load(self, index: int) -> RawSample:
         frame = self.frames[index]
@@ -93,19 +100,15 @@ class CardPacks(KeypointDataset):
 
 # Cached: the three splits read the file once, and its bad rows are logged once.
 @functools.lru_cache(maxsize=4)
-def _read_frames(csv_path: Path, image_dir: Path, mtime_ns: int) -> list[Frame]:
-    try:
-        with open(csv_path, newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, [])
-            rows = [(reader.line_num, fields) for fields in reader if fields]
-    except OSError as error:
-        raise DataError(f"{csv_path}: cannot read the label file ({error.strerror or error})") from None
+def _read_frames(csv_path: Path, image_dir: Path, mtime_ns: int) -> tuple[list[Frame], list[str]]:
+    rows = read_csv(csv_path)
+    header = rows[0][1] if rows else []
+    rows = rows[1:]
     missing = [name for name in COLUMNS if name not in header]
     if missing:
         raise DataError(f"{csv_path}: missing column(s) {missing}; a card-pack CSV has {COLUMNS}")
     column = {name: header.index(name) for name in COLUMNS}
-    frames, skips, unannotated = [], SkipLog(str(csv_path)), 0
+    frames, places, skips, unannotated = [], [], SkipLog(str(csv_path)), 0
     for line, fields in rows:
         at = where(csv_path, line)
         try:
@@ -116,12 +119,19 @@ def _read_frames(csv_path: Path, image_dir: Path, mtime_ns: int) -> list[Frame]:
                 unannotated += 1
                 continue
             frames.append(_parse_frame(cell, at, image_dir))
+            places.append(at)
         except DataError as error:
             skips.skip(str(error))
+    kept = drop_repeats([frame.image.name for frame in frames],
+                        [np.concatenate([f.corners.ravel(), f.visible, [f.counted, f.total]]) for f in frames], places, skips)
+    frames = [frames[i] for i in kept]
     skips.report(log)
+    if not frames and any("outside [0, 1]" in reason for reason in skips.reasons):
+        raise DataError(f"{csv_path}: no usable row, corners outside [0, 1]: the coordinates look like pixels or "
+                        "percentages; a card-pack CSV holds fractions of the image size (row / height, column / width)")
     if unannotated:
         log.info("%s: left out %d frames marked annotated != 1", csv_path, unannotated)
-    return frames
+    return frames, skips.reasons
 
 
 def _parse_frame(cell: dict[str, str], at: str, image_dir: Path) -> Frame:

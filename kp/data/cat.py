@@ -18,13 +18,26 @@ import cv2
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import SPLITS, DataError, SkipLog, check_split, parse_number, read_image, where
+from kp.data.io import (
+    SPLITS,
+    DataError,
+    SkipLog,
+    check_split,
+    check_units,
+    far_outside,
+    image_size,
+    parse_number,
+    read_image,
+    read_text,
+    where,
+)
 
 log = logging.getLogger(__name__)
 
 ALL_NAMES = ["left_eye", "right_eye", "mouth", "left_ear_1", "left_ear_2", "left_ear_3",
              "right_ear_1", "right_ear_2", "right_ear_3"]
 FOLDERS = [f"CAT_0{i}" for i in range(7)]
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 EDGES = [("left_eye", "right_eye"), ("left_eye", "mouth"), ("right_eye", "mouth"), ("left_ear_1", "left_ear_2"),
          ("left_ear_2", "left_ear_3"), ("right_ear_1", "right_ear_2"), ("right_ear_2", "right_ear_3")]
 
@@ -41,10 +54,7 @@ def cat_meta(names: list[str]) -> KeypointMeta:
 
 def read_cat_file(path: Path) -> np.ndarray:
     """The 9×2 keypoints of one .cat file, or DataError naming the file and what is wrong."""
-    try:
-        tokens = path.read_text().split()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: unreadable ({error})") from None
+    tokens = read_text(path).split()
     at = where(path, 1)
     if not tokens:
         raise DataError(f"{at}: empty")
@@ -96,7 +106,8 @@ class CatHeads(KeypointDataset):
         # A new photo has no keypoints to crop around: it is letterboxed to the size the seed's crops come from.
         self.fit_size = (resize, resize) if preprocess == "seed" else None
 
-        images, labels = self._scan(Path(root), folders, report=split == "train")
+        self.source = str(root)
+        images, labels, self.issues = self._scan(Path(root), folders, report=split == "train")
         bounds = np.round(np.cumsum([0, *fractions]) / sum(fractions) * len(images)).astype(int)
         start, stop = bounds[SPLITS.index(split)], bounds[SPLITS.index(split) + 1]
         self.images, self.labels = images[start:stop], labels[start:stop]
@@ -104,30 +115,48 @@ class CatHeads(KeypointDataset):
                  self.images[0].name if self.images else "-", self.images[-1].name if self.images else "-")
 
     @staticmethod
-    def _scan(root: Path, folders: list[str], report: bool) -> tuple[list[Path], list[np.ndarray]]:
+    def _scan(root: Path, folders: list[str], report: bool) -> tuple[list[Path], list[np.ndarray], list[str]]:
         missing = [folder for folder in folders if not (root / folder).is_dir()]
         if missing:
             raise DataError(f"{root}: folders {missing} not found (expected the CAT_00 … CAT_06 layout; "
                             f"data.dataset.folders lists the ones to use)")
         skips = SkipLog(f"CAT dataset in {root}")
-        images, labels = [], []
+        images, labels, sizes = [], [], []
         for folder in folders:
-            for image in sorted((root / folder).glob("*.jpg")):
-                label = image.with_name(image.name + ".cat")
+            files = sorted((root / folder).iterdir())
+            for file in files:
+                if file.suffix.lower() == ".cat":
+                    if not file.with_suffix("").is_file():
+                        skips.skip(f"{file}: image {file.with_suffix('').name} not found")
+                    continue
+                if file.suffix.lower() not in IMAGE_SUFFIXES:  # .JPG and .jpeg count as much as .jpg
+                    skips.skip(f"{file}: neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a .cat label")
+                    continue
+                label = file.with_name(file.name + ".cat")
                 try:
                     if not label.is_file():
-                        raise DataError(f"{image}: no label file {label.name}")
-                    labels.append(read_cat_file(label))
+                        raise DataError(f"{file}: no label file {label.name}")
+                    size, points = image_size(file), read_cat_file(label)
                 except DataError as error:
                     skips.skip(str(error))
                     continue
-                images.append(image)
-            for label in sorted((root / folder).glob("*.jpg.cat")):
-                if not label.with_suffix("").is_file():
-                    skips.skip(f"{label}: image {label.with_suffix('').name} not found")
+                labels.append(points)
+                sizes.append(size)
+                images.append(file)
+        check_units(np.array(labels).reshape(-1, len(ALL_NAMES), 2), np.array(sizes).reshape(-1, 2), root)
+        far = far_outside(np.array(labels).reshape(-1, len(ALL_NAMES), 2), np.array(sizes).reshape(-1, 1, 2)).any(axis=1)
+        for i in np.flatnonzero(far):
+            skips.skip(f"{images[i]}.cat: a keypoint lies far outside the {sizes[i][0]}×{sizes[i][1]} image")
         if report:
             skips.report(log)
-        return images, labels
+        keep = np.flatnonzero(~far)
+        return [images[i] for i in keep], [labels[i] for i in keep], skips.reasons
+
+    def labelled(self) -> np.ndarray:
+        return np.ones((len(self.images), len(self.kept)), bool)
+
+    def image_sources(self) -> list[tuple[str, Path]]:
+        return [(str(image), image) for image in self.images]
 
     def __len__(self) -> int:
         return len(self.images)

@@ -23,9 +23,12 @@ from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.io import (
     DataError,
     SkipLog,
+    check_units,
     crop_and_resize,
+    far_outside,
     flip_pairs_from_names,
     read_image,
+    read_text,
     resolve_pairs,
     split_groups,
 )
@@ -63,7 +66,7 @@ class CocoKeypoints(KeypointDataset):
         self.fit_size = (size, size)  # a new image has no box: the whole of it, letterboxed
         data = _load_json(path)
         image_root = Path(image_dir) if image_dir is not None else path.parent
-        images = {image["id"]: image for image in data["images"]}
+        images = _images_by_id(data["images"], path)
         annotations, category_entry = self._select_category(data, category, path)
         key_names = self._keypoint_names(category_entry, annotations[0], names, path)
 
@@ -73,9 +76,10 @@ class CocoKeypoints(KeypointDataset):
             chosen = split_groups([str(a["image_id"]) for a in annotations], split,
                                   fractions or {"train": 0.8, "val": 0.1, "test": 0.1}, seed, f"{path} by image")
         self.samples, self.ids, skips, unlabelled = [], [], SkipLog(str(path)), 0
+        units = []  # labelled points and their image sizes, where the JSON gives them
         for i in chosen:
             annotation = annotations[i]
-            where = f"annotation id {annotation.get('id')}"
+            where = f"annotation id {annotation['id']}"
             if annotation["image_id"] not in images:
                 raise DataError(f"{path}: {where} refers to image_id {annotation['image_id']}, which is not in images")
             values = _flatten(annotation.get("keypoints") or [])
@@ -83,20 +87,26 @@ class CocoKeypoints(KeypointDataset):
                 # Not one bad annotation but a file of another kind (e.g. whole-body points under a 17-point category).
                 raise DataError(f"{path}: {where} has {len(values)} keypoint values, expected {len(key_names)} "
                                 "x,y,v triples")
-            image_path = image_root / images[annotation["image_id"]]["file_name"]
+            image = images[annotation["image_id"]]
+            image_path = image_root / image["file_name"]
             try:
                 sample = self._parse(values, annotation.get("bbox"), where)
                 if sample is not None and not image_path.is_file():
                     raise DataError(f"{where}: image {image_path} is missing")
             except DataError as error:
-                skips.skip(str(error))
+                skips.skip(f"{path}: {error}")
                 continue
             if sample is None:
                 unlabelled += 1
-            else:
-                self.samples.append((image_path, *sample))
-                self.ids.append(f"{image_path}#annotation {annotation.get('id')}")
+                continue
+            size = _size(image)
+            if size is not None:
+                units.append((len(self.samples), where, sample[0][np.array(values[2::3]) > 0], size))
+            self.samples.append((image_path, *sample))
+            self.ids.append(f"{image_path}#annotation {annotation['id']}")
+        self._check_points(units, path, skips)
         skips.report(log)
+        self.source, self.issues = str(path), skips.reasons
         if unlabelled:
             log.info("%s: left out %d %s annotations without labelled keypoints", path, unlabelled, split)
         if not self.samples:
@@ -111,9 +121,25 @@ class CocoKeypoints(KeypointDataset):
         self.meta = KeypointMeta(names=key_names, flip_pairs=pairs,
                                  skeleton=self._skeleton(category_entry, len(key_names), path))
 
+    def _check_points(self, units: list, path: Path, skips: SkipLog) -> None:
+        """With the image sizes the JSON gives: coordinates in another unit are an error, and annotations with a
+        point far outside their image are skipped (such a point would size the crop)."""
+        if not units:
+            return
+        check_units(np.concatenate([points for _, _, points, _ in units])[:, None],
+                    np.concatenate([np.tile(size, (len(points), 1)) for _, _, points, size in units]), path)
+        far = {index for index, where, points, size in units if far_outside(points, np.array(size)).any()}
+        for index, where, _, size in units:
+            if index in far:
+                skips.skip(f"{path}: {where}: a keypoint lies far outside its {size[0]}×{size[1]} image")
+        self.samples = [s for i, s in enumerate(self.samples) if i not in far]
+        self.ids = [s for i, s in enumerate(self.ids) if i not in far]
+
     @staticmethod
     def _select_category(data: dict, category: str | int | None, path: Path) -> tuple[list[dict], dict]:
         """The instances to use (not crowds, of the chosen category or of all) and their category's entry."""
+        if not all(isinstance(c, dict) and "id" in c for c in data["categories"]):
+            raise DataError(f"{path}: every entry of categories needs an id")
         categories = {c["id"]: c for c in data["categories"]}
         if category is not None:
             ids = [c["id"] for c in data["categories"] if category in (c["id"], c.get("name"))]
@@ -123,6 +149,11 @@ class CocoKeypoints(KeypointDataset):
         else:
             ids = list(categories)
         # Crowd regions are not single instances: COCO gives them no keypoints.
+        for i, a in enumerate(data["annotations"]):
+            missing = [key for key in ("id", "image_id", "category_id") if not isinstance(a, dict) or key not in a]
+            if missing:
+                raise DataError(f"{path}: annotations[{i}] has no {', '.join(missing)} (every COCO annotation needs id, "
+                                "image_id and category_id)")
         annotations = [a for a in data["annotations"] if a.get("category_id") in ids and not a.get("iscrowd", 0)]
         used = {a["category_id"] for a in annotations}
         if len({tuple(categories[i].get("keypoints") or []) for i in used}) > 1:
@@ -187,9 +218,20 @@ class CocoKeypoints(KeypointDataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def labelled(self) -> np.ndarray:
+        return np.array([visible for _, _, visible, _ in self.samples])
+
+    def image_sources(self) -> list[tuple[str, Path]]:
+        return [(str(image_path), image_path) for image_path, *_ in self.samples]
+
     def load(self, index: int) -> RawSample:
         image_path, keypoints, visible, box = self.samples[index]
-        image, keypoints, affine = crop_and_resize(read_image(image_path), keypoints, box, (self.size, self.size))
+        image = read_image(image_path)
+        height, width = image.shape[:2]
+        if box[2] > 4 * max(width, height):  # the JSON gave no image size to check the points against at start
+            raise DataError(f"{self.ids[index]}: keypoints or box span {box[2]} pixels, far beyond the {width}×{height} "
+                            "image: fix the annotation or add the image's width and height to the JSON")
+        image, keypoints, affine = crop_and_resize(image, keypoints, box, (self.size, self.size))
         return RawSample(image=image, keypoints=keypoints, visible=visible, id=self.ids[index], affine=affine)
 
 
@@ -198,12 +240,28 @@ def _flatten(keypoints: list) -> list:
     return [v for item in keypoints for v in (item if isinstance(item, list) else [item])]
 
 
+def _images_by_id(images: list, path: Path) -> dict:
+    by_id = {}
+    for i, image in enumerate(images):
+        if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):
+            raise DataError(f"{path}: images[{i}] needs an id and a file_name, got {str(image)[:120]}")
+        if image["id"] in by_id:
+            raise DataError(f"{path}: images[{i}] repeats image id {image['id']} ({by_id[image['id']]['file_name']} and "
+                            f"{image['file_name']}): every image needs its own id")
+        by_id[image["id"]] = image
+    return by_id
+
+
+def _size(image: dict) -> tuple[int, int] | None:
+    """(width, height) where the image entry gives them as positive numbers."""
+    width, height = image.get("width"), image.get("height")
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (width, height))
+    return (width, height) if ok else None
+
+
 def _load_json(path: Path) -> dict:
     try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as error:
-        raise DataError(f"{path}: cannot read the annotation file ({error.strerror or error})") from None
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
     if not isinstance(data, dict) or not all(key in data for key in ("images", "annotations", "categories")):

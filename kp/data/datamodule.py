@@ -1,13 +1,24 @@
-"""One LightningDataModule for every dataset: it builds the three splits and their DataLoaders."""
+"""One LightningDataModule for every dataset: it builds the three splits and their DataLoaders, and refuses data
+that would train or test on a wrong reading of it (an empty split, a split with no labelled keypoint, the same image
+in two splits, mirror augmentation without left/right pairs)."""
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import logging
+from collections import defaultdict
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import lightning as L
 from torch.utils.data import DataLoader
 
+from kp.data import io
 from kp.data.base import KeypointDataset, KeypointMeta
+from kp.data.io import DataError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
@@ -21,10 +32,16 @@ class KeypointDataModule(L.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
+        allow_leaks: bool = False,
+        max_image_megapixels: float = 100,
     ):
         """`dataset` is called as dataset(split=..., transform=...) for each of train/val/test (a Hydra partial);
-        `transforms` maps a split name to its augmentation pipeline (None: no augmentation)."""
+        `transforms` maps a split name to its augmentation pipeline (None: no augmentation). allow_leaks: the same
+        image (same bytes) in two splits is a warning instead of an error. max_image_megapixels: larger images are
+        refused before decoding."""
         super().__init__()
+        self.allow_leaks = allow_leaks
+        io.MAX_IMAGE_PIXELS = int(max_image_megapixels * 1e6)  # read by every loader's read_image
         self.dataset = dataset
         self.transforms = dict(transforms or {})
         self.batch_size = batch_size
@@ -38,9 +55,68 @@ class KeypointDataModule(L.LightningDataModule):
             return
         for split in SPLITS:
             data = self.dataset(split=split, transform=self.transforms.get(split))
+            source = data.source or type(data).__name__
             if len(data) == 0:
-                raise ValueError(f"The {split} split of {type(data).__name__} is empty: check the data path and split settings")
+                raise DataError(f"{source}: the {split} split is empty: check the data path and the split settings")
+            labelled = data.labelled()
+            if labelled is not None and not labelled.any():
+                raise DataError(f"{source}: no keypoint of the {split} split is labelled ({len(data)} samples), so its "
+                                "metrics would be NaN: check the label columns and visibility flags")
             self.splits[split] = data
+        self._check_hflip()
+        self._check_duplicates()
+        if self.issues:
+            log.warning("%d sample(s) skipped in all (listed in data_issues.csv in the run directory)",
+                        len(self.issues))
+
+    @property
+    def issues(self) -> list[str]:
+        """Every sample skipped while reading the data (`file:line: reason`), once."""
+        return list(dict.fromkeys(reason for data in self.splits.values() for reason in data.issues))
+
+    def write_issues(self, path: Path) -> None:
+        """data_issues.csv: file, row, reason per skipped sample (a header only when nothing was skipped)."""
+        with open(path, "w", newline="") as file:
+            writer = csv.writer(file, lineterminator="\n")
+            writer.writerow(["file", "row", "reason"])
+            writer.writerows(io.split_location(reason) for reason in self.issues)
+
+    def _check_hflip(self) -> None:
+        train = self.splits["train"]
+        steps = getattr(train.transform, "steps", [])
+        if train.meta.flip_pairs is None and any(type(step).__name__ == "HorizontalFlip" and step.p > 0
+                                                 for step in steps):
+            # A warning, not an error: many sets (the DeepLabCut demo) have no mirror-symmetric points at all.
+            log.warning("%s: mirror augmentation (augment.hflip) is on but no left/right pairs were listed or found "
+                        "among %s: mirrored samples keep their labels. Set data.dataset.flip_pairs=[[left_x, right_x], "
+                        "...] where points swap, [] to say none do, or augment.hflip=null",
+                        train.source or type(train).__name__, train.meta.names)
+
+    def _check_duplicates(self) -> None:
+        """The same image bytes under two names: a warning within a split, an error across splits (a leak that
+        flatters the validation and test metrics) unless allow_leaks."""
+        where: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))  # hash -> split -> names
+        seen = []
+        for split, data in self.splits.items():
+            sources = data.image_sources() or []
+            names = [name for name, _ in sources]
+            if names in seen:  # a split that is another one by design (facial: test = val) leaks nothing
+                continue
+            seen.append(names)
+            for name, source in sources:
+                where[_digest(source)][split].add(name)
+        within = [names for splits in where.values() for names in splits.values() if len(names) > 1]
+        if within:
+            log.warning("%d image(s) appear more than once within a split under other names: %s", len(within),
+                        "; ".join(" = ".join(sorted(names)) for names in within[:5]))
+        across = [splits for splits in where.values() if len(splits) > 1]
+        if across:
+            listed = "; ".join(" = ".join(f"{split}:{name}" for split, names in splits.items() for name in sorted(names))
+                               for splits in across[:5])
+            message = f"{len(across)} image(s) appear in more than one split (same bytes): {listed}"
+            if not self.allow_leaks:
+                raise DataError(f"{message}. Remove the copies, or set data.allow_leaks=true to train anyway")
+            log.warning(message)
 
     @property
     def meta(self) -> KeypointMeta:
@@ -73,3 +149,16 @@ class KeypointDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+_digests: dict[tuple, str] = {}  # (path, size, mtime) -> hash: the splits and repeated runs in a process read once
+
+
+def _digest(source: Path | bytes) -> str:
+    if not isinstance(source, Path):
+        return hashlib.blake2b(source, digest_size=16).hexdigest()
+    stat = source.stat()
+    key = (source, stat.st_size, stat.st_mtime_ns)
+    if key not in _digests:
+        _digests[key] = hashlib.blake2b(source.read_bytes(), digest_size=16).hexdigest()
+    return _digests[key]

@@ -6,8 +6,13 @@ frame whose index is the image path relative to the project (one column, or Deep
 video, file), then x, y per body part in pixels; an empty cell is a body part not labelled in that frame. Frames may
 differ in size: each is scaled to fit width × height, keeping its aspect ratio, and padded with black.
 
-Frames of one video are near-duplicates, so the split is by video (split_by=video); a project with fewer videos than
-splits needs split_by=frame, which is optimistic for the same reason.
+The single-CSV layout (lightning-pose, and labels exported from DeepLabCut): the folder holds one label file
+(`csv_file=CollectedData.csv`, the same three header rows, image paths relative to the folder such as
+`labeled-data/img01.png` or `labeled-data/<video>/img01.png`) and no config.yaml; body parts come from its header.
+
+Frames of one video are near-duplicates, so the split is by video (split_by=video; a frame's video is its image's
+folder); a project with fewer videos than splits needs split_by=frame, which is optimistic for the same reason.
+split_by=auto picks video where there are enough videos for one in every split, else frame, and logs which.
 
 Bad input (kp.data.io's policy): a missing config or label file, header rows of another shape, or body parts that differ
 from config.yaml are a DataError at start; a row with the wrong number of columns, a bad number or a missing image is
@@ -16,7 +21,6 @@ skipped and counted in the log.
 
 from __future__ import annotations
 
-import csv
 import functools
 import logging
 from collections.abc import Mapping
@@ -28,12 +32,19 @@ import yaml
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.io import (
+    SPLITS,
     DataError,
     SkipLog,
+    check_units,
+    drop_repeats,
+    far_outside,
     flip_pairs_from_names,
+    image_size,
     letterbox,
     parse_number,
+    read_csv,
     read_image,
+    read_text,
     resolve_pairs,
     split_groups,
     where,
@@ -61,28 +72,44 @@ class DeepLabCutProject(KeypointDataset):
         fractions: Mapping[str, float] | None = None,
         seed: int = 0,
         flip_pairs: list[list] | None = None,
+        csv_file: str | None = None,
         transform=None,
     ):
-        """project: the folder with config.yaml. width × height: the size every frame is fitted into. split_by:
-        video (whole videos per split) or frame. flip_pairs: [[bodypart, bodypart], ...] instead of the guess from
-        left/right-style names."""
+        """project: the folder with config.yaml (or with csv_file). width × height: the size every frame is fitted
+        into. split_by: video (whole videos per split), frame, or auto. flip_pairs: [[bodypart, bodypart], ...]
+        instead of the guess from left/right-style names. csv_file: the one label file of the single-CSV layout,
+        relative to project (body parts from its header; no config.yaml)."""
         super().__init__(transform)
-        if split_by not in ("video", "frame"):
-            raise ValueError(f"split_by must be video or frame, got {split_by!r}")
+        if split_by not in ("video", "frame", "auto"):
+            raise ValueError(f"split_by must be video, frame or auto, got {split_by!r}")
         self.size = self.fit_size = (width, height)
         project = Path(project)
         config_path = project / "config.yaml"
-        scorer, bodyparts, skeleton = _read_config(config_path)
-        label_files = sorted((project / "labeled-data").glob(f"*/CollectedData_{scorer}.csv"))
-        if not label_files:
-            raise DataError(f"{project / 'labeled-data'}: no <video>/CollectedData_{scorer}.csv (scorer from "
-                            f"{config_path}): label frames in DeepLabCut first")
+        if csv_file:
+            label_files = [project / csv_file]
+            if not label_files[0].is_file():
+                raise DataError(f"{label_files[0]}: not found (data.dataset.csv_file is relative to data.dataset.project)")
+            bodyparts, skeleton = _header_bodyparts(label_files[0]), []
+        else:
+            scorer, bodyparts, skeleton = _read_config(config_path)
+            label_files = sorted((project / "labeled-data").glob(f"*/CollectedData_{scorer}.csv"))
+            if not label_files:
+                raise DataError(f"{project / 'labeled-data'}: no <video>/CollectedData_{scorer}.csv (scorer from "
+                                f"{config_path}): label frames in DeepLabCut first, or name the one label file "
+                                "with data.dataset.csv_file=CollectedData.csv")
         # The file list with modification times keys the cache: the three splits read the labels once.
         stamp = tuple((path, path.stat().st_mtime_ns) for path in label_files)
-        frames = _read_frames(project, tuple(bodyparts), stamp)
+        frames, self.issues = _read_frames(project, tuple(bodyparts), stamp)
+        self.source = str(label_files[0] if csv_file else project)
+        fractions = fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
+        if split_by == "auto":
+            videos = len({frame.video for frame in frames})
+            split_by = "video" if _every_split_gets_one(videos, fractions) else "frame"
+            if split == "train":
+                log.info("%s: %d video folder(s): split by %s%s", self.source, videos, split_by,
+                         "" if split_by == "video" else " (too few videos for one in every split)")
         groups = [frame.video if split_by == "video" else str(frame.image) for frame in frames]
-        chosen = split_groups(groups, split, fractions or {"train": 0.8, "val": 0.1, "test": 0.1}, seed,
-                              f"{project} by {split_by}")
+        chosen = split_groups(groups, split, fractions, seed, f"{project} by {split_by}")
         self.frames = [frames[i] for i in chosen]
         pairs = resolve_pairs(flip_pairs, bodyparts, "flip_pairs") if flip_pairs is not None \
             else flip_pairs_from_names(bodyparts)
@@ -92,6 +119,12 @@ class DeepLabCutProject(KeypointDataset):
     def __len__(self) -> int:
         return len(self.frames)
 
+    def labelled(self) -> np.ndarray:
+        return np.array([frame.labelled for frame in self.frames]).reshape(len(self.frames), self.meta.num_keypoints)
+
+    def image_sources(self) -> list[tuple[str, Path]]:
+        return [(str(frame.image), frame.image) for frame in self.frames]
+
     def load(self, index: int) -> RawSample:
         frame = self.frames[index]
         image, keypoints, affine = letterbox(read_image(frame.image), frame.keypoints, self.size)
@@ -100,10 +133,11 @@ class DeepLabCutProject(KeypointDataset):
 
 def _read_config(path: Path) -> tuple[str, list[str], list]:
     """scorer, bodyparts and skeleton (pairs of body part names) of a DeepLabCut config.yaml."""
+    if not path.is_file():
+        raise DataError(f"{path}: not found: a DeepLabCut project folder holds config.yaml, or give its one label "
+                        "file with data.dataset.csv_file=CollectedData.csv")
     try:
-        config = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise DataError(f"{path}: cannot read the DeepLabCut config ({error.strerror or error})") from None
+        config = yaml.safe_load(read_text(path))
     except yaml.YAMLError as error:
         raise DataError(f"{path}: not valid YAML ({error})") from None
     if not isinstance(config, dict):
@@ -116,20 +150,33 @@ def _read_config(path: Path) -> tuple[str, list[str], list]:
     return str(config["scorer"]), [str(b) for b in bodyparts], config.get("skeleton") or []
 
 
+def _every_split_gets_one(groups: int, fractions: Mapping[str, float]) -> bool:
+    """Whether dealing `groups` groups out by `fractions` (as split_groups does) leaves no split with a share empty."""
+    ends = np.round(np.cumsum([fractions[s] for s in SPLITS]) * groups).astype(int)
+    return all(end > start or fractions[s] == 0 for s, start, end in zip(SPLITS, [0, *ends[:-1]], ends))
+
+
+def _header_bodyparts(csv_path: Path) -> list[str]:
+    """The body parts of a label file's header, in column order (the single-CSV layout has no config.yaml)."""
+    rows = read_csv(csv_path)
+    if len(rows) < 3 or rows[1][1][:1] != ["bodyparts"]:
+        raise DataError(f"{csv_path}: expected three header rows scorer, bodyparts, coords")
+    return list(dict.fromkeys(name for name in rows[1][1][1:] if name))
+
+
 @functools.lru_cache(maxsize=4)
-def _read_frames(project: Path, bodyparts: tuple[str, ...], stamp: tuple) -> list[Frame]:
-    frames = []
+def _read_frames(project: Path, bodyparts: tuple[str, ...], stamp: tuple) -> tuple[list[Frame], list[str]]:
+    frames, issues = [], []
     for csv_path, _ in stamp:
         skips = SkipLog(str(csv_path))
         frames += _read_label_file(project, csv_path, bodyparts, skips)
         skips.report(log)
-    return frames
+        issues += skips.reasons
+    return frames, issues
 
 
 def _read_label_file(project: Path, csv_path: Path, bodyparts: tuple[str, ...], skips: SkipLog) -> list[Frame]:
-    with open(csv_path, newline="") as f:
-        reader = csv.reader(f)
-        rows = [(reader.line_num, fields) for fields in reader if fields]
+    rows = read_csv(csv_path)
     heads = [fields[0] for _, fields in rows[:3]]
     if heads != ["scorer", "bodyparts", "coords"]:
         if "individuals" in heads:
@@ -147,7 +194,7 @@ def _read_label_file(project: Path, csv_path: Path, bodyparts: tuple[str, ...], 
     if sorted(columns) != sorted(bodyparts) or any(len(xy) != 2 for xy in columns.values()):
         raise DataError(f"{csv_path}: body parts {list(columns)} (with x and y each) differ from config.yaml's "
                         f"{list(bodyparts)}")
-    frames = []
+    frames, places, sizes = [], [], []
     for line, fields in rows[3:]:
         at = where(csv_path, line)
         try:
@@ -158,13 +205,22 @@ def _read_label_file(project: Path, csv_path: Path, bodyparts: tuple[str, ...], 
             image = project / "/".join(fields[:index_width]).replace("\\", "/")
             if not image.is_file():
                 raise DataError(f"{at}: image {image} is missing")
+            size = image_size(image)
         except DataError as error:
             skips.skip(str(error))
             continue
-        frames.append(Frame(image, keypoints, labelled, csv_path.parent.name))
-    return frames
-
-
+        frames.append(Frame(image, keypoints, labelled, image.parent.name))
+        places.append(at)
+        sizes.append(size)
+    points = np.array([np.where(f.labelled[:, None], f.keypoints, np.nan) for f in frames]).reshape(-1, len(bodyparts), 2)
+    check_units(points, np.array(sizes).reshape(-1, 2), csv_path)
+    far = far_outside(points, np.array(sizes).reshape(-1, 1, 2)).any(axis=1)
+    for i in np.flatnonzero(far):
+        skips.skip(f"{places[i]}: a body part lies far outside the {sizes[i][0]}×{sizes[i][1]} image")
+    frames, places = [f for f, bad in zip(frames, far) if not bad], [p for p, bad in zip(places, far) if not bad]
+    kept = drop_repeats([str(f.image) for f in frames], [np.where(f.labelled[:, None], f.keypoints, np.nan) for f in frames],
+                        places, skips)
+    return [frames[i] for i in kept]
 def _parse_points(fields: list[str], columns: dict[str, dict[str, int]], bodyparts: tuple[str, ...], at: str):
     keypoints = np.zeros((len(bodyparts), 2), np.float32)
     labelled = np.zeros(len(bodyparts), bool)

@@ -23,12 +23,13 @@ import hashlib
 import logging
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import DataError, SkipLog, check_split, parse_number, where
+from kp.data.io import DataError, SkipLog, check_split, check_units, far_outside, parse_number, read_csv, where
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ NAMES = [
 FLIP_PAIRS = [(0, 1), (2, 4), (3, 5), (6, 8), (7, 9), (11, 12)]
 SKELETON = [(2, 3), (4, 5), (6, 7), (8, 9), (0, 10), (1, 10), (10, 13), (11, 13), (12, 13), (11, 14), (12, 14)]
 SIZE = 96
-CACHE_VERSION = "1"  # bump when the cached arrays change meaning
+CACHE_VERSION = "2"  # bump when the cached arrays change meaning
 
 
 def default_cache_dir() -> Path:
@@ -67,36 +68,43 @@ def _parse_training(path: Path) -> dict[str, np.ndarray]:
     the reasons for the rows skipped."""
     skips = SkipLog(str(path))
     images, keypoints, lines = [], [], []
-    with open(path, newline="") as file:
-        reader = csv.reader(file)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{path}: empty file")
-        wanted = [f"{name}_{axis}" for name in NAMES for axis in "xy"] + ["Image"]
-        missing = [column for column in wanted if column not in header]
-        extra = [column for column in header if column not in wanted]
-        if missing or extra:
-            raise DataError(f"{path}:1: header does not match the 15 Kaggle keypoints (x, y) + Image: "
-                            f"missing {missing}, unexpected {extra}")
-        columns = [header.index(column) for column in wanted]
-        for row in reader:
-            at = where(path, reader.line_num)
-            try:
-                if len(row) != len(header):
-                    raise DataError(f"{at}: {len(row)} columns, expected {len(header)}")
-                values = [row[c] for c in columns]
-                points = [np.nan if not text.strip() else parse_number(text, at, f"{wanted[i]} value")
-                          for i, text in enumerate(values[:-1])]
-                images.append(parse_pixels(values[-1], at))
-            except DataError as error:
-                skips.skip(str(error))
-                continue
-            keypoints.append(np.array(points, np.float32).reshape(len(NAMES), 2))
-            lines.append(reader.line_num)
+    rows = read_csv(path)
+    if not rows:
+        raise DataError(f"{path}: empty file")
+    header = rows[0][1]
+    wanted = [f"{name}_{axis}" for name in NAMES for axis in "xy"] + ["Image"]
+    missing = [column for column in wanted if column not in header]
+    extra = [column for column in header if column not in wanted]
+    if missing or extra:
+        raise DataError(f"{path}:1: header does not match the 15 Kaggle keypoints (x, y) + Image: "
+                        f"missing {missing}, unexpected {extra}")
+    columns = [header.index(column) for column in wanted]
+    for line, row in rows[1:]:
+        at = where(path, line)
+        try:
+            if len(row) != len(header):
+                raise DataError(f"{at}: {len(row)} columns, expected {len(header)}")
+            values = [row[c] for c in columns]
+            points = np.array([np.nan if not text.strip() else parse_number(text, at, f"{wanted[i]} value")
+                               for i, text in enumerate(values[:-1])], np.float32).reshape(len(NAMES), 2)
+            image = parse_pixels(values[-1], at)
+        except DataError as error:
+            skips.skip(str(error))
+            continue
+        images.append(image)
+        keypoints.append(points)
+        lines.append(line)
+    keypoints = np.stack(keypoints) if keypoints else np.zeros((0, len(NAMES), 2), np.float32)
+    check_units(keypoints, np.full((len(keypoints), 2), SIZE), path)
+    # Points far outside the 96×96 image are no slip of the hand: such rows are skipped, not trained on.
+    far = (far_outside(keypoints, np.array([SIZE, SIZE])) & np.isfinite(keypoints).all(axis=2)).any(axis=1)
+    for i in np.flatnonzero(far):
+        skips.skip(f"{where(path, lines[i])}: a keypoint lies far outside the {SIZE}×{SIZE} image")
+    keep = ~far
     return {
-        "images": np.stack(images) if images else np.zeros((0, SIZE, SIZE), np.uint8),
-        "keypoints": np.stack(keypoints) if keypoints else np.zeros((0, len(NAMES), 2), np.float32),
-        "lines": np.array(lines, np.int64),
+        "images": np.stack(images)[keep] if images else np.zeros((0, SIZE, SIZE), np.uint8),
+        "keypoints": keypoints[keep],
+        "lines": np.array(lines, np.int64)[keep] if lines else np.zeros(0, np.int64),
         "skipped": np.array(skips.reasons, dtype=str),
     }
 
@@ -111,8 +119,11 @@ def _load_training(path: Path, size: int, mtime_ns: int, cache_dir: Path) -> dic
             digest.update(block)
     cached = cache_dir / "facial" / f"{digest.hexdigest()}.npz"
     if cached.exists():
-        with np.load(cached) as data:
-            return {key: data[key] for key in data.files}
+        try:
+            with np.load(cached) as data:
+                return {key: data[key] for key in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # a cut-off or damaged cache file
+            log.warning("%s: unreadable parse cache (%s): parsing %s again", cached, error, path)
     log.info("parsing %s once; cached as %s", path, cached)
     parsed = _parse_training(path)
     cached.parent.mkdir(parents=True, exist_ok=True)
@@ -151,9 +162,10 @@ class FacialKeypoints(KeypointDataset):
         stat = path.stat()
         data = _load_training(path.resolve(), stat.st_size, stat.st_mtime_ns,
                               Path(cache_dir) if cache_dir else default_cache_dir())
+        self.source, self.issues = str(path), [str(reason) for reason in data["skipped"]]
         if split == "train":  # report once, not once per split
             skips = SkipLog(str(path))
-            skips.reasons = list(data["skipped"])
+            skips.reasons = self.issues
             skips.report(log)
 
         n = len(data["images"])
@@ -171,6 +183,12 @@ class FacialKeypoints(KeypointDataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def labelled(self) -> np.ndarray:
+        return np.isfinite(self.keypoints[self.rows]).all(axis=2)
+
+    def image_sources(self) -> list[tuple[str, bytes]]:
+        return [(f"{self.path}:{self.lines[row]}", self.images[row].tobytes()) for row in self.rows]
+
     def load(self, index: int) -> RawSample:
         row = self.rows[index]
         keypoints = self.keypoints[row]
@@ -183,14 +201,16 @@ def read_test_images(root: str | Path) -> tuple[np.ndarray, np.ndarray]:
     prediction, so a bad row is an error naming its line, not a skip."""
     path = Path(root) / "test.csv"
     ids, images = [], []
-    with open(path, newline="") as file:
-        reader = csv.DictReader(file)
-        if reader.fieldnames != ["ImageId", "Image"]:
-            raise DataError(f"{path}:1: header {reader.fieldnames}, expected ['ImageId', 'Image']")
-        for row in reader:
-            at = where(path, reader.line_num)
-            ids.append(int(parse_number(row["ImageId"], at, "ImageId")))
-            images.append(parse_pixels(row["Image"] or "", at))
+    rows = read_csv(path)
+    header = rows[0][1] if rows else None
+    if header != ["ImageId", "Image"]:
+        raise DataError(f"{path}:1: header {header}, expected ['ImageId', 'Image']")
+    for line, row in rows[1:]:
+        at = where(path, line)
+        if len(row) != 2:
+            raise DataError(f"{at}: {len(row)} columns, expected 2 (ImageId, Image)")
+        ids.append(int(parse_number(row[0], at, "ImageId")))
+        images.append(parse_pixels(row[1], at))
     if not images:
         raise DataError(f"{path}: no images")
     return np.array(ids), np.stack(images)
@@ -203,15 +223,19 @@ def write_submission(keypoints: np.ndarray, image_ids, lookup_csv: str | Path, o
     index_of = {int(image_id): i for i, image_id in enumerate(image_ids)}
     column_of = {f"{name}_{axis}": (k, a) for k, name in enumerate(NAMES) for a, axis in enumerate("xy")}
     out_csv = Path(out_csv)
-    with open(lookup_csv, newline="") as src, open(out_csv, "w", newline="") as dst:
-        reader, writer = csv.DictReader(src), csv.writer(dst)
+    rows = read_csv(lookup_csv)
+    header = rows[0][1] if rows else []
+    if header[:4] != ["RowId", "ImageId", "FeatureName", "Location"]:
+        raise DataError(f"{lookup_csv}:1: header {header}, expected RowId,ImageId,FeatureName,Location")
+    with open(out_csv, "w", newline="") as dst:
+        writer = csv.writer(dst)
         writer.writerow(["RowId", "Location"])
-        for row in reader:
-            at = where(lookup_csv, reader.line_num)
-            if row["ImageId"] is None or int(row["ImageId"]) not in index_of:
-                raise DataError(f"{at}: ImageId {row['ImageId']} has no prediction")
-            if row["FeatureName"] not in column_of:
-                raise DataError(f"{at}: unknown FeatureName {row['FeatureName']!r}")
-            k, a = column_of[row["FeatureName"]]
-            writer.writerow([row["RowId"], f"{keypoints[index_of[int(row['ImageId'])], k, a]:.4f}"])
+        for line, row in rows[1:]:
+            at = where(lookup_csv, line)
+            if len(row) < 3 or not row[1].strip().isdigit() or int(row[1]) not in index_of:
+                raise DataError(f"{at}: ImageId {row[1] if len(row) > 1 else '(none)'} has no prediction")
+            if row[2] not in column_of:
+                raise DataError(f"{at}: unknown FeatureName {row[2]!r}")
+            k, a = column_of[row[2]]
+            writer.writerow([row[0], f"{keypoints[index_of[int(row[1])], k, a]:.4f}"])
     return out_csv

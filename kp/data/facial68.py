@@ -12,7 +12,7 @@ no face seen in training is validated or tested on.
 
 from __future__ import annotations
 
-import csv
+import functools
 import logging
 import re
 from pathlib import Path
@@ -20,7 +20,20 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import DataError, SkipLog, check_split, parse_number, read_image, split_groups, where
+from kp.data.io import (
+    DataError,
+    SkipLog,
+    check_split,
+    check_units,
+    drop_repeats,
+    far_outside,
+    image_size,
+    parse_number,
+    read_csv,
+    read_image,
+    split_groups,
+    where,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +80,10 @@ class Facial68(KeypointDataset):
         super().__init__(transform)
         check_split(split)
         root = Path(root)
-        files, keypoints = self._read_labels(root / "keypoints.csv", root / "images", report=split == "train")
+        self.source = str(root / "keypoints.csv")
+        labels = root / "keypoints.csv"
+        files, keypoints, self.issues = _read_labels(labels, root / "images", labels.stat().st_mtime_ns
+                                                     if labels.exists() else 0)
         # People in a seeded random order fill test, then val, up to their share of the images; the rest is train.
         fractions = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
         chosen = split_groups([person_of(f.name) for f in files], split, fractions, seed,
@@ -77,39 +93,55 @@ class Facial68(KeypointDataset):
         log.info("facial68 %s: %d images of %d people", split, len(self.files),
                  len({person_of(f.name) for f in self.files}))
 
-    @staticmethod
-    def _read_labels(path: Path, image_dir: Path, report: bool) -> tuple[list[Path], np.ndarray]:
-        if not path.is_file():
-            raise DataError(f"{path}: not found (data.dataset.root should hold keypoints.csv and images/)")
-        skips = SkipLog(str(path))
-        files, keypoints = [], []
-        with open(path, newline="") as file:
-            reader = csv.reader(file)
-            header = next(reader, [])
-            if len(header) != 1 + 2 * NUM_KEYPOINTS:
-                raise DataError(f"{path}:1: {len(header) - 1} coordinate columns, but the config's dataset has "
-                                f"{NUM_KEYPOINTS} keypoints ({2 * NUM_KEYPOINTS} columns x0,y0,…)")
-            for row in reader:
-                at = where(path, reader.line_num)
-                try:
-                    if len(row) != len(header):
-                        raise DataError(f"{at}: {len(row)} columns, expected {len(header)}")
-                    points = [parse_number(text, at, f"column {header[i + 1]}") for i, text in enumerate(row[1:])]
-                    image = image_dir / row[0]
-                    if not image.is_file():
-                        raise DataError(f"{at}: image {image} not found")
-                except DataError as error:
-                    skips.skip(str(error))
-                    continue
-                files.append(image)
-                keypoints.append(np.array(points, np.float32).reshape(NUM_KEYPOINTS, 2))
-        if report:
-            skips.report(log)
-        return files, np.stack(keypoints) if keypoints else np.zeros((0, NUM_KEYPOINTS, 2), np.float32)
-
     def __len__(self) -> int:
         return len(self.files)
+
+    def labelled(self) -> np.ndarray:
+        return np.ones((len(self.files), NUM_KEYPOINTS), bool)
+
+    def image_sources(self) -> list[tuple[str, Path]]:
+        return [(str(f), f) for f in self.files]
 
     def load(self, index: int) -> RawSample:
         return RawSample(image=read_image(self.files[index]), keypoints=self.keypoints[index],
                          visible=np.ones(NUM_KEYPOINTS, bool), id=str(self.files[index]))
+
+
+# Cached: the three splits read the file (and every image's size) once, and its bad rows are logged once.
+@functools.lru_cache(maxsize=4)
+def _read_labels(path: Path, image_dir: Path, mtime_ns: int) -> tuple[list[Path], np.ndarray, list[str]]:
+    if not path.is_file():
+        raise DataError(f"{path}: not found (data.dataset.root should hold keypoints.csv and images/)")
+    skips = SkipLog(str(path))
+    rows = read_csv(path)
+    header = rows[0][1] if rows else []
+    if len(header) != 1 + 2 * NUM_KEYPOINTS:
+        raise DataError(f"{path}:1: {len(header) - 1} coordinate columns, but the config's dataset has "
+                        f"{NUM_KEYPOINTS} keypoints ({2 * NUM_KEYPOINTS} columns x0,y0,…)")
+    files, keypoints, places, sizes = [], [], [], []
+    for line, row in rows[1:]:
+        at = where(path, line)
+        try:
+            if len(row) != len(header):
+                raise DataError(f"{at}: {len(row)} columns, expected {len(header)}")
+            points = [parse_number(text, at, f"column {header[i + 1]}") for i, text in enumerate(row[1:])]
+            image = image_dir / row[0]
+            if not image.is_file():
+                raise DataError(f"{at}: image {image} not found")
+            size = image_size(image)
+        except DataError as error:
+            skips.skip(str(error))
+            continue
+        files.append(image)
+        keypoints.append(np.array(points, np.float32).reshape(NUM_KEYPOINTS, 2))
+        places.append(at)
+        sizes.append(size)
+    kept = drop_repeats([f.name for f in files], keypoints, places, skips)
+    files, keypoints, sizes = [files[i] for i in kept], [keypoints[i] for i in kept], [sizes[i] for i in kept]
+    keypoints = np.stack(keypoints) if keypoints else np.zeros((0, NUM_KEYPOINTS, 2), np.float32)
+    check_units(keypoints, np.array(sizes).reshape(-1, 2), path)
+    far = far_outside(keypoints, np.array(sizes).reshape(-1, 1, 2)).any(axis=1)
+    for i in np.flatnonzero(far):
+        skips.skip(f"{places[kept[i]]}: a keypoint lies far outside the {sizes[i][0]}×{sizes[i][1]} image")
+    skips.report(log)
+    return [f for f, bad in zip(files, far) if not bad], keypoints[~far], skips.reasons

@@ -6,7 +6,11 @@ Bad-input policy (every loader follows it):
   - one sample is bad (a row with the wrong number of columns, a non-numeric or infinite coordinate, a missing image
     file): skipped at start, and every skip is counted and logged as a warning naming the file, line and problem
     (`SkipLog`);
-  - an image file that exists but cannot be decoded is only found when it is loaded: `DataError` then, naming it.
+  - an image file that exists but cannot be decoded is only found when it is loaded: `DataError` then, naming it;
+  - nothing doubtful passes silently: label files are read as UTF-8 (with or without BOM) or refused naming the
+    encoding to convert from (`read_text`, `read_csv`); a stray quote that swallows rows is an error at its line;
+    coordinates that look normalised or scaled are an error naming the likely scale (`check_units`); points far
+    outside their image are skipped and counted (`far_outside`); images above `MAX_IMAGE_PIXELS` are refused.
 
 Below the reading helpers are the ones the loaders share for the rest: the split by groups (`split_groups`), the
 crop to a working size (`crop_and_resize`) and flip pairs from keypoint names or from the config
@@ -15,19 +19,29 @@ crop to a working size (`crop_and_resize`) and flip pairs from keypoint names or
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import math
 import re
+import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from kp.geometry import apply
 
 SPLITS = ("train", "val", "test")
+# Images larger than this are refused before they are decoded (a 100 000 × 100 000 PNG would take 30 GB); the
+# datamodule's max_image_megapixels sets it.
+MAX_IMAGE_PIXELS = 100_000_000
+# Label files with fields longer than the csv module's default 128 KiB (Kaggle's 9216-pixel images come close) read.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+Image.MAX_IMAGE_PIXELS = None  # PIL's own limit raises its own error: MAX_IMAGE_PIXELS above is the one kp applies
 
 
 class DataError(ValueError):
@@ -38,8 +52,15 @@ def where(path: str | Path, line: int | None = None) -> str:
     return f"{path}:{line}" if line is not None else str(path)
 
 
+def split_location(message: str) -> tuple[str, str, str]:
+    """`file:line: reason` (or `file: reason`) -> (file, line, reason), as data_issues.csv lists a skip."""
+    match = re.match(r"^(.*?)(?::(\d+))?: (.*)$", message, re.S)
+    return (match.group(1), match.group(2) or "", match.group(3)) if match else ("", "", message)
+
+
 class SkipLog:
-    """Collects skipped samples and logs them once, counted, so that nothing is dropped silently."""
+    """Collects skipped samples and logs them once, counted, so that nothing is dropped silently. Loaders keep the
+    reasons (`dataset.issues`); a run writes them to data_issues.csv."""
 
     shown = 10  # skips listed one by one in the log; the rest are only counted
 
@@ -48,7 +69,7 @@ class SkipLog:
         self.reasons: list[str] = []
 
     def skip(self, reason: str) -> None:
-        self.reasons.append(reason)
+        self.reasons.append(reason if ": " in reason else f"{self.source}: {reason}")
 
     def __len__(self) -> int:
         return len(self.reasons)
@@ -91,6 +112,7 @@ def read_image(path: str | Path, grey: bool = False) -> np.ndarray:
         data = Path(path).read_bytes()
     except OSError as error:
         raise DataError(f"{path}: cannot read image ({error.strerror or error})") from None
+    _check_size(path, data)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if image is None or _truncated(data):
         raise DataError(f"{path}: corrupt or unsupported image ({len(data)} bytes)")
@@ -105,6 +127,85 @@ def read_image(path: str | Path, grey: bool = False) -> np.ndarray:
     if grey:
         return image if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[:, :, None]
     return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _check_size(path: str | Path, data: bytes) -> None:
+    """Refuse an image above MAX_IMAGE_PIXELS from its header, before decoding allocates it."""
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            width, height = header.size
+    except Exception:  # noqa: BLE001 - not an image PIL knows: cv2 decides below
+        return
+    if width * height > MAX_IMAGE_PIXELS:
+        raise DataError(f"{path}: image is {width}×{height} pixels, above the limit of {MAX_IMAGE_PIXELS / 1e6:g} "
+                        "megapixels: shrink it, or raise data.max_image_megapixels")
+
+
+def read_text(path: str | Path) -> str:
+    """A label file's text: UTF-8 with or without a byte-order mark; any other encoding is a DataError that names
+    the encoding to convert from."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataError(f"{path}: UTF-16 text; kp reads UTF-8: convert it, e.g. iconv -f UTF-16 -t UTF-8 {path}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 (byte 0x{data[error.start]:02x}); it looks like Windows-1252 / "
+                        f"Latin-1: convert it, e.g. iconv -f CP1252 -t UTF-8 {path} > utf8.csv") from None
+
+
+def read_csv(path: str | Path) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of every non-empty row of a CSV file (read as read_text does). A quote that opens a
+    field and runs over line ends (a stray `"`) would swallow the rows after it: a DataError at its line."""
+    text = read_text(path)
+    if "\0" in text:
+        line = text[:text.index("\0")].count("\n") + 1
+        raise DataError(f"{path}:{line}: a NUL byte: the file is damaged or not a text CSV; re-export it")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows, line = [], 1
+    try:
+        for fields in reader:
+            if any("\n" in field or "\r" in field for field in fields):
+                raise DataError(f"{path}:{line}: a quote (\") opens a field that runs on to line {reader.line_num}, "
+                                f"swallowing {reader.line_num - line} line(s): remove the stray quote or close it")
+            if fields:
+                rows.append((line, fields))
+            line = reader.line_num + 1
+    except csv.Error as error:
+        raise DataError(f"{path}:{reader.line_num}: unreadable CSV ({error})") from None
+    return rows
+
+
+def check_units(points: np.ndarray, sizes: np.ndarray, path: str | Path) -> None:
+    """Coordinates in another unit read as pixels are a silent wrong result: a DataError that names the likely
+    scale. points N×K×2 in pixels (NaN: unlabelled), sizes N×2 (width, height) of their images."""
+    points, sizes = np.asarray(points, np.float64), np.asarray(sizes, np.float64)[:, None, :]
+    labelled = np.isfinite(points).all(axis=-1)
+    if labelled.sum() < 2:
+        return
+    values = points[labelled]
+    extent = np.broadcast_to(sizes, points.shape)[labelled]
+    if values.min() >= 0 and values.max() <= 1 and extent.min() >= 8:
+        raise DataError(f"{path}: every coordinate lies within [0, 1] on images of {int(extent.min())} pixels or more: "
+                        "they look normalised to the image size; kp reads pixels (x = column, y = row): multiply "
+                        "them by the image width and height")
+    outside = far_outside(values, extent)
+    if outside.mean() > 0.5:
+        scale = np.median(np.abs(values[outside]) / extent[outside]) * 2
+        raise DataError(f"{path}: {outside.sum()} of {len(values)} labelled points lie far outside their images "
+                        f"(about {scale:.3g}× the image size): the coordinates look scaled (e.g. ×100 or in another "
+                        "image's pixels); kp reads pixels of the image itself")
+
+
+def far_outside(points: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Which points (…×2, pixels) lie more than half an image beyond their image's edges (…×2: width, height): never
+    a labelling slip to keep, and such points would size a crop to a huge allocation."""
+    points, sizes = np.asarray(points, np.float64), np.asarray(sizes, np.float64)
+    return ((points < -0.5 * sizes) | (points > 1.5 * sizes)).any(axis=-1)
 
 
 def check_split(split: str) -> None:
@@ -224,3 +325,33 @@ def resolve_pairs(pairs: Sequence[Sequence], names: Sequence[str], what: str) ->
             raise ValueError(f"{what}: {list(pair)} names an unknown keypoint; keypoints are {list(names)}")
         resolved.append(tuple(ids))
     return resolved
+
+
+def drop_repeats(keys: Sequence[str], labels: Sequence[np.ndarray], places: Sequence[str], skips: SkipLog) -> list[int]:
+    """Indices to keep where one image (key) is listed more than once: the same labels again are skipped and
+    counted; different labels are a DataError that lists both rows (which one is right, only the user knows)."""
+    first: dict[str, int] = {}
+    kept = []
+    for i, key in enumerate(keys):
+        j = first.setdefault(key, i)
+        if j == i:
+            kept.append(i)
+        elif np.array_equal(np.asarray(labels[i]), np.asarray(labels[j]), equal_nan=True):
+            skips.skip(f"{places[i]}: {key} repeats {places[j]} (same labels)")
+        else:
+            raise DataError(f"{places[i]}: {key} is labelled again with other keypoints than at {places[j]}: keep one "
+                            "of the two rows")
+    return kept
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header, without decoding it; DataError where it is no image."""
+    try:
+        with Image.open(path) as header:
+            width, height = header.size
+    except OSError as error:
+        raise DataError(f"{path}: not a readable image ({error})") from None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise DataError(f"{path}: image is {width}×{height} pixels, above the limit of {MAX_IMAGE_PIXELS / 1e6:g} "
+                        "megapixels: shrink it, or raise data.max_image_megapixels")
+    return width, height

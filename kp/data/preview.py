@@ -103,8 +103,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="train", choices=SPLITS)
     parser.add_argument("--n", type=int, default=5)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
     options, overrides = parser.parse_known_args(argv)
-    preview(compose_train_config(overrides + ["data.num_workers=0"]), options.split, options.n, options.out)
+    from kp.errors import user_errors_in_one_line  # imports the model code: not at the top of a data module
+
+    with user_errors_in_one_line(options.verbose):
+        preview(compose_train_config(overrides + ["data.num_workers=0"]), options.split, options.n, options.out)
 
 
 if __name__ == "__main__":
