@@ -98,7 +98,7 @@ def build(cfg: DictConfig):
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = KeypointModule(net, codec, losses, meta, (height, width), instantiate(cfg.optimizer), scheduler,
                             pck_thresholds=tuple(cfg.metrics.pck_thresholds), pck_norm=cfg.metrics.pck_norm,
-                            num_examples=cfg.num_examples, flip_test=cfg.get("test", {}).get("flip", False),
+                            flip_test=cfg.get("test", {}).get("flip", False),
                             spec=asdict(spec))
     return datamodule, module
 

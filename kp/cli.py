@@ -9,6 +9,8 @@ import sys
 COMMANDS = {
     "train": ("kp.training", "train a model (Hydra overrides, as python train.py)"),
     "predict": ("kp.predict", "keypoints for new images and videos: CSV, overlays"),
+    "evaluate": ("kp.evaluate", "a trained run's evaluation report on a split: metrics, errors, figures, coverage"),
+    "features": ("kp.viz.features", "a look inside a trained network for one image"),
     "export": ("kp.export", "ONNX and TorchScript files with a parity and latency report"),
     "submit": ("kp.submit", "a Kaggle facial-keypoints submission"),
     "preview": ("kp.data.preview", "a picture of a dataset's samples and targets"),

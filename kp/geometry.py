@@ -25,6 +25,11 @@ def apply(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ affine[:, :2].T + affine[:, 2]
 
 
+def scale(affine: np.ndarray) -> float:
+    """How much the affine enlarges lengths (the square root of its area factor)."""
+    return float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))
+
+
 def from_points(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The affine that maps three (or more, least squares) source points onto target points."""
     design = np.c_[source, np.ones(len(source))]

@@ -10,20 +10,23 @@ test-time preprocessing. Nothing else is read: no config files, no training data
 
 Scores: the heatmap peak (heatmap targets), the visibility probability (coordinate models with a visibility head)
 or 1; with flip=True times the agreement of the image's and its mirror's predictions (kp.codecs.base.flip_test).
+`predictor.predict_with_radius` adds the calibrated uncertainty radius per keypoint (kp.calibration).
 """
 
 from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 import torch
 from hydra.utils import instantiate
 
-from kp import geometry
+from kp import calibration, geometry
 from kp.build import InferenceSpec, build_net
+from kp.calibration import Calibration
 from kp.data.io import letterbox
 from kp.module import KeypointModule
 from kp.run_dir import RunDir
@@ -145,26 +148,48 @@ def to_source(keypoints: np.ndarray, affines: np.ndarray | torch.Tensor | None) 
     return np.stack([geometry.apply(geometry.invert(a), k) for a, k in zip(affines, keypoints)])
 
 
-class Predictor:
-    """A trained model ready to predict: `predict` on raw images, or `predict_batch` on preprocessed ones."""
+class Predictions(NamedTuple):
+    """Keypoints B×K×2, scores B×K and calibrated radii B×K (NaN without a calibration), as numpy arrays."""
 
-    def __init__(self, module: KeypointModule, spec: InferenceSpec, checkpoint: Path):
+    keypoints: np.ndarray
+    scores: np.ndarray
+    radius: np.ndarray
+
+
+class Predictor:
+    """A trained model ready to predict: `predict` on raw images, or `predict_batch` on preprocessed ones.
+    `calibrations` (kp.calibration, per flip mode) give each prediction an uncertainty radius."""
+
+    def __init__(self, module: KeypointModule, spec: InferenceSpec, checkpoint: Path | None,
+                 calibrations: dict[bool, Calibration] | None = None):
         self.module, self.spec, self.checkpoint = module.eval(), spec, checkpoint
         self.meta = module.meta
         self.preprocess = Preprocess(spec, self.meta)
+        self.calibrations = dict(calibrations or {})
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.spec.input_shape)
 
-    @torch.inference_mode()
     def predict_batch(self, images: torch.Tensor, affines: np.ndarray | torch.Tensor | None = None,
                       flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Preprocessed images B×C×H×W -> keypoints B×K×2 (in source pixels when `affines` B×2×3 are given, else in
         input pixels) and scores B×K, as numpy arrays."""
+        return self.predict_with_radius(images, affines, flip)[:2]
+
+    @torch.inference_mode()
+    def predict_with_radius(self, images: torch.Tensor, affines: np.ndarray | torch.Tensor | None = None,
+                            flip: bool = False) -> Predictions:
+        """`predict_batch` plus the radius around each keypoint that holds the true point with probability
+        1 - alpha (in the same pixels as the keypoints; NaN when the model has no calibration for this flip mode)."""
         device = next(self.module.parameters()).device
-        keypoints, scores = self.module.predict(images.to(device), flip=flip)
-        return to_source(keypoints.float().cpu().numpy(), affines), scores.float().cpu().numpy()
+        prediction = self.module.predict_details(images.to(device), flip=flip)
+        keypoints = to_source(prediction.keypoints.float().cpu().numpy(), affines)
+        fitted = self.calibrations.get(flip)
+        radius = fitted.radius(prediction.difficulty) if fitted else np.full(keypoints.shape[:2], np.nan)
+        if affines is not None:  # lengths shrink or grow with the affine's scale
+            radius = radius / np.array([geometry.scale(a) for a in np.asarray(affines, np.float64)])[:, None]
+        return Predictions(keypoints, prediction.scores.float().cpu().numpy(), radius)
 
     def predict(self, images, flip: bool = False, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """Raw images (a list of H×W×C uint8 arrays, RGB or grey, any size) -> keypoints N×K×2 in each image's own
@@ -195,4 +220,6 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Predictor:
     module = KeypointModule(net, codec, {}, meta, tuple(spec.input_shape[1:]), optimizer=None, spec=checkpoint["kp"])
     check_weights_fit(checkpoint, module, checkpoint_path)
     module.load_state_dict(checkpoint["state_dict"])
-    return Predictor(module.to(device), spec, checkpoint_path)
+    calibrations = {flip: calibration.from_checkpoint(checkpoint, flip) for flip in (False, True)}
+    return Predictor(module.to(device), spec, checkpoint_path,
+                     {flip: c for flip, c in calibrations.items() if c is not None})

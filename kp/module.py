@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
@@ -26,6 +27,17 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite: training stops before the bad step, checkpoints stay as they were."""
 
 
+@dataclass
+class Prediction:
+    """KeypointModule.predict_details: keypoints B×K×2 (input pixels), scores B×K, difficulty B×K (input pixels)
+    and the network's outputs for the images themselves (count, visibility)."""
+
+    keypoints: torch.Tensor
+    scores: torch.Tensor
+    difficulty: torch.Tensor
+    outputs: dict[str, torch.Tensor]
+
+
 class KeypointModule(L.LightningModule):
     def __init__(
         self,
@@ -38,7 +50,6 @@ class KeypointModule(L.LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         pck_thresholds: tuple[float, ...] = (0.05, 0.1),
         pck_norm: str = "image",
-        num_examples: int = 16,
         flip_test: bool = False,
         spec: dict | None = None,
     ):
@@ -46,10 +57,6 @@ class KeypointModule(L.LightningModule):
         flip_test: validation and test predict with test-time flip (`predict`). spec: the kp.build.InferenceSpec as
         a dict, saved in every checkpoint so that kp.load can rebuild the model on its own."""
         super().__init__()
-        if pck_norm not in ("image", "pair"):
-            raise ValueError(f"pck_norm must be 'image' or 'pair', got {pck_norm!r}")
-        if pck_norm == "pair" and meta.norm_pair is None:
-            raise ValueError("pck_norm=pair needs a dataset with a normalising keypoint pair (meta.norm_pair)")
         self.net, self.codec, self.meta = net, codec, meta
         self.flip_test, self.spec = flip_test, spec
         if flip_test:
@@ -57,16 +64,26 @@ class KeypointModule(L.LightningModule):
         self.losses = nn.ModuleDict(losses)
         self.input_size = tuple(input_size)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.pck_thresholds, self.pck_norm, self.num_examples = tuple(pck_thresholds), pck_norm, num_examples
-        k = meta.num_keypoints
+        self.configure_metrics(pck_thresholds, pck_norm)
+
+    def configure_metrics(self, pck_thresholds: tuple[float, ...] = (0.05, 0.1), pck_norm: str = "image",
+                          sync_on_compute: bool = True) -> None:
+        """The val and test metric objects (empty). kp.evaluate sets them as the run's config had them, without the
+        sync across DDP processes (sync_on_compute=False): its report is one process's pass over the whole split."""
+        if pck_norm not in ("image", "pair"):
+            raise ValueError(f"pck_norm must be 'image' or 'pair', got {pck_norm!r}")
+        if pck_norm == "pair" and self.meta.norm_pair is None:
+            raise ValueError("pck_norm=pair needs a dataset with a normalising keypoint pair (meta.norm_pair)")
+        self.pck_thresholds, self.pck_norm = tuple(pck_thresholds), pck_norm
+        k = self.meta.num_keypoints
         # ModuleDict keys cannot hold the dot of "pck_0.05": metric i is logged as self.metric_names[i].
         self.metric_names = ["rmse", "nme", *(f"pck_{t:g}" for t in self.pck_thresholds)]
+        sync = {"sync_on_compute": sync_on_compute}
         self.metrics = nn.ModuleDict({
-            split: nn.ModuleList([KeypointRMSE(k), NME(k), *(PCK(k, t) for t in self.pck_thresholds)])
+            split: nn.ModuleList([KeypointRMSE(k, **sync), NME(k, **sync), *(PCK(k, t, **sync) for t in self.pck_thresholds)])
             for split in ("val", "test")
         })
-        self.count_mae = nn.ModuleDict({split: MeanAbsoluteError() for split in ("val", "test")})
-        self.test_examples: dict[str, torch.Tensor] = {}
+        self.count_mae = nn.ModuleDict({split: MeanAbsoluteError(**sync) for split in ("val", "test")})
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.net(images)
@@ -74,14 +91,25 @@ class KeypointModule(L.LightningModule):
     def predict(self, images: torch.Tensor, flip: bool = False,
                 outputs: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The one way from preprocessed images B×C×H×W to (keypoints B×K×2 in input pixels, scores B×K): test,
-        prediction, submission, the W&B panels and export all come here. flip: test-time flip (kp.codecs.flip_test;
-        the score then includes the agreement of the image's and its mirror's predictions). outputs: the network's
-        outputs for `images` where the caller already has them (validation computes them for the loss)."""
+        prediction, submission, the W&B panels and export all come here (through `predict_details`). flip: test-time
+        flip (kp.codecs.flip_test; the score then includes the agreement of the image's and its mirror's
+        predictions). outputs: the network's outputs for `images` where the caller already has them (validation
+        computes them for the loss)."""
+        prediction = self.predict_details(images, flip, outputs)
+        return prediction.keypoints, prediction.scores
+
+    def predict_details(self, images: torch.Tensor, flip: bool = False,
+                        outputs: dict[str, torch.Tensor] | None = None) -> Prediction:
+        """`predict`, plus what evaluation and calibrated uncertainty need: the per-keypoint difficulty
+        hypot(spread of the prediction, flip disagreement) in input pixels (kp.calibration scales it into a radius)
+        and the network's outputs for the image itself."""
         outputs = self.net(images) if outputs is None else outputs
         if not flip:
-            return self.codec.decode(outputs)
+            keypoints, scores = self.codec.decode(outputs)
+            return Prediction(keypoints, scores, self.codec.spread(outputs), outputs)
         mirrored = self.net(images.flip(-1))
-        return flip_test(self.codec, outputs, mirrored, self.meta.flip_permutation(strict=True))
+        keypoints, scores, disagreement = flip_test(self.codec, outputs, mirrored, self.meta.flip_permutation(strict=True))
+        return Prediction(keypoints, scores, torch.hypot(self.codec.spread(outputs), disagreement), outputs)
 
     def _loss(self, outputs: dict, batch: dict, split: str) -> torch.Tensor:
         targets = self.codec.encode(batch["keypoints"], batch["visible"])
@@ -109,47 +137,54 @@ class KeypointModule(L.LightningModule):
                 f"The checkpoints of the epochs before are kept in {checkpoints}")
         return loss
 
-    def _evaluate(self, batch: dict, split: str) -> dict[str, torch.Tensor]:
+    def _evaluate(self, batch: dict, split: str) -> None:
         outputs = self.net(batch["image"])
         self._loss(outputs, batch, split)
-        pred, scores = self.predict(batch["image"], flip=self.flip_test, outputs=outputs)
+        pred, _ = self.predict(batch["image"], flip=self.flip_test, outputs=outputs)
+        self.update_metrics(split, pred, batch, outputs)
+
+    def update_metrics(self, split: str, pred: torch.Tensor, batch: dict, outputs: dict[str, torch.Tensor]) -> None:
+        """Add a batch's predictions (input pixels) to the split's metrics: validation, test and kp.evaluate."""
         target, visible = batch["keypoints"], batch["visible"]
-        longer_side = torch.full((len(target),), float(max(self.input_size)), device=target.device)
-        pair_norm = pair_distance(target, visible, self.meta.norm_pair) if self.meta.norm_pair else longer_side
+        nme_norm, pck_norm = self.normalising_lengths(target, visible)
         for name, metric in zip(self.metric_names, self.metrics[split]):
-            norm = pair_norm if name == "nme" or self.pck_norm == "pair" else longer_side
-            metric.update(pred, target, visible, norm)
+            metric.update(pred, target, visible, nme_norm if name == "nme" else pck_norm)
         if "count" in outputs and "count" in batch:
             scale = self.meta.count_scale or 1.0
             self.count_mae[split].update(outputs["count"].float() * scale, batch["count"] * scale)
-        return {"pred": pred, "scores": scores}
+
+    def normalising_lengths(self, target: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample lengths (B) that NME and PCK (and RMSE's sample selection) divide by: the normalising pair's
+        distance (NaN where it is not visible) or the input's longer side, as pck_norm and meta.norm_pair say."""
+        longer_side = torch.full((len(target),), float(max(self.input_size)), device=target.device)
+        pair_norm = pair_distance(target, visible, self.meta.norm_pair) if self.meta.norm_pair else longer_side
+        return pair_norm, pair_norm if self.pck_norm == "pair" else longer_side
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        result = self._evaluate(batch, "test")
-        if batch_idx == 0:  # keep a few predictions for the picture train.py draws
-            n = self.num_examples
-            self.test_examples = {
-                "images": batch["image"][:n].detach().float().cpu(),
-                "target": batch["keypoints"][:n].cpu(),
-                "visible": batch["visible"][:n].cpu(),
-                "pred": result["pred"][:n].float().cpu(),
-            }
+        self._evaluate(batch, "test")
+
+    def compute_metrics(self, split: str) -> dict[str, torch.Tensor]:
+        """The split's metrics as logged (`<split>/<metric>` and `<split>/<metric>/<keypoint>`); resets them."""
+        results = {}
+        for name, metric in zip(self.metric_names, self.metrics[split]):
+            result = metric.compute()
+            results[f"{split}/{name}"] = result["overall"]
+            for keypoint, value in zip(self.meta.names, result["per_keypoint"]):
+                results[f"{split}/{name}/{keypoint}"] = value
+            metric.reset()
+        if self.count_mae[split].update_called:
+            results[f"{split}/count_mae"] = self.count_mae[split].compute()
+            self.count_mae[split].reset()
+        return results
 
     def _log_metrics(self, split: str) -> None:
         # compute() already gathers every DDP process's state, so all processes log the same values; sync_dist
         # (a mean of equal numbers) only spares Lightning's warning about unsynced epoch-level values.
-        for name, metric in zip(self.metric_names, self.metrics[split]):
-            result = metric.compute()
-            self.log(f"{split}/{name}", result["overall"], prog_bar=name.startswith("pck"), sync_dist=True)
-            for keypoint, value in zip(self.meta.names, result["per_keypoint"]):
-                self.log(f"{split}/{name}/{keypoint}", value, sync_dist=True)
-            metric.reset()
-        if self.count_mae[split].update_called:
-            self.log(f"{split}/count_mae", self.count_mae[split].compute(), sync_dist=True)
-            self.count_mae[split].reset()
+        for key, value in self.compute_metrics(split).items():
+            self.log(key, value, prog_bar=key.count("/") == 1 and "/pck" in key, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from kp.build import InferenceSpec
-from kp.inference import ModelLoadError, Predictor, Preprocess, to_source
+from kp.inference import ModelLoadError, Predictions, Predictor, Preprocess, to_source
 
 
 class OnnxPredictor(Predictor):
@@ -45,6 +45,13 @@ class OnnxPredictor(Predictor):
         self.preprocess = Preprocess(self.spec, self.meta)
         self.flip_in_graph = json.loads(props["flip"])
         self.fixed_batch = json.loads(props["batch"])
+        self.calibrations = {}
+
+    def predict_with_radius(self, images, affines=None, flip: bool = False) -> Predictions:
+        """`predict_batch` with a NaN radius: the exported graph does not give the difficulty the calibrated radius
+        scales (kp.calibration), so an ONNX model predicts like an uncalibrated one."""
+        keypoints, scores = self.predict_batch(images, affines, flip)
+        return Predictions(keypoints, scores, np.full(scores.shape, np.nan))
 
     def predict_batch(self, images, affines=None, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Preprocessed images B×C×H×W (torch or numpy) -> keypoints B×K×2 (in source pixels when `affines` B×2×3 are

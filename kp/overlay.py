@@ -1,5 +1,6 @@
 """Predictions drawn over the original image (kp predict's overlay PNGs and annotated videos): the skeleton, each
-keypoint coloured by its score (red 0 -> green 1), faded below the threshold, and face boxes where there are some."""
+keypoint coloured by its score (red 0 -> green 1), faded below the threshold, its calibrated uncertainty circle, and
+face boxes where there are some."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ def score_colour(score: float) -> tuple[int, int, int]:
 
 
 def draw(image: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, meta: KeypointMeta, threshold: float,
-         boxes: list | None = None) -> np.ndarray:
-    """A copy of `image` (H×W×3 RGB or H×W×1 grey uint8) with every instance's keypoints (N×K×2, N×K scores)."""
+         boxes: list | None = None, radius: np.ndarray | None = None) -> np.ndarray:
+    """A copy of `image` (H×W×3 RGB or H×W×1 grey uint8) with every instance's keypoints (N×K×2, N×K scores) and,
+    where given and finite, their uncertainty radii (N×K, pixels) as thin circles."""
     canvas = image if image.ndim == 3 and image.shape[2] == 3 else cv2.cvtColor(image.reshape(image.shape[:2]),
                                                                                 cv2.COLOR_GRAY2RGB)
     solid, faint = canvas.copy(), canvas.copy()
@@ -30,8 +32,11 @@ def draw(image: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, meta: Key
         for i, j in meta.skeleton:
             layer = solid if min(point_scores[i], point_scores[j]) >= threshold else faint
             cv2.line(layer, _pixel(points[i]), _pixel(points[j]), (255, 255, 255), scale, cv2.LINE_AA)
-        for point, score in zip(points, point_scores):
+        for k, (point, score) in enumerate(zip(points, point_scores)):
             layer = solid if score >= threshold else faint
+            if radius is not None and np.isfinite(radius[index][k]):
+                cv2.circle(layer, _pixel(point), max(1, int(round(radius[index][k]))), score_colour(score), 1,
+                           cv2.LINE_AA)
             cv2.circle(layer, _pixel(point), 2 * scale + 2, (0, 0, 0), -1, cv2.LINE_AA)  # a dark rim on any background
             cv2.circle(layer, _pixel(point), 2 * scale + 1, score_colour(score), -1, cv2.LINE_AA)
     # Below the threshold: drawn at 35 % opacity over the picture.

@@ -9,11 +9,14 @@ Keypoints come back in each image's own pixels (x = column, y = row, the top-lef
 
 DIR (default `predictions/`) gets
   predictions.csv           one row per image, frame or face: file, frame, [face, box], status, then
-                            <keypoint>_x, <keypoint>_y, <keypoint>_score for every keypoint
+                            <keypoint>_x, <keypoint>_y, <keypoint>_score, <keypoint>_radius for every keypoint
+                            (radius: the calibrated uncertainty circle in the image's pixels, holding the true point
+                            with probability 1 - alpha; empty for a model without calibration, README: Calibrated
+                            uncertainty)
   CollectedData_kp.csv      with --format dlc: DeepLabCut's labelled-data layout (three header rows; points scored
                             below --threshold left empty, as unlabelled)
   predictions_coco.json     with --format coco: COCO keypoint results (x, y, score triples)
-  overlays/<name>.png       each image with its predictions (off with --no-overlays)
+  overlays/<name>.png       each image with its predictions and their radius circles (off with --no-overlays)
   overlays/<video>.mp4      each video, annotated, one frame per predicted frame
   skipped.csv               unreadable images or frames (file, frame, reason), also listed at the end
 
@@ -51,13 +54,14 @@ class Writer:
         self.rows: list[dict] = []
         self.skipped: list[tuple[str, int | None, str]] = []
 
-    def add(self, item: Item, keypoints: np.ndarray, scores: np.ndarray) -> None:
+    def add(self, item: Item, keypoints: np.ndarray, scores: np.ndarray, radius: np.ndarray) -> None:
         if self.faces and not item.tensors:
             self.rows.append({"file": item.file, "frame": item.frame, "face": None, "box": None, "status": "no face",
-                              "keypoints": None, "scores": None})
-        for face, (box, points, point_scores) in enumerate(zip(item.boxes, keypoints, scores)):
+                              "keypoints": None, "scores": None, "radius": None})
+        for face, (box, points, point_scores, point_radius) in enumerate(zip(item.boxes, keypoints, scores, radius)):
             self.rows.append({"file": item.file, "frame": item.frame, "face": face if self.faces else None,
-                              "box": box, "status": "ok", "keypoints": points, "scores": point_scores})
+                              "box": box, "status": "ok", "keypoints": points, "scores": point_scores,
+                              "radius": point_radius})
 
     def skip(self, item: Item) -> None:
         self.skipped.append((item.file, item.frame, item.error))
@@ -65,7 +69,7 @@ class Writer:
     def write_csv(self) -> Path:
         path = self.out / "predictions.csv"
         header = ["file", "frame"] + (["face", "box_x", "box_y", "box_w", "box_h"] if self.faces else []) + ["status"]
-        header += [f"{name}_{column}" for name in self.names for column in ("x", "y", "score")]
+        header += [f"{name}_{column}" for name in self.names for column in ("x", "y", "score", "radius")]
         with open(path, "w", newline="") as file:
             writer = csv.writer(file)
             writer.writerow(header)
@@ -75,10 +79,10 @@ class Writer:
                     values += ["" if row["face"] is None else row["face"], *(row["box"] or [""] * 4)]
                 values.append(row["status"])
                 if row["keypoints"] is None:
-                    values += [""] * (3 * len(self.names))
+                    values += [""] * (4 * len(self.names))
                 else:
-                    for (x, y), score in zip(row["keypoints"], row["scores"]):
-                        values += [f"{x:.3f}", f"{y:.3f}", f"{score:.4f}"]
+                    for (x, y), score, radius in zip(row["keypoints"], row["scores"], row["radius"]):
+                        values += [f"{x:.3f}", f"{y:.3f}", f"{score:.4f}", f"{radius:.3f}" if np.isfinite(radius) else ""]
                 writer.writerow(values)
         if self.skipped:
             with open(self.out / "skipped.csv", "w", newline="") as file:
@@ -145,8 +149,9 @@ class Overlays:
         self.used.add(name)
         return self.folder / f"{name}{suffix}"
 
-    def add(self, item: Item, keypoints: np.ndarray, scores: np.ndarray, fps: float | None = None) -> None:
-        picture = draw(item.source, keypoints, scores, self.meta, self.threshold, item.boxes)
+    def add(self, item: Item, keypoints: np.ndarray, scores: np.ndarray, radius: np.ndarray,
+            fps: float | None = None) -> None:
+        picture = draw(item.source, keypoints, scores, self.meta, self.threshold, item.boxes, radius)
         bgr = cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
         if item.frame is None:
             cv2.imwrite(str(self._name(Path(item.file), ".png")), bgr)
@@ -195,16 +200,18 @@ def predict(model: str | Path | Predictor, inputs: list[str], out: Path, flip: b
         task = progress.add_task("predict", total=sum(total for _, _, total in sources), rate="")
         for fps, loader, _ in sources:
             for items, batch, affines in loader:
-                keypoints, scores = predictor.predict_batch(batch, affines, flip) if batch is not None else ([], [])
+                keypoints, scores, radius = (predictor.predict_with_radius(batch, affines, flip) if batch is not None
+                                             else ([], [], []))
                 offset = 0
                 for item in items:
                     if item.error:
                         writer.skip(item)
                         continue
                     n = len(item.tensors)
-                    writer.add(item, keypoints[offset:offset + n], scores[offset:offset + n])
+                    writer.add(item, keypoints[offset:offset + n], scores[offset:offset + n], radius[offset:offset + n])
                     if drawer:
-                        drawer.add(item, keypoints[offset:offset + n], scores[offset:offset + n], fps)
+                        drawer.add(item, keypoints[offset:offset + n], scores[offset:offset + n],
+                                   radius[offset:offset + n], fps)
                     offset += n
                 predicted += len(items)
                 progress.update(task, advance=len(items),

@@ -34,13 +34,13 @@ class RunDir:
     def run_info(self) -> Path:
         return self.path / "run_info.json"
 
+    def eval_dir(self, split: str) -> Path:
+        """Where kp.evaluate (and train.py, for the test split) writes the evaluation report."""
+        return self.path / "eval" / split
+
     @property
     def data_issues(self) -> Path:
         return self.path / "data_issues.csv"
-
-    @property
-    def predictions_picture(self) -> Path:
-        return self.path / "predictions.png"
 
     @property
     def export_dir(self) -> Path:

@@ -24,12 +24,12 @@ from rich.console import Console
 from rich.table import Table
 
 from kp import run_info
-from kp.build import ConfigError, build, check_types
+from kp.build import ConfigError, InferenceSpec, build, check_types
 from kp.errors import user_errors_in_one_line
-from kp.inference import check_weights_fit, read_checkpoint
+from kp.evaluate import evaluate
+from kp.inference import Predictor, check_weights_fit, load, read_checkpoint
 from kp.quiet import quiet
 from kp.run_dir import RunDir
-from kp.viz import plot_predictions
 from kp.wandb_logging import finish_runs
 
 log = logging.getLogger("kp.train")
@@ -38,8 +38,8 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config grou
 
 
 def train(cfg: DictConfig) -> float:
-    """Fit, test the best checkpoint, write metrics.json and predictions.png; return the best validation value of
-    cfg.optimized_metric (what a sweep optimises). run_info.json records how the run went, failed or not."""
+    """Fit, test the best checkpoint, write metrics.json and the evaluation report (eval/test/); return the best
+    validation value of cfg.optimized_metric (what a sweep optimises). run_info.json records how the run went."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
@@ -87,10 +87,23 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, loggers: list) -> float:
         metrics["best_checkpoint"] = best_path
         run_dir = RunDir(output_dir)
         run_dir.metrics.write_text(json.dumps(metrics, indent=2))
-        if module.test_examples:
-            plot_predictions(**module.test_examples, meta=module.meta, path=run_dir.predictions_picture)
         _print_table(metrics, module.meta.names, output_dir)
+        if trainer.fast_dev_run:  # one batch of everything: a smoke test of the code, not a model to evaluate
+            log.info("fast_dev_run: no evaluation report")
+        else:
+            _write_report(cfg, module, datamodule, best_path, run_dir, loggers)
     return best_value
+
+
+def _write_report(cfg: DictConfig, module, datamodule, best_path: str, run_dir: RunDir, loggers: list) -> None:
+    """The evaluation report of the test split (kp.evaluate) in RUN/eval/test/, from the best checkpoint on its own
+    (the module's weights where none was saved: no checkpoint callback); it calibrates the uncertainty radius on the validation
+    split and stores the calibration in the checkpoint."""
+    predictor = load(best_path) if best_path else Predictor(module, InferenceSpec(**module.spec), None)
+    result = evaluate(predictor, datamodule, "test", run_dir.eval_dir("test"),
+                      flip=cfg.get("test", {}).get("flip", False), pck_thresholds=cfg.metrics.pck_thresholds,
+                      pck_norm=cfg.metrics.pck_norm, num_worst=cfg.num_examples, loggers=loggers)
+    log.info("evaluation report: %s", result["report"])
 
 
 def flat_config(cfg: DictConfig) -> dict:

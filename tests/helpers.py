@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
@@ -47,3 +47,9 @@ def random_weights(cfg: DictConfig) -> DictConfig:
     if "pretrained" in model.backbone:
         model.backbone.pretrained = False
     return cfg
+
+
+def write_run_config(cfg: DictConfig, run_dir: Path) -> None:
+    """What Hydra writes into a real run's directory: the job's config, without the hydra node."""
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml({k: cfg[k] for k in cfg if k != "hydra"}))

@@ -114,9 +114,9 @@ def test_flip_test_of_a_perfect_model_finds_the_keypoints_at_every_stride(data, 
     visible = torch.ones(1, 3, dtype=torch.bool)
     outputs = {"keypoints": codec.encode(keypoints, visible)["keypoints"]}
     mirrored = {"keypoints": codec.encode(_mirror(keypoints, permutation), visible)["keypoints"]}
-    decoded, scores = flip_test(codec, outputs, mirrored, permutation)
+    decoded, scores, disagreement = flip_test(codec, outputs, mirrored, permutation)
     assert (decoded - keypoints).abs().max() < 0.1
-    assert torch.all(scores > 0.5)
+    assert torch.all(scores > 0.5) and torch.all(disagreement < 0.1)
 
 
 @pytest.mark.parametrize("stride", [1, 2, 4])
@@ -126,7 +126,7 @@ def test_flip_test_on_a_symmetric_image_keeps_the_peak(stride):
     on_axis = torch.tensor([[[(SIZE - 1) / 2, 20.0], [(SIZE - 1) / 2, 40.0]]])
     outputs = {"keypoints": codec.encode(on_axis, torch.ones(1, 2, dtype=torch.bool))["keypoints"]}
     single, _ = codec.decode(outputs)
-    averaged, _ = flip_test(codec, outputs, outputs, [0, 1])
+    averaged, _, _ = flip_test(codec, outputs, outputs, [0, 1])
     assert (averaged - single).abs().max() < 1e-4
 
 
@@ -137,14 +137,31 @@ def test_flip_test_with_coordinates_and_heads():
     outputs = {"keypoints": codec.encode(keypoints, visible)["keypoints"], "visibility": torch.tensor([[2.0, -1.0, 0.0]])}
     mirrored = {"keypoints": codec.encode(_mirror(keypoints, permutation), visible)["keypoints"],
                 "visibility": torch.tensor([[-1.0, 2.0, 0.0]])}
-    decoded, scores = flip_test(codec, outputs, mirrored, permutation)
+    decoded, scores, _ = flip_test(codec, outputs, mirrored, permutation)
     assert torch.allclose(decoded, keypoints, atol=1e-4)
     assert torch.allclose(scores, torch.sigmoid(torch.tensor([[2.0, -1.0, 0.0]])), atol=1e-5)
     # A disagreement of τ = 2 % of the input lowers the score by exp(-1/2).
     shifted = {**mirrored, "keypoints": codec.encode(_mirror(keypoints + torch.tensor([0.02 * SIZE, 0.0]), permutation),
                                                        visible)["keypoints"]}
-    _, lowered = flip_test(codec, outputs, shifted, permutation)
+    _, lowered, disagreement = flip_test(codec, outputs, shifted, permutation)
     assert torch.allclose(lowered / scores, torch.full_like(scores, float(torch.exp(torch.tensor(-0.5)))), atol=1e-4)
+    assert torch.allclose(disagreement, torch.full_like(scores, 0.02 * SIZE), atol=1e-4)  # in input pixels
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4])
+def test_heatmap_spread_is_small_for_a_sharp_peak_and_large_for_two(stride):
+    """The difficulty behind the uncertainty radius: in input pixels, so the same Gaussian gives the same spread at
+    every stride; a second blob of the same height far away makes it much larger."""
+    sigma_px = 4.0
+    codec = HeatmapCodec((SIZE, SIZE), stride=stride, sigma=sigma_px / stride)
+    one = codec.encode(torch.tensor([[[20.0, 30.0]]]), torch.ones(1, 1, dtype=torch.bool))["keypoints"]
+    two = torch.maximum(one, codec.encode(torch.tensor([[[44.0, 30.0]]]), torch.ones(1, 1, dtype=torch.bool))["keypoints"])
+    sharp, double = codec.spread({"keypoints": one}), codec.spread({"keypoints": two})
+    # a 2-D Gaussian weighted by itself above 10 % of its peak: r²/2σ² is Exp(1) cut at c = ln 10, so the RMS radius
+    # is σ·sqrt(2·(1 - (1 + c)/10) / 0.9) ≈ 1.22 σ (the pixel grid adds a little)
+    assert sharp.item() == pytest.approx(1.22 * sigma_px, rel=0.1)
+    assert double.item() > 2.5 * sharp.item()
+    assert CoordsCodec((SIZE, SIZE)).spread({"keypoints": torch.zeros(2, 3, 2)}).tolist() == [[1.0] * 3] * 2
 
 
 def test_flip_test_needs_known_flip_pairs():

@@ -123,7 +123,7 @@ def test_csv_overlays_formats_video_and_a_corrupt_image(run_dir, tmp_path):
     out = tmp_path / "out"
     rows = read_rows(out / "predictions.csv")
     assert list(rows[0])[:3] == ["file", "frame", "status"]
-    assert list(rows[0])[3:] == [f"{n}_{c}" for n in NAMES for c in ("x", "y", "score")]
+    assert list(rows[0])[3:] == [f"{n}_{c}" for n in NAMES for c in ("x", "y", "score", "radius")]
     image_rows = [row for row in rows if row["frame"] == ""]
     frame_rows = [row for row in rows if row["frame"] != ""]
     assert len(image_rows) == 5 and {os.path.basename(r["file"]) for r in image_rows} >= {"UPPER.PNG", "b.Jpg"}
@@ -132,6 +132,8 @@ def test_csv_overlays_formats_video_and_a_corrupt_image(run_dir, tmp_path):
     skipped = read_rows(out / "skipped.csv")
     assert len(skipped) == 1 and skipped[0]["file"].endswith("broken.png") and "corrupt" in skipped[0]["reason"]
     assert all(0 <= float(row["nose_score"]) <= 1 for row in rows)
+    # train.py calibrated the model: every prediction carries its uncertainty radius (kp.calibration)
+    assert all(0 < float(row[f"{name}_radius"]) < SIZE for row in rows for name in NAMES)
 
     pictures = sorted(p.name for p in (out / "overlays").glob("*.png"))
     assert pictures == ["0.png", "1.png", "2.png", "UPPER.png", "b.png"]

@@ -2,18 +2,11 @@ import csv
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from kp.build import build
 from kp.submit import submit
 from kp.training import train
-from tests.helpers import TINY_DATA, compose_config, shared_data
-
-
-def _write_run_config(cfg, run_dir):
-    """What Hydra writes into a real run's directory: the job's config, without the hydra node."""
-    (run_dir / ".hydra").mkdir()
-    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml({k: cfg[k] for k in cfg if k != "hydra"}))
+from tests.helpers import TINY_DATA, compose_config, shared_data, write_run_config
 
 
 def test_submission_from_a_trained_run_answers_every_lookup_row(tmp_path):
@@ -23,7 +16,7 @@ def test_submission_from_a_trained_run_answers_every_lookup_row(tmp_path):
                          "data.persistent_workers=false", "model.backbone.width=4", "callbacks.progress_bar=null",
                          f"data.dataset.cache_dir={tmp_path / 'cache'}", output_dir=run_dir)
     train(cfg)
-    _write_run_config(cfg, run_dir)
+    write_run_config(cfg, run_dir)
 
     out = submit(run_dir, tmp_path / "submission.csv")
     with open(root / "IdLookupTable.csv", newline="") as file:

@@ -123,9 +123,9 @@ def test_wandb_run_offline_holds_config_metrics_images_and_best_values(tmp_path,
     assert run["summary"]["best/val/nme"] == pytest.approx(min(val_nme)) == pytest.approx(best)
     assert run["summary"]["best/val/loss"] == pytest.approx(min(val_loss))
     # the checkpoints as artifacts, the best one with its score
-    artifacts = {json.loads(a.metadata)["original_filename"]: a for a in run["artifacts"]}
+    artifacts = {json.loads(a.metadata)["original_filename"]: a for a in run["artifacts"] if a.type == "model"}
     best_name = Path(json.loads((tmp_path / "metrics.json").read_text())["best_checkpoint"]).name
-    assert {best_name, "last.ckpt"} == set(artifacts) and artifacts[best_name].type == "model"
+    assert {best_name, "last.ckpt"} == set(artifacts)  # (the errors table is an artifact too)
     assert json.loads(artifacts[best_name].metadata)["score"] == pytest.approx(best)
     # prediction pictures at validation epochs 0 and 2
     images = [row for row in run["history"] if "val/predictions/filenames" in row]
@@ -133,3 +133,9 @@ def test_wandb_run_offline_holds_config_metrics_images_and_best_values(tmp_path,
     for row in images:
         (name,) = row["val/predictions/filenames"]
         assert name.endswith(".png") and (run_dir / "files" / name).stat().st_size > 5_000
+    # the evaluation report: its pictures as images, errors.csv as a table (one row per sample and keypoint)
+    logged = {key for row in run["history"] for key in row}
+    assert {"test/report/pck_curve/filenames", "test/report/worst/filenames"} <= logged
+    (table,) = [row for row in run["history"] if "test/errors/nrows" in row]
+    assert table["test/errors/_type"] == "table-file" and table["test/errors/nrows"] == 32 * 5
+    assert table["test/errors/ncols"] == 13

@@ -41,3 +41,7 @@ class CoordsCodec:
         keypoints = outputs["keypoints"][:, list(permutation)].clone()
         keypoints[..., 0] = -keypoints[..., 0]
         return flip_back_heads(outputs, {"keypoints": keypoints}, permutation)
+
+    def spread(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A regressed point carries no spread of its own: 1 px everywhere (only flip disagreement adapts it)."""
+        return torch.ones(outputs["keypoints"].shape[:2], device=outputs["keypoints"].device)

@@ -31,6 +31,8 @@ from torch.nn import functional as F
 
 from kp.codecs.base import flip_back_heads
 
+# Heat below this fraction of a map's peak is left out of its spread (HeatmapCodec.spread).
+SPREAD_FLOOR = 0.1
 DECODERS = ("argmax", "average", "quarter", "dark")
 STYLES = ("gaussian", "blurred_disc")
 
@@ -112,6 +114,20 @@ class HeatmapCodec:
         else:
             points = self._dark(heatmaps, peak)
         return self.to_image(points), scores
+
+    def spread(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Root mean squared distance of the map's mass from its peak, in input pixels: the heat above SPREAD_FLOOR
+        of the peak counts (below it, the background noise of a large map would swamp the keypoint's own blob). A
+        sharp single peak gives about sigma × stride; a flat or two-peaked map, much more."""
+        heatmaps = outputs["keypoints"].float().clamp(min=0)
+        b, k, h, w = heatmaps.shape
+        peak_value, flat_index = heatmaps.flatten(2).max(-1)
+        weights = heatmaps * (heatmaps >= SPREAD_FLOOR * peak_value[..., None, None])
+        xs = torch.arange(w, device=heatmaps.device, dtype=torch.float32) - (flat_index % w)[..., None]  # B×K×w
+        ys = torch.arange(h, device=heatmaps.device, dtype=torch.float32) - (flat_index // w)[..., None]  # B×K×h
+        squared = ys[..., :, None] ** 2 + xs[..., None, :] ** 2
+        total = weights.sum((-2, -1)).clamp(min=1e-12)
+        return ((weights * squared).sum((-2, -1)) / total).sqrt().clamp(min=0.5) * self.stride
 
     def flip_back(self, outputs: dict[str, torch.Tensor], permutation: Sequence[int]) -> dict[str, torch.Tensor]:
         # Heatmap pixel u is centred on input pixel u*s + (s-1)/2, and the mirror of that, W - 1 - u*s - (s-1)/2,

@@ -1,0 +1,183 @@
+"""kp.evaluate and the report train.py writes: files and their content, agreement with train.py's test metrics,
+honest missing values, calibration stored with the checkpoint; kp.viz.features."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from kp import evaluate, report
+from kp.build import ConfigError, build
+from kp.inference import load
+from kp.training import train
+from kp.viz.features import filter_montage, plot_features, stage_outputs
+from tests.helpers import TINY_DATA, compose_config, shared_data, write_run_config
+
+QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null"]
+NAMES = ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A small model trained for two epochs, its run directory as Hydra leaves it."""
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = compose_config(*TINY_DATA, "trainer.max_epochs=2", "model.backbone.width=8", *QUIET, output_dir=run_dir)
+    train(cfg)
+    write_run_config(cfg, run_dir)
+    return run_dir
+
+
+def test_train_writes_the_report_with_its_test_metrics(run):
+    test_metrics = json.loads((run / "metrics.json").read_text())
+    out = run / "eval" / "test"
+    reported = json.loads((out / "metrics.json").read_text())
+    compared = [key for key in test_metrics if key.startswith("test/") and "loss" not in key]
+    assert len(compared) == 4 * 6  # rmse, nme, pck_0.05, pck_0.1: overall and per keypoint
+    for key in compared:
+        assert reported[key] == pytest.approx(test_metrics[key], rel=1e-6, abs=1e-9), key
+    assert reported["checkpoint"] == test_metrics["best_checkpoint"] and reported["samples"] == 32
+    page = (out / "report.md").read_text()
+    for picture in ("pck_curve.png", "keypoint_errors.png", "error_vs_score.png", "worst.png"):
+        assert (out / picture).stat().st_size > 5_000
+        assert f"]({picture})" in page
+    assert not (out / "counts.png").exists()  # no count head
+    assert "| left_eye |" in page and "Coverage here" in page
+    # The calibration went into the best checkpoint: kp.load hands it over.
+    assert load(run).calibrations[False].to_dict() == reported["calibration"]
+
+
+def test_evaluate_command_writes_consistent_files(run, tmp_path, capsys):
+    out = tmp_path / "val"
+    evaluate.main([str(run), "--split", "val", "--out", str(out)])
+    assert str(out / "report.md") in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    # The best checkpoint was chosen by its validation NME: evaluate finds the same number.
+    assert metrics["val/nme"] == pytest.approx(json.loads((run / "metrics.json").read_text())["best/val/nme"], rel=1e-6)
+
+    errors = pd.read_csv(out / "errors.csv")
+    assert len(errors) == 32 * 5
+    assert list(errors.columns) == ["split", "sample", "image", "frame", "keypoint", "visible", "gt_x", "gt_y",
+                                    "pred_x", "pred_y", "error_px", "score", "radius_px"]
+    assert errors["image"].str.startswith("synthetic/val/").all() and list(errors["keypoint"][:5]) == NAMES
+    seen = errors[errors["visible"]]
+    assert np.hypot(seen["pred_x"] - seen["gt_x"], seen["pred_y"] - seen["gt_y"]).to_numpy() == pytest.approx(
+        seen["error_px"].to_numpy(), abs=1e-4)
+    assert errors.loc[~errors["visible"], "error_px"].isna().all()
+    assert metrics["val/coverage"] == pytest.approx((seen["error_px"] <= seen["radius_px"]).mean())
+    assert metrics["val/median_error_px"] == pytest.approx(seen["error_px"].median(), rel=1e-5)
+
+    curve = pd.read_csv(out / "pck_curve.csv")
+    assert curve["threshold"].iloc[0] == 0 and curve["threshold"].iloc[-1] == pytest.approx(0.2)
+    assert metrics["val/auc"] == pytest.approx(np.trapezoid(curve["pck"], curve["threshold"]) / 0.2)
+    assert curve["pck"].is_monotonic_increasing
+
+    table = pd.read_csv(out / "keypoints.csv")
+    assert list(table["keypoint"]) == NAMES
+    by_keypoint = seen.groupby("keypoint", sort=False)
+    assert table["labelled"].tolist() == by_keypoint.size().reindex(NAMES).tolist()
+    assert table["mean_px"].to_numpy() == pytest.approx(by_keypoint["error_px"].mean().reindex(NAMES).to_numpy(),
+                                                        rel=1e-4)
+    coverage = by_keypoint.apply(lambda g: (g["error_px"] <= g["radius_px"]).mean()).reindex(NAMES)
+    assert table["coverage"].to_numpy() == pytest.approx(coverage.to_numpy())
+    assert table["pck_0.1"].tolist() == pytest.approx([metrics[f"val/pck_0.1/{name}"] for name in NAMES])
+
+
+class _Unlabelled(Dataset):
+    """The wrapped samples with no keypoint labelled in the first `n_blank` and the keypoint `hidden` nowhere."""
+
+    def __init__(self, base, n_blank: int, hidden: int):
+        self.base, self.n_blank, self.hidden = base, n_blank, hidden
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, index):
+        sample = dict(self.base[index])
+        visible = sample["visible"].clone()
+        visible[self.hidden] = False
+        if index < self.n_blank:
+            visible[:] = False
+        sample["visible"] = visible
+        return sample
+
+
+def test_missing_metrics_say_why_and_unlabelled_samples_are_listed(run, tmp_path):
+    predictor = load(run)
+    datamodule, _ = build(compose_config(*TINY_DATA, output_dir=tmp_path))
+    datamodule.setup()
+    data = _Unlabelled(datamodule.splits["test"], n_blank=3, hidden=NAMES.index("nose"))
+    predictions = evaluate.predict_split(predictor, data, flip=False, batch_size=16)
+    metrics = report.write(predictions, predictor, data, "test", tmp_path / "out", flip=False)
+    assert metrics["unlabelled_samples"] == 3
+    assert metrics["unlabelled_ids"] == ["synthetic/test/0", "synthetic/test/1", "synthetic/test/2"]
+    for name in ("rmse", "nme", "pck_0.05", "coverage"):
+        assert metrics[f"test/{name}/nose"] is None
+        assert metrics["missing"][f"test/{name}/nose"] == "no visible nose in the split"
+    assert metrics["test/rmse"] is not None and not math.isnan(metrics["test/rmse"])
+    text = (tmp_path / "out" / "metrics.json").read_text()
+    assert "NaN" not in text
+    page = (tmp_path / "out" / "report.md").read_text()
+    assert "3 samples have no labelled keypoint" in page and "no visible nose in the split" in page
+    assert len(pd.read_csv(tmp_path / "out" / "errors.csv")) == 32 * 5  # listed, with visible = False
+
+
+def test_flip_evaluation_calibrates_on_the_flip_disagreement_and_stores_it(run, tmp_path):
+    metrics = evaluate.evaluate_run(run, "test", flip=True, out=tmp_path / "flip")
+    assert metrics["flip"] and metrics["calibration"]["flip"]
+    assert set(load(run).calibrations) == {False, True}
+    errors = pd.read_csv(tmp_path / "flip" / "errors.csv")
+    assert np.isfinite(errors["radius_px"]).all() and (errors["radius_px"] > 0).all()
+
+
+def test_coordinate_model_with_a_count_head_gets_the_count_figure_and_columns(tmp_path):
+    cfg = compose_config("experiment=synthetic_multitask", "target=coords", *TINY_DATA, "model.backbone.width=4",
+                         output_dir=tmp_path)
+    _, module = build(cfg)  # untrained: the report's content, not its quality, is under test
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"state_dict": module.state_dict(), "kp": module.spec}, tmp_path / "checkpoints" / "epoch_000.ckpt")
+    write_run_config(cfg, tmp_path)
+    metrics = evaluate.evaluate_run(tmp_path, "val", num_worst=4)
+    out = tmp_path / "eval" / "val"
+    assert (out / "counts.png").stat().st_size > 5_000 and "counts.png" in (out / "report.md").read_text()
+    errors = pd.read_csv(out / "errors.csv")
+    per_sample = errors.groupby("sample").first()
+    assert metrics["val/count_mae"] == pytest.approx((per_sample["count_pred"] - per_sample["count_true"]).abs().mean(),
+                                                     rel=1e-4)
+    # A regressed point has no spread: the radius is the keypoint's calibrated scale × 1 px everywhere.
+    radius = errors.groupby("keypoint", sort=False)["radius_px"]
+    assert (radius.nunique() == 1).all()
+    assert radius.first().reindex(NAMES).tolist() == pytest.approx(metrics["calibration"]["scale"])
+
+
+def test_other_data_through_overrides_and_refusals(run, tmp_path):
+    metrics = evaluate.evaluate_run(run, "all", out=tmp_path / "new", overrides=["data.dataset.seed=7"])
+    assert metrics["samples"] == 64 + 32 + 32  # other images, same keypoints, the three splits
+    errors = pd.read_csv(tmp_path / "new" / "errors.csv")
+    assert errors.groupby("split", sort=False).size().to_dict() == {"train": 64 * 5, "val": 32 * 5, "test": 32 * 5}
+    assert errors["image"].str.startswith("synthetic/").all() and "all/rmse" in metrics
+    with pytest.raises(ConfigError, match="expected key=value"):
+        evaluate.evaluate_run(run, overrides=["data.dataset.seed"])
+    with pytest.raises(ConfigError, match="the model takes"):
+        evaluate.evaluate_run(run, out=tmp_path / "big", overrides=["data.dataset.image_size=96"])
+    root = shared_data("facial_kaggle_format")
+    with pytest.raises(ConfigError, match="same keypoints"):
+        evaluate.evaluate_run(run, overrides=["data=facial", f"data.dataset.root={root}",
+                                              f"data.dataset.cache_dir={tmp_path / 'cache'}"])
+
+
+def test_features_picture_shows_every_stage(run, tmp_path):
+    predictor = load(run)
+    image = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    batch = predictor.preprocess(image)[0][None]
+    stages = stage_outputs(predictor.module.net, batch, lambda: predictor.module(batch))
+    sizes = [activation.shape[-1] for _, activation in stages]
+    assert sizes == [64, 32, 16, 8, 16, 32, 64]  # the UNet's encoder down, its decoder back up
+    first = next(m for m in predictor.module.net.modules() if isinstance(m, torch.nn.Conv2d))
+    montage = filter_montage(first.weight.detach())
+    assert montage.shape == (3 * 4 - 1, 3 * 4 - 1, 3) and montage.min() >= 0 and montage.max() <= 1  # 8 filters 3×3
+    path = plot_features(predictor, image, tmp_path / "features.png")
+    assert path.stat().st_size > 20_000
