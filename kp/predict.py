@@ -229,6 +229,9 @@ def predict(model: str | Path | Predictor, inputs: list[str], out: Path, flip: b
                "skipped": len(writer.skipped), "wall_s": wall, "images_per_s": predicted / wall if wall else 0.0,
                "files": [str(path) for path in written]}
     _print_summary(console, summary, writer.skipped, out)
+    if flip not in predictor.calibrations:  # say why the radius columns are empty
+        console.print(f"no uncertainty radius: the model has no calibration for flip={flip}; "
+                      f"`kp evaluate RUN{' --flip' if flip else ''}` calibrates it on the validation split")
     return summary
 
 
