@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 
 from kp.build import ConfigError
@@ -21,16 +22,19 @@ USER_ERRORS = tuple(KINDS)
 
 def one_line(error: BaseException) -> str:
     """`<kind>: <message>` on one line."""
-    kind = next((name for cls, name in KINDS.items() if isinstance(error, cls)), type(error).__name__)
+    # A command's own error class (ExportError) reads as words: "export error".
+    kind = next((name for cls, name in KINDS.items() if isinstance(error, cls)),
+                re.sub(r"(?<!^)(?=[A-Z])", " ", type(error).__name__).lower())
     return f"{kind}: {' '.join(str(error).split())}"
 
 
 @contextlib.contextmanager
-def user_errors_in_one_line(verbose: bool = False):
-    """Within it, a user error exits with its one line (status 1), unless verbose or HYDRA_FULL_ERROR=1."""
+def user_errors_in_one_line(verbose: bool = False, also: tuple[type[BaseException], ...] = ()):
+    """Within it, a user error (or one of a command's own kinds, `also`) exits with its one line (status 1), unless
+    verbose or HYDRA_FULL_ERROR=1."""
     try:
         yield
-    except USER_ERRORS as error:
+    except (*USER_ERRORS, *also) as error:
         if verbose or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         sys.exit(one_line(error))

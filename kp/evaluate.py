@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +29,8 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from kp import calibration, report
 from kp.build import ConfigError
-from kp.data.io import DataError
-from kp.inference import ModelLoadError, Predictor, load
+from kp.errors import user_errors_in_one_line
+from kp.inference import Predictor, load
 from kp.run_dir import RunDir
 
 log = logging.getLogger("kp.evaluate")
@@ -182,6 +181,13 @@ def evaluate_run(run: Path, split: str = "test", flip: bool = False, checkpoint:
                     metrics.get("pck_norm", "image"), num_worst, recalibrate)
 
 
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="kp evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -191,16 +197,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flip", action="store_true", help="test-time flip (the radius then uses its disagreement)")
     parser.add_argument("--checkpoint", type=Path, help="default: the run's best checkpoint")
     parser.add_argument("--out", type=Path, help="default: RUN/eval/<split>")
-    parser.add_argument("--alpha", type=float, default=0.1, help="the radius misses with probability alpha (0.1)")
+    parser.add_argument("--alpha", type=_probability, default=0.1,
+                        help="the radius misses with probability alpha (0.1)")
     parser.add_argument("--worst", type=int, default=16, help="samples in the worst-N gallery")
     parser.add_argument("--recalibrate", action="store_true",
                         help="fit the radius again on the val split of the data as given (e.g. new recordings)")
+    parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
     args = parser.parse_args(argv)
-    try:
+    with user_errors_in_one_line(args.verbose):
         metrics = evaluate_run(args.run, args.split, args.flip, args.checkpoint, args.out, args.overrides,
                                args.alpha, args.worst, args.recalibrate)
-    except (ConfigError, ModelLoadError, DataError, ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
     print(f"report: {metrics['report']}")
 
 

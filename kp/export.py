@@ -25,7 +25,6 @@ import argparse
 import copy
 import json
 import re
-import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -33,6 +32,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from kp.build import ConfigError
+from kp.errors import user_errors_in_one_line
 from kp.inference import ModelLoadError, Predictor, load, resolve_checkpoint
 from kp.run_dir import RunDir
 
@@ -56,7 +57,7 @@ class ExportGraph(nn.Module):
     def __init__(self, predictor: Predictor, decode: bool = True, flip: bool = False):
         super().__init__()
         if flip and not decode:
-            raise ValueError("--flip merges the image's and its mirror's outputs before decoding: it needs --decode")
+            raise ConfigError("--flip merges the image's and its mirror's outputs before decoding: it needs --decode")
         module = predictor.module
         if flip:
             module.meta.flip_permutation(strict=True)  # unknown flip pairs: a clear error, not a failed trace
@@ -221,12 +222,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=_batch, default=None, metavar="dynamic|N",
                         help="the ONNX graph's batch size (default: dynamic)")
     parser.add_argument("--out", type=Path, help="output folder (default: RUN/export, or the checkpoint's folder)")
+    parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
     args = parser.parse_args(argv)
     formats = list(FORMATS) if args.format == "all" else [args.format]
-    try:
+    with user_errors_in_one_line(args.verbose, also=(ExportError,)):
         report = run(args.model, formats, args.out, args.decode, args.flip, args.batch)
-    except (ModelLoadError, ExportError, ValueError) as error:
-        sys.exit(f"error: {error}")
     print(f"{report['out']}/export_report.md: parity within {report['limit_px']} px for {', '.join(formats)}")
 
 

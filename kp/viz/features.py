@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -20,8 +19,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kp.data.io import DataError, read_image
-from kp.inference import ModelLoadError, Predictor, load
+from kp.data.io import read_image
+from kp.errors import user_errors_in_one_line
+from kp.inference import Predictor, load
 
 
 def stage_outputs(net: nn.Module, images: torch.Tensor, run) -> list[tuple[str, torch.Tensor]]:
@@ -108,12 +108,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("image", type=Path)
     parser.add_argument("--out", type=Path, default=Path("features.png"))
     parser.add_argument("--maps", type=int, default=4, help="activation maps per stage")
+    parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
     args = parser.parse_args(argv)
-    try:
-        predictor = load(args.model)
-        path = plot_features(predictor, read_image(args.image), args.out, args.maps)
-    except (ModelLoadError, DataError, ValueError) as error:
-        sys.exit(f"error: {error}")
+    with user_errors_in_one_line(args.verbose):
+        path = plot_features(load(args.model), read_image(args.image), args.out, args.maps)
     print(path)
 
 
