@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 
 import kp
+import kp.module
 from kp import geometry
+from kp.codecs import flip_test
 from kp.data.synthetic import SyntheticKeypoints
 from kp.export import export
 from kp.inference import ModelLoadError
@@ -213,12 +215,21 @@ def test_bad_model_paths_and_inputs_are_one_line_errors(run_dir, tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_flip_test_in_training_metrics(tmp_path):
+def test_flip_test_in_training_metrics(tmp_path, monkeypatch):
+    """test.flip=true: every validation and test batch goes through flip_test, and the metrics come out of it."""
+    batches = []
+
+    def counting_flip_test(*args):
+        batches.append(len(args[1]["keypoints"]))
+        return flip_test(*args)
+
+    monkeypatch.setattr(kp.module, "flip_test", counting_flip_test)
     cfg = compose_config("debug=fast_dev_run", "data.dataset.sizes={train:8,val:8,test:8}", "data.batch_size=4",
                          "model.backbone.width=4", "test.flip=true", "callbacks.progress_bar=null",
                          output_dir=tmp_path)
     train(cfg)
-    assert "test/nme" in json.loads((tmp_path / "metrics.json").read_text())
+    assert batches == [4, 4]  # fast_dev_run: one validation batch and one test batch
+    assert np.isfinite(json.loads((tmp_path / "metrics.json").read_text())["test/nme"])
 
 
 @pytest.mark.parametrize("flip", [False, True], ids=["plain", "flip"])
