@@ -62,7 +62,10 @@ class TopDownDecoder(nn.Module):
     def forward(self, features: dict[int, torch.Tensor]) -> torch.Tensor:
         x = self.lateral[0](features[self.strides[0]])
         for lateral, stride in zip(self.lateral[1:], self.strides[1:]):
-            x = F.interpolate(x, scale_factor=2, mode="nearest") + lateral(features[stride])
+            skip = lateral(features[stride])
+            # to the skip's own size rather than ×2: a side that is not a multiple of 32 (cards' 120 rows: 4, 8, 15)
+            # rounds up at each stride, so doubling would overshoot by one
+            x = F.interpolate(x, size=skip.shape[-2:], mode="nearest") + skip
         return self.smooth(x)
 
 
