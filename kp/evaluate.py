@@ -50,6 +50,7 @@ class SplitPredictions:
     scores: np.ndarray  # N×K
     difficulty: np.ndarray  # N×K, input pixels
     pck_norm: np.ndarray  # N: the length PCK divides by (NaN: the sample has no normalising pair)
+    source_scale: np.ndarray  # N: input pixels per source-image pixel (the loader's resize), from the sample's affine
     count_true: np.ndarray | None  # N, in the dataset's unit (cards), when the model and the data have counts
     count_pred: np.ndarray | None
     metrics: dict[str, float]  # KeypointModule.compute_metrics, keys <split>/<metric>[/<keypoint>]
@@ -59,6 +60,11 @@ class SplitPredictions:
         """N×K distance between prediction and ground truth (NaN where the keypoint is not visible)."""
         distance = np.linalg.norm(self.pred.astype(np.float64) - self.target, axis=-1)  # float64: exact in CSV
         return np.where(self.visible, distance, np.nan)
+
+    @property
+    def source_errors(self) -> np.ndarray:
+        """errors in the source image's own pixels (a DeepLabCut frame's), as the labelling tool measures them."""
+        return self.errors / self.source_scale[:, None]
 
 
 def predict_split(predictor: Predictor, dataset: Dataset, flip: bool, batch_size: int,
@@ -70,7 +76,7 @@ def predict_split(predictor: Predictor, dataset: Dataset, flip: bool, batch_size
     device = next(module.parameters()).device
     scale = module.meta.count_scale or 1.0
     columns: dict[str, list] = {key: [] for key in ("ids", "pred", "target", "visible", "scores", "difficulty",
-                                                    "pck_norm", "count_true", "count_pred")}
+                                                    "pck_norm", "source_scale", "count_true", "count_pred")}
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     with torch.no_grad():
         for batch in track(loader, description=description, transient=True, disable=len(loader) < 5):
@@ -81,7 +87,8 @@ def predict_split(predictor: Predictor, dataset: Dataset, flip: bool, batch_size
             columns["ids"] += list(batch["id"])
             for key, value in (("pred", prediction.keypoints), ("target", batch["keypoints"]),
                                ("visible", batch["visible"]), ("scores", prediction.scores),
-                               ("difficulty", prediction.difficulty), ("pck_norm", pck_norm)):
+                               ("difficulty", prediction.difficulty), ("pck_norm", pck_norm),
+                               ("source_scale", batch["affine"][:, :, :2].det().abs().sqrt())):
                 columns[key].append(value.float().cpu().numpy() if key != "visible" else value.cpu().numpy())
             if "count" in prediction.outputs and "count" in batch:
                 columns["count_true"].append((batch["count"].float() * scale).cpu().numpy().reshape(-1))

@@ -2,7 +2,8 @@
 rebuilds it at any time): one row per job with its status (and error), its overrides, the objective (the best
 validation value of optimized_metric), the final test metrics, the wall time and the run dir. Printed as a table and
 written to the sweep dir as leaderboard.csv, leaderboard.md and objective.png (the objective against each swept
-parameter). LeaderboardCallback does it at the end of every multirun (conf/hydra/default.yaml)."""
+parameter), plus learning_curve.png where the sweep varies data.train_fraction (kp.learning_curve).
+LeaderboardCallback does it at the end of every multirun (conf/hydra/default.yaml)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
@@ -22,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from kp import run_info  # noqa: E402
+from kp import learning_curve, run_info  # noqa: E402
+from kp.learning_curve import PowerLaw  # noqa: E402
 from kp.run_dir import RunDir  # noqa: E402
 
 log = logging.getLogger("kp.leaderboard")
@@ -53,6 +56,7 @@ class Leaderboard:
                 "status": info.get("status", "completed" if metrics else "unknown"),
                 **overrides,
                 "objective": metrics.get(f"best/{config.optimized_metric}", math.nan),
+                "train_images": metrics.get("train_images", math.nan),
                 # the overall test metrics, not the per-keypoint ones (test/pck_0.05/left_eye)
                 **{k: v for k, v in metrics.items() if k.startswith("test/") and k.count("/") == 1},
                 "wall_time_s": info.get("wall_time_s", math.nan),
@@ -60,6 +64,7 @@ class Leaderboard:
                 "run_dir": str(job),
             })
         self.objective = f"{config.optimized_metric} ({config.optimized_mode})"
+        self.mode = config.optimized_mode
         table = pd.DataFrame(rows)
         for key in override_keys:  # numbers as numbers (the CSV, sorting, the plot), the rest as written
             try:
@@ -71,7 +76,8 @@ class Leaderboard:
         # whichever job failed (a failed job has no test metrics, so dict order would move them).
         self.common = {k: _text(table[k].iloc[0]) for k in override_keys if k not in self.swept}
         tests = sorted(c for c in table.columns if c.startswith("test/"))
-        table = table[["job", "status", *self.swept, "objective", *tests, "wall_time_s", "error", "run_dir"]]
+        sizes = ["train_images"] if "data.train_fraction" in self.swept else []
+        table = table[["job", "status", *self.swept, *sizes, "objective", *tests, "wall_time_s", "error", "run_dir"]]
         self.rows = table.sort_values("objective", ascending=config.optimized_mode == "min", na_position="last",
                                       kind="stable").reset_index(drop=True)
 
@@ -79,12 +85,59 @@ class Leaderboard:
         self.rows.to_csv(self.sweep_dir / "leaderboard.csv", index=False)
         (self.sweep_dir / "leaderboard.md").write_text(self.markdown())
         self.plot(self.sweep_dir / "objective.png")
+        if "train_images" in self.rows:
+            self.plot_learning_curve(self.sweep_dir / "learning_curve.png")
+
+    def learning_curves(self) -> list[tuple[str, pd.DataFrame, PowerLaw | None]]:
+        """Per combination of the other swept parameters (one curve when only data.train_fraction varies): its label,
+        its completed jobs by training-set size, and the power law fitted to their errors."""
+        done = self.rows[self.rows["objective"].notna() & self.rows["train_images"].notna()].copy()
+        done["error"] = [learning_curve.error_of(v, self.mode) for v in done["objective"]]
+        others = [k for k in self.swept if k != "data.train_fraction"]
+        groups = done.groupby([done[k].astype(str) for k in others], sort=False) if others else [((), done)]
+        curves = []
+        for values, jobs in groups:
+            values = values if isinstance(values, tuple) else (values,)
+            label = ", ".join(f"{k}={v}" for k, v in zip(others, values)) or "all jobs"
+            jobs = jobs.sort_values("train_images")
+            curves.append((label, jobs, PowerLaw.fit(jobs["train_images"].tolist(), jobs["error"].tolist())))
+        return curves
+
+    def learning_curve_lines(self) -> list[str]:
+        return [learning_curve.summary(law, jobs["train_images"].tolist(), jobs["error"].tolist(), label)
+                for label, jobs, law in self.learning_curves()]
+
+    def plot_learning_curve(self, path: Path) -> None:
+        """The error against the number of labelled training images, log-log, with each curve's fitted power law
+        extended to the size its next 10 % step would need."""
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for label, jobs, law in self.learning_curves():
+            points = ax.plot(jobs["train_images"], jobs["error"], "o", label=label)[0]
+            if law is not None:
+                most = jobs["train_images"].max()
+                reach = law.images_for(0.9 * law.error_at(most))
+                n = np.geomspace(jobs["train_images"].min(), min(reach, 10 * most) if np.isfinite(reach) else most, 50)
+                ax.plot(n, law.error_at(n), "--", color=points.get_color(), label=f"{law.a:.3g} · n^-{law.b:.2f}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("labelled training images")
+        what = self.objective.split(" (")[0]
+        ax.set_ylabel(f"best validation {what}" if self.mode == "min" else f"1 - best validation {what}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        ax.set_title(f"{self.sweep_dir.name}: learning curve", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
 
     def markdown(self) -> str:
         columns = list(self.rows.columns)
         common = ", ".join(f"{k}={v}" for k, v in self.common.items())
         lines = [f"# Leaderboard: {self.sweep_dir}", "", f"objective: best validation {self.objective}", "",
                  *([f"every job: {common}", ""] if common else []),
+                 *([f"learning curve (learning_curve.png): {line}" for line in self.learning_curve_lines()] + [""]
+                   if "train_images" in self.rows else []),
                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         for row in self.rows.itertuples(index=False):
             lines.append("| " + " | ".join(_text(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
@@ -92,7 +145,7 @@ class Leaderboard:
 
     def print(self) -> None:
         table = Table(title=f"Leaderboard: {self.sweep_dir} (objective: {self.objective})")
-        columns = ["job", "status", *self.swept, "objective",
+        columns = ["job", "status", *self.swept, *(["train_images"] if "train_images" in self.rows else []), "objective",
                    *(c for c in self.rows.columns if c.startswith("test/")), "wall_time_s", "error"]
         for column in columns:
             table.add_column(column, justify="right" if column in ("job", "objective", "wall_time_s") else "left")
@@ -100,6 +153,9 @@ class Leaderboard:
             table.add_row(*(_text(row[c])[:60] for c in columns))
         table.caption = f"run dir of job N: {self.sweep_dir}/N"
         Console(width=200).print(table)
+        if "train_images" in self.rows:
+            for line in self.learning_curve_lines():
+                log.info("learning curve: %s", line)
 
     def plot(self, path: Path) -> None:
         """One panel per swept parameter: the objective of each job against its value (log axis for numbers that

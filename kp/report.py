@@ -4,7 +4,7 @@
                    of the uncertainty radius and its adaptivity; a metric that cannot be computed is null, with the
                    reason under "missing"; samples with no labelled keypoint are counted and listed
   keypoints.csv/md one row per keypoint
-  errors.csv       one row per sample and keypoint (input pixels)
+  errors.csv       one row per sample and keypoint (input pixels, and the error in the source image's pixels)
   pck_curve.csv/png, keypoint_errors.png, error_vs_score.png, worst.png, counts.png (count models)
   report.md        all of it on one page
 """
@@ -53,6 +53,8 @@ def write(p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: i
         f"{split}/auc": auc,
         f"{split}/median_error_px": _quantile(visible_errors, 0.5),
         f"{split}/p90_error_px": _quantile(visible_errors, 0.9),
+        # in the source images' pixels (a DeepLabCut frame's, before the loader's resize), as DeepLabCut reports
+        f"{split}/rmse_source_px": float(np.sqrt(np.mean(p.source_errors[p.visible] ** 2))) if p.visible.any() else math.nan,
         f"{split}/coverage": float(covered.sum() / p.visible.sum()) if p.visible.any() else math.nan,
         f"{split}/median_radius_px": _quantile(radius[p.visible], 0.5),
         f"{split}/radius_adaptivity": radius_adaptivity(errors, radius, p.visible),
@@ -140,7 +142,8 @@ def error_rows(p, errors, radius, names) -> pd.DataFrame:
         "keypoint": np.tile(names, n), "visible": p.visible.reshape(-1),
         "gt_x": p.target[..., 0].reshape(-1), "gt_y": p.target[..., 1].reshape(-1),
         "pred_x": p.pred[..., 0].reshape(-1), "pred_y": p.pred[..., 1].reshape(-1),
-        "error_px": errors.reshape(-1), "score": p.scores.reshape(-1), "radius_px": radius.reshape(-1),
+        "error_px": errors.reshape(-1), "error_source_px": p.source_errors.reshape(-1),
+        "score": p.scores.reshape(-1), "radius_px": radius.reshape(-1),
     }
     if p.count_true is not None:
         columns["count_true"], columns["count_pred"] = np.repeat(p.count_true, k), np.repeat(p.count_pred, k)

@@ -84,6 +84,8 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, loggers: list) -> float:
     if trainer.is_global_zero:
         metrics = {key: float(value) for key, value in sorted(test_results.items())}
         metrics[f"best/{cfg.optimized_metric}"] = best_value
+        metrics["train_images"] = len(datamodule.splits["train"])  # the leaderboard's learning curve
+        metrics["epochs"] = trainer.current_epoch  # those completed (max_time may stop a run early)
         metrics["best_checkpoint"] = best_path
         run_dir = RunDir(output_dir)
         run_dir.metrics.write_text(json.dumps(metrics, indent=2))

@@ -148,3 +148,31 @@ def test_real_cards_split_by_video_and_land_on_the_corners():
     # The CSV row: upper_left_face_x = 0.5125 (row / height), upper_left_face_y = 0.285938 (column / width).
     assert sample["keypoints"][0].tolist() == pytest.approx([0.285938 * 160 - 0.5, 0.5125 * 120 - 0.5], abs=1e-3)
     assert not sample["visible"][1]  # upper_right_face is hidden in that frame
+
+
+def test_train_fraction_keeps_whole_videos_nested_and_leaves_val_and_test_alone(tmp_path):
+    from kp.data.datamodule import KeypointDataModule
+
+    write_cards(tmp_path, videos=20, frames=3)  # 12 training videos of 3 frames
+
+    def datamodule(fraction):
+        # the fixture's frames are identical images: allow_leaks
+        dm = KeypointDataModule(lambda split, transform: load(tmp_path, split, transform=transform), allow_leaks=True,
+                                train_fraction=fraction)
+        dm.setup()
+        return dm
+
+    full = datamodule(1.0)
+    kept = {f: datamodule(f) for f in (0.25, 0.5)}
+    videos = {f: [full.splits["train"].frames[i].video for i in dm.splits["train"].indices] for f, dm in kept.items()}
+    assert [len(v) for v in videos.values()] == [9, 18]  # 3 and 6 of the 12 training videos, whole
+    for frames in videos.values():
+        assert all(frames.count(video) == 3 for video in frames)
+    assert set(videos[0.25]) < set(videos[0.5])  # nested
+    for dm in kept.values():
+        assert [s[0] for s in dm.splits["val"].image_sources()] == [s[0] for s in full.splits["val"].image_sources()]
+        assert dm.splits["train"].meta == full.splits["train"].meta
+    sample = kept[0.25].splits["train"][0]
+    assert sample["id"] == str(full.splits["train"].frames[kept[0.25].splits["train"].indices[0]].image)
+    with pytest.raises(ValueError, match=r"train_fraction must be in \(0, 1\], got 0"):
+        KeypointDataModule(lambda split, transform: load(tmp_path, split), train_fraction=0)

@@ -61,7 +61,7 @@ def test_evaluate_command_writes_consistent_files(run, tmp_path, capsys):
     errors = pd.read_csv(out / "errors.csv")
     assert len(errors) == 32 * 5
     assert list(errors.columns) == ["split", "sample", "image", "frame", "keypoint", "visible", "gt_x", "gt_y",
-                                    "pred_x", "pred_y", "error_px", "score", "radius_px"]
+                                    "pred_x", "pred_y", "error_px", "error_source_px", "score", "radius_px"]
     assert errors["image"].str.startswith("synthetic/val/").all() and list(errors["keypoint"][:5]) == NAMES
     seen = errors[errors["visible"]]
     assert np.hypot(seen["pred_x"] - seen["gt_x"], seen["pred_y"] - seen["gt_y"]).to_numpy() == pytest.approx(
@@ -69,6 +69,9 @@ def test_evaluate_command_writes_consistent_files(run, tmp_path, capsys):
     assert errors.loc[~errors["visible"], "error_px"].isna().all()
     assert metrics["val/coverage"] == pytest.approx((seen["error_px"] <= seen["radius_px"]).mean())
     assert metrics["val/median_error_px"] == pytest.approx(seen["error_px"].median(), rel=1e-5)
+    # the synthetic images are not resized: source pixels are input pixels
+    assert seen["error_source_px"].to_numpy() == pytest.approx(seen["error_px"].to_numpy(), rel=1e-5)
+    assert metrics["val/rmse_source_px"] == pytest.approx(metrics["val/rmse"], rel=1e-5)
 
     curve = pd.read_csv(out / "pck_curve.csv")
     assert curve["threshold"].iloc[0] == 0 and curve["threshold"].iloc[-1] == pytest.approx(0.2)
@@ -181,3 +184,12 @@ def test_features_picture_shows_every_stage(run, tmp_path):
     assert montage.shape == (3 * 4 - 1, 3 * 4 - 1, 3) and montage.min() >= 0 and montage.max() <= 1  # 8 filters 3×3
     path = plot_features(predictor, image, tmp_path / "features.png")
     assert path.stat().st_size > 20_000
+
+
+def test_errors_in_source_pixels_undo_the_loaders_resize():
+    # a frame shrunk to half size (affine scale 0.5): 1 input pixel off is 2 of the frame's pixels
+    p = evaluate.SplitPredictions(
+        ids=["a", "b"], splits=["test"] * 2, pred=np.array([[[1.0, 0.0]], [[0.0, 3.0]]]), target=np.zeros((2, 1, 2)),
+        visible=np.ones((2, 1), bool), scores=np.ones((2, 1)), difficulty=np.ones((2, 1)), pck_norm=np.ones(2),
+        source_scale=np.array([0.5, 1.0]), count_true=None, count_pred=None, metrics={})
+    assert p.source_errors[:, 0].tolist() == [2.0, 3.0]

@@ -149,3 +149,31 @@ def test_slurm_launcher_takes_nodes_and_tasks_from_the_trainer(tmp_path):
     assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (2, 4, 4)
     assert launcher["partition"] == "gpu"
+
+
+def test_learning_curve_fits_the_power_law_and_says_what_the_next_step_needs(tmp_path):
+    # errors exactly 2 · n^-0.5 at 100, 200, 400, 800 images; a failed job is left out of the fit
+    for job, (fraction, images) in enumerate(((0.125, 100), (0.25, 200), (0.5, 400), (1, 800))):
+        _fake_job(tmp_path, job, ["experiment=cards", f"data.train_fraction={fraction}"], 2 * images ** -0.5)
+        metrics = json.loads((tmp_path / str(job) / "metrics.json").read_text())
+        (tmp_path / str(job) / "metrics.json").write_text(json.dumps({**metrics, "train_images": images}))
+    _fake_job(tmp_path, 4, ["experiment=cards", "data.train_fraction=0.0625"], status="failed")
+    board = Leaderboard(tmp_path)
+    assert board.rows["train_images"].tolist()[:4] == [800, 400, 200, 100]
+    ((label, jobs, law),) = board.learning_curves()
+    assert law.a == pytest.approx(2) and law.b == pytest.approx(0.5) and len(jobs) == 4
+    # 10 % below the error at 800 images: (0.9)^-2 = 1.235 times the images
+    assert law.images_for(0.9 * law.error_at(800)) == pytest.approx(800 / 0.81)
+    board.write()
+    assert (tmp_path / "learning_curve.png").stat().st_size > 10_000
+    assert "needs about 988 labelled images (1.2x)" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_learning_curve_of_a_maximised_metric_fits_its_shortfall_and_says_when_data_does_not_help(tmp_path):
+    for job, (fraction, images, pck) in enumerate(((0.5, 100, 0.9), (1, 200, 0.85))):
+        _fake_job(tmp_path, job, [f"data.train_fraction={fraction}"], pck, mode="max")
+        metrics = json.loads((tmp_path / str(job) / "metrics.json").read_text())
+        (tmp_path / str(job) / "metrics.json").write_text(json.dumps({**metrics, "train_images": images}))
+    ((_, jobs, law),) = Leaderboard(tmp_path).learning_curves()
+    assert jobs["error"].tolist() == pytest.approx([0.1, 0.15]) and law.b < 0
+    assert "more labelled images did not lower the error" in Leaderboard(tmp_path).markdown()

@@ -43,6 +43,7 @@ def test_short_training_lowers_the_loss_and_raises_pck(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["best/val/nme"] == pytest.approx(best, abs=1e-6)
     assert metrics["best_checkpoint"].startswith(str(tmp_path / "checkpoints"))
+    assert metrics["train_images"] == 512 and metrics["epochs"] == 3
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert metrics["test/pck_0.1"] > 0.5  # tested on the best checkpoint, not an untrained net
     report = json.loads((tmp_path / "eval" / "test" / "metrics.json").read_text())  # the evaluation report

@@ -99,6 +99,11 @@ class KeypointDataset(Dataset):
         known before loading, as for generated data). The datamodule refuses a split with none."""
         return None
 
+    def groups(self) -> list[str] | None:
+        """Per sample, the group it was split by (person, video, image): data.train_fraction keeps whole groups, as
+        the split does. None: every sample is its own group."""
+        return None
+
     def image_sources(self) -> list[tuple[str, Path | bytes]] | None:
         """Per sample, its name and its image file (Path) or pixels (bytes), for the check for the same image under
         two names (None: no check, as for generated data)."""
@@ -133,3 +138,31 @@ class KeypointDataset(Dataset):
         if raw.count is not None:
             sample["count"] = torch.tensor(raw.count, dtype=torch.float32)
         return sample
+
+
+class Subset(KeypointDataset):
+    """The samples `indices` of `data`, which keeps its meta, sizes, source and transform (data.train_fraction)."""
+
+    def __init__(self, data: KeypointDataset, indices: list[int]):
+        super().__init__(data.transform)
+        self.data, self.indices = data, list(indices)
+        self.meta, self.fit_size, self.face_crop = data.meta, data.fit_size, data.face_crop
+        self.source, self.issues = data.source, data.issues
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load(self, index: int) -> RawSample:
+        return self.data.load(self.indices[index])
+
+    def labelled(self) -> np.ndarray | None:
+        labelled = self.data.labelled()
+        return None if labelled is None else labelled[self.indices]
+
+    def groups(self) -> list[str] | None:
+        groups = self.data.groups()
+        return None if groups is None else [groups[i] for i in self.indices]
+
+    def image_sources(self) -> list[tuple[str, Path | bytes]] | None:
+        sources = self.data.image_sources()
+        return None if sources is None else [sources[i] for i in self.indices]

@@ -84,6 +84,9 @@ class CardPacks(KeypointDataset):
     def labelled(self) -> np.ndarray:
         return np.array([frame.visible for frame in self.frames]).reshape(len(self.frames), len(POINTS))
 
+    def groups(self) -> list[str]:
+        return [frame.video for frame in self.frames]
+
     def image_sources(self) -> list[tuple[str, Path]]:
         return [(str(frame.image), frame.image) for frame in self.frames]
 

@@ -221,6 +221,9 @@ class CocoKeypoints(KeypointDataset):
     def labelled(self) -> np.ndarray:
         return np.array([visible for _, _, visible, _ in self.samples])
 
+    def groups(self) -> list[str]:  # the split is by image: its several animals stay together
+        return [str(image_path) for image_path, *_ in self.samples]
+
     def image_sources(self) -> list[tuple[str, Path]]:
         return [(str(image_path), image_path) for image_path, *_ in self.samples]
 

@@ -15,7 +15,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from kp.data import io
-from kp.data.base import KeypointDataset, KeypointMeta
+from kp.data.base import KeypointDataset, KeypointMeta, Subset
 from kp.data.io import DataError
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,13 @@ class KeypointDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         allow_leaks: bool = False,
         max_image_megapixels: float = 100,
+        train_fraction: float = 1.0,
     ):
         """`dataset` is called as dataset(split=..., transform=...) for each of train/val/test (a Hydra partial);
         `transforms` maps a split name to its augmentation pipeline (None: no augmentation). allow_leaks: the same
         image (same bytes) in two splits is a warning instead of an error. max_image_megapixels: larger images are
-        refused before decoding."""
+        refused before decoding. train_fraction: train on this share of the training split only, in whole groups
+        (people, videos), nested (the 25 % subset lies inside the 50 % one): learning curves."""
         super().__init__()
         self.allow_leaks = allow_leaks
         io.MAX_IMAGE_PIXELS = int(max_image_megapixels * 1e6)  # read by every loader's read_image
@@ -48,6 +50,9 @@ class KeypointDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
+        if not 0 < train_fraction <= 1:
+            raise ValueError(f"data.train_fraction must be in (0, 1], got {train_fraction}")
+        self.train_fraction = train_fraction
         self.splits: dict[str, KeypointDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -63,6 +68,8 @@ class KeypointDataModule(L.LightningDataModule):
                 raise DataError(f"{source}: no keypoint of the {split} split is labelled ({len(data)} samples), so its "
                                 "metrics would be NaN: check the label columns and visibility flags")
             self.splits[split] = data
+        if self.train_fraction < 1:
+            self._keep_train_fraction()
         self._check_hflip()
         self._check_duplicates()
         if self.issues:
@@ -80,6 +87,18 @@ class KeypointDataModule(L.LightningDataModule):
             writer = csv.writer(file, lineterminator="\n")
             writer.writerow(["file", "row", "reason"])
             writer.writerows(io.split_location(reason) for reason in self.issues)
+
+    def _keep_train_fraction(self) -> None:
+        train = self.splits["train"]
+        groups = train.groups() or [str(i) for i in range(len(train))]
+        kept = io.nested_subset(groups, self.train_fraction)
+        labelled = train.labelled()
+        if labelled is not None and not labelled[kept].any():
+            raise DataError(f"{train.source or type(train).__name__}: data.train_fraction={self.train_fraction} keeps "
+                            f"{len(kept)} training samples and none has a labelled keypoint: raise the fraction")
+        self.splits["train"] = Subset(train, kept)
+        log.info("data.train_fraction=%g: training on %d of %d images (%d of %d groups)", self.train_fraction,
+                 len(kept), len(train), len({groups[i] for i in kept}), len(set(groups)))
 
     def _check_hflip(self) -> None:
         train = self.splits["train"]

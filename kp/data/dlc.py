@@ -111,6 +111,7 @@ class DeepLabCutProject(KeypointDataset):
         groups = [frame.video if split_by == "video" else str(frame.image) for frame in frames]
         chosen = split_groups(groups, split, fractions, seed, f"{project} by {split_by}")
         self.frames = [frames[i] for i in chosen]
+        self._groups = [groups[i] for i in chosen]
         pairs = resolve_pairs(flip_pairs, bodyparts, "flip_pairs") if flip_pairs is not None \
             else flip_pairs_from_names(bodyparts)
         self.meta = KeypointMeta(names=bodyparts, flip_pairs=pairs,
@@ -121,6 +122,9 @@ class DeepLabCutProject(KeypointDataset):
 
     def labelled(self) -> np.ndarray:
         return np.array([frame.labelled for frame in self.frames]).reshape(len(self.frames), self.meta.num_keypoints)
+
+    def groups(self) -> list[str]:
+        return self._groups
 
     def image_sources(self) -> list[tuple[str, Path]]:
         return [(str(frame.image), frame.image) for frame in self.frames]

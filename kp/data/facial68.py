@@ -99,6 +99,9 @@ class Facial68(KeypointDataset):
     def labelled(self) -> np.ndarray:
         return np.ones((len(self.files), NUM_KEYPOINTS), bool)
 
+    def groups(self) -> list[str]:
+        return [person_of(f.name) for f in self.files]
+
     def image_sources(self) -> list[tuple[str, Path]]:
         return [(str(f), f) for f in self.files]
 

@@ -257,6 +257,23 @@ def split_groups(groups: Sequence[str], split: str, fractions: Mapping[str, floa
     return indices
 
 
+def nested_subset(groups: Sequence[str], fraction: float, seed: int = 0) -> list[int]:
+    """Indices (ascending) of about `fraction` of the samples, in whole groups (groups[i] is sample i's group). The
+    groups are shuffled with `seed` whatever the fraction and taken in that order until the share is reached, so the
+    subsets are nested: the 25 % one lies inside the 50 % one, and a learning curve compares like with like."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"data.train_fraction must be in (0, 1], got {fraction}")
+    unique = sorted(set(groups))
+    order = [unique[i] for i in np.random.default_rng(seed).permutation(len(unique))]
+    size, wanted, chosen, taken = Counter(groups), fraction * len(groups), set(), 0
+    for group in order:
+        if chosen and taken >= wanted - 1e-9:
+            break
+        chosen.add(group)
+        taken += size[group]
+    return [i for i, group in enumerate(groups) if group in chosen]
+
+
 def crop_and_resize(image: np.ndarray, keypoints: np.ndarray, box: tuple[int, int, int, int],
                     size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut box = (x0, y0, w, h) in whole pixels out of `image` (zeros where it leaves the image) and resize it to

@@ -1,0 +1,123 @@
+"""The README's accuracy table: train every preset (conf/experiment/<name>.yaml) on its real data, then score its best
+checkpoint on the held-out split with and without test-time flip (kp.evaluate).
+
+    python scripts/benchmark_accuracy.py [facial68 cards ...] [--out benchmarks/accuracy] [--quick] [-- key=value ...]
+
+Each preset trains as a user would run it, `python train.py experiment=<name>`, in its own process (run dir
+<out>/<name>), then `kp evaluate` writes <out>/<name>/eval/<split>/ and eval/<split>_flip/. The table (printed and
+written to <out>/accuracy.md, one row per preset and metric, goal beside it) gives the wall time of training (with
+its validation epochs and the end-of-run report), the training images per second (training images × epochs ÷ that
+wall time) and the exact command. Presets whose data is absent (../shared/data) are skipped with the reason.
+
+--quick: one epoch of two batches each (and two validation and test batches): checks that every preset runs end to
+end, measures nothing (tests/test_benchmark_accuracy.py). Arguments after `--` go to every train.py (e.g.
+`data.dataset.root=...` for the cat preset, whose images are not in ../shared/data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kp.evaluate import evaluate_run  # noqa: E402
+
+
+@dataclass
+class Preset:
+    data: str  # the folder of ../shared/data it needs (None: none there; the cat images are not shipped)
+    split: str  # the held-out split its figures are reported on
+    goals: dict[str, tuple[str, float]]  # metric -> ("<=" or ">=", goal), metrics as evaluate's metrics.json names them
+
+
+PRESETS = {
+    "facial": Preset("facial_kaggle_format", "val", {"rmse": ("<=", 1.25), "nme": ("", 0), "pck_0.05": ("", 0)}),
+    "facial68": Preset("facial68", "test", {"nme": ("<=", 0.035), "rmse": ("", 0), "rmse_source_px": ("", 0)}),
+    "cards": Preset("cards", "test", {"count_mae": ("<=", 2.5), "rmse": ("<=", 4.0), "pck_0.05": (">=", 0.97)}),
+    "dlc": Preset("dlc_reaching", "test", {"pck_0.05": (">=", 0.95), "rmse": ("", 0), "rmse_source_px": ("", 0)}),
+    "cat": Preset(None, "test", {"pck_0.05": ("", 0), "rmse": ("", 0)}),
+}
+QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
+         "trainer.limit_test_batches=2", "data.num_workers=0", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("KP_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+
+def train(name: str, out: Path, overrides: list[str]) -> tuple[float, str]:
+    """Train the preset in its own process; (wall seconds, the command as a user would type it)."""
+    args = [f"experiment={name}", *overrides]
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "train.py", *args, f"hydra.run.dir={out}"], cwd=ROOT, text=True,
+                            capture_output=True)
+    seconds = time.perf_counter() - started
+    if result.returncode:
+        raise RuntimeError(f"{name}: train.py failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}")
+    return seconds, "python train.py " + " ".join(args)
+
+
+def score(name: str, run: Path, preset: Preset, seconds: float, command: str) -> list[dict]:
+    """One row per goal metric, with and without flip test."""
+    results = {flip: evaluate_run(run, preset.split, flip=flip, out=run / "eval" / f"{preset.split}{'_flip' if flip else ''}")
+               for flip in (False, True)}
+    train_metrics = json.loads((run / "metrics.json").read_text())
+    images_per_s = train_metrics["train_images"] * train_metrics["epochs"] / seconds
+    rows = []
+    for metric, (sense, goal) in preset.goals.items():
+        value, flipped = (results[flip].get(f"{preset.split}/{metric}", math.nan) for flip in (False, True))
+        met = "" if not sense else ("yes" if (value <= goal if sense == "<=" else value >= goal) else "no")
+        rows.append({"preset": name, "split": preset.split, "metric": metric, "value": value, "with flip": flipped,
+                     "goal": f"{sense} {goal:g}" if sense else "", "met": met, "minutes": seconds / 60,
+                     "images/s": images_per_s, "command": command})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    columns = ["preset", "split", "metric", "value", "with flip", "goal", "met", "minutes", "images/s", "command"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns]
+        cells[-1] = f"`{cells[-1]}`"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    argv = sys.argv[1:] if argv is None else argv
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("presets", nargs="*", choices=[[], *PRESETS], default=[], metavar="preset",
+                        help=f"any of {', '.join(PRESETS)} (default: all)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "accuracy")
+    parser.add_argument("--quick", action="store_true", help="one epoch of 2 batches each: checks, measures nothing")
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    rows = []
+    for name in args.presets or list(PRESETS):
+        preset = PRESETS[name]
+        if preset.data and not (data_dir() / preset.data).exists():
+            print(f"{name}: skipped, its data {data_dir() / preset.data} is absent")
+            continue
+        run = args.out / name
+        seconds, command = train(name, run, [*(QUICK if args.quick else []), *extra])
+        rows += score(name, run, preset, seconds, command)
+        print(f"{name}: trained in {seconds / 60:.1f} min; " + ", ".join(
+            f"{r['metric']} {r['value']:.4g} (flip {r['with flip']:.4g})" for r in rows if r["preset"] == name))
+    table = markdown(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "accuracy.md").write_text(table)
+    print(table)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
