@@ -9,6 +9,9 @@ written to <out>/accuracy.md, one row per preset and metric, goal beside it) giv
 its validation epochs and the end-of-run report), the training images per second (training images × epochs ÷ that
 wall time) and the exact command. Presets whose data is absent (../shared/data) are skipped with the reason.
 
+--score-only: score the runs already in <out>/<name> (their wall time from run_info.json, their command from
+.hydra/overrides.yaml) without training again.
+
 --quick: one epoch of two batches each (and two validation and test batches): checks that every preset runs end to
 end, measures nothing (tests/test_benchmark_accuracy.py). Arguments after `--` go to every train.py (e.g.
 `data.dataset.root=...` for the cat preset, whose images are not in ../shared/data).
@@ -25,6 +28,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -66,6 +71,15 @@ def train(name: str, out: Path, overrides: list[str]) -> tuple[float, str]:
     return seconds, "python train.py " + " ".join(args)
 
 
+def trained(run: Path) -> tuple[float, str]:
+    """(wall seconds, command) of a run trained earlier."""
+    if not (run / "metrics.json").exists():
+        raise FileNotFoundError(f"{run}: no finished run to score (no metrics.json); train it first (drop --score-only)")
+    overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
+    return json.loads((run / "run_info.json").read_text())["wall_time_s"], "python train.py " + " ".join(
+        o for o in overrides if not o.startswith("hydra."))
+
+
 def score(name: str, run: Path, preset: Preset, seconds: float, command: str) -> list[dict]:
     """One row per goal metric, with and without flip test."""
     results = {flip: evaluate_run(run, preset.split, flip=flip, out=run / "eval" / f"{preset.split}{'_flip' if flip else ''}")
@@ -100,6 +114,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help=f"any of {', '.join(PRESETS)} (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "accuracy")
     parser.add_argument("--quick", action="store_true", help="one epoch of 2 batches each: checks, measures nothing")
+    parser.add_argument("--score-only", action="store_true", help="score the runs already in --out, do not train")
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     rows = []
     for name in args.presets or list(PRESETS):
@@ -108,7 +123,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"{name}: skipped, its data {data_dir() / preset.data} is absent")
             continue
         run = args.out / name
-        seconds, command = train(name, run, [*(QUICK if args.quick else []), *extra])
+        if args.score_only:
+            seconds, command = trained(run)
+        else:
+            seconds, command = train(name, run, [*(QUICK if args.quick else []), *extra])
         rows += score(name, run, preset, seconds, command)
         print(f"{name}: trained in {seconds / 60:.1f} min; " + ", ".join(
             f"{r['metric']} {r['value']:.4g} (flip {r['with flip']:.4g})" for r in rows if r["preset"] == name))
