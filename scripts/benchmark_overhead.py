@@ -7,7 +7,8 @@ Both sides get the model, codec, loss terms, optimiser and training DataLoader (
 A plain step: encode the targets with the codec, forward, the weighted sum of the loss terms, zero_grad, backward,
 optimiser step. A kp round is a fresh `Trainer` from the config (callbacks, CSV logger, rich progress bar, checkpoints as
 train.py has them) fitting one epoch of `--steps` batches (`trainer.max_epochs=1 trainer.limit_train_batches=STEPS`).
-Rounds alternate: plain, kp, plain, kp, ...
+Rounds alternate in ABBA order (plain, kp, kp, plain, plain, kp, ...), so that a load that drifts during the run
+(other jobs on a shared machine) favours neither side.
 
 What is timed: the interval from one step's start to the next step's start, where a step starts when its batch has
 been fetched (kp: a callback's `on_train_batch_start`; plain: right after `next(loader)`). So a step's time includes
@@ -151,20 +152,24 @@ def main(argv: list[str] | None = None) -> dict:
     plain_steps, kp_steps = [], []
     with tempfile.TemporaryDirectory(prefix="kp_overhead_") as scratch:
         for round_index in range(options.rounds):
-            starts, ends, cpu_starts = plain_round(net, module.codec, losses, module, datamodule.train_dataloader(), options.steps, device)
-            plain_steps.append(len(ends))
-            plain_round_times = intervals(starts, options.warmup)
-            plain_times += plain_round_times
-            plain_spans += spans(starts, ends, options.warmup)
-            plain_cpu += intervals(cpu_starts, options.warmup)
-
-            timer, wall, steps = kp_round(cfg, module, datamodule, Path(scratch) / f"round_{round_index}")
-            kp_steps.append(steps)
-            kp_round_times = intervals(timer.starts, options.warmup)
-            kp_times += kp_round_times
-            kp_spans += spans(timer.starts, timer.ends, options.warmup)
-            kp_cpu += intervals(timer.cpu_starts, options.warmup)
-            outside.append(wall - (timer.ends[-1] - timer.starts[0]))
+            # ABBA order (plain, kp, kp, plain, plain, kp, ...): a load that drifts during the run favours neither side
+            for side in ("plain", "kp") if round_index % 2 == 0 else ("kp", "plain"):
+                if side == "plain":
+                    starts, ends, cpu_starts = plain_round(net, module.codec, losses, module, datamodule.train_dataloader(),
+                                                           options.steps, device)
+                    plain_steps.append(len(ends))
+                    plain_round_times = intervals(starts, options.warmup)
+                    plain_times += plain_round_times
+                    plain_spans += spans(starts, ends, options.warmup)
+                    plain_cpu += intervals(cpu_starts, options.warmup)
+                else:
+                    timer, wall, steps = kp_round(cfg, module, datamodule, Path(scratch) / f"round_{round_index}")
+                    kp_steps.append(steps)
+                    kp_round_times = intervals(timer.starts, options.warmup)
+                    kp_times += kp_round_times
+                    kp_spans += spans(timer.starts, timer.ends, options.warmup)
+                    kp_cpu += intervals(timer.cpu_starts, options.warmup)
+                    outside.append(wall - (timer.ends[-1] - timer.starts[0]))
             print(f"round {round_index + 1}/{options.rounds}: plain {statistics.median(plain_round_times) * 1e3:.1f} ms/step, "
                   f"kp {statistics.median(kp_round_times) * 1e3:.1f} ms/step", flush=True)
 
