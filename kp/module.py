@@ -65,7 +65,6 @@ class KeypointModule(L.LightningModule):
         self.input_size = tuple(input_size)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.configure_metrics(pck_thresholds, pck_norm)
-        self.on_train_epoch_start()  # the running sums of the training loss terms
 
     def configure_metrics(self, pck_thresholds: tuple[float, ...] = (0.05, 0.1), pck_norm: str = "image",
                           sync_on_compute: bool = True) -> None:
@@ -117,36 +116,15 @@ class KeypointModule(L.LightningModule):
         targets["visible"] = batch["visible"]
         if "count" in batch:
             targets["count"] = batch["count"]
-        total, batch_size = 0.0, len(batch["image"])
+        total = 0.0
         for name, term in self.losses.items():
             value = term(outputs, targets)
-            if split == "train":  # summed here, logged once an epoch (on_train_epoch_end): a self.log costs ~1 ms
-                weighted = value.detach() * batch_size
-                self._train_term_sums[name] = self._train_term_sums.get(name, 0) + weighted
-            else:
-                self.log(f"{split}/loss_{name}", value, on_step=False, on_epoch=True, batch_size=batch_size,
-                         sync_dist=True)
+            self.log(f"{split}/loss_{name}", value, on_step=False, on_epoch=True, batch_size=len(batch["image"]),
+                     sync_dist=True)
             total = total + term.weight * value
-        if split == "train":
-            self._train_samples += batch_size
         self.log(f"{split}/loss", total, prog_bar=split == "train", on_step=split == "train", on_epoch=True,
-                 batch_size=batch_size, sync_dist=True)  # averaged over DDP processes
+                 batch_size=len(batch["image"]), sync_dist=True)  # averaged over DDP processes
         return total
-
-    def on_train_epoch_start(self) -> None:
-        self._train_term_sums: dict[str, torch.Tensor] = {}
-        self._train_samples = 0
-
-    def on_train_epoch_end(self) -> None:
-        """train/loss_<term>: the epoch's mean over samples, over all DDP processes, as self.log(on_epoch=True,
-        batch_size=..., sync_dist=True) in each training step would give it, without that call's per-step cost."""
-        if not self._train_samples:
-            return
-        samples = self.trainer.strategy.reduce(torch.tensor(float(self._train_samples), device=self.device), reduce_op="sum")
-        for name, weighted in self._train_term_sums.items():
-            mean = self.trainer.strategy.reduce(weighted, reduce_op="sum") / samples
-            # every process now holds the same value; sync_dist (a mean of equal numbers) spares Lightning's warning
-            self.log(f"train/loss_{name}", mean, on_step=False, on_epoch=True, sync_dist=True)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self._loss(self.net(batch["image"]), batch, "train")

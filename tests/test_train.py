@@ -50,17 +50,6 @@ def test_short_training_lowers_the_loss_and_raises_pck(tmp_path):
     assert report["test/pck_0.1"] == pytest.approx(metrics["test/pck_0.1"]) and report["test/coverage"] > 0.5
 
 
-def test_training_loss_terms_are_epoch_means_over_samples(tmp_path):
-    # train/loss_<term> is summed in the module and logged once an epoch: the same weighted mean as train/loss_epoch
-    cfg = compose_config(*TINY_DATA, "data.dataset.sizes={train:40,val:16,test:16}", "trainer.max_epochs=2",
-                         "loss.keypoints.weight=2.0", *QUIET, output_dir=tmp_path)  # 40 = 16 + 16 + 8: unequal batches
-    train(cfg)
-    log = pd.read_csv(tmp_path / "csv" / "metrics.csv")
-    term, total = log["train/loss_keypoints"].dropna().tolist(), log["train/loss_epoch"].dropna().tolist()
-    assert len(term) == len(total) == 2
-    assert [2 * value for value in term] == pytest.approx(total, rel=1e-5)
-
-
 def _cli(args, root, **kwargs):
     env = {**os.environ, "KP_ROOT": str(root)}
     return subprocess.Popen([sys.executable, *args, *TINY_DATA, *QUIET], cwd=ROOT, env=env, text=True,
