@@ -111,7 +111,8 @@ class Leaderboard:
         """The error against the number of labelled training images, log-log, with each curve's fitted power law
         extended to the size its next 10 % step would need."""
         fig, ax = plt.subplots(figsize=(5.5, 4))
-        for label, jobs, law in self.learning_curves():
+        curves = self.learning_curves()
+        for label, jobs, law in curves:
             points = ax.plot(jobs["train_images"], jobs["error"], "o", label=label)[0]
             if law is not None:
                 most = jobs["train_images"].max()
@@ -121,6 +122,8 @@ class Leaderboard:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
+        sizes = sorted({int(n) for _, jobs, _ in curves for n in jobs["train_images"]})
+        ax.set_xticks(sizes, [str(n) for n in sizes])  # a tick at each training-set size: the decades may show none
         ax.set_xlabel("labelled training images")
         what = self.objective.split(" (")[0]
         ax.set_ylabel(f"best validation {what}" if self.mode == "min" else f"1 - best validation {what}")
