@@ -53,8 +53,10 @@ def write(p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: i
         f"{split}/auc": auc,
         f"{split}/median_error_px": _quantile(visible_errors, 0.5),
         f"{split}/p90_error_px": _quantile(visible_errors, 0.9),
-        # in the source images' pixels (a DeepLabCut frame's, before the loader's resize), as DeepLabCut reports
-        f"{split}/rmse_source_px": float(np.sqrt(np.mean(p.source_errors[p.visible] ** 2))) if p.visible.any() else math.nan,
+        # in the source images' pixels (a DeepLabCut frame's, before the loader's resize): rmse as defined above (per
+        # coordinate), and the mean distance, which is what DeepLabCut reports as its "RMSE"
+        f"{split}/rmse_source_px": _mean(p.source_errors[p.visible] ** 2 / 2) ** 0.5,
+        f"{split}/mean_error_source_px": _mean(p.source_errors[p.visible]),
         f"{split}/coverage": float(covered.sum() / p.visible.sum()) if p.visible.any() else math.nan,
         f"{split}/median_radius_px": _quantile(radius[p.visible], 0.5),
         f"{split}/radius_adaptivity": radius_adaptivity(errors, radius, p.visible),
@@ -123,7 +125,7 @@ def keypoint_table(p, errors, radius, covered, metrics, split, names, metric_nam
     for k, name in enumerate(names):
         seen = p.visible[:, k]
         e = errors[seen, k]
-        row = {"keypoint": name, "labelled": int(seen.sum()), "mean_px": float(e.mean()) if e.size else math.nan,
+        row = {"keypoint": name, "labelled": int(seen.sum()), "mean_px": _mean(e),
                "median_px": _quantile(e, 0.5), "p90_px": _quantile(e, 0.9)}
         row.update({metric if metric != "rmse" else "rmse_px": metrics[f"{split}/{metric}/{name}"]
                     for metric in metric_names})
@@ -157,6 +159,10 @@ def _image_and_frame(sample_id: str) -> tuple[str, str]:
 
 def _quantile(values: np.ndarray, q: float) -> float:
     return float(np.quantile(values, q)) if values.size else math.nan
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if values.size else math.nan
 
 
 def _missing_reasons(metrics: dict, p, meta, pck_norm: str) -> dict[str, str]:

@@ -48,7 +48,8 @@ PRESETS = {
     "facial": Preset("facial_kaggle_format", "val", {"rmse": ("<=", 1.25), "nme": ("", 0), "pck_0.05": ("", 0)}),
     "facial68": Preset("facial68", "test", {"nme": ("<=", 0.035), "rmse": ("", 0), "rmse_source_px": ("", 0)}),
     "cards": Preset("cards", "test", {"count_mae": ("<=", 2.5), "rmse": ("<=", 4.0), "pck_0.05": (">=", 0.97)}),
-    "dlc": Preset("dlc_reaching", "test", {"pck_0.05": (">=", 0.95), "rmse": ("", 0), "rmse_source_px": ("", 0)}),
+    "dlc": Preset("dlc_reaching", "test", {"pck_0.05": (">=", 0.95), "rmse": ("", 0), "rmse_source_px": ("", 0),
+                                            "mean_error_source_px": ("", 0)}),
     "cat": Preset(None, "test", {"pck_0.05": ("", 0), "rmse": ("", 0)}),
 }
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",

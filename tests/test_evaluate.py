@@ -72,6 +72,7 @@ def test_evaluate_command_writes_consistent_files(run, tmp_path, capsys):
     # the synthetic images are not resized: source pixels are input pixels
     assert seen["error_source_px"].to_numpy() == pytest.approx(seen["error_px"].to_numpy(), rel=1e-5)
     assert metrics["val/rmse_source_px"] == pytest.approx(metrics["val/rmse"], rel=1e-5)
+    assert metrics["val/mean_error_source_px"] == pytest.approx(seen["error_source_px"].mean(), rel=1e-5)
 
     curve = pd.read_csv(out / "pck_curve.csv")
     assert curve["threshold"].iloc[0] == 0 and curve["threshold"].iloc[-1] == pytest.approx(0.2)
