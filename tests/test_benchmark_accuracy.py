@@ -43,4 +43,4 @@ def test_every_preset_builds_on_its_real_data(name):
     cfg = compose_config(f"experiment={name}", f"paths.data_dir={SHARED_DATA}")
     datamodule, module = build(cfg)
     assert cfg.task_name == name and len(datamodule.splits[preset.split]) > 0
-    assert module.net.backbone.__class__.__name__ == "EfficientNetLite0"  # every real-data preset is pretrained
+    assert module.net.backbone.__class__.__name__ == "EfficientNetLite0"
