@@ -57,7 +57,7 @@ TYPES = {
     "trainer.limit_test_batches": NUMBER, "trainer.val_check_interval": NUMBER, "trainer.gradient_clip_val": NUMBER,
     "trainer.overfit_batches": NUMBER, "trainer.num_sanity_val_steps": int, "trainer.fast_dev_run": (bool, int),
     "trainer.deterministic": (bool, str), "data.batch_size": int, "data.num_workers": int, "optimizer.lr": NUMBER,
-    "seed": int, "num_examples": int,
+    "seed": int, "num_examples": int, "data.train_fraction": (float, int),
 }
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list", bool: "true or false"}
 
@@ -76,6 +76,10 @@ def check_types(cfg: DictConfig) -> None:
 
 def build(cfg: DictConfig):
     """Instantiate the datamodule and the LightningModule from the config, checking that the pieces fit."""
+    fraction = OmegaConf.select(cfg, "data.train_fraction", default=1.0)
+    if not 0 < fraction <= 1:  # here, not only in the datamodule: Hydra would wrap its error in several lines
+        raise ConfigError(f"data.train_fraction={fraction}: expected a share in (0, 1], e.g. 0.25 for a quarter of "
+                          "the training split")
     datamodule = instantiate(cfg.data)
     meta = datamodule.meta
     channels, height, width = datamodule.input_shape

@@ -76,7 +76,8 @@ class Leaderboard:
         # whichever job failed (a failed job has no test metrics, so dict order would move them).
         self.common = {k: _text(table[k].iloc[0]) for k in override_keys if k not in self.swept}
         tests = sorted(c for c in table.columns if c.startswith("test/"))
-        sizes = ["train_images"] if "data.train_fraction" in self.swept else []
+        self.has_learning_curve = "data.train_fraction" in self.swept
+        sizes = ["train_images"] if self.has_learning_curve else []
         table = table[["job", "status", *self.swept, *sizes, "objective", *tests, "wall_time_s", "error", "run_dir"]]
         self.rows = table.sort_values("objective", ascending=config.optimized_mode == "min", na_position="last",
                                       kind="stable").reset_index(drop=True)
@@ -85,7 +86,7 @@ class Leaderboard:
         self.rows.to_csv(self.sweep_dir / "leaderboard.csv", index=False)
         (self.sweep_dir / "leaderboard.md").write_text(self.markdown())
         self.plot(self.sweep_dir / "objective.png")
-        if "train_images" in self.rows:
+        if self.has_learning_curve:
             self.plot_learning_curve(self.sweep_dir / "learning_curve.png")
 
     def learning_curves(self) -> list[tuple[str, pd.DataFrame, PowerLaw | None]]:
@@ -104,7 +105,7 @@ class Leaderboard:
         return curves
 
     def learning_curve_lines(self) -> list[str]:
-        return [learning_curve.summary(law, jobs["train_images"].tolist(), jobs["error"].tolist(), label)
+        return [learning_curve.summary(law, jobs["train_images"].tolist(), label)
                 for label, jobs, law in self.learning_curves()]
 
     def plot_learning_curve(self, path: Path) -> None:
@@ -140,7 +141,7 @@ class Leaderboard:
         lines = [f"# Leaderboard: {self.sweep_dir}", "", f"objective: best validation {self.objective}", "",
                  *([f"every job: {common}", ""] if common else []),
                  *([f"learning curve (learning_curve.png): {line}" for line in self.learning_curve_lines()] + [""]
-                   if "train_images" in self.rows else []),
+                   if self.has_learning_curve else []),
                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         for row in self.rows.itertuples(index=False):
             lines.append("| " + " | ".join(_text(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
@@ -148,17 +149,18 @@ class Leaderboard:
 
     def print(self) -> None:
         table = Table(title=f"Leaderboard: {self.sweep_dir} (objective: {self.objective})")
-        columns = ["job", "status", *self.swept, *(["train_images"] if "train_images" in self.rows else []), "objective",
+        columns = ["job", "status", *self.swept, *(["train_images"] if self.has_learning_curve else []), "objective",
                    *(c for c in self.rows.columns if c.startswith("test/")), "wall_time_s", "error"]
         for column in columns:
             table.add_column(column, justify="right" if column in ("job", "objective", "wall_time_s") else "left")
         for _, row in self.rows.iterrows():
             table.add_row(*(_text(row[c])[:60] for c in columns))
         table.caption = f"run dir of job N: {self.sweep_dir}/N"
-        Console(width=200).print(table)
-        if "train_images" in self.rows:
+        console = Console(width=200)
+        console.print(table)
+        if self.has_learning_curve:  # printed rather than logged: `sweep.py --summarize` configures no logging
             for line in self.learning_curve_lines():
-                log.info("learning curve: %s", line)
+                console.print(f"learning curve: {line}", soft_wrap=True)
 
     def plot(self, path: Path) -> None:
         """One panel per swept parameter: the objective of each job against its value (log axis for numbers that

@@ -41,7 +41,7 @@ def error_of(objective: float, mode: str) -> float:
     return objective if mode == "min" else 1 - objective
 
 
-def summary(law: PowerLaw | None, images: list[float], errors: list[float], label: str, gain: float = 0.1) -> str:
+def summary(law: PowerLaw | None, images: list[float], label: str, gain: float = 0.1) -> str:
     """One sentence: the fitted law and what the next step (`gain` lower error than at the most images) would need."""
     if law is None:
         return f"{label}: no power law (needs at least two training-set sizes and errors above 0)"

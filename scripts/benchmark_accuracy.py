@@ -34,7 +34,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from kp.errors import user_errors_in_one_line  # noqa: E402
 from kp.evaluate import evaluate_run  # noqa: E402
+
+
+class TrainingFailed(RuntimeError):
+    """train.py exited with an error (its last lines are in the message)."""
 
 
 @dataclass
@@ -67,8 +72,9 @@ def train(name: str, out: Path, overrides: list[str]) -> tuple[float, str]:
     result = subprocess.run([sys.executable, "train.py", *args, f"hydra.run.dir={out}"], cwd=ROOT, text=True,
                             capture_output=True)
     seconds = time.perf_counter() - started
-    if result.returncode:
-        raise RuntimeError(f"{name}: train.py failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}")
+    if result.returncode:  # train.py's own error is its last line on stderr
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise TrainingFailed(f"{name}: train.py failed (exit {result.returncode}): {last}")
     return seconds, "python train.py " + " ".join(args)
 
 
@@ -107,30 +113,39 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _benchmark(name: str, args: argparse.Namespace, extra: list[str]) -> list[dict]:
+    """Train (or, with --score-only, find) and score one preset; no rows when its data is absent."""
+    preset = PRESETS[name]
+    if preset.data and not (data_dir() / preset.data).exists():
+        print(f"{name}: skipped, its data {data_dir() / preset.data} is absent")
+        return []
+    run = args.out / name
+    if args.score_only:
+        seconds, command = trained(run)
+    else:
+        seconds, command = train(name, run, [*(QUICK if args.quick else []), *extra])
+    rows = score(name, run, preset, seconds, command)
+    print(f"{name}: trained in {seconds / 60:.1f} min; " + ", ".join(
+        f"{r['metric']} {r['value']:.4g} (flip {r['with flip']:.4g})" for r in rows))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("presets", nargs="*", choices=[[], *PRESETS], default=[], metavar="preset",
-                        help=f"any of {', '.join(PRESETS)} (default: all)")
+    parser.add_argument("presets", nargs="*", metavar="preset", help=f"any of {', '.join(PRESETS)} (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "accuracy")
     parser.add_argument("--quick", action="store_true", help="one epoch of 2 batches each: checks, measures nothing")
     parser.add_argument("--score-only", action="store_true", help="score the runs already in --out, do not train")
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    unknown = [name for name in args.presets if name not in PRESETS]
+    if unknown:
+        parser.error(f"unknown preset(s) {', '.join(unknown)}: choose from {', '.join(PRESETS)}")
     rows = []
-    for name in args.presets or list(PRESETS):
-        preset = PRESETS[name]
-        if preset.data and not (data_dir() / preset.data).exists():
-            print(f"{name}: skipped, its data {data_dir() / preset.data} is absent")
-            continue
-        run = args.out / name
-        if args.score_only:
-            seconds, command = trained(run)
-        else:
-            seconds, command = train(name, run, [*(QUICK if args.quick else []), *extra])
-        rows += score(name, run, preset, seconds, command)
-        print(f"{name}: trained in {seconds / 60:.1f} min; " + ", ".join(
-            f"{r['metric']} {r['value']:.4g} (flip {r['with flip']:.4g})" for r in rows if r["preset"] == name))
+    with user_errors_in_one_line(also=(FileNotFoundError, TrainingFailed)):
+        for name in args.presets or list(PRESETS):
+            rows += _benchmark(name, args, extra)
     table = markdown(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "accuracy.md").write_text(table)

@@ -176,3 +176,11 @@ def test_train_fraction_keeps_whole_videos_nested_and_leaves_val_and_test_alone(
     assert sample["id"] == str(full.splits["train"].frames[kept[0.25].splits["train"].indices[0]].image)
     with pytest.raises(ValueError, match=r"train_fraction must be in \(0, 1\], got 0"):
         KeypointDataModule(lambda split, transform: load(tmp_path, split), train_fraction=0)
+
+
+def test_train_fraction_outside_0_1_is_a_one_line_configuration_error():
+    from kp.build import ConfigError, build
+    from tests.helpers import TINY_DATA, compose_config
+
+    with pytest.raises(ConfigError, match=r"data.train_fraction=1.5: expected a share in \(0, 1\]"):
+        build(compose_config(*TINY_DATA, "data.train_fraction=1.5"))

@@ -60,6 +60,8 @@ class KeypointDataModule(L.LightningDataModule):
             return
         for split in SPLITS:
             data = self.dataset(split=split, transform=self.transforms.get(split))
+            if split == "train" and self.train_fraction < 1:
+                data = self._train_fraction_of(data)
             source = data.source or type(data).__name__
             if len(data) == 0:
                 raise DataError(f"{source}: the {split} split is empty: check the data path and the split settings")
@@ -68,8 +70,6 @@ class KeypointDataModule(L.LightningDataModule):
                 raise DataError(f"{source}: no keypoint of the {split} split is labelled ({len(data)} samples), so its "
                                 "metrics would be NaN: check the label columns and visibility flags")
             self.splits[split] = data
-        if self.train_fraction < 1:
-            self._keep_train_fraction()
         self._check_hflip()
         self._check_duplicates()
         if self.issues:
@@ -88,17 +88,14 @@ class KeypointDataModule(L.LightningDataModule):
             writer.writerow(["file", "row", "reason"])
             writer.writerows(io.split_location(reason) for reason in self.issues)
 
-    def _keep_train_fraction(self) -> None:
-        train = self.splits["train"]
+    def _train_fraction_of(self, train: KeypointDataset) -> Subset:
+        """The nested share of the training split; the checks of setup() then apply to it (a share with no labelled
+        keypoint is refused like a split with none)."""
         groups = train.groups() or [str(i) for i in range(len(train))]
         kept = io.nested_subset(groups, self.train_fraction)
-        labelled = train.labelled()
-        if labelled is not None and not labelled[kept].any():
-            raise DataError(f"{train.source or type(train).__name__}: data.train_fraction={self.train_fraction} keeps "
-                            f"{len(kept)} training samples and none has a labelled keypoint: raise the fraction")
-        self.splits["train"] = Subset(train, kept)
         log.info("data.train_fraction=%g: training on %d of %d images (%d of %d groups)", self.train_fraction,
                  len(kept), len(train), len({groups[i] for i in kept}), len(set(groups)))
+        return Subset(train, kept)
 
     def _check_hflip(self) -> None:
         train = self.splits["train"]

@@ -261,8 +261,6 @@ def nested_subset(groups: Sequence[str], fraction: float, seed: int = 0) -> list
     """Indices (ascending) of about `fraction` of the samples, in whole groups (groups[i] is sample i's group). The
     groups are shuffled with `seed` whatever the fraction and taken in that order until the share is reached, so the
     subsets are nested: the 25 % one lies inside the 50 % one, and a learning curve compares like with like."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"data.train_fraction must be in (0, 1], got {fraction}")
     unique = sorted(set(groups))
     order = [unique[i] for i in np.random.default_rng(seed).permutation(len(unique))]
     size, wanted, chosen, taken = Counter(groups), fraction * len(groups), set(), 0
