@@ -2,9 +2,8 @@
 
 Split conformal prediction with a scaled residual (Lei et al. 2018; Angelopoulos & Bates 2021, "A gentle
 introduction to conformal prediction", section 2.3): on the validation split, each visible keypoint's error in input
-pixels is divided by the prediction's difficulty (KeypointModule.predict_details: the heatmap's spread, combined with
-the flip disagreement under flip test), and the ceil((n + 1)(1 - alpha))-th smallest of these n ratios is the
-keypoint's scale. A new prediction's radius is scale × its difficulty: small circles where the model is sure, big
+pixels is divided by the prediction's difficulty (`difficulty` below), and the ceil((n + 1)(1 - alpha))-th smallest
+of these n ratios is the keypoint's scale. A new prediction's radius is scale × its difficulty: small circles where the model is sure, big
 ones where it is not. If the calibration and test samples are exchangeable, the true point lies inside the circle
 with probability at least 1 - alpha (and at most 1 - alpha + 1/(n + 1)).
 
@@ -25,6 +24,23 @@ import torch
 
 MIN_PER_KEYPOINT = 30
 CHECKPOINT_KEY = "kp_calibration"
+# The formula of `difficulty`, stored with each calibration: a scale fitted on another formula would give wrong
+# radii, so a checkpoint calibrated by an older kp is treated as uncalibrated (kp evaluate recalibrates it).
+DIFFICULTY = "spread*(surprise+image_surprise)"
+SCORE_RANGE = (1e-3, 0.99)  # scores are clipped to it before the log: a peak above 1 or at 0 stays finite
+
+
+def difficulty(spread: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """B×K difficulty in input pixels: the prediction's spread (heatmap spread, combined with the flip disagreement
+    under flip test) × (its surprise + the image's mean surprise), surprise = -log(score).
+
+    Why both factors: the spread alone hardly separates the bad predictions (README, "Evaluation and calibrated
+    uncertainty": worst-tenth over best-tenth radius 1.0-1.2 on the presets), because a low, wrong peak can be as
+    narrow as a right one; a low peak score flags it, and an image whose keypoints are all unsure (blur, occlusion,
+    an unusual face) is likely wrong everywhere. The image's mean surprise keeps the range moderate: the keypoint's
+    own surprise alone spans 1:700 between scores 0.99 and 0.001 and inflates the mean circle."""
+    surprise = -scores.float().clamp(*SCORE_RANGE).log()
+    return spread * (surprise + surprise.mean(-1, keepdim=True))
 
 
 @dataclass
@@ -34,6 +50,7 @@ class Calibration:
     scale: list[float]  # per keypoint: radius = scale × difficulty (inf: too few calibration points even pooled)
     count: list[int]  # visible calibration points per keypoint
     pooled: list[bool]  # per keypoint: the scale is the pooled one (fewer than MIN_PER_KEYPOINT points)
+    difficulty: str = DIFFICULTY  # the formula the scale was fitted on
 
     def radius(self, difficulty: np.ndarray | torch.Tensor) -> np.ndarray:
         """B×K difficulties (input pixels) -> B×K radii (input pixels)."""
@@ -73,9 +90,10 @@ def mode(flip: bool) -> str:
 
 
 def from_checkpoint(checkpoint: dict, flip: bool) -> Calibration | None:
-    """The calibration a checkpoint carries for this flip mode, or None."""
+    """The calibration a checkpoint carries for this flip mode, or None (also for one fitted on another difficulty
+    formula: its scale does not apply to today's difficulty)."""
     stored = checkpoint.get(CHECKPOINT_KEY, {}).get(mode(flip))
-    return Calibration(**stored) if stored else None
+    return Calibration(**stored) if stored and stored.get("difficulty") == DIFFICULTY else None
 
 
 def store(checkpoint_path: str | Path, calibration: Calibration) -> None:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError
 
+from kp.calibration import difficulty
 from kp.codecs import flip_test
 from kp.data.base import KeypointMeta
 from kp.losses import LossTerm
@@ -100,16 +101,18 @@ class KeypointModule(L.LightningModule):
 
     def predict_details(self, images: torch.Tensor, flip: bool = False,
                         outputs: dict[str, torch.Tensor] | None = None) -> Prediction:
-        """`predict`, plus what evaluation and calibrated uncertainty need: the per-keypoint difficulty
-        hypot(spread of the prediction, flip disagreement) in input pixels (kp.calibration scales it into a radius)
-        and the network's outputs for the image itself."""
+        """`predict`, plus what evaluation and calibrated uncertainty need: the per-keypoint difficulty in input
+        pixels (kp.calibration.difficulty, from the prediction's spread, combined with the flip disagreement under
+        flip test, and the scores; kp.calibration scales it into a radius) and the network's outputs for the image
+        itself."""
         outputs = self.net(images) if outputs is None else outputs
         if not flip:
             keypoints, scores = self.codec.decode(outputs)
-            return Prediction(keypoints, scores, self.codec.spread(outputs), outputs)
+            return Prediction(keypoints, scores, difficulty(self.codec.spread(outputs), scores), outputs)
         mirrored = self.net(images.flip(-1))
         keypoints, scores, disagreement = flip_test(self.codec, outputs, mirrored, self.meta.flip_permutation(strict=True))
-        return Prediction(keypoints, scores, torch.hypot(self.codec.spread(outputs), disagreement), outputs)
+        spread = torch.hypot(self.codec.spread(outputs), disagreement)
+        return Prediction(keypoints, scores, difficulty(spread, scores), outputs)
 
     def _loss(self, outputs: dict, batch: dict, split: str) -> torch.Tensor:
         targets = self.codec.encode(batch["keypoints"], batch["visible"])

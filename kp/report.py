@@ -1,8 +1,9 @@
 """The evaluation report (README "Evaluate"): what kp.evaluate and the end of train.py write for a split.
 
   metrics.json     the module's metrics (as train.py's test logs them) + PCK AUC, median and p90 error, the coverage
-                   of the uncertainty radius and its adaptivity; a metric that cannot be computed is null, with the
-                   reason under "missing"; samples with no labelled keypoint are counted and listed
+                   of the uncertainty radius (overall, per keypoint, over the worst tenth of samples) and its
+                   adaptivity; a metric that cannot be computed is null, with the reason under "missing"; samples
+                   with no labelled keypoint are counted and listed
   keypoints.csv/md one row per keypoint
   errors.csv       one row per sample and keypoint (input pixels, and the error in the source image's pixels)
   pck_curve.csv/png, keypoint_errors.png, error_vs_score.png, worst.png, counts.png (count models)
@@ -60,6 +61,7 @@ def write(p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: i
         f"{split}/coverage": float(covered.sum() / p.visible.sum()) if p.visible.any() else math.nan,
         f"{split}/median_radius_px": _quantile(radius[p.visible], 0.5),
         f"{split}/radius_adaptivity": radius_adaptivity(errors, radius, p.visible),
+        f"{split}/coverage_worst_tenth": worst_tenth_coverage(errors, radius, p.visible),
     })
     for k, name in enumerate(meta.names):
         seen = p.visible[:, k]
@@ -99,18 +101,36 @@ def write(p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: i
     return result
 
 
+def tenths(errors: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Indices of the best and the worst tenth of labelled samples by mean error; None with fewer than 10."""
+    labelled = np.flatnonzero(visible.any(1))
+    if len(labelled) < 10:
+        return None
+    mean_error = np.nanmean(np.where(visible, errors, np.nan)[labelled], 1)
+    order = labelled[np.argsort(mean_error, kind="stable")]
+    tenth = len(order) // 10
+    return order[:tenth], order[-tenth:]
+
+
 def radius_adaptivity(errors: np.ndarray, radius: np.ndarray, visible: np.ndarray) -> float:
     """Median radius of the worst tenth of samples (by mean error) over that of the best tenth: > 1 when the radius
     grows where the model is wrong, 1 for a radius that ignores the sample. NaN with fewer than 10 labelled samples."""
-    labelled = visible.any(1)
-    if labelled.sum() < 10:
+    split = tenths(errors, visible)
+    if split is None:
         return math.nan
-    mean_error = np.nanmean(np.where(visible, errors, np.nan)[labelled], 1)
-    sample_radius = np.nanmedian(np.where(visible, radius, np.nan)[labelled], 1)
-    order = np.argsort(mean_error)
-    tenth = max(1, len(order) // 10)
-    best, worst = np.median(sample_radius[order[:tenth]]), np.median(sample_radius[order[-tenth:]])
+    best, worst = (np.median(np.nanmedian(np.where(visible[part], radius[part], np.nan), 1)) for part in split)
     return float(worst / best) if best > 0 else math.inf
+
+
+def worst_tenth_coverage(errors: np.ndarray, radius: np.ndarray, visible: np.ndarray) -> float:
+    """Coverage over the worst tenth of samples (by mean error): whether the circles still catch the model's
+    failures (a radius that ignores the sample covers far less there than overall). NaN with fewer than 10
+    labelled samples."""
+    split = tenths(errors, visible)
+    if split is None:
+        return math.nan
+    worst = split[1]
+    return float((errors[worst] <= radius[worst])[visible[worst]].mean())
 
 
 def worst_samples(errors: np.ndarray, visible: np.ndarray, n: int) -> np.ndarray:
@@ -179,7 +199,7 @@ def _missing_reasons(metrics: dict, p, meta, pck_norm: str) -> dict[str, str]:
         seen = p.visible[:, meta.names.index(name)] if name else p.visible
         if not seen.any():
             reasons[key] = f"no visible {name or 'keypoint'} in the split"
-        elif "adaptivity" in key:
+        elif "adaptivity" in key or "worst_tenth" in key:
             reasons[key] = "fewer than 10 labelled samples"
         elif pair and (parts[1] == "nme" or pck_norm == "pair"):
             reasons[key] = pair_reason
@@ -229,10 +249,12 @@ def _report_page(result: dict, split: str, table: pd.DataFrame, pictures: dict, 
     lines += ["", "## Uncertainty", "",
               f"Each prediction carries a radius meant to hold the true point with probability {1 - calib['alpha']:g} "
               f"(split conformal, calibrated on the validation split, scaled by the prediction's spread"
-              f"{' and flip disagreement' if calib['flip'] else ''}). Coverage here: "
+              f"{' and flip disagreement' if calib['flip'] else ''} and by how low its own and its image's scores are)."
+              f" Coverage here: "
               f"**{_format(result[f'{split}/coverage'])}**; median radius {_format(result[f'{split}/median_radius_px'])}"
               f" px; the worst tenth of samples get {_format(result[f'{split}/radius_adaptivity'])}× the radius of "
-              f"the best tenth.", "", "## Per keypoint", "", _markdown(table), "## Figures", ""]
+              f"the best tenth, and their coverage is {_format(result[f'{split}/coverage_worst_tenth'])}.", "",
+              "## Per keypoint", "", _markdown(table), "## Figures", ""]
     captions = {"pck_curve.png": "PCK curve", "keypoint_errors.png": "error per keypoint",
                 "error_vs_score.png": "error against score",
                 "worst.png": "the worst samples (green: truth, red: prediction, cyan: radius)",

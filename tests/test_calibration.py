@@ -56,6 +56,28 @@ def test_too_few_points_give_an_infinite_radius_not_a_false_promise():
         calibration.calibrate(np.ones((3, 1)), np.ones((3, 1)), np.ones((3, 1), bool), alpha=1.5)
 
 
+def test_difficulty_grows_with_the_spread_and_with_low_scores_of_the_point_and_its_image():
+    spread = torch.tensor([[2.0, 2.0], [2.0, 4.0], [2.0, 2.0]])
+    scores = torch.tensor([[0.99, 0.99], [0.99, 0.99], [0.99, 0.1]])
+    difficulty = calibration.difficulty(spread, scores)
+    sure, unsure = -math.log(0.99), -math.log(0.1)
+    assert difficulty.numpy() == pytest.approx(np.array([[2 * 2 * sure] * 2, [2 * 2 * sure, 4 * 2 * sure],
+                                                           [2 * (sure + (sure + unsure) / 2), 2 * (unsure + (sure + unsure) / 2)]]))
+    # A peak above 1 or at 0 (heatmaps are not probabilities) stays finite and positive.
+    extreme = calibration.difficulty(torch.ones(1, 2), torch.tensor([[1.3, 0.0]]))
+    assert torch.isfinite(extreme).all() and (extreme > 0).all()
+
+
+def test_a_calibration_fitted_on_another_difficulty_is_not_used(tmp_path):
+    """Checkpoints calibrated by an older kp (spread-only difficulty, no "difficulty" field) would get wrong radii:
+    they count as uncalibrated, so kp evaluate recalibrates them."""
+    fitted = calibration.Calibration(alpha=0.1, flip=False, scale=[2.0], count=[50], pooled=[False])
+    stored = fitted.to_dict()
+    assert calibration.from_checkpoint({calibration.CHECKPOINT_KEY: {"plain": stored}}, flip=False) == fitted
+    old = {key: value for key, value in stored.items() if key != "difficulty"}
+    assert calibration.from_checkpoint({calibration.CHECKPOINT_KEY: {"plain": old}}, flip=False) is None
+
+
 def test_calibration_is_stored_in_the_checkpoint_and_gives_kp_load_a_radius(tmp_path):
     _, module = build(compose_config(*TINY_DATA, "model.backbone.width=4", output_dir=tmp_path))
     path = tmp_path / "model.ckpt"

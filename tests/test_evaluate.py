@@ -68,6 +68,9 @@ def test_evaluate_command_writes_consistent_files(run, tmp_path, capsys):
         seen["error_px"].to_numpy(), abs=1e-4)
     assert errors.loc[~errors["visible"], "error_px"].isna().all()
     assert metrics["val/coverage"] == pytest.approx((seen["error_px"] <= seen["radius_px"]).mean())
+    worst = seen.groupby("sample")["error_px"].mean().sort_values(kind="stable").index[-3:]  # 32 samples: a tenth is 3
+    in_worst = seen[seen["sample"].isin(worst)]
+    assert metrics["val/coverage_worst_tenth"] == pytest.approx((in_worst["error_px"] <= in_worst["radius_px"]).mean())
     assert metrics["val/median_error_px"] == pytest.approx(seen["error_px"].median(), rel=1e-5)
     # the synthetic images are not resized: source pixels are input pixels
     assert seen["error_source_px"].to_numpy() == pytest.approx(seen["error_px"].to_numpy(), rel=1e-5)
@@ -151,10 +154,12 @@ def test_coordinate_model_with_a_count_head_gets_the_count_figure_and_columns(tm
     per_sample = errors.groupby("sample").first()
     assert metrics["val/count_mae"] == pytest.approx((per_sample["count_pred"] - per_sample["count_true"]).abs().mean(),
                                                      rel=1e-4)
-    # A regressed point has no spread: the radius is the keypoint's calibrated scale × 1 px everywhere.
-    radius = errors.groupby("keypoint", sort=False)["radius_px"]
-    assert (radius.nunique() == 1).all()
-    assert radius.first().reindex(NAMES).tolist() == pytest.approx(metrics["calibration"]["scale"])
+    # A regressed point has no spread (1 px): its radius is the keypoint's calibrated scale × (its surprise + its
+    # image's mean surprise), surprise = -log(score clipped to [0.001, 0.99]), all readable from errors.csv.
+    surprise = -np.log(errors["score"].clip(1e-3, 0.99))
+    difficulty = surprise + surprise.groupby(errors["sample"]).transform("mean")
+    scale = errors["keypoint"].map(dict(zip(NAMES, metrics["calibration"]["scale"])))
+    assert errors["radius_px"].to_numpy() == pytest.approx((scale * difficulty).to_numpy(), rel=1e-4)
 
 
 def test_other_data_through_overrides_and_refusals(run, tmp_path):

@@ -7,7 +7,8 @@ model's device (after MMPose's codecs):
   flip_back(outputs of the mirrored image, permutation) -> the same outputs as if the network had seen the image
                                                      itself: mirrored back, left/right keypoints swapped
   spread(outputs)                                  -> B×K: how spread out the prediction is, in input pixels (the
-                                                     difficulty that scales the calibrated uncertainty radius)
+                                                     first factor of kp.calibration.difficulty, which scales the
+                                                     calibrated uncertainty radius)
 `name` is the model's `target` argument, `stride` input pixels per output pixel, `input_size` (height, width).
 """
 
