@@ -61,6 +61,8 @@ def write(p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: i
         f"{split}/coverage": float(covered.sum() / p.visible.sum()) if p.visible.any() else math.nan,
         f"{split}/median_radius_px": _quantile(radius[p.visible], 0.5),
         f"{split}/radius_adaptivity": radius_adaptivity(errors, radius, p.visible),
+        # the adaptivity of a radius equal to each error: what a perfect difficulty would reach on this split
+        f"{split}/error_adaptivity": radius_adaptivity(errors, errors, p.visible),
         f"{split}/coverage_worst_tenth": worst_tenth_coverage(errors, radius, p.visible),
     })
     for k, name in enumerate(meta.names):
@@ -114,7 +116,8 @@ def tenths(errors: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def radius_adaptivity(errors: np.ndarray, radius: np.ndarray, visible: np.ndarray) -> float:
     """Median radius of the worst tenth of samples (by mean error) over that of the best tenth: > 1 when the radius
-    grows where the model is wrong, 1 for a radius that ignores the sample. NaN with fewer than 10 labelled samples."""
+    grows where the model is wrong, 1 for a radius that ignores the sample. NaN with fewer than 10 labelled samples.
+    radius = errors gives its ceiling: a circle through every true point."""
     split = tenths(errors, visible)
     if split is None:
         return math.nan
@@ -199,7 +202,7 @@ def _missing_reasons(metrics: dict, p, meta, pck_norm: str) -> dict[str, str]:
         seen = p.visible[:, meta.names.index(name)] if name else p.visible
         if not seen.any():
             reasons[key] = f"no visible {name or 'keypoint'} in the split"
-        elif "adaptivity" in key or "worst_tenth" in key:
+        elif "adaptivity" in key or "worst_tenth" in key:  # radius_, error_adaptivity, coverage_worst_tenth
             reasons[key] = "fewer than 10 labelled samples"
         elif pair and (parts[1] == "nme" or pck_norm == "pair"):
             reasons[key] = pair_reason
@@ -253,7 +256,9 @@ def _report_page(result: dict, split: str, table: pd.DataFrame, pictures: dict, 
               f" Coverage here: "
               f"**{_format(result[f'{split}/coverage'])}**; median radius {_format(result[f'{split}/median_radius_px'])}"
               f" px; the worst tenth of samples get {_format(result[f'{split}/radius_adaptivity'])}× the radius of "
-              f"the best tenth, and their coverage is {_format(result[f'{split}/coverage_worst_tenth'])}.", "",
+              f"the best tenth (a circle through each true point would give "
+              f"{_format(result[f'{split}/error_adaptivity'])}×), and their coverage is "
+              f"{_format(result[f'{split}/coverage_worst_tenth'])}.", "",
               "## Per keypoint", "", _markdown(table), "## Figures", ""]
     captions = {"pck_curve.png": "PCK curve", "keypoint_errors.png": "error per keypoint",
                 "error_vs_score.png": "error against score",

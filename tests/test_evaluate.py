@@ -71,6 +71,11 @@ def test_evaluate_command_writes_consistent_files(run, tmp_path, capsys):
     worst = seen.groupby("sample")["error_px"].mean().sort_values(kind="stable").index[-3:]  # 32 samples: a tenth is 3
     in_worst = seen[seen["sample"].isin(worst)]
     assert metrics["val/coverage_worst_tenth"] == pytest.approx((in_worst["error_px"] <= in_worst["radius_px"]).mean())
+    best = seen.groupby("sample")["error_px"].mean().sort_values(kind="stable").index[:3]
+    per_sample = seen.groupby("sample")
+    for key, column in (("radius_adaptivity", "radius_px"), ("error_adaptivity", "error_px")):
+        median = per_sample[column].median()
+        assert metrics[f"val/{key}"] == pytest.approx(median[worst].median() / median[best].median(), rel=1e-5)
     assert metrics["val/median_error_px"] == pytest.approx(seen["error_px"].median(), rel=1e-5)
     # the synthetic images are not resized: source pixels are input pixels
     assert seen["error_source_px"].to_numpy() == pytest.approx(seen["error_px"].to_numpy(), rel=1e-5)
