@@ -117,7 +117,7 @@ def tenths(errors: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndar
 def radius_adaptivity(errors: np.ndarray, radius: np.ndarray, visible: np.ndarray) -> float:
     """Median radius of the worst tenth of samples (by mean error) over that of the best tenth: > 1 when the radius
     grows where the model is wrong, 1 for a radius that ignores the sample. NaN with fewer than 10 labelled samples.
-    radius = errors gives its ceiling: a circle through every true point."""
+    radius = errors gives the adaptivity of a circle through every true point, for comparison."""
     split = tenths(errors, visible)
     if split is None:
         return math.nan
