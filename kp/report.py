@@ -61,7 +61,7 @@ def write(p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: i
         f"{split}/coverage": float(covered.sum() / p.visible.sum()) if p.visible.any() else math.nan,
         f"{split}/median_radius_px": _quantile(radius[p.visible], 0.5),
         f"{split}/radius_adaptivity": radius_adaptivity(errors, radius, p.visible),
-        # the adaptivity of a radius equal to each error: what a perfect difficulty would reach on this split
+        # the adaptivity of a radius equal to each error, for comparison
         f"{split}/error_adaptivity": radius_adaptivity(errors, errors, p.visible),
         f"{split}/coverage_worst_tenth": worst_tenth_coverage(errors, radius, p.visible),
     })
