@@ -4,8 +4,8 @@ Split conformal prediction with a scaled residual (Lei et al. 2018; Angelopoulos
 introduction to conformal prediction", section 2.3): on the validation split, each visible keypoint's error in input
 pixels is divided by the prediction's difficulty (`difficulty` below), and the ceil((n + 1)(1 - alpha))-th smallest
 of these n ratios is the keypoint's scale. A new prediction's radius is scale × its difficulty: small circles where
-the model is sure, big ones where it is not. If the calibration and test samples are exchangeable, the true point lies inside the circle
-with probability at least 1 - alpha (and at most 1 - alpha + 1/(n + 1)).
+the model is sure, big ones where it is not. If the calibration and test samples are exchangeable, the true point
+lies inside the circle with probability at least 1 - alpha (and at most 1 - alpha + 1/(n + 1)).
 
 A keypoint with fewer than MIN_PER_KEYPOINT visible calibration points uses the scale of all keypoints pooled (a
 small split cannot give a 90 % quantile of its own). The calibration is stored inside the checkpoint, under
