@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
-from kp.data import facial
+from kp.data import facial, facial68
 from kp.data.datamodule import KeypointDataModule
 from kp.data.facial import FacialKeypoints, read_test_images, write_submission
 from kp.data.facial68 import Facial68, person_of
 from kp.data.io import DataError
+from kp.faces import face_crop_box
+from kp.geometry import apply
 from tests.helpers import compose_config, shared_data
 
 COLUMNS = [f"{name}_{axis}" for name in facial.NAMES for axis in "xy"]
@@ -232,6 +234,49 @@ def test_facial68_wrong_keypoint_count_and_corrupt_image(faces68):
     index = [f.name for f in data.files].index("Bob_10.jpg")
     with pytest.raises(DataError, match=r"Bob_10.jpg: corrupt or unsupported image"):
         data[index]
+
+
+def test_facial68_face_crops_without_a_detected_face(faces68, caplog):
+    """Noise has no face: training photos are cut around the box their landmarks imply, held-out photos around the
+    box of a face filling the photo as usual (no label steers them); both counted in the log."""
+    with caplog.at_level(logging.WARNING, logger="kp.data.facial68"):
+        train = Facial68("train", faces68, val_fraction=0.0, test_fraction=0.0, crop="face")
+        test = Facial68("test", faces68, val_fraction=0.0, test_fraction=1.0, crop="face")
+    assert train.face_crop == test.face_crop == facial68.FACE_FRAMING
+    assert "found no face holding the landmarks in 6 of 6 photos: cropped around their landmarks' box" in caplog.text
+    assert "6 of 6 photos: cropped around the box of a face filling the photo as usual" in caplog.text
+
+    points = train.keypoints[0]
+    span, shift = facial68.LANDMARKS_IN_BOX
+    width = (points.max(0) - points.min(0)).max() / span
+    centre = (points.min(0) + points.max(0)) / 2 - (0, shift * width)
+    box = (centre[0] - width / 2, centre[1] - width / 2, width, width)
+    assert train.boxes[0] == face_crop_box(box, *facial68.FACE_FRAMING)
+    x0, y0, side, _ = train.boxes[0]
+    sample = train.load(0)
+    assert sample.image.shape[:2] == (side, side)
+    np.testing.assert_allclose(sample.keypoints, points - (x0, y0), atol=1e-4)  # a crop: a shift, no scaling
+    np.testing.assert_allclose(apply(sample.affine, points), sample.keypoints, atol=1e-4)
+
+    height, width = face_image(0, 3).shape[:2]  # Ann_Lee_00: 60×50
+    photo_box = face_crop_box(((width - 1) / 2 - 12.5, (height - 1) / 2 - 12.5, 25, 25), *facial68.FACE_FRAMING)
+    assert test.boxes[[f.name for f in test.files].index("Ann_Lee_00.jpg")] == photo_box
+    with pytest.raises(ValueError, match="data.dataset.crop must be one of"):
+        Facial68("train", faces68, crop="faces")
+
+
+def test_real_facial68_face_crops_hold_the_face():
+    """On the real test split: the detector finds most faces, each crop holds its landmarks, and the landmarks fill
+    the crop about as FACE_FRAMING intends (span 0.88 / 1.3 of the side)."""
+    data = Facial68("test", shared_data("facial68"), crop="face")
+    spans, inside = [], []
+    for i in range(len(data)):
+        sample = data.load(i)
+        side = sample.image.shape[0]
+        inside.append(((sample.keypoints >= 0) & (sample.keypoints <= side - 1)).all())
+        spans.append((sample.keypoints.max(0) - sample.keypoints.min(0)).max() / side)
+    assert np.mean(inside) > 0.95
+    assert 0.6 < np.median(spans) < 0.75
 
 
 def test_real_facial68_seed_transforms_and_person_split():
