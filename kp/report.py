@@ -122,6 +122,8 @@ def radius_adaptivity(errors: np.ndarray, radius: np.ndarray, visible: np.ndarra
     if split is None:
         return math.nan
     best, worst = (np.median(np.nanmedian(np.where(visible[part], radius[part], np.nan), 1)) for part in split)
+    if not np.isfinite(best):  # an infinite radius (too few calibration points): no ratio to speak of
+        return math.nan
     return float(worst / best) if best > 0 else math.inf
 
 
@@ -203,7 +205,8 @@ def _missing_reasons(metrics: dict, p, meta, pck_norm: str) -> dict[str, str]:
         if not seen.any():
             reasons[key] = f"no visible {name or 'keypoint'} in the split"
         elif "adaptivity" in key or "worst_tenth" in key:  # radius_, error_adaptivity, coverage_worst_tenth
-            reasons[key] = "fewer than 10 labelled samples"
+            reasons[key] = ("fewer than 10 labelled samples" if p.visible.any(1).sum() < 10
+                            else "the radius is infinite (too few validation points to calibrate it)")
         elif pair and (parts[1] == "nme" or pck_norm == "pair"):
             reasons[key] = pair_reason
         else:

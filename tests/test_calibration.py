@@ -68,7 +68,7 @@ def test_difficulty_grows_with_the_spread_and_with_low_scores_of_the_point_and_i
     assert torch.isfinite(extreme).all() and (extreme > 0).all()
 
 
-def test_a_calibration_fitted_on_another_difficulty_is_not_used(tmp_path):
+def test_a_calibration_fitted_on_another_difficulty_is_not_used():
     """Checkpoints calibrated by an older kp (spread-only difficulty, no "difficulty" field) would get wrong radii:
     they count as uncalibrated, so kp evaluate recalibrates them."""
     fitted = calibration.Calibration(alpha=0.1, flip=False, scale=[2.0], count=[50], pooled=[False])

@@ -150,7 +150,7 @@ def test_flip_test_with_coordinates_and_heads():
 
 @pytest.mark.parametrize("stride", [1, 2, 4])
 def test_heatmap_spread_is_small_for_a_sharp_peak_and_large_for_two(stride):
-    """The difficulty behind the uncertainty radius: in input pixels, so the same Gaussian gives the same spread at
+    """One factor of the difficulty behind the uncertainty radius: in input pixels, so the same Gaussian gives the same spread at
     every stride; a second blob of the same height far away makes it much larger."""
     sigma_px = 4.0
     codec = HeatmapCodec((SIZE, SIZE), stride=stride, sigma=sigma_px / stride)

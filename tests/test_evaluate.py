@@ -204,3 +204,12 @@ def test_errors_in_source_pixels_undo_the_loaders_resize():
         visible=np.ones((2, 1), bool), scores=np.ones((2, 1)), difficulty=np.ones((2, 1)), pck_norm=np.ones(2),
         source_scale=np.array([0.5, 1.0]), count_true=None, count_pred=None, metrics={})
     assert p.source_errors[:, 0].tolist() == [2.0, 3.0]
+
+
+def test_adaptivity_of_an_infinite_radius_is_missing_not_a_warning():
+    """Too few validation points give an infinite radius (kp.calibration): inf / inf is no ratio."""
+    errors, visible = np.random.default_rng(0).uniform(1, 3, (20, 2)), np.ones((20, 2), bool)
+    with np.errstate(invalid="raise"):
+        assert math.isnan(report.radius_adaptivity(errors, np.full((20, 2), math.inf), visible))
+    assert report.radius_adaptivity(errors, 2 * errors, visible) == pytest.approx(
+        report.radius_adaptivity(errors, errors, visible))
