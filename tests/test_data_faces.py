@@ -269,7 +269,9 @@ def test_real_facial68_face_crops_hold_the_face():
     """The facial68 preset on the real test split: the detector finds most faces, and after the preset's own test
     transforms (what is scored) the landmarks are still in the frame, filling it as FACE_FRAMING intends."""
     cfg = compose_config("experiment=facial68", f"data.dataset.root={shared_data('facial68')}", "data.num_workers=0")
-    test = instantiate(cfg.data).splits["test"]
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    test = datamodule.splits["test"]
     assert test.face_crop == facial68.FACE_FRAMING
     visible, spans = [], []
     for i in range(len(test)):
