@@ -27,6 +27,7 @@ from kp.wandb_logging import WandbLogger
 
 PCK_CURVE_MAX = 0.2  # the PCK curve runs from 0 to this fraction of the PCK normalising length
 PCK_CURVE_STEPS = 41
+MIN_TENTHS_SAMPLES = 10  # the radius adaptivity and the worst tenth's coverage need a tenth of at least one sample
 _FRAME = re.compile(r"^(.*?)[:#](\d+)$")  # `file:line` (CSV row) and `file#annotation` ids
 
 
@@ -103,12 +104,18 @@ def write(p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: i
     return result
 
 
-def tenths(errors: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Indices of the best and the worst tenth of labelled samples by mean error; None with fewer than 10."""
+def sample_errors(errors: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The labelled samples' indices and their mean error over their labelled keypoints."""
     labelled = np.flatnonzero(visible.any(1))
-    if len(labelled) < 10:
+    return labelled, np.nanmean(np.where(visible, errors, np.nan)[labelled], 1)
+
+
+def tenths(errors: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Indices of the best and the worst tenth of labelled samples by mean error; None with fewer than
+    MIN_TENTHS_SAMPLES."""
+    labelled, mean_error = sample_errors(errors, visible)
+    if len(labelled) < MIN_TENTHS_SAMPLES:
         return None
-    mean_error = np.nanmean(np.where(visible, errors, np.nan)[labelled], 1)
     order = labelled[np.argsort(mean_error, kind="stable")]
     tenth = len(order) // 10
     return order[:tenth], order[-tenth:]
@@ -140,8 +147,7 @@ def worst_tenth_coverage(errors: np.ndarray, radius: np.ndarray, visible: np.nda
 
 def worst_samples(errors: np.ndarray, visible: np.ndarray, n: int) -> np.ndarray:
     """Indices of the n labelled samples with the largest mean error, worst first."""
-    labelled = np.flatnonzero(visible.any(1))
-    mean_error = np.nanmean(np.where(visible, errors, np.nan)[labelled], 1)
+    labelled, mean_error = sample_errors(errors, visible)
     return labelled[np.argsort(-mean_error, kind="stable")[:n]]
 
 
@@ -205,7 +211,8 @@ def _missing_reasons(metrics: dict, p, meta, pck_norm: str) -> dict[str, str]:
         if not seen.any():
             reasons[key] = f"no visible {name or 'keypoint'} in the split"
         elif "adaptivity" in key or "worst_tenth" in key:  # radius_, error_adaptivity, coverage_worst_tenth
-            reasons[key] = ("fewer than 10 labelled samples" if p.visible.any(1).sum() < 10
+            reasons[key] = (f"fewer than {MIN_TENTHS_SAMPLES} labelled samples"
+                            if p.visible.any(1).sum() < MIN_TENTHS_SAMPLES
                             else "the radius is infinite (too few validation points to calibrate it)")
         elif pair and (parts[1] == "nme" or pck_norm == "pair"):
             reasons[key] = pair_reason

@@ -261,8 +261,12 @@ def test_facial68_face_crops_without_a_detected_face(faces68, caplog):
     height, width = face_image(0, 3).shape[:2]  # Ann_Lee_00: 60×50
     photo_box = face_crop_box(((width - 1) / 2 - 12.5, (height - 1) / 2 - 12.5, 25, 25), *facial68.FACE_FRAMING)
     assert test.boxes[[f.name for f in test.files].index("Ann_Lee_00.jpg")] == photo_box
-    with pytest.raises(ValueError, match="data.dataset.crop must be one of"):
+    with pytest.raises(ValueError, match="crop must be one of"):
         Facial68("train", faces68, crop="faces")
+    # through the datamodule (train.py, evaluate): a data error, which the commands print as one line
+    cfg = compose_config("data=facial68", f"data.dataset.root={faces68}", "data.dataset.crop=faces")
+    with pytest.raises(DataError, match=r"^data.dataset: crop must be one of \('photo', 'face'\), got 'faces'$"):
+        instantiate(cfg.data).setup()
 
 
 def test_real_facial68_face_crops_hold_the_face():

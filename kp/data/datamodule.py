@@ -59,7 +59,10 @@ class KeypointDataModule(L.LightningDataModule):
         if self.splits:  # train.py sets up early to read the metadata; Lightning calls setup again
             return
         for split in SPLITS:
-            data = self.dataset(split=split, transform=self.transforms.get(split))
+            try:
+                data = self.dataset(split=split, transform=self.transforms.get(split))
+            except ValueError as error:  # a dataset's refusal of its options (data.dataset.*): one line, no traceback
+                raise DataError(f"data.dataset: {error}") from error
             if split == "train" and self.train_fraction < 1:
                 data = self._train_fraction_of(data)
             source = data.source or type(data).__name__

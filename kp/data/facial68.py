@@ -103,7 +103,7 @@ class Facial68(KeypointDataset):
         super().__init__(transform)
         check_split(split)
         if crop not in CROPS:
-            raise ValueError(f"data.dataset.crop must be one of {CROPS}, got {crop!r}")
+            raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
         root = Path(root)
         self.source = str(root / "keypoints.csv")
         labels = root / "keypoints.csv"
