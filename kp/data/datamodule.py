@@ -61,6 +61,8 @@ class KeypointDataModule(L.LightningDataModule):
         for split in SPLITS:
             try:
                 data = self.dataset(split=split, transform=self.transforms.get(split))
+            except DataError:  # a ValueError too, and already names its file
+                raise
             except ValueError as error:  # a dataset's refusal of its options (data.dataset.*): one line, no traceback
                 raise DataError(f"data.dataset: {error}") from error
             if split == "train" and self.train_fraction < 1:
