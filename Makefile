@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test clean
+.PHONY: install train test test-fast lint docs clean
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -18,8 +18,20 @@ install: $(STAMP)
 train: $(STAMP)
 	$(PY) train.py $(ARGS)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir $$(mktemp -d)
+
+# Everything CI runs: lint, the docs build, every test.
+test: lint docs
 	$(PY) -m pytest -q $(ARGS)
+
+# The same without the tests marked slow (DDP, sweeps, trainings on real data).
+test-fast: lint
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 clean:
 	rm -rf $(VENV) logs outputs multirun .pytest_cache

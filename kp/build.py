@@ -16,11 +16,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from kp.data.base import KeypointMeta
+from kp.errors import ConfigError
 from kp.module import KeypointModule
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot work, found before training starts."""
 
 
 @dataclass
@@ -45,33 +42,6 @@ class InferenceSpec:
         meta["skeleton"] = [tuple(p) for p in meta["skeleton"]]
         meta["norm_pair"] = tuple(meta["norm_pair"]) if meta["norm_pair"] is not None else None
         return KeypointMeta(**meta)
-
-
-# Keys whose value type the Trainer and DataLoader would only trip over mid-run (an empty AssertionError for
-# trainer.max_epochs=abc): checked before anything starts. None is always allowed (the library's default).
-NUMBER = (int, float)
-TYPES = {
-    "trainer.max_epochs": int, "trainer.min_epochs": int, "trainer.max_steps": int, "trainer.devices": (int, str, list),
-    "trainer.num_nodes": int, "trainer.check_val_every_n_epoch": int, "trainer.log_every_n_steps": int,
-    "trainer.accumulate_grad_batches": int, "trainer.limit_train_batches": NUMBER, "trainer.limit_val_batches": NUMBER,
-    "trainer.limit_test_batches": NUMBER, "trainer.val_check_interval": NUMBER, "trainer.gradient_clip_val": NUMBER,
-    "trainer.overfit_batches": NUMBER, "trainer.num_sanity_val_steps": int, "trainer.fast_dev_run": (bool, int),
-    "trainer.deterministic": (bool, str), "data.batch_size": int, "data.num_workers": int, "optimizer.lr": NUMBER,
-    "seed": int, "num_examples": int, "data.train_fraction": (float, int),
-}
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list", bool: "true or false"}
-
-
-def check_types(cfg: DictConfig) -> None:
-    """ConfigError for the first key in TYPES whose value has the wrong type (true is no integer here)."""
-    for key, expected in TYPES.items():
-        value = OmegaConf.select(cfg, key, default=None)
-        expected = expected if isinstance(expected, tuple) else (expected,)
-        if value is None or OmegaConf.is_config(value) and list in expected:
-            continue
-        if isinstance(value, bool) and bool not in expected or not isinstance(value, expected):
-            wanted = " or ".join(dict.fromkeys(_TYPE_NAMES[t] for t in expected))
-            raise ConfigError(f"{key}={value!r}: expected {wanted}")
 
 
 def build(cfg: DictConfig):

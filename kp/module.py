@@ -20,16 +20,13 @@ from torchmetrics import MeanAbsoluteError
 from kp.calibration import difficulty
 from kp.codecs import flip_test
 from kp.data.base import KeypointMeta
+from kp.errors import NonFiniteLossError
 from kp.losses import LossTerm
 from kp.metrics import NME, PCK, KeypointRMSE, pair_distance
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite: training stops before the bad step, checkpoints stay as they were."""
-
-
 @dataclass
-class Prediction:
+class DecodedBatch:
     """KeypointModule.predict_details: keypoints B×K×2 (input pixels), scores B×K, difficulty B×K (input pixels)
     and the network's outputs for the images themselves (count, visibility)."""
 
@@ -69,7 +66,7 @@ class KeypointModule(L.LightningModule):
 
     def configure_metrics(self, pck_thresholds: tuple[float, ...] = (0.05, 0.1), pck_norm: str = "image",
                           sync_on_compute: bool = True) -> None:
-        """The val and test metric objects (empty). kp.evaluate sets them as the run's config had them, without the
+        """The val and test metric objects (empty). kp.evaluation.evaluate sets them as the run's config had them, without the
         sync across DDP processes (sync_on_compute=False): its report is one process's pass over the whole split."""
         if pck_norm not in ("image", "pair"):
             raise ValueError(f"pck_norm must be 'image' or 'pair', got {pck_norm!r}")
@@ -100,7 +97,7 @@ class KeypointModule(L.LightningModule):
         return prediction.keypoints, prediction.scores
 
     def predict_details(self, images: torch.Tensor, flip: bool = False,
-                        outputs: dict[str, torch.Tensor] | None = None) -> Prediction:
+                        outputs: dict[str, torch.Tensor] | None = None) -> DecodedBatch:
         """`predict`, plus what evaluation and calibrated uncertainty need: the per-keypoint difficulty in input
         pixels (kp.calibration.difficulty, from the prediction's spread, combined with the flip disagreement under
         flip test, and the scores; kp.calibration scales it into a radius) and the network's outputs for the image
@@ -108,11 +105,11 @@ class KeypointModule(L.LightningModule):
         outputs = self.net(images) if outputs is None else outputs
         if not flip:
             keypoints, scores = self.codec.decode(outputs)
-            return Prediction(keypoints, scores, difficulty(self.codec.spread(outputs), scores), outputs)
+            return DecodedBatch(keypoints, scores, difficulty(self.codec.spread(outputs), scores), outputs)
         mirrored = self.net(images.flip(-1))
         keypoints, scores, disagreement = flip_test(self.codec, outputs, mirrored, self.meta.flip_permutation(strict=True))
         spread = torch.hypot(self.codec.spread(outputs), disagreement)
-        return Prediction(keypoints, scores, difficulty(spread, scores), outputs)
+        return DecodedBatch(keypoints, scores, difficulty(spread, scores), outputs)
 
     def _loss(self, outputs: dict, batch: dict, split: str) -> torch.Tensor:
         targets = self.codec.encode(batch["keypoints"], batch["visible"])
@@ -147,7 +144,7 @@ class KeypointModule(L.LightningModule):
         self.update_metrics(split, pred, batch, outputs)
 
     def update_metrics(self, split: str, pred: torch.Tensor, batch: dict, outputs: dict[str, torch.Tensor]) -> None:
-        """Add a batch's predictions (input pixels) to the split's metrics: validation, test and kp.evaluate."""
+        """Add a batch's predictions (input pixels) to the split's metrics: validation, test and kp.evaluation.evaluate."""
         target, visible = batch["keypoints"], batch["visible"]
         nme_norm, pck_norm = self.normalising_lengths(target, visible)
         for name, metric in zip(self.metric_names, self.metrics[split]):

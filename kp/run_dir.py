@@ -35,7 +35,7 @@ class RunDir:
         return self.path / "run_info.json"
 
     def eval_dir(self, split: str) -> Path:
-        """Where kp.evaluate (and train.py, for the test split) writes the evaluation report."""
+        """Where kp.evaluation.evaluate (and train.py, for the test split) writes the evaluation report."""
         return self.path / "eval" / split
 
     @property
@@ -44,7 +44,7 @@ class RunDir:
 
     @property
     def export_dir(self) -> Path:
-        """python -m kp.export's model files and export_report.md/json."""
+        """kp export's model files and export_report.md/json."""
         return self.path / "export"
 
     def best_checkpoint(self) -> Path:

@@ -1,5 +1,5 @@
-"""The README's accuracy table: train every preset (conf/experiment/<name>.yaml) on its real data, then score its best
-checkpoint on the held-out split with and without test-time flip (kp.evaluate).
+"""The README's accuracy table: train every preset (kp/conf/experiment/<name>.yaml) on its real data, then score its best
+checkpoint on the held-out split with and without test-time flip (kp.evaluation.evaluate).
 
     python scripts/benchmark_accuracy.py [facial68 cards ...] [--out benchmarks/accuracy] [--quick] [-- key=value ...]
 
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kp.errors import user_errors_in_one_line  # noqa: E402
-from kp.evaluate import evaluate_run  # noqa: E402
+from kp.evaluation.evaluate import evaluate_run  # noqa: E402
 
 
 class TrainingFailed(RuntimeError):

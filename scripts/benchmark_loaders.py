@@ -1,4 +1,4 @@
-"""Images per second of the training DataLoader (decoding + augmentation + collation) for each conf/data/*.yaml at its
+"""Images per second of the training DataLoader (decoding + augmentation + collation) for each kp/conf/data/*.yaml at its
 default size: `python scripts/benchmark_loaders.py [--workers 0 2] [--images 640] [name ...]`.
 
 Each dataset is composed as `python train.py data=<name>` would (so its default augmentation is on) and its training
@@ -25,9 +25,9 @@ from hydra.utils import instantiate
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from kp.config import CONF_DIR, compose_config  # noqa: E402
 from kp.data.cat import FOLDERS  # noqa: E402
 from kp.data.io import DataError  # noqa: E402
-from kp.data.preview import compose_train_config  # noqa: E402
 
 
 def stand_in_cats(facial68: Path, into: Path) -> Path:
@@ -47,7 +47,7 @@ def stand_in_cats(facial68: Path, into: Path) -> Path:
 
 
 def images_per_second(overrides: list[str], images: int) -> tuple[str, int, float]:
-    datamodule = instantiate(compose_train_config(overrides).data)
+    datamodule = instantiate(compose_config(overrides).data)
     loader = datamodule.train_dataloader()
     shape = "×".join(map(str, datamodule.input_shape))
     seen, start = 0, None
@@ -64,7 +64,7 @@ def images_per_second(overrides: list[str], images: int) -> tuple[str, int, floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", help="datasets (default: every conf/data/*.yaml)")
+    parser.add_argument("names", nargs="*", help="datasets (default: every kp/conf/data/*.yaml)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="num_workers values to measure")
     parser.add_argument("--images", type=int, default=640, help="images read per measurement")
     parser.add_argument("--torch-threads", type=int, default=None,
@@ -72,14 +72,14 @@ def main() -> None:
     options = parser.parse_args()
     if options.torch_threads:
         torch.set_num_threads(options.torch_threads)
-    names = options.names or sorted(p.stem for p in (ROOT / "conf" / "data").glob("*.yaml"))
+    names = options.names or sorted(p.stem for p in (CONF_DIR / "data").glob("*.yaml"))
     print("| data | input C×H×W | training images | " + " | ".join(f"{w} workers" for w in options.workers) + " |")
     print("|---|---|---|" + "---|" * len(options.workers))
     with tempfile.TemporaryDirectory() as scratch:
         for name in names:
             overrides = [f"data={name}"]
             if name == "cat":
-                facial68 = (Path(compose_train_config([]).paths.data_dir) / "facial68").resolve()
+                facial68 = (Path(compose_config([]).paths.data_dir) / "facial68").resolve()
                 if facial68.exists():
                     overrides.append(f"data.dataset.root={stand_in_cats(facial68, Path(scratch) / 'cats')}")
             rates = []

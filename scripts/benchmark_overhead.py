@@ -42,9 +42,9 @@ from omegaconf import open_dict
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kp.build import build, check_types  # noqa: E402
-from kp.data.preview import compose_train_config  # noqa: E402
-from kp.quiet import quiet  # noqa: E402
+from kp.build import build  # noqa: E402
+from kp.config import check_types, compose_config  # noqa: E402
+from kp.train.quiet import quiet  # noqa: E402
 
 
 class StepTimer(Callback):
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     if options.steps - 1 <= options.warmup:
         parser.error(f"--steps {options.steps} leaves no timed interval after --warmup {options.warmup}")
     quiet()
-    cfg = compose_train_config([*options.overrides, "trainer.max_epochs=1",
+    cfg = compose_config([*options.overrides, "trainer.max_epochs=1",
                                 f"trainer.limit_train_batches={options.steps}"])
     check_types(cfg)
     if cfg.get("seed") is not None:

@@ -24,8 +24,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kp.build import build  # noqa: E402
 from kp.data.synthetic import SyntheticKeypoints  # noqa: E402
-from kp.inference import load  # noqa: E402
-from kp.predict import predict  # noqa: E402
+from kp.inference.load import load  # noqa: E402
+from kp.predict.predict import predict_inputs  # noqa: E402
 from tests.helpers import compose_config  # noqa: E402
 
 SIZES = (96, 224)
@@ -62,7 +62,7 @@ def model_only(checkpoint: Path, batch_size: int, count: int) -> float:
 
 
 def end_to_end(checkpoint: Path, images: Path, out: Path, batch_size: int, workers: int, overlays: bool) -> float:
-    summary = predict(checkpoint, [str(images)], out, overlays=overlays, batch_size=batch_size, workers=workers,
+    summary = predict_inputs(checkpoint, [str(images)], out, overlays=overlays, batch_size=batch_size, workers=workers,
                       console=Console(quiet=True))
     return summary["images_per_s"]
 

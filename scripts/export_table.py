@@ -1,13 +1,13 @@
-"""Print the README's export table: for every conf/model preset, ONNX and TorchScript parity with PyTorch and CPU
-latency, through the same code as `python -m kp.export`.
+"""Print the README's export table: for every kp/conf/model preset, ONNX and TorchScript parity with PyTorch and CPU
+latency, through the same code as `kp export`.
 
     python scripts/export_table.py [--target heatmap|coords] [--threads 1] [--models unet ...] [--output table.md]
 
 Each model is built as train.py builds it on the default data (synthetic 3×64×64, 5 keypoints; target=heatmap with
 DARK decoding unless --target says otherwise), untrained: parity is a property of the exported arithmetic, and a
-trained run's own export report (`python -m kp.export RUN`) measures it on its validation images. BatchNorm gets its
+trained run's own export report (`kp export RUN`) measures it on its validation images. BatchNorm gets its
 statistics from one training-mode batch so that it is not the identity. Parity is on 64 synthetic faces; latency is
-the median of 20 calls after warm-up on `--threads` CPU threads (kp.export_check).
+the median of 20 calls after warm-up on `--threads` CPU threads (kp.export.parity).
 """
 
 from __future__ import annotations
@@ -18,20 +18,19 @@ import tempfile
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kp.build import build  # noqa: E402
-from kp.export import run  # noqa: E402
+from kp.config import CONF_DIR, compose_config  # noqa: E402
+from kp.export.export import run  # noqa: E402
 
 DATA = ["data.dataset.sizes={train:32,val:32,test:32}"]  # the datamodule is built, never trained on
 
 
 def export_row(name: str, target: str, folder: Path) -> list[str]:
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={name}", f"target={target}", *DATA])
+    cfg = compose_config([f"model={name}", f"target={target}", *DATA])
     _, module = build(cfg)
     module.net.train()(torch.rand(8, *module.spec["input_shape"]))
     checkpoint = folder / f"{name}.ckpt"
@@ -48,11 +47,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default="heatmap", choices=["heatmap", "coords"])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--models", nargs="*", help="presets to measure (default: every conf/model/*.yaml)")
+    parser.add_argument("--models", nargs="*", help="presets to measure (default: every kp/conf/model/*.yaml)")
     parser.add_argument("--output", type=Path, help="also write the table to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    names = args.models or sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml"))
+    names = args.models or sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
     header = ["model", "params", "ONNX MB", "ONNX max Δ px", "TorchScript max Δ px",
               *(f"{runtime} ms b{batch}" for batch in (1, 32) for runtime in ("eager", "TorchScript", "ORT"))]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -1,10 +1,10 @@
 """Print the model zoo's table for the README: parameters, FLOPs per image and CPU forward latency of every
-conf/model preset at 64×64 and 96×96.
+kp/conf/model preset at 64×64 and 96×96.
 
     python scripts/model_table.py [--target heatmap|coords] [--threads 1] [--output table.md] [extra overrides...]
 
 Each model is built as train.py builds it (the default config with model=<name>: 3-channel images, the synthetic
-data's 5 keypoints, target=heatmap at conf/target/heatmap.yaml's stride unless --target says otherwise). FLOPs are
+data's 5 keypoints, target=heatmap at kp/conf/target/heatmap.yaml's stride unless --target says otherwise). FLOPs are
 counted by torch.utils.flop_counter.FlopCounterMode for one image: 2 per multiply-add of convolutions and matrix
 products (normalisation, activations, pooling and resizing are not counted). Latency is the wall time of a batch-1
 forward pass in eval mode without gradients on `--threads` CPU threads: the fastest of at least 10 runs over at least
@@ -20,19 +20,17 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from kp.config import CONF_DIR, compose_config
+
 SIZES = (64, 96)
 NUM_KEYPOINTS, CHANNELS = 5, 3
 
 
 def build(name: str, size: int, target: str, overrides: list[str]) -> torch.nn.Module:
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={name}", f"target={target}", *overrides])
+    cfg = compose_config([f"model={name}", f"target={target}", *overrides])
     codec = instantiate(cfg.target)(input_size=(size, size))
     net = instantiate(cfg.model)(num_keypoints=NUM_KEYPOINTS, input_shape=(CHANNELS, size, size),
                                  target=codec.name, stride=codec.stride)
@@ -70,12 +68,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default="heatmap", choices=["heatmap", "coords"])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--models", nargs="*", help="presets to measure (default: every conf/model/*.yaml)")
+    parser.add_argument("--models", nargs="*", help="presets to measure (default: every kp/conf/model/*.yaml)")
     parser.add_argument("--output", type=Path, help="also write the table to this file")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every model, e.g. target.stride=1")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    names = args.models or sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml"))
+    names = args.models or sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
 
     header = ["model", "params"] + [f"{kind} {s}×{s}" for kind in ("FLOPs", "CPU ms") for s in SIZES]
     rows = []

@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from kp import config
+
 ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # Small and quick: what most tests want from the built-in dataset.
@@ -21,10 +19,7 @@ TINY_DATA = ["data.dataset.sizes={train:64,val:32,test:32}", "data.batch_size=16
 def compose_config(*overrides: str, output_dir: Path | None = None) -> DictConfig:
     """Compose conf/train.yaml in-process as `python train.py <overrides>` would, with the run directory at
     output_dir (Hydra's own interpolations are resolvable, as in a real run)."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
+    cfg = config.compose_config(overrides)
     if output_dir is not None:
         with open_dict(cfg):
             cfg.paths.output_dir = str(output_dir)

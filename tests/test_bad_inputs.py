@@ -9,8 +9,7 @@ import pytest
 
 import kp
 from kp.data.datamodule import KeypointDataModule
-from kp.data.io import DataError
-from kp.inference import ModelLoadError
+from kp.errors import DataError, ModelLoadError
 from tests.bad_inputs import checkpoints
 from tests.bad_inputs.cases import FORMATS, build, cases, make_labels, open_case, source_points
 

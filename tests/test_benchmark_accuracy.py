@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import benchmark_accuracy  # noqa: E402
 
 
+@pytest.mark.slow
 def test_quick_run_of_the_cat_preset_writes_its_rows_with_and_without_flip(tmp_path, cats):  # noqa: F811
     rows = benchmark_accuracy.main(["cat", "--quick", "--out", str(tmp_path), "--", f"data.dataset.root={cats}",
                                     "trainer.limit_train_batches=1"])
@@ -27,6 +28,7 @@ def test_quick_run_of_the_cat_preset_writes_its_rows_with_and_without_flip(tmp_p
     assert table.count("\n") == 4 and "| cat | test | rmse |" in table
 
 
+@pytest.mark.slow
 def test_quick_run_of_the_dlc_preset_reports_rmse_in_the_frames_pixels(tmp_path):
     shared_data("dlc_reaching")
     rows = benchmark_accuracy.main(["dlc", "--quick", "--out", str(tmp_path)])

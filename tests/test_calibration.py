@@ -9,7 +9,7 @@ import torch
 
 from kp import calibration
 from kp.build import build
-from kp.inference import load
+from kp.inference.load import load
 from tests.helpers import TINY_DATA, compose_config
 
 

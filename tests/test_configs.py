@@ -8,12 +8,11 @@ import pytest
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
-from kp.build import ConfigError, build, check_types
-from kp.data.io import DataError
-from kp.errors import user_errors_in_one_line
-from kp.inference import ModelLoadError
-from kp.training import flat_config
-from tests.helpers import CONF_DIR, ROOT, TINY_DATA, compose_config
+from kp.build import build
+from kp.config import CONF_DIR, check_types
+from kp.errors import ConfigError, DataError, ModelLoadError, user_errors_in_one_line
+from kp.train.loop import flat_config
+from tests.helpers import ROOT, TINY_DATA, compose_config
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
 OPTIONS = [(group, option.stem) for group in GROUPS for option in sorted((CONF_DIR / group).glob("*.yaml"))]

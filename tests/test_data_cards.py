@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kp.data.cards import COLUMNS, POINTS, CardPacks
-from kp.data.io import DataError
+from kp.errors import DataError
 from tests.helpers import shared_data
 
 WIDTH, HEIGHT = 64, 48  # the synthetic frames; loaded at half size
@@ -179,7 +179,8 @@ def test_train_fraction_keeps_whole_videos_nested_and_leaves_val_and_test_alone(
 
 
 def test_train_fraction_outside_0_1_is_a_one_line_configuration_error():
-    from kp.build import ConfigError, build
+    from kp.build import build
+    from kp.errors import ConfigError
     from tests.helpers import TINY_DATA, compose_config
 
     with pytest.raises(ConfigError, match=r"data.train_fraction=1.5: expected a share in \(0, 1\]"):

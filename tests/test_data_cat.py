@@ -15,9 +15,9 @@ from hydra.utils import instantiate
 from kp.codecs.heatmap import HeatmapCodec
 from kp.data.cat import ALL_NAMES, FOLDERS, CatHeads, seed_crop
 from kp.data.datamodule import KeypointDataModule
-from kp.data.io import DataError
 from kp.data.synthetic import SyntheticKeypoints
 from kp.data.transforms import KeypointAugment, Resize
+from kp.errors import DataError
 from tests.helpers import SHARED_DATA, compose_config
 
 PER_FOLDER = [3, 2, 1, 1, 1, 1, 1]  # 10 images over CAT_00 … CAT_06

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from kp.data.coco import CocoKeypoints
-from kp.data.io import DataError, flip_pairs_from_names
+from kp.data.io import flip_pairs_from_names
+from kp.errors import DataError
 from tests.helpers import shared_data
 
 NAMES = ["left_eye", "right_eye", "nose"]

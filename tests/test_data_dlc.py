@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from kp.data.dlc import DeepLabCutProject
-from kp.data.io import DataError
+from kp.errors import DataError
 from tests.helpers import shared_data
 
 PARTS = ["left_paw", "right_paw", "nose"]

@@ -13,10 +13,10 @@ from hydra.utils import instantiate
 
 from kp.data import facial, facial68
 from kp.data.datamodule import KeypointDataModule
+from kp.data.faces import face_crop_box
 from kp.data.facial import FacialKeypoints, read_test_images, write_submission
 from kp.data.facial68 import Facial68, person_of
-from kp.data.io import DataError
-from kp.faces import face_crop_box
+from kp.errors import DataError
 from kp.geometry import apply
 from tests.helpers import compose_config, shared_data
 

@@ -12,13 +12,15 @@ import pandas as pd
 import pytest
 
 from kp.build import build
-from kp.training import train
+from kp.train.loop import train
 from tests.helpers import ROOT, compose_config
 
 RUN = ["data.dataset.sizes={train:64,val:40,test:40}", "data.batch_size=8", "model.backbone.width=4",
        "data.dataset.image_size=32", "trainer.max_epochs=2", "seed=5", "callbacks.progress_bar=null",
        "callbacks.model_summary=null"]
 
+
+pytestmark = pytest.mark.slow  # DDP trainings in subprocesses
 
 def test_ddp_in_a_multirun_job_shares_its_dir_and_syncs_the_metrics(tmp_path):
     ddp = subprocess.run([sys.executable, "sweep.py", "-m", *RUN, "trainer=ddp_cpu"], cwd=ROOT, capture_output=True,

@@ -7,9 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
+from kp.cli.doctor import main
+from kp.config import compose_config
 from kp.data.facial68 import NAMES, Facial68, person_of
-from kp.data.preview import compose_train_config
-from kp.doctor import diagnose, main
+from kp.evaluation.doctor import diagnose
 from tests.helpers import shared_data
 
 PEOPLE = 12
@@ -50,7 +51,7 @@ def planted(tmp_path):
 
 def test_doctor_finds_the_planted_swap_shift_and_leak(planted, tmp_path):
     data_dir, swapped, shifted, (original, duplicate) = planted
-    cfg = compose_train_config(["data=facial68", f"paths.data_dir={data_dir}"])
+    cfg = compose_config(["data=facial68", f"paths.data_dir={data_dir}"])
     report, findings = diagnose(cfg, out=tmp_path / "doctor", worst=3)
 
     assert [(id_.split("/")[-1], {a, b}) for _, id_, a, b, _ in findings.swaps] == [(swapped, {"left_eye_3", "right_eye_0"})]
@@ -77,7 +78,7 @@ def test_doctor_bad_data_is_one_line(tmp_path, capsys):
 
 
 def test_mean_shape_alignment_undoes_a_similarity():
-    from kp.doctor import align
+    from kp.evaluation.doctor import align
 
     rng = np.random.default_rng(0)
     shape = rng.normal(size=(6, 2))

@@ -1,4 +1,4 @@
-"""kp.evaluate and the report train.py writes: files and their content, agreement with train.py's test metrics,
+"""kp.evaluation.evaluate and the report train.py writes: files and their content, agreement with train.py's test metrics,
 honest missing values, calibration stored with the checkpoint; kp.viz.features."""
 
 import json
@@ -10,10 +10,12 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from kp import evaluate, report
-from kp.build import ConfigError, build
-from kp.inference import load
-from kp.training import train
+from kp.build import build
+from kp.cli import evaluate as evaluate_command
+from kp.errors import ConfigError
+from kp.evaluation import evaluate, report
+from kp.inference.load import load
+from kp.train.loop import train
 from kp.viz.features import filter_montage, plot_features, stage_outputs
 from tests.helpers import TINY_DATA, compose_config, shared_data, write_run_config
 
@@ -52,7 +54,7 @@ def test_train_writes_the_report_with_its_test_metrics(run):
 
 def test_evaluate_command_writes_consistent_files(run, tmp_path, capsys):
     out = tmp_path / "val"
-    evaluate.main([str(run), "--split", "val", "--out", str(out)])
+    evaluate_command.main([str(run), "--split", "val", "--out", str(out)])
     assert str(out / "report.md") in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     # The best checkpoint was chosen by its validation NME: evaluate finds the same number.

@@ -16,14 +16,25 @@ import torch
 from omegaconf import OmegaConf
 
 import kp
-import kp.export_check
+import kp.export.parity
 from kp.build import build
+from kp.cli.export import main
+from kp.cli.predict import main as predict_main
 from kp.codecs import HeatmapCodec
-from kp.export import ExportError, ExportGraph, export, main, run
-from kp.export_check import PARITY_PX, difference, eager_runner, onnx_runner, outputs_of, synthetic_images, torchscript_runner
-from kp.inference import ModelLoadError
-from kp.predict import main as predict_main
-from tests.helpers import CONF_DIR, TINY_DATA, compose_config, random_weights, shared_data
+from kp.config import CONF_DIR
+from kp.errors import ExportError, ModelLoadError
+from kp.export.export import export, run
+from kp.export.graph import ExportGraph
+from kp.export.parity import (
+    PARITY_PX,
+    difference,
+    eager_runner,
+    onnx_runner,
+    outputs_of,
+    synthetic_images,
+    torchscript_runner,
+)
+from tests.helpers import TINY_DATA, compose_config, random_weights, shared_data
 
 MODELS = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
 NARROW = {"hourglass_seed": ["model.backbone.width=8"], "cards_unet": ["model.backbone.width=8", "loss=multitask"]}
@@ -172,13 +183,13 @@ def test_grey_real_faces_export_with_parity(tmp_path):
 
 def test_the_command_fails_saying_by_how_much_parity_was_missed(tmp_path, monkeypatch):
     checkpoint = tiny_checkpoint(tmp_path, "model=simple_cnn", "target=coords")
-    real_runner = kp.export_check.onnx_runner
+    real_runner = kp.export.parity.onnx_runner
 
     def off_by_half_a_pixel(path):  # an exporter that got x wrong by 0.5 px
         run_onnx = real_runner(path)
         return lambda images: [run_onnx(images)[0] + np.array([0.5, 0.0], np.float32), run_onnx(images)[1]]
 
-    monkeypatch.setattr(kp.export_check, "onnx_runner", off_by_half_a_pixel)
+    monkeypatch.setattr(kp.export.parity, "onnx_runner", off_by_half_a_pixel)
     with pytest.raises(ExportError, match=r"parity missed \(onnx: keypoints differ by up to 0.5 px \(limit 0.01 px\)"):
         run(checkpoint, ["onnx"], tmp_path / "export", latency_batches=(1,), runs=1, max_images=4)
     report = json.loads((tmp_path / "export" / "export_report.json").read_text())

@@ -14,10 +14,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from kp.codecs import CoordsCodec, HeatmapCodec
+from kp.config import CONF_DIR
 from kp.data.synthetic import SyntheticKeypoints
 from kp.losses import MaskedMSE, masked_mse
 from kp.models.heads import soft_argmax
-from tests.helpers import CONF_DIR, compose_config, random_weights
+from tests.helpers import compose_config, random_weights
 
 MODELS = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
 K = 5

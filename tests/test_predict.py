@@ -18,14 +18,13 @@ import pytest
 import kp
 import kp.module
 from kp import geometry
+from kp.cli.predict import main as main_predict
 from kp.codecs import flip_test
 from kp.data.synthetic import SyntheticKeypoints
-from kp.export import export
-from kp.inference import ModelLoadError
-from kp.predict import main as main_predict
-from kp.predict import predict
-from kp.sources import InputError
-from kp.training import train
+from kp.errors import InputError, ModelLoadError
+from kp.export.export import export
+from kp.predict.predict import predict_inputs
+from kp.train.loop import train
 from tests.helpers import ROOT, compose_config, shared_data
 
 SIZE = 48
@@ -68,7 +67,7 @@ def test_a_checkpoint_alone_predicts_with_no_config_and_no_data(run_dir, tmp_pat
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {**os.environ, "KP_DATA_DIR": str(empty), "KP_ROOT": str(empty)}
-    result = subprocess.run([sys.executable, "-m", "kp.predict", str(alone), str(tmp_path / "images"), "--out",
+    result = subprocess.run([sys.executable, "-m", "kp", "predict", str(alone), str(tmp_path / "images"), "--out",
                              str(tmp_path / "out"), "--workers", "0"], cwd=empty, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     rows = read_rows(tmp_path / "out" / "predictions.csv")
@@ -120,7 +119,7 @@ def test_csv_overlays_formats_video_and_a_corrupt_image(run_dir, tmp_path):
         writer.write(image[:, :, ::-1])
     writer.release()
 
-    summary = predict(run_dir, [str(tmp_path / "in"), str(video)], tmp_path / "out", formats=("dlc", "coco"),
+    summary = predict_inputs(run_dir, [str(tmp_path / "in"), str(video)], tmp_path / "out", formats=("dlc", "coco"),
                       every=3, start=1, workers=0)
     out = tmp_path / "out"
     rows = read_rows(out / "predictions.csv")
@@ -178,7 +177,7 @@ def test_faces_are_found_cropped_and_mapped_back(run_dir, tmp_path):
 
     predictor = kp.load(run_dir)
     predictor.spec.face_crop = [2.0, 0.0]  # the synthetic model stands in for a face model
-    summary = predict(predictor, [str(folder)], tmp_path / "out", detect="faces", workers=0)
+    summary = predict_inputs(predictor, [str(folder)], tmp_path / "out", detect="faces", workers=0)
     rows = read_rows(tmp_path / "out" / "predictions.csv")
     found = [row for row in rows if row["status"] == "ok"]
     assert [row["face"] for row in found] == ["0", "1"] and summary["no_face"] == 1
@@ -194,7 +193,7 @@ def test_faces_are_found_cropped_and_mapped_back(run_dir, tmp_path):
 def test_face_detection_needs_a_face_model(run_dir, tmp_path):
     write_images(tmp_path / "in", synthetic_images(1))
     with pytest.raises(InputError, match="--detect faces needs a face-landmark model"):
-        predict(run_dir, [str(tmp_path / "in")], tmp_path / "out", detect="faces", workers=0)
+        predict_inputs(run_dir, [str(tmp_path / "in")], tmp_path / "out", detect="faces", workers=0)
 
 
 def test_bad_model_paths_and_inputs_are_one_line_errors(run_dir, tmp_path):
@@ -206,9 +205,9 @@ def test_bad_model_paths_and_inputs_are_one_line_errors(run_dir, tmp_path):
         kp.load(tmp_path / "junk.ckpt")
     (tmp_path / "nothing").mkdir()
     with pytest.raises(InputError, match="no images"):
-        predict(run_dir, [str(tmp_path / "nothing")], tmp_path / "out", workers=0)
+        predict_inputs(run_dir, [str(tmp_path / "nothing")], tmp_path / "out", workers=0)
     for args in ([str(tmp_path / "empty_run"), str(tmp_path)], [str(run_dir), str(tmp_path / "missing*.png")]):
-        result = subprocess.run([sys.executable, "-m", "kp.predict", *args, "--out", str(tmp_path / "o")],
+        result = subprocess.run([sys.executable, "-m", "kp", "predict", *args, "--out", str(tmp_path / "o")],
                                 cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert result.stderr.startswith(("model error: ", "data error: "))

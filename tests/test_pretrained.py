@@ -13,11 +13,12 @@ import torch
 from hydra.utils import instantiate
 
 from kp.build import build
-from kp.finetune import FreezePretrained
+from kp.errors import WeightsError
 from kp.models.efficientnet_lite import EfficientNetLite0
 from kp.models.init_from import load_matching
-from kp.models.pretrained import WeightsError, load_state_dict_file
+from kp.models.pretrained import load_state_dict_file
 from kp.models.resnet_imagenet import ImageNetResNet
+from kp.train.callbacks import FreezePretrained
 from tests.helpers import compose_config, shared_data
 
 K = 5
@@ -34,10 +35,14 @@ def keypoint_net(model: str, *overrides: str, channels: int = 3, size: int = 64)
     return instantiate(cfg)(num_keypoints=K, input_shape=(channels, size, size), target="heatmap", stride=4)
 
 
-def test_every_tensor_of_the_lite0_weights_file_is_used():
+def test_every_tensor_of_the_lite0_weights_file_is_used(caplog):
     weights = lite0_weights()
-    backbone = EfficientNetLite0(3, pretrained=True)
+    with caplog.at_level(logging.INFO, logger="kp.models.pretrained"):
+        backbone = EfficientNetLite0(3, pretrained=True)
     encoder = backbone.encoder.state_dict()
+    said = [r.getMessage() for r in caplog.records if r.name == "kp.models.pretrained"]
+    assert len(said) == 1 and said[0].startswith("backbone efficientnet_lite0: ImageNet weights from package ")
+    assert said[0].endswith(f", {len(encoder)} tensors")
     assert set(weights) - set(encoder) == {"_fc.weight", "_fc.bias"}  # only ImageNet's classifier is left out
     assert set(encoder) <= set(weights)
     for key, value in encoder.items():
@@ -73,12 +78,14 @@ def test_weights_of_another_architecture_are_refused_in_one_line(tmp_path):
     assert "\n" not in str(error.value)
 
 
-def test_resnet_loads_a_torchvision_layout_file_given_by_path(tmp_path):
+def test_resnet_loads_a_torchvision_layout_file_given_by_path(tmp_path, caplog):
     published = ImageNetResNet(3, depth=18, pretrained=False).encoder.state_dict()
     published = {**published, "fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}  # as torchvision's
     path = tmp_path / "resnet18-f37072fd.pth"
     torch.save(published, path)
-    net = keypoint_net("resnet18", f"model.backbone.pretrained={path}")
+    with caplog.at_level(logging.INFO, logger="kp.models.pretrained"):
+        net = keypoint_net("resnet18", f"model.backbone.pretrained={path}")
+    assert f"backbone resnet18: ImageNet weights from {path}, 120 tensors" in caplog.messages
     for key, value in net.backbone.encoder.state_dict().items():
         torch.testing.assert_close(value, published[key], msg=key)
 
@@ -144,7 +151,7 @@ def test_freeze_epochs_freezes_then_unfreezes(tmp_path):
     cfg = compose_config("model=efficientnet_lite0", "model.freeze_epochs=2", "trainer.max_epochs=3",
                          "data.dataset.sizes={train:8,val:4,test:4}", "data.batch_size=4", "data.num_workers=0",
                          "data.persistent_workers=false", "data.dataset.image_size=32", output_dir=tmp_path)
-    assert cfg.callbacks.freeze_pretrained._target_ == "kp.finetune.FreezePretrained"  # on in every run
+    assert cfg.callbacks.freeze_pretrained._target_ == "kp.train.callbacks.FreezePretrained"  # on in every run
     datamodule, module = build(cfg)
     recorder = EpochRecorder()
     trainer = L.Trainer(max_epochs=3, callbacks=[FreezePretrained(), recorder], logger=False,
@@ -223,6 +230,7 @@ def dlc_test_rmse(tmp_path, pretrained: bool, epochs: int = 10) -> float:
     return trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/rmse"]
 
 
+@pytest.mark.slow
 def test_imagenet_weights_beat_random_ones_on_the_dlc_demo(tmp_path):
     pretrained = dlc_test_rmse(tmp_path, True)
     scratch = dlc_test_rmse(tmp_path, False)

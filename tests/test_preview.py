@@ -1,4 +1,4 @@
-"""`python -m kp.data.preview`: split sizes on stdout and a PNG grid of samples with keypoints and target heatmaps."""
+"""`kp preview`: split sizes on stdout and a PNG grid of samples with keypoints and target heatmaps."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import matplotlib.image
 import numpy as np
 
-from kp.data import preview
+from kp.cli import preview
 from tests.helpers import ROOT, shared_data
 
 TINY = ["data=synthetic", "data.dataset.sizes={train:8,val:3,test:2}"]
@@ -34,7 +34,7 @@ def test_preview_command_line_on_real_faces(tmp_path):
     root = shared_data("facial_kaggle_format")
     out = tmp_path / "facial.png"
     result = subprocess.run(
-        [sys.executable, "-m", "kp.data.preview", "data=facial", f"data.dataset.root={root}",
+        [sys.executable, "-m", "kp", "preview", "data=facial", f"data.dataset.root={root}",
          f"data.dataset.cache_dir={tmp_path}", "--n", "2", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

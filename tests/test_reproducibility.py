@@ -6,8 +6,8 @@ import subprocess
 import pandas as pd
 import torch
 
-from kp.run_info import REPO
-from kp.training import train
+from kp.train.loop import train
+from kp.train.run_info import REPO
 from tests.helpers import TINY_DATA, compose_config
 
 RUN = [*TINY_DATA, "model.backbone.width=4", "data.dataset.image_size=32", "debug=limit", "trainer.max_epochs=2",

@@ -15,11 +15,10 @@ import torch
 from lightning.pytorch import Callback
 from omegaconf import open_dict
 
-from kp import run_info
-from kp.build import ConfigError
-from kp.module import NonFiniteLossError
-from kp.run_info import newest_last_checkpoint
-from kp.training import train
+from kp.errors import ConfigError, NonFiniteLossError
+from kp.train import run_info
+from kp.train.loop import train
+from kp.train.run_info import newest_last_checkpoint
 from tests.helpers import ROOT, compose_config
 
 # 16 training steps an epoch (long enough to be killed inside one), one validation batch
@@ -45,6 +44,7 @@ def _wait_for_first_checkpoint(job, log_dir, timeout_s=240):
     return None
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_ckpt_path_last_ends_like_an_uninterrupted_run(tmp_path):
     killed_root = tmp_path / "killed"
     job = subprocess.Popen([sys.executable, "train.py", *RUN], cwd=ROOT, env={**os.environ, "KP_ROOT": str(killed_root)},
@@ -131,7 +131,7 @@ def test_ckpt_path_last_takes_the_newest_run_of_the_task(tmp_path):
 
 
 def test_a_checkpoint_callback_in_a_new_run_dir_keeps_the_best_score_it_resumes(tmp_path):
-    from kp.checkpoint import ResumableCheckpoint
+    from kp.train.callbacks import ResumableCheckpoint
 
     old = ResumableCheckpoint(dirpath=tmp_path / "old", monitor="val/nme", mode="min")
     old.best_model_score = torch.tensor(0.02)
@@ -151,7 +151,7 @@ def test_a_checkpoint_callback_in_a_new_run_dir_keeps_the_best_score_it_resumes(
 
 
 def test_a_checkpoint_to_resume_is_checked_before_training(tmp_path):
-    from kp.inference import ModelLoadError
+    from kp.errors import ModelLoadError
     from tests.bad_inputs import checkpoints
 
     garbage = tmp_path / "garbage.ckpt"

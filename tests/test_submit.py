@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from kp.build import build
-from kp.submit import submit
-from kp.training import train
+from kp.predict.submit import submit
+from kp.train.loop import train
 from tests.helpers import TINY_DATA, compose_config, shared_data, write_run_config
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from kp.leaderboard import Leaderboard
+from kp.train.leaderboard import Leaderboard
 from tests.helpers import ROOT, TINY_DATA, compose_config
 from tests.test_wandb import offline_runs, read_offline_run
 
@@ -25,6 +25,7 @@ def _sweep(args, root):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_grid_sweep_records_a_failing_job_goes_on_and_writes_a_leaderboard(tmp_path):
     # job 1 fails (Adam refuses a negative learning rate) between two that work
     result = _sweep(["-m", "optimizer.lr=0.001,-1,0.003", "logger=[csv,wandb]"], tmp_path)
@@ -78,6 +79,7 @@ def test_grid_sweep_records_a_failing_job_goes_on_and_writes_a_leaderboard(tmp_p
     assert (sweep_dir / "leaderboard.md").exists() and (sweep_dir / "objective.png").exists()
 
 
+@pytest.mark.slow
 def test_optuna_search_survives_a_failing_trial(tmp_path):
     # sampler seed 1231 draws lr=0.001 then lr=-1 (the failing one) in the two random start-up trials
     result = _sweep(["hparams_search=unet_optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.seed=1231",

@@ -8,8 +8,9 @@ import sys
 import pandas as pd
 import pytest
 
-from kp.training import train
-from tests.helpers import CONF_DIR, ROOT, TINY_DATA, compose_config, random_weights
+from kp.config import CONF_DIR
+from kp.train.loop import train
+from tests.helpers import ROOT, TINY_DATA, compose_config, random_weights
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 TARGETS = sorted(p.stem for p in (CONF_DIR / "target").glob("*.yaml"))

@@ -11,9 +11,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from kp import geometry
+from kp.config import CONF_DIR
 from kp.data import transforms as T
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from tests.helpers import CONF_DIR, compose_config
+from tests.helpers import compose_config
 
 HEIGHT, WIDTH = 48, 64  # not square: a swapped x/y shows
 META = KeypointMeta(names=["left_eye", "right_eye", "left_ear", "right_ear", "nose", "chin"],

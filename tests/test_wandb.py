@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kp.training import train
-from kp.wandb_logging import offline_reason
+from kp.train.loop import train
+from kp.train.wandb_logging import offline_reason
 from tests.helpers import TINY_DATA, compose_config
 
 QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null"]

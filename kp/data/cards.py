@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import DataError, SkipLog, crop_and_resize, drop_repeats, parse_number, read_csv, read_image, split_groups, where
+from kp.data.io import SkipLog, crop_and_resize, drop_repeats, parse_number, read_csv, read_image, split_groups, where
+from kp.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ import numpy as np
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.io import (
     SPLITS,
-    DataError,
     SkipLog,
     check_split,
     check_units,
@@ -31,6 +30,7 @@ from kp.data.io import (
     read_text,
     where,
 )
+from kp.errors import DataError
 
 log = logging.getLogger(__name__)
 

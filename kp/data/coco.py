@@ -21,7 +21,6 @@ import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.io import (
-    DataError,
     SkipLog,
     check_units,
     crop_and_resize,
@@ -32,6 +31,7 @@ from kp.data.io import (
     resolve_pairs,
     split_groups,
 )
+from kp.errors import DataError
 
 log = logging.getLogger(__name__)
 

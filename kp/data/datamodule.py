@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from kp.data import io
 from kp.data.base import KeypointDataset, KeypointMeta, Subset
-from kp.data.io import DataError
+from kp.errors import DataError
 
 log = logging.getLogger(__name__)
 

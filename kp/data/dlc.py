@@ -33,7 +33,6 @@ import yaml
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.io import (
     SPLITS,
-    DataError,
     SkipLog,
     check_units,
     drop_repeats,
@@ -49,6 +48,7 @@ from kp.data.io import (
     split_groups,
     where,
 )
+from kp.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import DataError, SkipLog, check_split, check_units, far_outside, parse_number, read_csv, where
+from kp.data.io import SkipLog, check_split, check_units, far_outside, parse_number, read_csv, where
+from kp.errors import DataError
 
 log = logging.getLogger(__name__)
 

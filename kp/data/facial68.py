@@ -10,7 +10,7 @@ File names are `<Person_Name>_<NN>.jpg` and all frames of one person are near-du
 no face seen in training is validated or tested on.
 
 crop="face" cuts each photo down to its face, framed as `kp predict --detect faces` frames a face it detects
-(kp.faces: OpenCV's Haar cascade, then a square of FACE_FRAMING): the landmarks span about three fifths of the crop
+(kp.data.faces: OpenCV's Haar cascade, then a square of FACE_FRAMING): the landmarks span about three fifths of the crop
 instead of about two fifths of the photo, so the same input size gives the face about 1.3 times the pixels. Every
 split uses the box the detector finds around the labelled face, so the model is trained, picked and tested on the
 framing it will get from the detector; the labels only choose which detection that is (the one holding the
@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
+from kp.data.faces import FaceDetector, face_crop_box
 from kp.data.io import (
-    DataError,
     SkipLog,
     check_split,
     check_units,
@@ -45,16 +45,16 @@ from kp.data.io import (
     split_groups,
     where,
 )
-from kp.faces import FaceDetector, face_crop_box
+from kp.errors import DataError
 
 log = logging.getLogger(__name__)
 
 CROPS = ("photo", "face")
-# crop="face": the square around a Haar face box (side, shift down, in box widths; kp.faces.face_crop_box). Measured
+# crop="face": the square around a Haar face box (side, shift down, in box widths; kp.data.faces.face_crop_box). Measured
 # on every third photo: the landmarks span 0.88 box widths (0.79-0.99 for 80 %) and their centre lies 0.16 box widths
 # below the box's (0.12-0.21) and 0.00 to its side (±0.12). 1.4 widths hold them with room for that scatter: 23 of the
 # test split's 18,360 landmarks fall outside (46 at 1.3), and those are left out of the metrics as invisible. Resize
-# the crop whole (conf/experiment/facial68.yaml): a centre crop would cut that room away.
+# the crop whole (kp/conf/experiment/facial68.yaml): a centre crop would cut that room away.
 FACE_FRAMING = (1.4, 0.16)
 LANDMARKS_IN_BOX = (0.88, 0.16)  # landmark span, centre shift down: both in box widths (the same measurement)
 PHOTO_IN_BOXES = 2.0  # a photo's shorter side is 2.0 Haar face boxes (median; 1.7-2.3 for 80 %)
@@ -162,7 +162,7 @@ class Facial68(KeypointDataset):
 
     def load(self, index: int) -> RawSample:
         image, keypoints, affine = read_image(self.files[index]), self.keypoints[index], None
-        if self.boxes is not None:  # crop="face": as kp.sources.Cropper cuts a detected face
+        if self.boxes is not None:  # crop="face": as kp.predict.sources.Cropper cuts a detected face
             box = self.boxes[index]
             image, keypoints, affine = crop_and_resize(image, keypoints, box, box[2:])
         return RawSample(image=image, keypoints=keypoints, visible=np.ones(NUM_KEYPOINTS, bool),

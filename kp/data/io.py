@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from kp.errors import DataError
 from kp.geometry import apply
 
 SPLITS = ("train", "val", "test")
@@ -43,9 +44,6 @@ MAX_IMAGE_PIXELS = 100_000_000
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 Image.MAX_IMAGE_PIXELS = None  # PIL's own limit raises its own error: MAX_IMAGE_PIXELS above is the one kp applies
 
-
-class DataError(ValueError):
-    """Bad input, with the file (and line) it came from in the message."""
 
 
 def where(path: str | Path, line: int | None = None) -> str:

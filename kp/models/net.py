@@ -30,7 +30,7 @@ must not pull the heatmaps).
 
 Fine-tuning (backbones with ImageNet weights, kp/models/pretrained.py): the pretrained layers learn at
 pretrained_lr_scale × the optimizer's learning rate (parameter_groups) and are frozen for the first freeze_epochs
-epochs (kp.finetune.FreezePretrained). init_from loads every tensor of another run's weights whose name and shape
+epochs (kp.train.callbacks.FreezePretrained). init_from loads every tensor of another run's weights whose name and shape
 match (kp/models/init_from.py), after the backbone's pretrained weights.
 """
 

@@ -13,6 +13,7 @@ colour; it is normalised with the average of the channel means and standard devi
 
 from __future__ import annotations
 
+import logging
 import pickle
 from pathlib import Path
 
@@ -20,17 +21,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kp.build import ConfigError
+from kp.errors import WeightsError
 from kp.models.blocks import conv_bn_relu
 
 STRIDES = (4, 8, 16, 32)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's normalisation of [0, 1] RGB input
 IMAGENET_STD = (0.229, 0.224, 0.225)
+log = logging.getLogger(__name__)
 
-
-class WeightsError(ConfigError):
-    """Pretrained or init_from weights that cannot be found or do not fit the model (a configuration error: the
-    commands report it in one line, kp.errors)."""
 
 
 def load_state_dict_file(path: str | Path, what: str) -> dict[str, torch.Tensor]:
@@ -88,9 +86,12 @@ class PretrainedBackbone(nn.Module):
         self.encoder = encoder
         self.pretrained = bool(pretrained)
         if pretrained:
-            state = self.default_weights() if pretrained is True else load_state_dict_file(
-                pretrained, f"model.backbone.pretrained ({name})")
-            self._load_encoder(state, in_channels, "its default source" if pretrained is True else pretrained)
+            if pretrained is True:
+                state, source = self.default_weights()
+            else:
+                state, source = load_state_dict_file(pretrained, f"model.backbone.pretrained ({name})"), pretrained
+            self._load_encoder(state, in_channels, source)
+            log.info("backbone %s: ImageNet weights from %s, %d tensors", self.arch, source, len(self.encoder.state_dict()))
         # Kept out of the state dict: they are a property of the weights, not learned.
         mean_, std_ = torch.tensor(list(mean), dtype=torch.float32), torch.tensor(list(std), dtype=torch.float32)
         if in_channels == 1:
@@ -101,8 +102,14 @@ class PretrainedBackbone(nn.Module):
         self.out_channels = decoder_width if self.decoder else encoder.channels[32]
         self.out_stride, self.dense = out_stride, out_stride < 32
 
-    def default_weights(self) -> dict[str, torch.Tensor]:
-        """The published ImageNet state dict that pretrained=true loads (each backbone knows where it lives)."""
+    @property
+    def arch(self) -> str:
+        """The architecture's name, as its config file names it (resnet18, efficientnet_lite0)."""
+        raise NotImplementedError
+
+    def default_weights(self) -> tuple[dict[str, torch.Tensor], str]:
+        """The published ImageNet state dict that pretrained=true loads (each backbone knows where it lives), and
+        where it came from (a package or a file), for the log."""
         raise NotImplementedError
 
     def _load_encoder(self, state: dict[str, torch.Tensor], in_channels: int, source: str) -> None:

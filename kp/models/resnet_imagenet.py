@@ -14,7 +14,8 @@ from urllib.error import URLError
 import torch
 from torch import nn
 
-from kp.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, PretrainedBackbone, WeightsError
+from kp.errors import WeightsError
+from kp.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, PretrainedBackbone
 
 WEIGHTS_URL = "https://download.pytorch.org/models/"
 # depth -> (block type, blocks per stage, torchvision's ImageNet weights file; ResNet-50: the V1 weights)
@@ -102,12 +103,17 @@ class ImageNetResNet(PretrainedBackbone):
         super().__init__(ResNetEncoder(in_channels, depth), in_channels, pretrained, out_stride, decoder_width,
                          mean, std)
 
-    def default_weights(self) -> dict[str, torch.Tensor]:
+    @property
+    def arch(self) -> str:
+        return f"resnet{self.depth}"
+
+    def default_weights(self) -> tuple[dict[str, torch.Tensor], str]:
         filename = DEPTHS[self.depth][2]
         url = WEIGHTS_URL + filename
         try:
-            return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, check_hash=True,
-                                                      weights_only=True)
+            state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, check_hash=True,
+                                                       weights_only=True)
+            return state, str(Path(torch.hub.get_dir()) / "checkpoints" / filename)
         except URLError as error:
             cache = Path(torch.hub.get_dir()) / "checkpoints"
             raise WeightsError(f"cannot download the ResNet-{self.depth} ImageNet weights ({error.reason}): download "

@@ -1,5 +1,5 @@
-"""Pictures: predictions against the ground truth (predictions.py), the evaluation report's figures (report.py) and a
-look inside a trained network (features.py, `python -m kp.viz.features`)."""
+"""Pictures: predictions against the ground truth (predictions.py), a dataset as the model sees it (preview.py,
+`kp preview`) and a look inside a trained network (features.py, `kp features`)."""
 
 import matplotlib
 

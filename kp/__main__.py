@@ -1,0 +1,5 @@
+"""`python -m kp <command> ...` is `kp <command> ...` (kp/cli)."""
+
+from kp.cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""Keypoints for new images and videos from a trained model:
+
+    kp predict MODEL INPUT... [--out DIR] [--flip] [--format dlc] [--format coco] [--detect faces]
+    kp predict ...
+
+MODEL: a run directory (its best checkpoint), a checkpoint file, or an ONNX file from kp export. INPUT: image files, folders (searched
+recursively; jpg, jpeg, png, bmp, tif, any case), globs, and videos (mp4, avi, mov, mkv; --every N, --start, --end).
+Keypoints come back in each image's own pixels (x = column, y = row, the top-left pixel's centre at 0, 0).
+
+DIR (default `predictions/`) gets
+  predictions.csv           one row per image, frame or face: file, frame, [face, box], status, then
+                            <keypoint>_x, <keypoint>_y, <keypoint>_score, <keypoint>_radius for every keypoint
+                            (radius: the calibrated uncertainty circle in the image's pixels, holding the true point
+                            with probability 1 - alpha; empty for a model without calibration, README: Calibrated
+                            uncertainty)
+  CollectedData_kp.csv      with --format dlc: DeepLabCut's labelled-data layout (three header rows; points scored
+                            below --threshold left empty, as unlabelled)
+  predictions_coco.json     with --format coco: COCO keypoint results (x, y, score triples)
+  overlays/<name>.png       each image with its predictions and their radius circles (off with --no-overlays)
+  overlays/<video>.mp4      each video, annotated, one frame per predicted frame
+  skipped.csv               unreadable images or frames (file, frame, reason), also listed at the end
+
+Scores are the heatmap peak (or the visibility probability), times the flip agreement with --flip (README: Scores).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from kp.errors import user_errors_in_one_line
+from kp.predict.predict import predict_inputs
+from kp.predict.writers import FORMATS
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="kp predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="a run directory, a checkpoint file or an exported .onnx file")
+    parser.add_argument("inputs", nargs="+", help="images, folders, globs, videos")
+    parser.add_argument("--out", type=Path, default=Path("predictions"))
+    parser.add_argument("--flip", action="store_true", help="test-time flip: average with the mirror image's prediction")
+    parser.add_argument("--format", action="append", choices=FORMATS, default=[], help="also write this format")
+    parser.add_argument("--threshold", type=float, default=0.3, help="scores below it are faded (and left out of dlc)")
+    parser.add_argument("--no-overlays", dest="overlays", action="store_false", help="no pictures, CSV only")
+    parser.add_argument("--detect", choices=["faces"], help="find faces first (face models), one row per face")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers reading and preprocessing")
+    parser.add_argument("--every", type=int, default=1, help="videos: every N-th frame")
+    parser.add_argument("--start", type=int, default=0, help="videos: first frame")
+    parser.add_argument("--end", type=int, default=None, help="videos: stop before this frame")
+    parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
+    args = parser.parse_args(argv)
+    with user_errors_in_one_line(args.verbose):
+        predict_inputs(args.model, args.inputs, args.out, args.flip, tuple(args.format), args.overlays, args.threshold,
+                args.detect, args.batch_size, args.workers, args.every, args.start, args.end)
+

@@ -1,0 +1,324 @@
+"""The label doctor: `kp doctor data=<name> [overrides] [--run RUN] [--out DIR] [--worst N]`."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only
+import cv2  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import open_dict  # noqa: E402
+from rich.progress import track  # noqa: E402
+
+from kp.data.datamodule import SPLITS
+from kp.inference.load import load  # noqa: E402
+
+log = logging.getLogger("kp.evaluation.doctor")
+NEAR_BITS = 4  # difference hashes at most this many of 64 bits apart count as near-duplicates
+SWAP_RATIO = 0.5  # a pair is a swap suspect when swapping it at least halves its distance to the mean shape
+
+
+@dataclass
+class Sample:
+    split: str
+    id: str
+    image: np.ndarray  # H×W×C uint8, as the loader gives it
+    keypoints: np.ndarray  # K×2 in the image's pixels
+    labelled: np.ndarray  # K bool
+
+
+@dataclass
+class Findings:
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # split -> (images, labelled keypoints)
+    coverage: dict[str, np.ndarray] = field(default_factory=dict)  # split -> K fractions labelled
+    exact_duplicates: list[list[tuple[str, str]]] = field(default_factory=list)  # groups of (split, id)
+    near_duplicates: list[tuple[tuple[str, str], tuple[str, str], int]] = field(default_factory=list)  # a, b, bits
+    outside: list[tuple[str, str, str]] = field(default_factory=list)  # split, id, keypoint name
+    unit_suspects: list[tuple[str, str]] = field(default_factory=list)
+    swaps: list[tuple[str, str, str, str, float]] = field(default_factory=list)  # split, id, name a, name b, ratio
+    outliers: list[tuple[str, str, float, str]] = field(default_factory=list)  # split, id, score, worst point
+    disagreements: list[tuple[str, str, float, str]] = field(default_factory=list)  # split, id, px error, worst point
+    issues: list[str] = field(default_factory=list)  # samples the loader skipped
+
+    def across_splits(self) -> list[list[tuple[str, str]]]:
+        return [group for group in self.exact_duplicates if len({split for split, _ in group}) > 1]
+
+
+def read_samples(datamodule) -> list[Sample]:
+    samples = []
+    for split in SPLITS:
+        data = datamodule.splits[split]
+        for i in track(range(len(data)), description=f"reading {split}", transient=True):
+            raw = data.load(i)
+            image = np.asarray(raw.image)
+            if image.dtype != np.uint8:
+                image = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+            samples.append(Sample(split, raw.id or f"{split}#{i}", image if image.ndim == 3 else image[:, :, None],
+                                  np.asarray(raw.keypoints, np.float64),
+                                  np.asarray(raw.visible, bool) & np.isfinite(raw.keypoints).all(axis=1)))
+    return samples
+
+
+def difference_hash(image: np.ndarray) -> int:
+    """64 bits: whether each pixel of a 9×8 grey thumbnail is brighter than its right neighbour (robust to
+    re-encoding, resizing and small brightness changes)."""
+    grey = image[:, :, 0] if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).ravel()
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def find_duplicates(samples: list[Sample], findings: Findings) -> None:
+    exact = defaultdict(list)
+    for s in samples:
+        exact[hashlib.blake2b(s.image.tobytes() + str(s.image.shape).encode(), digest_size=16).digest()].append(s)
+    # A split that is another by design (facial: test = val) is not a leak: the same id twice is one image.
+    findings.exact_duplicates = [[(s.split, s.id) for s in group] for group in exact.values()
+                                 if len({s.id for s in group}) > 1]
+    hashes = np.array([difference_hash(s.image) for s in samples], np.uint64)
+    ids = [s.id for s in samples]
+    exact_pairs = {frozenset((a, b)) for group in findings.exact_duplicates for _, a in group for _, b in group}
+    for i in range(len(samples)):
+        xor = hashes[i + 1:] ^ hashes[i]
+        bits = np.unpackbits(xor.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+        for j in np.flatnonzero(bits <= NEAR_BITS) + i + 1:
+            if ids[i] != ids[j] and frozenset((ids[i], ids[j])) not in exact_pairs:
+                findings.near_duplicates.append(((samples[i].split, ids[i]), (samples[j].split, ids[j]),
+                                                 int(bits[j - i - 1])))
+
+
+def align(shape: np.ndarray, mean: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """shape (K×2) moved by the similarity (shift, scale, rotation; no reflection) that best fits its `mask` points
+    onto the same points of `mean` (least squares, Umeyama)."""
+    a, b = shape[mask], mean[mask]
+    ca, cb = a.mean(0), b.mean(0)
+    a0, b0 = a - ca, b - cb
+    u, sigma, vt = np.linalg.svd(b0.T @ a0)
+    d = np.sign(np.linalg.det(u @ vt))
+    rotation = u @ np.diag([1, d]) @ vt
+    scale = (sigma * [1, d]).sum() / max((a0 ** 2).sum(), 1e-12)
+    return (shape - ca) @ rotation.T * scale + cb
+
+
+def mean_shape(samples: list[Sample], k: int, iterations: int = 5) -> tuple[np.ndarray, list[np.ndarray | None]]:
+    """Generalised Procrustes over the samples with at least 3 labelled points: the mean shape (centred, unit
+    size) and each sample aligned to it (None where it has too few points)."""
+    usable = [s.labelled.sum() >= 3 for s in samples]
+    complete = [s for s, ok in zip(samples, usable) if ok and s.labelled.all()]
+    start = complete[0] if complete else next(s for s, ok in zip(samples, usable) if ok)
+    mean = np.where(start.labelled[:, None], start.keypoints, np.nan)
+    aligned: list[np.ndarray | None] = [None] * len(samples)
+    for _ in range(iterations):
+        mean = mean - np.nanmean(mean, axis=0)
+        mean = mean / np.sqrt(np.nansum(mean ** 2) / np.isfinite(mean[:, 0]).sum())
+        filled = np.where(np.isfinite(mean), mean, 0.0)
+        for n, (s, ok) in enumerate(zip(samples, usable)):
+            mask = s.labelled & np.isfinite(mean[:, 0])
+            if ok and mask.sum() >= 3:
+                aligned[n] = np.where(s.labelled[:, None], align(s.keypoints, filled, mask), np.nan)
+        stacked = np.stack([a for a in aligned if a is not None])
+        mean = np.nanmean(stacked, axis=0) if len(stacked) else mean
+    return mean, aligned
+
+
+def find_shape_problems(samples, meta, findings: Findings, worst: int) -> tuple[np.ndarray, list]:
+    if not any(s.labelled.sum() >= 3 for s in samples):
+        return np.zeros((meta.num_keypoints, 2)), [None] * len(samples)
+    mean, aligned = mean_shape(samples, meta.num_keypoints)
+    residuals = np.stack([np.linalg.norm(a - mean, axis=1) if a is not None else np.full(len(mean), np.nan)
+                          for a in aligned])
+    # One misplaced point hardly moves a shape's overall distance: rank by the worst point instead, in units of that
+    # point's usual residual (eyes sit tight, jaw ends wander with the pose).
+    typical = np.nanmedian(residuals, axis=0)
+    typical = np.where(np.isfinite(typical) & (typical > 0), typical, np.nanmedian(typical))
+    distances = []
+    pairs = np.array(meta.flip_pairs or [], int).reshape(-1, 2)
+    for s, a, residual in zip(samples, aligned, residuals):
+        if a is None:
+            continue
+        score = residual / typical
+        distances.append((s.split, s.id, float(np.nanmax(score)), meta.names[int(np.nanargmax(score))]))
+        if pairs.size:
+            i, j = pairs[:, 0], pairs[:, 1]
+            keep = np.linalg.norm(a[i] - mean[i], axis=1) + np.linalg.norm(a[j] - mean[j], axis=1)
+            swap = np.linalg.norm(a[i] - mean[j], axis=1) + np.linalg.norm(a[j] - mean[i], axis=1)
+            for n in np.flatnonzero(swap < SWAP_RATIO * keep):  # NaN (a point unlabelled) compares False
+                findings.swaps.append((s.split, s.id, meta.names[i[n]], meta.names[j[n]], float(swap[n] / keep[n])))
+    findings.outliers = sorted(distances, key=lambda d: -d[2])[:worst]
+    return mean, aligned
+
+
+def find_outside_and_units(samples: list[Sample], meta, findings: Findings) -> None:
+    for s in samples:
+        height, width = s.image.shape[:2]
+        points = s.keypoints[s.labelled]
+        if len(points) >= 2 and points.min() >= 0 and points.max() <= 1 and min(width, height) >= 8:
+            findings.unit_suspects.append((s.split, s.id))
+        outside = s.labelled & ((s.keypoints[:, 0] < -0.5) | (s.keypoints[:, 0] > width - 0.5)
+                                | (s.keypoints[:, 1] < -0.5) | (s.keypoints[:, 1] > height - 0.5))
+        findings.outside += [(s.split, s.id, meta.names[k]) for k in np.flatnonzero(outside)]
+
+
+def find_disagreements(samples: list[Sample], run: str, meta, findings: Findings, worst: int) -> list:
+    predictor = load(run)
+    if predictor.meta.names != meta.names:
+        raise ValueError(f"--run {run} predicts {predictor.meta.names}, the data has {meta.names}")
+    errors, predictions = [], []
+    for start in track(range(0, len(samples), 32), description="predicting"):
+        batch = samples[start:start + 32]
+        keypoints, _ = predictor.predict([s.image for s in batch])
+        predictions += list(keypoints)
+    for s, predicted in zip(samples, predictions):
+        if s.labelled.any():
+            distance = np.linalg.norm(predicted - s.keypoints, axis=1)
+            distance[~s.labelled] = -1
+            errors.append((s.split, s.id, float(distance[s.labelled].mean()), meta.names[int(distance.argmax())]))
+    findings.disagreements = sorted(errors, key=lambda e: -e[2])[:worst]
+    return predictions
+
+
+def _draw(ax, sample: Sample, meta, title: str, overlays=()) -> None:
+    image = sample.image
+    ax.imshow(image[:, :, 0] if image.shape[2] == 1 else image, cmap="gray")
+    shown = sample.labelled
+    ax.scatter(sample.keypoints[shown, 0], sample.keypoints[shown, 1], s=10, c="lime", edgecolors="black",
+               linewidths=0.3, label="label")
+    for points, colour, name in overlays:
+        ax.scatter(points[:, 0], points[:, 1], s=10, c=colour, marker="x", linewidths=0.8, label=name)
+    ax.set_title(title, fontsize=6)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _grid(path: Path, panels: list, columns: int = 4) -> None:
+    rows = max(1, -(-len(panels) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, panel in zip(axes.flat, panels):
+        ax.axis("on")
+        panel(ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _back_to_image(mean: np.ndarray, sample: Sample) -> np.ndarray:
+    """The mean shape laid over a sample: aligned onto its labelled points."""
+    mask = sample.labelled & np.isfinite(mean[:, 0])
+    return align(np.where(np.isfinite(mean), mean, 0.0), sample.keypoints, mask)[mask]
+
+
+def diagnose(cfg, run: str | None = None, out: str | Path = "doctor", worst: int = 8) -> tuple[Path, Findings]:
+    with open_dict(cfg):
+        cfg.data.transforms = {}  # the loader's own samples, no augmentation
+        cfg.data.allow_leaks = True  # the doctor reports leaks rather than stopping at them
+        cfg.data.num_workers = 0
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    meta = datamodule.meta
+    samples = read_samples(datamodule)
+    findings = Findings(issues=datamodule.issues)
+    for split in SPLITS:
+        members = [s for s in samples if s.split == split]
+        labelled = np.array([s.labelled for s in members]).reshape(-1, meta.num_keypoints)
+        findings.counts[split] = (len(members), int(labelled.sum()))
+        findings.coverage[split] = labelled.mean(axis=0) if len(members) else np.zeros(meta.num_keypoints)
+    find_duplicates(samples, findings)
+    find_outside_and_units(samples, meta, findings)
+    mean, _ = find_shape_problems(samples, meta, findings, worst)
+    predictions = find_disagreements(samples, run, meta, findings, worst) if run else None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _pictures(out, samples, meta, findings, mean, predictions)
+    report = out / "report.md"
+    report.write_text(_markdown(cfg, meta, findings, run))
+    return report, findings
+
+
+def _pictures(out: Path, samples, meta, findings: Findings, mean, predictions) -> None:
+    by_id = {(s.split, s.id): n for n, s in enumerate(samples)}
+    fig, ax = plt.subplots(figsize=(max(6, 0.25 * meta.num_keypoints), 3))
+    width = 0.8 / len(SPLITS)
+    for n, split in enumerate(SPLITS):
+        ax.bar(np.arange(meta.num_keypoints) + n * width, findings.coverage[split], width, label=split)
+    ax.set_xticks(np.arange(meta.num_keypoints) + width, meta.names, rotation=90, fontsize=6)
+    ax.set_ylabel("fraction labelled")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "coverage.png", dpi=90)
+    plt.close(fig)
+
+    def sample_panel(key, title, overlays=()):
+        return lambda ax: _draw(ax, samples[by_id[key]], meta, title, overlays)
+
+    pairs = [group[:2] for group in findings.exact_duplicates][:6] + [
+        [a, b] for a, b, _ in findings.near_duplicates][:max(0, 6 - len(findings.exact_duplicates))]
+    _grid(out / "duplicates.png", [sample_panel(key, f"{key[0]}: {Path(key[1]).name}") for pair in pairs for key in pair])
+    pair_points = lambda key, a, b: samples[by_id[key]].keypoints[[meta.names.index(a), meta.names.index(b)]]
+    _grid(out / "swaps.png", [sample_panel((split, id_), f"{Path(id_).name}: {a} / {b}? (red)",
+                                           [(pair_points((split, id_), a, b), "red", "pair")])
+                              for split, id_, a, b, _ in findings.swaps[:8]])
+    _grid(out / "outliers.png", [sample_panel((split, id_), f"{Path(id_).name}: {d:.1f}× at {worst_point}",
+                                              [(_back_to_image(mean, samples[by_id[(split, id_)]]), "red", "mean shape")])
+                                 for split, id_, d, worst_point in findings.outliers])
+    if predictions is not None:
+        _grid(out / "disagreements.png", [
+            sample_panel((split, id_), f"{Path(id_).name}: {e:.1f} px, worst {worst_point}",
+                         [(predictions[by_id[(split, id_)]], "red", "model")])
+            for split, id_, e, worst_point in findings.disagreements])
+
+
+def _markdown(cfg, meta, findings: Findings, run: str | None) -> str:
+    name = lambda split, id_: f"`{id_}` ({split})"
+    lines = [f"# Label doctor: {cfg.data.dataset._target_}", "",
+             f"{meta.num_keypoints} keypoints; flip pairs: "
+             f"{'unknown' if meta.flip_pairs is None else len(meta.flip_pairs)}", "",
+             "| split | images | labelled keypoints |", "|---|---|---|"]
+    lines += [f"| {split} | {n} | {k} |" for split, (n, k) in findings.counts.items()]
+    lines += ["", "## Label coverage per keypoint", "", "![coverage](coverage.png)", ""]
+    low = [(meta.names[k], float(findings.coverage["train"][k])) for k in range(meta.num_keypoints)
+           if findings.coverage["train"][k] < 0.5]
+    lines += [f"- labelled in under half the training images: {', '.join(f'{n} ({c:.0%})' for n, c in low)}"
+              if low else "- every keypoint is labelled in at least half the training images", ""]
+    across = findings.across_splits()
+    lines += ["## Duplicates", "", f"- exact duplicates (same pixels): {len(findings.exact_duplicates)} group(s), "
+              f"{len(across)} across splits (a leak: validation and test see training images)"]
+    lines += [f"  - {' = '.join(name(*key) for key in group)}" for group in findings.exact_duplicates[:20]]
+    near_across = [(a, b, bits) for a, b, bits in findings.near_duplicates if a[0] != b[0]]
+    lines += [f"- near-duplicates (difference hash ≤ {NEAR_BITS} bits apart): {len(findings.near_duplicates)} pair(s), "
+              f"{len(near_across)} across splits"]
+    lines += [f"  - {name(*a)} ~ {name(*b)} ({bits} bits)" for a, b, bits in (near_across or findings.near_duplicates)[:20]]
+    lines += ["", "![duplicates](duplicates.png)", "", "## Keypoints outside the image and unit suspects", "",
+              f"- labelled keypoints outside their image: {len(findings.outside)}"]
+    lines += [f"  - {name(split, id_)}: {kp}" for split, id_, kp in findings.outside[:20]]
+    lines += [f"- samples whose coordinates all lie within [0, 1] (normalised, not pixels?): "
+              f"{len(findings.unit_suspects)}"]
+    lines += [f"  - {name(*key)}" for key in findings.unit_suspects[:20]]
+    lines += ["", "## Suspected left/right swaps", ""]
+    if meta.flip_pairs is None:
+        lines += ["- not checked: the dataset's flip pairs are unknown (data.dataset.flip_pairs)"]
+    lines += [f"- {len(findings.swaps)} pair(s) whose points each lie nearer the other's place in the mean shape"]
+    lines += [f"  - {name(split, id_)}: {a} / {b} (swapped is {ratio:.2f}× the distance)"
+              for split, id_, a, b, ratio in findings.swaps[:20]]
+    lines += ["", "![swaps](swaps.png)", "", "## Shape outliers", "",
+              "After Procrustes alignment to the mean shape, each sample's point farthest from its place, in units of "
+              "that point's median distance over the dataset (eyes sit tight, jaw ends wander), the worst first:", ""]
+    lines += [f"- {name(split, id_)}: {d:.1f}× at {worst_point}" for split, id_, d, worst_point in findings.outliers]
+    lines += ["", "![outliers](outliers.png)", ""]
+    if run:
+        lines += ["## Where the model disagrees with the labels", "", f"model: `{run}`", ""]
+        lines += [f"- {name(split, id_)}: {e:.1f} px mean error, worst point {p}"
+                  for split, id_, e, p in findings.disagreements]
+        lines += ["", "![disagreements](disagreements.png)", ""]
+    lines += ["## Samples the loader skipped", "", f"{len(findings.issues)} sample(s)"]
+    lines += [f"- {issue}" for issue in findings.issues[:50]]
+    return "\n".join(lines) + "\n"

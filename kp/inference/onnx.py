@@ -1,0 +1,67 @@
+"""A Predictor over an exported ONNX file (`kp.load("model.onnx")`): the model runs in ONNX Runtime, not in torch.
+
+Everything it needs comes from the file's metadata (kp.export.export.metadata): the InferenceSpec for the preprocessing and
+the keypoint metadata, whether test-time flip is in the graph, and a fixed batch size if it has one. The file must
+have been exported with --decode (the default): it returns keypoints in input pixels and scores, which are mapped back
+to each image's own pixels here, exactly as kp.inference.predictor.Predictor does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from kp.build import InferenceSpec
+from kp.errors import ModelLoadError
+from kp.inference.predictor import Predictions, Predictor
+from kp.inference.preprocess import to_source
+
+
+class OnnxPredictor(Predictor):
+    """A Predictor (kp.inference.predictor) with ONNX Runtime running the network; `module` is None."""
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: no such ONNX file")
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ModelLoadError(f"{path}: ONNX models need onnxruntime: pip install -e '.[export]'") from None
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types for unreadable files
+            raise ModelLoadError(f"{path}: not a readable ONNX model ({str(error).splitlines()[0][:200]})") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        if "kp_spec" not in props:
+            raise ModelLoadError(f"{path}: no kp metadata in this ONNX file: export it with kp export RUN")
+        if not json.loads(props["decoded"]):
+            raise ModelLoadError(f"{path} returns raw network outputs (exported with --no-decode): export it again "
+                                 f"with --decode to predict keypoints")
+        super().__init__(InferenceSpec(**json.loads(props["kp_spec"])), path)
+        self.flip_in_graph = json.loads(props["flip"])
+        self.fixed_batch = json.loads(props["batch"])
+
+    def predict_with_radius(self, images, affines=None, flip: bool = False) -> Predictions:
+        """Preprocessed images B×C×H×W (torch or numpy) -> keypoints B×K×2 (in source pixels when `affines` B×2×3 are
+        given, else in input pixels), scores B×K and a NaN radius: the exported graph does not give the difficulty the
+        calibrated radius scales (kp.calibration), so an ONNX model predicts like an uncalibrated one. Test-time flip is part of the exported graph or not: `flip` must
+        match it (ModelLoadError, which kp predict reports in one line, when it does not)."""
+        if flip != self.flip_in_graph:
+            action = "export it again with --flip" if flip else "predict with --flip, or export it again without --flip"
+            raise ModelLoadError(f"{self.checkpoint} was exported {'with' if self.flip_in_graph else 'without'} test-time "
+                             f"flip: {action}")
+        images = np.asarray(images, np.float32)
+        n = len(images)
+        batch = self.fixed_batch or n
+        keypoints, scores = [], []
+        for start in range(0, n, batch):
+            chunk = images[start:start + batch]
+            padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), 0)]) if len(chunk) < batch else chunk
+            out_keypoints, out_scores = self.session.run(None, {"images": padded})
+            keypoints.append(out_keypoints[:len(chunk)])
+            scores.append(out_scores[:len(chunk)])
+        scores = np.concatenate(scores)
+        return Predictions(to_source(np.concatenate(keypoints), affines), scores, np.full(scores.shape, np.nan))

@@ -1,0 +1,101 @@
+"""Use a trained model: `kp.load(path)` -> a Predictor, from a run directory or a checkpoint file on its own.
+
+A checkpoint carries its InferenceSpec (kp.build): model and codec config, keypoint metadata, input shape and the
+test-time preprocessing. Nothing else is read: no config files, no training data.
+
+    predictor = kp.load("logs/train/runs/<time>")           # the run's best checkpoint
+    predictor = kp.load("model.onnx")                        # or a kp.export.export ONNX file, run by ONNX Runtime
+    keypoints, scores = predictor.predict([image])           # H×W×3 RGB (or H×W / H×W×1 grey) uint8 arrays
+    # keypoints N×K×2 in each image's own pixels (x = column, y = row), scores N×K in [0, 1]
+
+Scores: the heatmap peak (heatmap targets), the visibility probability (coordinate models with a visibility head)
+or 1; with flip=True times the agreement of the image's and its mirror's predictions (kp.codecs.base.flip_test).
+`predictor.predict_with_radius` adds the calibrated uncertainty radius per keypoint (kp.calibration).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from kp import geometry
+from kp.build import InferenceSpec
+from kp.calibration import Calibration
+from kp.inference.preprocess import Preprocess, to_source
+from kp.module import KeypointModule
+
+
+class Predictions(NamedTuple):
+    """Keypoints B×K×2, scores B×K and calibrated radii B×K (NaN without a calibration), as numpy arrays."""
+
+    keypoints: np.ndarray
+    scores: np.ndarray
+    radius: np.ndarray
+
+
+class Predictor:
+    """A trained model ready to predict: `predict` on raw images, or `predict_batch` / `predict_with_radius` on
+    preprocessed ones. Subclasses run the network: TorchPredictor here, OnnxPredictor (kp.inference.onnx).
+    `calibrations` (kp.calibration, per flip mode) give each prediction an uncertainty radius."""
+
+    module: KeypointModule | None = None  # the torch module; None where another runtime runs the network
+
+    def __init__(self, spec: InferenceSpec, checkpoint: Path | None, calibrations: dict[bool, Calibration] | None = None):
+        self.spec, self.checkpoint = spec, checkpoint
+        self.meta = spec.keypoint_meta()
+        self.preprocess = Preprocess(spec, self.meta)
+        self.calibrations = dict(calibrations or {})
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.spec.input_shape)
+
+    def predict_batch(self, images: torch.Tensor, affines: np.ndarray | torch.Tensor | None = None,
+                      flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Preprocessed images B×C×H×W -> keypoints B×K×2 (in source pixels when `affines` B×2×3 are given, else in
+        input pixels) and scores B×K, as numpy arrays."""
+        return self.predict_with_radius(images, affines, flip)[:2]
+
+    def predict_with_radius(self, images, affines: np.ndarray | torch.Tensor | None = None,
+                            flip: bool = False) -> Predictions:
+        """`predict_batch` plus the radius around each keypoint that holds the true point with probability
+        1 - alpha (in the same pixels as the keypoints; NaN when the model has no calibration for this flip mode)."""
+        raise NotImplementedError
+
+    def predict(self, images, flip: bool = False, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """Raw images (a list of H×W×C uint8 arrays, RGB or grey, any size) -> keypoints N×K×2 in each image's own
+        pixels and scores N×K."""
+        results = []
+        for start in range(0, len(images), batch_size):
+            prepared = [self.preprocess(image) for image in images[start:start + batch_size]]
+            batch = torch.stack([tensor for tensor, _ in prepared])
+            results.append(self.predict_batch(batch, np.stack([affine for _, affine in prepared]), flip))
+        if not results:
+            k = self.meta.num_keypoints
+            return np.zeros((0, k, 2)), np.zeros((0, k))
+        return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+
+
+class TorchPredictor(Predictor):
+    """The network in torch, on `module`'s device."""
+
+    def __init__(self, module: KeypointModule, spec: InferenceSpec, checkpoint: Path | None,
+                 calibrations: dict[bool, Calibration] | None = None):
+        super().__init__(spec, checkpoint, calibrations)
+        self.module = module.eval()
+
+    @torch.inference_mode()
+    def predict_with_radius(self, images: torch.Tensor, affines: np.ndarray | torch.Tensor | None = None,
+                            flip: bool = False) -> Predictions:
+        device = next(self.module.parameters()).device
+        prediction = self.module.predict_details(images.to(device), flip=flip)
+        keypoints = to_source(prediction.keypoints.float().cpu().numpy(), affines)
+        fitted = self.calibrations.get(flip)
+        radius = fitted.radius(prediction.difficulty) if fitted else np.full(keypoints.shape[:2], np.nan)
+        if affines is not None:  # lengths shrink or grow with the affine's scale
+            radius = radius / np.array([geometry.scale(a) for a in np.asarray(affines, np.float64)])[:, None]
+        return Predictions(keypoints, prediction.scores.float().cpu().numpy(), radius)
+

@@ -1,0 +1,209 @@
+"""The leaderboard of a sweep, built from its job directories alone (so `python sweep.py --summarize <sweep_dir>`
+rebuilds it at any time): one row per job with its status (and error), its overrides, the objective (the best
+validation value of optimized_metric), the final test metrics, the wall time and the run dir. Printed as a table and
+written to the sweep dir as leaderboard.csv, leaderboard.md and objective.png (the objective against each swept
+parameter), plus learning_curve.png where the sweep varies data.train_fraction (kp.train.learning_curve).
+LeaderboardCallback does it at the end of every multirun (kp/conf/hydra/default.yaml)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from hydra.experimental.callback import Callback  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from kp.run_dir import RunDir  # noqa: E402
+from kp.train import learning_curve, run_info  # noqa: E402
+from kp.train.learning_curve import PowerLaw  # noqa: E402
+
+log = logging.getLogger("kp.train.leaderboard")
+
+
+class Leaderboard:
+    """rows: one per job, best objective first, failed jobs last; swept: the override keys whose values differ
+    between jobs (all override keys when none do); objective: "<optimized_metric> (<mode>)"."""
+
+    def __init__(self, sweep_dir: Path):
+        self.sweep_dir = Path(sweep_dir)
+        if not self.sweep_dir.is_dir():
+            raise FileNotFoundError(f"{sweep_dir}: no such sweep directory (expected logs/<task_name>/multiruns/<time>)")
+        jobs = sorted((p for p in self.sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+        if not jobs:
+            raise FileNotFoundError(f"{sweep_dir}: no job directories (0/, 1/, ...): is this a multirun directory?")
+        rows, override_keys = [], {}
+        for job in jobs:
+            config = OmegaConf.load(RunDir(job).config)
+            overrides = dict(o.split("=", 1) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml"))
+            override_keys.update(dict.fromkeys(overrides))
+            metrics_file = RunDir(job).metrics
+            metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+            info = run_info.read(job)
+            rows.append({
+                "job": int(job.name),
+                # a job killed from outside never wrote its end: run_info.read says "killed" once its process is gone
+                "status": info.get("status", "completed" if metrics else "unknown"),
+                **overrides,
+                "objective": metrics.get(f"best/{config.optimized_metric}", math.nan),
+                "train_images": metrics.get("train_images", math.nan),
+                # the overall test metrics, not the per-keypoint ones (test/pck_0.05/left_eye)
+                **{k: v for k, v in metrics.items() if k.startswith("test/") and k.count("/") == 1},
+                "wall_time_s": info.get("wall_time_s", math.nan),
+                "error": info.get("error", ""),
+                "run_dir": str(job),
+            })
+        self.objective = f"{config.optimized_metric} ({config.optimized_mode})"
+        self.mode = config.optimized_mode
+        table = pd.DataFrame(rows)
+        for key in override_keys:  # numbers as numbers (the CSV, sorting, the plot), the rest as written
+            try:
+                table[key] = pd.to_numeric(table[key])
+            except (ValueError, TypeError):
+                pass
+        self.swept = [k for k in override_keys if table[k].astype(str).nunique() > 1] or list(override_keys)
+        # Overrides every job shares are said once (self.common), not repeated per row; the columns keep one order
+        # whichever job failed (a failed job has no test metrics, so dict order would move them).
+        self.common = {k: _text(table[k].iloc[0]) for k in override_keys if k not in self.swept}
+        tests = sorted(c for c in table.columns if c.startswith("test/"))
+        self.has_learning_curve = "data.train_fraction" in self.swept
+        sizes = ["train_images"] if self.has_learning_curve else []
+        table = table[["job", "status", *self.swept, *sizes, "objective", *tests, "wall_time_s", "error", "run_dir"]]
+        self.rows = table.sort_values("objective", ascending=config.optimized_mode == "min", na_position="last",
+                                      kind="stable").reset_index(drop=True)
+
+    def write(self) -> None:
+        self.rows.to_csv(self.sweep_dir / "leaderboard.csv", index=False)
+        (self.sweep_dir / "leaderboard.md").write_text(self.markdown())
+        self.plot(self.sweep_dir / "objective.png")
+        if self.has_learning_curve:
+            self.plot_learning_curve(self.sweep_dir / "learning_curve.png")
+
+    def learning_curves(self) -> list[tuple[str, pd.DataFrame, PowerLaw | None]]:
+        """Per combination of the other swept parameters (one curve when only data.train_fraction varies): its label,
+        its completed jobs by training-set size, and the power law fitted to their errors."""
+        done = self.rows[self.rows["objective"].notna() & self.rows["train_images"].notna()].copy()
+        done["error"] = [learning_curve.error_of(v, self.mode) for v in done["objective"]]
+        others = [k for k in self.swept if k != "data.train_fraction"]
+        groups = done.groupby([done[k].astype(str) for k in others], sort=False) if others else [((), done)]
+        curves = []
+        for values, jobs in groups:
+            values = values if isinstance(values, tuple) else (values,)
+            label = ", ".join(f"{k}={v}" for k, v in zip(others, values)) or "all jobs"
+            jobs = jobs.sort_values("train_images")
+            curves.append((label, jobs, PowerLaw.fit(jobs["train_images"].tolist(), jobs["error"].tolist())))
+        return curves
+
+    def learning_curve_lines(self) -> list[str]:
+        return [learning_curve.summary(law, jobs["train_images"].tolist(), label)
+                for label, jobs, law in self.learning_curves()]
+
+    def plot_learning_curve(self, path: Path) -> None:
+        """The error against the number of labelled training images, log-log, with each curve's fitted power law
+        extended to the size its next 10 % step would need."""
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        curves = self.learning_curves()
+        for label, jobs, law in curves:
+            points = ax.plot(jobs["train_images"], jobs["error"], "o", label=label)[0]
+            if law is not None:
+                most = jobs["train_images"].max()
+                reach = law.images_for(0.9 * law.error_at(most))
+                n = np.geomspace(jobs["train_images"].min(), min(reach, 10 * most) if np.isfinite(reach) else most, 50)
+                ax.plot(n, law.error_at(n), "--", color=points.get_color(), label=f"{law.a:.3g} · n^-{law.b:.2f}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        sizes = sorted({int(n) for _, jobs, _ in curves for n in jobs["train_images"]})
+        ax.set_xticks(sizes, [str(n) for n in sizes])  # a tick at each training-set size: the decades may show none
+        ax.set_xlabel("labelled training images")
+        what = self.objective.split(" (")[0]
+        ax.set_ylabel(f"best validation {what}" if self.mode == "min" else f"1 - best validation {what}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        ax.set_title(f"{self.sweep_dir.name}: learning curve", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+
+    def markdown(self) -> str:
+        columns = list(self.rows.columns)
+        common = ", ".join(f"{k}={v}" for k, v in self.common.items())
+        lines = [f"# Leaderboard: {self.sweep_dir}", "", f"objective: best validation {self.objective}", "",
+                 *([f"every job: {common}", ""] if common else []),
+                 *([f"learning curve (learning_curve.png): {line}" for line in self.learning_curve_lines()] + [""]
+                   if self.has_learning_curve else []),
+                 "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        for row in self.rows.itertuples(index=False):
+            lines.append("| " + " | ".join(_text(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
+        return "\n".join(lines) + "\n"
+
+    def print(self) -> None:
+        table = Table(title=f"Leaderboard: {self.sweep_dir} (objective: {self.objective})")
+        columns = ["job", "status", *self.swept, *(["train_images"] if self.has_learning_curve else []), "objective",
+                   *(c for c in self.rows.columns if c.startswith("test/")), "wall_time_s", "error"]
+        for column in columns:
+            table.add_column(column, justify="right" if column in ("job", "objective", "wall_time_s") else "left")
+        for _, row in self.rows.iterrows():
+            table.add_row(*(_text(row[c])[:60] for c in columns))
+        table.caption = f"run dir of job N: {self.sweep_dir}/N"
+        console = Console(width=200)
+        console.print(table)
+        if self.has_learning_curve:  # printed rather than logged: `sweep.py --summarize` configures no logging
+            for line in self.learning_curve_lines():
+                console.print(f"learning curve: {line}", soft_wrap=True)
+
+    def plot(self, path: Path) -> None:
+        """One panel per swept parameter: the objective of each job against its value (log axis for numbers that
+        span a factor of 10 or more, as learning rates do)."""
+        fig, axes = plt.subplots(1, len(self.swept), figsize=(4 * len(self.swept), 3.5), squeeze=False)
+        done = self.rows[self.rows["objective"].notna()]
+        for ax, key in zip(axes.flat, self.swept):
+            values = pd.to_numeric(done[key], errors="coerce")
+            if values.notna().all() and len(values):
+                ax.scatter(values, done["objective"])
+                if values.min() > 0 and values.max() >= 10 * values.min():
+                    ax.set_xscale("log")
+                    # a tick at each swept value only: the log axis's own minor labels collide
+                    ax.xaxis.set_minor_formatter(NullFormatter())
+                    ticks = sorted(set(values))
+                    ax.set_xticks(ticks, [f"{v:g}" for v in ticks], rotation=30, ha="right")
+            else:  # categories (model=unet,hourglass) in order of first appearance
+                categories = list(dict.fromkeys(self.rows[key].astype(str)))
+                ax.scatter([categories.index(v) for v in done[key].astype(str)], done["objective"])
+                ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
+            ax.set_xlabel(key)
+            ax.set_ylabel(self.objective)
+            ax.grid(alpha=0.3)
+        fig.suptitle(f"{self.sweep_dir.name}: {len(done)} of {len(self.rows)} jobs with an objective", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+
+
+def _text(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def summarize(sweep_dir: Path) -> Leaderboard:
+    board = Leaderboard(sweep_dir)
+    board.write()
+    board.print()
+    log.info("leaderboard: %s (.csv, .md) and %s", sweep_dir / "leaderboard", sweep_dir / "objective.png")
+    return board
+
+
+class LeaderboardCallback(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        summarize(Path(config.hydra.sweep.dir))

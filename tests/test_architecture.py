@@ -1,0 +1,100 @@
+"""The package map holds: imports run one way (commands -> jobs -> inference -> core -> data/models/codecs -> geometry
+and errors), no module imports another that imports it back, and kp.errors is a leaf that pulls in nothing heavy."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import kp
+
+PACKAGE = Path(kp.__file__).resolve().parent
+
+# Each layer may import its own and the layers below it, never one above.
+LAYERS = [
+    ["kp.cli", "kp.__main__", "kp"],  # kp: the package root, whose kp.load is the public API
+    ["kp.train", "kp.predict", "kp.export", "kp.evaluation", "kp.viz", "kp.trajectories"],
+    ["kp.inference"],
+    ["kp.build", "kp.module", "kp.config"],
+    ["kp.data", "kp.models", "kp.codecs", "kp.losses", "kp.metrics", "kp.calibration"],
+    ["kp.geometry", "kp.errors", "kp.run_dir"],
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def kp_imports(path: Path) -> set[str]:
+    """Every kp module this file imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "kp":
+            for alias in node.names:  # `from kp.train import run_info` imports the module kp.train.run_info
+                candidate = f"{node.module}.{alias.name}"
+                found.add(candidate if candidate in MODULES else node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "kp")
+    return found
+
+
+FILES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+MODULES = set(FILES)
+GRAPH = {name: kp_imports(path) & MODULES for name, path in FILES.items()}
+
+
+def layer_of(module: str) -> int:
+    """The layer of the longest matching prefix (kp.data.io -> kp.data)."""
+    best = max((prefix for layer in LAYERS for prefix in layer if module == prefix or module.startswith(prefix + ".")),
+               key=len)
+    return next(i for i, layer in enumerate(LAYERS) if best in layer)
+
+
+def test_every_module_has_a_layer():
+    assert all(layer_of(module) is not None for module in MODULES)
+
+
+def test_imports_point_down_the_layers():
+    upward = [f"{module} imports {target}" for module, targets in GRAPH.items() for target in targets
+              if layer_of(target) < layer_of(module)]
+    assert upward == []
+
+
+def test_no_import_cycle():
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(GRAPH[module]):
+            if state.get(target) == 1:
+                cycles.append(" -> ".join(path[path.index(target):] + [target]))
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+def test_errors_is_a_leaf_that_imports_nothing_heavy():
+    assert GRAPH["kp.errors"] == set()
+    code = "import sys, kp.errors; print(sorted(m for m in ('torch', 'lightning', 'hydra', 'cv2') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
+
+
+def test_every_command_module_has_the_same_shape():
+    from kp.cli import COMMANDS
+
+    assert {path.stem for path in (PACKAGE / "cli").glob("*.py")} - {"__init__"} == set(COMMANDS)
+    for name in COMMANDS:
+        tree = ast.parse((PACKAGE / "cli" / f"{name}.py").read_text())
+        assert ast.get_docstring(tree), f"kp/cli/{name}.py: the docstring is the command's help"
+        functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+        assert "main" in functions and [a.arg for a in functions["main"].args.args] == ["argv"], name
