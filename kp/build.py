@@ -48,32 +48,48 @@ def build(cfg: DictConfig):
     """Instantiate the datamodule and the LightningModule from the config, checking that the pieces fit."""
     fraction = OmegaConf.select(cfg, "data.train_fraction", default=1.0)
     if not 0 < fraction <= 1:  # here, not only in the datamodule: Hydra would wrap its error in several lines
-        raise ConfigError(f"data.train_fraction={fraction}: expected a share in (0, 1], e.g. 0.25 for a quarter of "
-                          "the training split")
+        raise ConfigError(
+            f"data.train_fraction={fraction}: expected a share in (0, 1], e.g. 0.25 for a quarter of the training split"
+        )
     datamodule = instantiate(cfg.data)
     meta = datamodule.meta
     channels, height, width = datamodule.input_shape
     num_keypoints = meta.num_keypoints
     wanted = cfg.model.get("num_keypoints")
     if wanted is not None and wanted != num_keypoints:
-        raise ConfigError(f"model.num_keypoints={wanted} but the data ({cfg.data.dataset._target_}) has "
-                          f"{num_keypoints} keypoints: {meta.names}")
+        raise ConfigError(
+            f"model.num_keypoints={wanted} but the data ({cfg.data.dataset._target_}) has "
+            f"{num_keypoints} keypoints: {meta.names}"
+        )
     test_transforms = (cfg.data.get("transforms") or {}).get("test")
     spec = InferenceSpec(
-        model=_container(cfg.model), target=_container(cfg.target),
+        model=_container(cfg.model),
+        target=_container(cfg.target),
         meta={**asdict(meta), "flip_pairs": None if meta.flip_pairs is None else [list(p) for p in meta.flip_pairs]},
-        input_shape=[channels, height, width], fit_size=datamodule.splits["test"].fit_size,
-        transforms=_container(test_transforms) if test_transforms else None, dataset=cfg.data.dataset._target_,
-        face_crop=list(datamodule.splits["test"].face_crop) if datamodule.splits["test"].face_crop else None)
+        input_shape=[channels, height, width],
+        fit_size=datamodule.splits["test"].fit_size,
+        transforms=_container(test_transforms) if test_transforms else None,
+        dataset=cfg.data.dataset._target_,
+        face_crop=list(datamodule.splits["test"].face_crop) if datamodule.splits["test"].face_crop else None,
+    )
     codec, net = build_net(spec)
     spec.model = _weights_from_checkpoint(spec.model)
     losses = {name: instantiate(term) for name, term in cfg.loss.items()}
     _check_losses(net, losses, datamodule, (channels, height, width))
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    module = KeypointModule(net, codec, losses, meta, (height, width), instantiate(cfg.optimizer), scheduler,
-                            pck_thresholds=tuple(cfg.metrics.pck_thresholds), pck_norm=cfg.metrics.pck_norm,
-                            flip_test=cfg.get("test", {}).get("flip", False),
-                            spec=asdict(spec))
+    module = KeypointModule(
+        net,
+        codec,
+        losses,
+        meta,
+        (height, width),
+        instantiate(cfg.optimizer),
+        scheduler,
+        pck_thresholds=tuple(cfg.metrics.pck_thresholds),
+        pck_norm=cfg.metrics.pck_norm,
+        flip_test=cfg.get("test", {}).get("flip", False),
+        spec=asdict(spec),
+    )
     return datamodule, module
 
 
@@ -81,8 +97,12 @@ def build_net(spec: InferenceSpec):
     """The codec and the (untrained) network an InferenceSpec describes."""
     channels, height, width = spec.input_shape
     codec = instantiate(spec.target)(input_size=(height, width))
-    net = instantiate(spec.model)(num_keypoints=len(spec.meta["names"]), input_shape=(channels, height, width),
-                                  target=codec.name, stride=codec.stride)
+    net = instantiate(spec.model)(
+        num_keypoints=len(spec.meta["names"]),
+        input_shape=(channels, height, width),
+        target=codec.name,
+        stride=codec.stride,
+    )
     return codec, net
 
 
@@ -113,7 +133,9 @@ def _check_losses(net, losses, datamodule, input_shape) -> None:
     for name, term in losses.items():
         for key in term.requires:
             if key not in outputs:
-                raise ConfigError(f"loss term '{name}' ({type(term).__name__}) needs the model output '{key}', "
-                                  f"which this model does not produce: set model.{key}_head=true or drop loss.{name}")
+                raise ConfigError(
+                    f"loss term '{name}' ({type(term).__name__}) needs the model output '{key}', "
+                    f"which this model does not produce: set model.{key}_head=true or drop loss.{name}"
+                )
         if "count" in term.requires and "count" not in sample:
             raise ConfigError(f"loss term '{name}' needs a 'count' target, which this dataset does not provide")

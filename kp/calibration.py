@@ -68,8 +68,9 @@ def conformal_quantile(ratios: np.ndarray, alpha: float) -> float:
     return float(np.sort(ratios)[rank - 1]) if 0 < rank <= n else math.inf
 
 
-def calibrate(errors: np.ndarray, difficulty: np.ndarray, visible: np.ndarray, alpha: float = 0.1,
-              flip: bool = False) -> Calibration:
+def calibrate(
+    errors: np.ndarray, difficulty: np.ndarray, visible: np.ndarray, alpha: float = 0.1, flip: bool = False
+) -> Calibration:
     """errors, difficulty N×K (input pixels), visible N×K bool: the calibration split's predictions."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")

@@ -37,13 +37,29 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
 NUMBER = (int, float)
 
 TYPES = {
-    "trainer.max_epochs": int, "trainer.min_epochs": int, "trainer.max_steps": int, "trainer.devices": (int, str, list),
-    "trainer.num_nodes": int, "trainer.check_val_every_n_epoch": int, "trainer.log_every_n_steps": int,
-    "trainer.accumulate_grad_batches": int, "trainer.limit_train_batches": NUMBER, "trainer.limit_val_batches": NUMBER,
-    "trainer.limit_test_batches": NUMBER, "trainer.val_check_interval": NUMBER, "trainer.gradient_clip_val": NUMBER,
-    "trainer.overfit_batches": NUMBER, "trainer.num_sanity_val_steps": int, "trainer.fast_dev_run": (bool, int),
-    "trainer.deterministic": (bool, str), "data.batch_size": int, "data.num_workers": int, "optimizer.lr": NUMBER,
-    "seed": int, "num_examples": int, "data.train_fraction": (float, int),
+    "trainer.max_epochs": int,
+    "trainer.min_epochs": int,
+    "trainer.max_steps": int,
+    "trainer.devices": (int, str, list),
+    "trainer.num_nodes": int,
+    "trainer.check_val_every_n_epoch": int,
+    "trainer.log_every_n_steps": int,
+    "trainer.accumulate_grad_batches": int,
+    "trainer.limit_train_batches": NUMBER,
+    "trainer.limit_val_batches": NUMBER,
+    "trainer.limit_test_batches": NUMBER,
+    "trainer.val_check_interval": NUMBER,
+    "trainer.gradient_clip_val": NUMBER,
+    "trainer.overfit_batches": NUMBER,
+    "trainer.num_sanity_val_steps": int,
+    "trainer.fast_dev_run": (bool, int),
+    "trainer.deterministic": (bool, str),
+    "data.batch_size": int,
+    "data.num_workers": int,
+    "optimizer.lr": NUMBER,
+    "seed": int,
+    "num_examples": int,
+    "data.train_fraction": (float, int),
 }
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list", bool: "true or false"}
 

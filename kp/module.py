@@ -64,9 +64,11 @@ class KeypointModule(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.configure_metrics(pck_thresholds, pck_norm)
 
-    def configure_metrics(self, pck_thresholds: tuple[float, ...] = (0.05, 0.1), pck_norm: str = "image",
-                          sync_on_compute: bool = True) -> None:
-        """The val and test metric objects (empty). kp.evaluation.evaluate sets them as the run's config had them, without the
+    def configure_metrics(
+        self, pck_thresholds: tuple[float, ...] = (0.05, 0.1), pck_norm: str = "image", sync_on_compute: bool = True
+    ) -> None:
+        """The val and test metric objects (empty). kp.evaluation.evaluate sets them as the run's config had them,
+        without the
         sync across DDP processes (sync_on_compute=False): its report is one process's pass over the whole split."""
         if pck_norm not in ("image", "pair"):
             raise ValueError(f"pck_norm must be 'image' or 'pair', got {pck_norm!r}")
@@ -77,17 +79,22 @@ class KeypointModule(L.LightningModule):
         # ModuleDict keys cannot hold the dot of "pck_0.05": metric i is logged as self.metric_names[i].
         self.metric_names = ["rmse", "nme", *(f"pck_{t:g}" for t in self.pck_thresholds)]
         sync = {"sync_on_compute": sync_on_compute}
-        self.metrics = nn.ModuleDict({
-            split: nn.ModuleList([KeypointRMSE(k, **sync), NME(k, **sync), *(PCK(k, t, **sync) for t in self.pck_thresholds)])
-            for split in ("val", "test")
-        })
+        self.metrics = nn.ModuleDict(
+            {
+                split: nn.ModuleList(
+                    [KeypointRMSE(k, **sync), NME(k, **sync), *(PCK(k, t, **sync) for t in self.pck_thresholds)]
+                )
+                for split in ("val", "test")
+            }
+        )
         self.count_mae = nn.ModuleDict({split: MeanAbsoluteError(**sync) for split in ("val", "test")})
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.net(images)
 
-    def predict(self, images: torch.Tensor, flip: bool = False,
-                outputs: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(
+        self, images: torch.Tensor, flip: bool = False, outputs: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The one way from preprocessed images B×C×H×W to (keypoints B×K×2 in input pixels, scores B×K): test,
         prediction, submission, the W&B panels and export all come here (through `predict_details`). flip: test-time
         flip (kp.codecs.flip_test; the score then includes the agreement of the image's and its mirror's
@@ -96,8 +103,9 @@ class KeypointModule(L.LightningModule):
         prediction = self.predict_details(images, flip, outputs)
         return prediction.keypoints, prediction.scores
 
-    def predict_details(self, images: torch.Tensor, flip: bool = False,
-                        outputs: dict[str, torch.Tensor] | None = None) -> DecodedBatch:
+    def predict_details(
+        self, images: torch.Tensor, flip: bool = False, outputs: dict[str, torch.Tensor] | None = None
+    ) -> DecodedBatch:
         """`predict`, plus what evaluation and calibrated uncertainty need: the per-keypoint difficulty in input
         pixels (kp.calibration.difficulty, from the prediction's spread, combined with the flip disagreement under
         flip test, and the scores; kp.calibration scales it into a radius) and the network's outputs for the image
@@ -107,7 +115,9 @@ class KeypointModule(L.LightningModule):
             keypoints, scores = self.codec.decode(outputs)
             return DecodedBatch(keypoints, scores, difficulty(self.codec.spread(outputs), scores), outputs)
         mirrored = self.net(images.flip(-1))
-        keypoints, scores, disagreement = flip_test(self.codec, outputs, mirrored, self.meta.flip_permutation(strict=True))
+        keypoints, scores, disagreement = flip_test(
+            self.codec, outputs, mirrored, self.meta.flip_permutation(strict=True)
+        )
         spread = torch.hypot(self.codec.spread(outputs), disagreement)
         return DecodedBatch(keypoints, scores, difficulty(spread, scores), outputs)
 
@@ -119,11 +129,24 @@ class KeypointModule(L.LightningModule):
         total = 0.0
         for name, term in self.losses.items():
             value = term(outputs, targets)
-            self.log(f"{split}/loss_{name}", value, on_step=False, on_epoch=True, batch_size=len(batch["image"]),
-                     sync_dist=True)
+            self.log(
+                f"{split}/loss_{name}",
+                value,
+                on_step=False,
+                on_epoch=True,
+                batch_size=len(batch["image"]),
+                sync_dist=True,
+            )
             total = total + term.weight * value
-        self.log(f"{split}/loss", total, prog_bar=split == "train", on_step=split == "train", on_epoch=True,
-                 batch_size=len(batch["image"]), sync_dist=True)  # averaged over DDP processes
+        self.log(
+            f"{split}/loss",
+            total,
+            prog_bar=split == "train",
+            on_step=split == "train",
+            on_epoch=True,
+            batch_size=len(batch["image"]),
+            sync_dist=True,
+        )  # averaged over DDP processes
         return total
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -134,7 +157,8 @@ class KeypointModule(L.LightningModule):
             raise NonFiniteLossError(
                 f"training loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step} "
                 f"(batch {batch_idx}); try a lower optimizer.lr or gradient clipping (trainer.gradient_clip_val). "
-                f"The checkpoints of the epochs before are kept in {checkpoints}")
+                f"The checkpoints of the epochs before are kept in {checkpoints}"
+            )
         return loss
 
     def _evaluate(self, batch: dict, split: str) -> None:
@@ -144,7 +168,8 @@ class KeypointModule(L.LightningModule):
         self.update_metrics(split, pred, batch, outputs)
 
     def update_metrics(self, split: str, pred: torch.Tensor, batch: dict, outputs: dict[str, torch.Tensor]) -> None:
-        """Add a batch's predictions (input pixels) to the split's metrics: validation, test and kp.evaluation.evaluate."""
+        """Add a batch's predictions (input pixels) to the split's metrics: validation, test and
+        kp.evaluation.evaluate."""
         target, visible = batch["keypoints"], batch["visible"]
         nme_norm, pck_norm = self.normalising_lengths(target, visible)
         for name, metric in zip(self.metric_names, self.metrics[split]):
@@ -198,9 +223,12 @@ class KeypointModule(L.LightningModule):
         # Lightning keeps epoch, step, optimiser and scheduler; the random streams make a resumed run continue
         # with the same shuffling and augmentation as an uninterrupted one.
         name, keys, position, has_gauss, cached = np.random.get_state()
-        checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate(),
-                                    # plain lists: checkpoints load with torch.load(weights_only=True)
-                                    "numpy": [name, keys.tolist(), position, has_gauss, cached]}
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            # plain lists: checkpoints load with torch.load(weights_only=True)
+            "numpy": [name, keys.tolist(), position, has_gauss, cached],
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "rng_states" in checkpoint:

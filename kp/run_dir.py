@@ -58,5 +58,7 @@ class RunDir:
             return epochs[-1]
         if self.last_checkpoint.is_file():
             return self.last_checkpoint
-        raise FileNotFoundError(f"{self.path}: no checkpoint (expected {self.checkpoints}/epoch_*.ckpt or last.ckpt; "
-                                f"is this a kp run directory?)")
+        raise FileNotFoundError(
+            f"{self.path}: no checkpoint (expected {self.checkpoints}/epoch_*.ckpt or last.ckpt; "
+            f"is this a kp run directory?)"
+        )

@@ -1,4 +1,5 @@
-"""The README's accuracy table: train every preset (kp/conf/experiment/<name>.yaml) on its real data, then score its best
+"""The README's accuracy table: train every preset (kp/conf/experiment/<name>.yaml) on its real data, then score its
+best
 checkpoint on the held-out split with and without test-time flip (kp.evaluation.evaluate).
 
     python scripts/benchmark_accuracy.py [facial68 cards ...] [--out benchmarks/accuracy] [--quick] [-- key=value ...]
@@ -53,12 +54,22 @@ PRESETS = {
     "facial": Preset("facial_kaggle_format", "val", {"rmse": ("<=", 1.25), "nme": ("", 0), "pck_0.05": ("", 0)}),
     "facial68": Preset("facial68", "test", {"nme": ("<=", 0.035), "rmse": ("", 0), "rmse_source_px": ("", 0)}),
     "cards": Preset("cards", "test", {"count_mae": ("<=", 2.5), "rmse": ("<=", 4.0), "pck_0.05": (">=", 0.97)}),
-    "dlc": Preset("dlc_reaching", "test", {"pck_0.05": (">=", 0.95), "rmse": ("", 0), "rmse_source_px": ("", 0),
-                                            "mean_error_source_px": ("", 0)}),
+    "dlc": Preset(
+        "dlc_reaching",
+        "test",
+        {"pck_0.05": (">=", 0.95), "rmse": ("", 0), "rmse_source_px": ("", 0), "mean_error_source_px": ("", 0)},
+    ),
     "cat": Preset(None, "test", {"pck_0.05": ("", 0), "rmse": ("", 0)}),
 }
-QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
-         "trainer.limit_test_batches=2", "data.num_workers=0", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+QUICK = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "data.num_workers=0",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+]
 
 
 def data_dir() -> Path:
@@ -69,8 +80,9 @@ def train(name: str, out: Path, overrides: list[str]) -> tuple[float, str]:
     """Train the preset in its own process; (wall seconds, the command as a user would type it)."""
     args = [f"experiment={name}", *overrides]
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "train.py", *args, f"hydra.run.dir={out}"], cwd=ROOT, text=True,
-                            capture_output=True)
+    result = subprocess.run(
+        [sys.executable, "train.py", *args, f"hydra.run.dir={out}"], cwd=ROOT, text=True, capture_output=True
+    )
     seconds = time.perf_counter() - started
     if result.returncode:  # train.py's own error is its last line on stderr
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -81,25 +93,41 @@ def train(name: str, out: Path, overrides: list[str]) -> tuple[float, str]:
 def trained(run: Path) -> tuple[float, str]:
     """(wall seconds, command) of a run trained earlier."""
     if not (run / "metrics.json").exists():
-        raise FileNotFoundError(f"{run}: no finished run to score (no metrics.json); train it first (drop --score-only)")
+        raise FileNotFoundError(
+            f"{run}: no finished run to score (no metrics.json); train it first (drop --score-only)"
+        )
     overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
     return json.loads((run / "run_info.json").read_text())["wall_time_s"], "python train.py " + " ".join(
-        o for o in overrides if not o.startswith("hydra."))
+        o for o in overrides if not o.startswith("hydra.")
+    )
 
 
 def score(name: str, run: Path, preset: Preset, seconds: float, command: str) -> list[dict]:
     """One row per goal metric, with and without flip test."""
-    results = {flip: evaluate_run(run, preset.split, flip=flip, out=run / "eval" / f"{preset.split}{'_flip' if flip else ''}")
-               for flip in (False, True)}
+    results = {
+        flip: evaluate_run(run, preset.split, flip=flip, out=run / "eval" / f"{preset.split}{'_flip' if flip else ''}")
+        for flip in (False, True)
+    }
     train_metrics = json.loads((run / "metrics.json").read_text())
     images_per_s = train_metrics["train_images"] * train_metrics["epochs"] / seconds
     rows = []
     for metric, (sense, goal) in preset.goals.items():
         value, flipped = (results[flip].get(f"{preset.split}/{metric}", math.nan) for flip in (False, True))
         met = "" if not sense else ("yes" if (value <= goal if sense == "<=" else value >= goal) else "no")
-        rows.append({"preset": name, "split": preset.split, "metric": metric, "value": value, "with flip": flipped,
-                     "goal": f"{sense} {goal:g}" if sense else "", "met": met, "minutes": seconds / 60,
-                     "images/s": images_per_s, "command": command})
+        rows.append(
+            {
+                "preset": name,
+                "split": preset.split,
+                "metric": metric,
+                "value": value,
+                "with flip": flipped,
+                "goal": f"{sense} {goal:g}" if sense else "",
+                "met": met,
+                "minutes": seconds / 60,
+                "images/s": images_per_s,
+                "command": command,
+            }
+        )
     return rows
 
 
@@ -125,20 +153,22 @@ def _benchmark(name: str, args: argparse.Namespace, extra: list[str]) -> list[di
     else:
         seconds, command = train(name, run, [*(QUICK if args.quick else []), *extra])
     rows = score(name, run, preset, seconds, command)
-    print(f"{name}: trained in {seconds / 60:.1f} min; " + ", ".join(
-        f"{r['metric']} {r['value']:.4g} (flip {r['with flip']:.4g})" for r in rows))
+    print(
+        f"{name}: trained in {seconds / 60:.1f} min; "
+        + ", ".join(f"{r['metric']} {r['value']:.4g} (flip {r['with flip']:.4g})" for r in rows)
+    )
     return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     argv = sys.argv[1:] if argv is None else argv
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("presets", nargs="*", metavar="preset", help=f"any of {', '.join(PRESETS)} (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "accuracy")
     parser.add_argument("--quick", action="store_true", help="one epoch of 2 batches each: checks, measures nothing")
     parser.add_argument("--score-only", action="store_true", help="score the runs already in --out, do not train")
-    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     unknown = [name for name in args.presets if name not in PRESETS]
     if unknown:
         parser.error(f"unknown preset(s) {', '.join(unknown)}: choose from {', '.join(PRESETS)}")

@@ -1,4 +1,5 @@
-"""Images per second of the training DataLoader (decoding + augmentation + collation) for each kp/conf/data/*.yaml at its
+"""Images per second of the training DataLoader (decoding + augmentation + collation) for each kp/conf/data/*.yaml at
+its
 default size: `python scripts/benchmark_loaders.py [--workers 0 2] [--images 640] [name ...]`.
 
 Each dataset is composed as `python train.py data=<name>` would (so its default augmentation is on) and its training
@@ -38,8 +39,17 @@ def stand_in_cats(facial68: Path, into: Path) -> Path:
         folder = into / FOLDERS[index * len(FOLDERS) // len(rows)]
         folder.mkdir(parents=True, exist_ok=True)
         points = np.array(row[1:], np.float32).reshape(68, 2)
-        cat = [points[42:48].mean(0), points[36:42].mean(0), points[48:68].mean(0),
-               points[16], points[26], points[24], points[0], points[17], points[19]]
+        cat = [
+            points[42:48].mean(0),
+            points[36:42].mean(0),
+            points[48:68].mean(0),
+            points[16],
+            points[26],
+            points[24],
+            points[0],
+            points[17],
+            points[19],
+        ]
         image = folder / f"{index:08d}_000.jpg"
         image.symlink_to(facial68 / "images" / row[0])
         image.with_name(image.name + ".cat").write_text("9 " + " ".join(f"{v:.0f}" for v in np.ravel(cat)) + " ")
@@ -67,8 +77,12 @@ def main() -> None:
     parser.add_argument("names", nargs="*", help="datasets (default: every kp/conf/data/*.yaml)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="num_workers values to measure")
     parser.add_argument("--images", type=int, default=640, help="images read per measurement")
-    parser.add_argument("--torch-threads", type=int, default=None,
-                        help="torch intra-op threads of the main process (collation runs there with 0 workers)")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads of the main process (collation runs there with 0 workers)",
+    )
     options = parser.parse_args()
     if options.torch_threads:
         torch.set_num_threads(options.torch_threads)
@@ -84,11 +98,14 @@ def main() -> None:
                     overrides.append(f"data.dataset.root={stand_in_cats(facial68, Path(scratch) / 'cats')}")
             rates = []
             try:
-                images_per_second(overrides + ["data.num_workers=0"], options.images)  # untimed: files into the OS cache
+                images_per_second(
+                    overrides + ["data.num_workers=0"], options.images
+                )  # untimed: files into the OS cache
                 for workers in options.workers:
                     shape, size, rate = images_per_second(
                         overrides + [f"data.num_workers={workers}", f"data.persistent_workers={workers > 0}"],
-                        options.images)
+                        options.images,
+                    )
                     rates.append(f"{rate:.0f}")
             except (DataError, FileNotFoundError) as error:
                 print(f"| {name} | skipped: {error} |")

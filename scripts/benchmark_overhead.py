@@ -5,7 +5,8 @@
 Both sides get the model, codec, loss terms, optimiser and training DataLoader (`datamodule.train_dataloader()`) that
 `kp.build.build(cfg)` makes from the composed config, and each has its own copy of the network's initial weights.
 A plain step: encode the targets with the codec, forward, the weighted sum of the loss terms, zero_grad, backward,
-optimiser step. A kp round is a fresh `Trainer` from the config (callbacks, CSV logger, rich progress bar, checkpoints as
+optimiser step. A kp round is a fresh `Trainer` from the config (callbacks, CSV logger, rich progress bar, checkpoints
+as
 train.py has them) fitting one epoch of `--steps` batches (`trainer.max_epochs=1 trainer.limit_train_batches=STEPS`).
 Rounds alternate in ABBA order (plain, kp, kp, plain, plain, kp, ...), so that a load that drifts during the run
 (other jobs on a shared machine) favours neither side.
@@ -78,7 +79,9 @@ def _optimizer(module, net):
     return optimizer
 
 
-def plain_round(net, codec, losses, module, loader, steps: int, device: torch.device) -> tuple[list[float], list[float], list[float]]:
+def plain_round(
+    net, codec, losses, module, loader, steps: int, device: torch.device
+) -> tuple[list[float], list[float], list[float]]:
     """`steps` training steps in a plain loop: (start times, end times, process CPU times at the starts)."""
     net.train()
     optimizer = _optimizer(module, net)  # a fresh one per round, as each kp round's fit makes one
@@ -128,7 +131,9 @@ def spans(starts: list[float], ends: list[float], warmup: int) -> list[float]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides as for train.py (model=simple_cnn, data.batch_size=16)")
+    parser.add_argument(
+        "overrides", nargs="*", help="Hydra overrides as for train.py (model=simple_cnn, data.batch_size=16)"
+    )
     parser.add_argument("--steps", type=int, default=60, help="training steps per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each side (alternating plain, kp, ...)")
     parser.add_argument("--warmup", type=int, default=5, help="step intervals dropped at the start of each round")
@@ -136,14 +141,15 @@ def main(argv: list[str] | None = None) -> dict:
     if options.steps - 1 <= options.warmup:
         parser.error(f"--steps {options.steps} leaves no timed interval after --warmup {options.warmup}")
     quiet()
-    cfg = compose_config([*options.overrides, "trainer.max_epochs=1",
-                                f"trainer.limit_train_batches={options.steps}"])
+    cfg = compose_config([*options.overrides, "trainer.max_epochs=1", f"trainer.limit_train_batches={options.steps}"])
     check_types(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule, module = build(cfg)
     if len(datamodule.train_dataloader()) < options.steps:
-        parser.error(f"--steps {options.steps}: the training loader has only {len(datamodule.train_dataloader())} batches")
+        parser.error(
+            f"--steps {options.steps}: the training loader has only {len(datamodule.train_dataloader())} batches"
+        )
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     device = torch.device("cuda" if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda") else "cpu")
     net, losses = copy.deepcopy(module.net).to(device), copy.deepcopy(module.losses).to(device)
@@ -155,8 +161,9 @@ def main(argv: list[str] | None = None) -> dict:
             # ABBA order (plain, kp, kp, plain, plain, kp, ...): a load that drifts during the run favours neither side
             for side in ("plain", "kp") if round_index % 2 == 0 else ("kp", "plain"):
                 if side == "plain":
-                    starts, ends, cpu_starts = plain_round(net, module.codec, losses, module, datamodule.train_dataloader(),
-                                                           options.steps, device)
+                    starts, ends, cpu_starts = plain_round(
+                        net, module.codec, losses, module, datamodule.train_dataloader(), options.steps, device
+                    )
                     plain_steps.append(len(ends))
                     plain_round_times = intervals(starts, options.warmup)
                     plain_times += plain_round_times
@@ -170,28 +177,45 @@ def main(argv: list[str] | None = None) -> dict:
                     kp_spans += spans(timer.starts, timer.ends, options.warmup)
                     kp_cpu += intervals(timer.cpu_starts, options.warmup)
                     outside.append(wall - (timer.ends[-1] - timer.starts[0]))
-            print(f"round {round_index + 1}/{options.rounds}: plain {statistics.median(plain_round_times) * 1e3:.1f} ms/step, "
-                  f"kp {statistics.median(kp_round_times) * 1e3:.1f} ms/step", flush=True)
+            print(
+                f"round {round_index + 1}/{options.rounds}: "
+                f"plain {statistics.median(plain_round_times) * 1e3:.1f} ms/step, "
+                f"kp {statistics.median(kp_round_times) * 1e3:.1f} ms/step",
+                flush=True,
+            )
 
     result = {
-        "plain_ms": statistics.median(plain_times) * 1e3, "kp_ms": statistics.median(kp_times) * 1e3,
-        "plain_span_ms": statistics.median(plain_spans) * 1e3, "kp_span_ms": statistics.median(kp_spans) * 1e3,
-        "plain_cpu_ms": statistics.median(plain_cpu) * 1e3, "kp_cpu_ms": statistics.median(kp_cpu) * 1e3,
-        "kp_outside_steps_s": statistics.median(outside), "plain_steps": plain_steps, "kp_steps": kp_steps,
+        "plain_ms": statistics.median(plain_times) * 1e3,
+        "kp_ms": statistics.median(kp_times) * 1e3,
+        "plain_span_ms": statistics.median(plain_spans) * 1e3,
+        "kp_span_ms": statistics.median(kp_spans) * 1e3,
+        "plain_cpu_ms": statistics.median(plain_cpu) * 1e3,
+        "kp_cpu_ms": statistics.median(kp_cpu) * 1e3,
+        "kp_outside_steps_s": statistics.median(outside),
+        "plain_steps": plain_steps,
+        "kp_steps": kp_steps,
         "timed_intervals": (len(plain_times), len(kp_times)),
     }
     result["ratio"] = result["kp_ms"] / result["plain_ms"]
     result["span_ratio"] = result["kp_span_ms"] / result["plain_span_ms"]
     result["cpu_ratio"] = result["kp_cpu_ms"] / result["plain_cpu_ms"]
-    print(f"\nsteps per round: plain {plain_steps}, kp {kp_steps}; timed intervals (after {options.warmup} warm-up each "
-          f"round): plain {len(plain_times)}, kp {len(kp_times)}")
+    print(
+        f"\nsteps per round: plain {plain_steps}, kp {kp_steps}; timed intervals (after {options.warmup} warm-up each "
+        f"round): plain {len(plain_times)}, kp {len(kp_times)}"
+    )
     print(f"median step (start to next start): plain {result['plain_ms']:.1f} ms, kp {result['kp_ms']:.1f} ms")
-    print(f"median compute span (batch fetched to optimiser step done): plain {result['plain_span_ms']:.1f} ms, "
-          f"kp {result['kp_span_ms']:.1f} ms (ratio {result['span_ratio']:.3f})")
-    print(f"median CPU time of the process per step (all its threads; less disturbed by other jobs than wall time): "
-          f"plain {result['plain_cpu_ms']:.1f} ms, kp {result['kp_cpu_ms']:.1f} ms (ratio {result['cpu_ratio']:.3f})")
-    print(f"kp fit outside its steps (set-up, sanity check, validation, checkpoints), median per round: "
-          f"{result['kp_outside_steps_s']:.2f} s")
+    print(
+        f"median compute span (batch fetched to optimiser step done): plain {result['plain_span_ms']:.1f} ms, "
+        f"kp {result['kp_span_ms']:.1f} ms (ratio {result['span_ratio']:.3f})"
+    )
+    print(
+        f"median CPU time of the process per step (all its threads; less disturbed by other jobs than wall time): "
+        f"plain {result['plain_cpu_ms']:.1f} ms, kp {result['kp_cpu_ms']:.1f} ms (ratio {result['cpu_ratio']:.3f})"
+    )
+    print(
+        f"kp fit outside its steps (set-up, sanity check, validation, checkpoints), median per round: "
+        f"{result['kp_outside_steps_s']:.2f} s"
+    )
     print(f"step-time ratio kp/plain: {result['ratio']:.3f}")
     return result
 

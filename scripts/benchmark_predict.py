@@ -33,8 +33,11 @@ BATCHES = (1, 32)
 
 
 def make_model(size: int, folder: Path) -> Path:
-    _, module = build(compose_config(f"data.dataset.image_size={size}", "data.dataset.sizes={train:1,val:1,test:1}",
-                                     output_dir=folder))
+    _, module = build(
+        compose_config(
+            f"data.dataset.image_size={size}", "data.dataset.sizes={train:1,val:1,test:1}", output_dir=folder
+        )
+    )
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"unet_{size}.ckpt"
     torch.save({"state_dict": module.state_dict(), "kp": module.spec}, path)
@@ -62,8 +65,15 @@ def model_only(checkpoint: Path, batch_size: int, count: int) -> float:
 
 
 def end_to_end(checkpoint: Path, images: Path, out: Path, batch_size: int, workers: int, overlays: bool) -> float:
-    summary = predict_inputs(checkpoint, [str(images)], out, overlays=overlays, batch_size=batch_size, workers=workers,
-                      console=Console(quiet=True))
+    summary = predict_inputs(
+        checkpoint,
+        [str(images)],
+        out,
+        overlays=overlays,
+        batch_size=batch_size,
+        workers=workers,
+        console=Console(quiet=True),
+    )
     return summary["images_per_s"]
 
 
@@ -83,8 +93,9 @@ def main() -> None:
             images = make_images(size, args.images, tmp / f"images{size}")
             for batch_size in BATCHES:
                 alone = model_only(checkpoint, batch_size, args.images)
-                whole = end_to_end(checkpoint, images, tmp / f"out{size}_{batch_size}", batch_size, args.workers,
-                                   args.overlays)
+                whole = end_to_end(
+                    checkpoint, images, tmp / f"out{size}_{batch_size}", batch_size, args.workers, args.overlays
+                )
                 table.add_row(f"{size}×{size}", str(batch_size), f"{alone:.1f}", f"{whole:.1f}", f"{whole / alone:.2f}")
     Console().print(table)
 

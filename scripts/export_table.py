@@ -38,9 +38,18 @@ def export_row(name: str, target: str, folder: Path) -> list[str]:
     report = run(checkpoint, ["onnx", "torchscript"], folder / name)
     onnx, script = report["formats"]["onnx"], report["formats"]["torchscript"]
     latency = report["latency_ms"]
-    return [name, f"{report['parameters'] / 1e3:.1f} k", f"{onnx['size_bytes'] / 1e6:.2f}",
-            f"{onnx['parity']['max_px']:.1g}", f"{script['parity']['max_px']:.1g}",
-            *(f"{latency[batch][runtime]:.1f}" for batch in ("1", "32") for runtime in ("pytorch", "torchscript", "onnxruntime"))]
+    return [
+        name,
+        f"{report['parameters'] / 1e3:.1f} k",
+        f"{onnx['size_bytes'] / 1e6:.2f}",
+        f"{onnx['parity']['max_px']:.1g}",
+        f"{script['parity']['max_px']:.1g}",
+        *(
+            f"{latency[batch][runtime]:.1f}"
+            for batch in ("1", "32")
+            for runtime in ("pytorch", "torchscript", "onnxruntime")
+        ),
+    ]
 
 
 def main() -> None:
@@ -52,8 +61,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     names = args.models or sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
-    header = ["model", "params", "ONNX MB", "ONNX max Δ px", "TorchScript max Δ px",
-              *(f"{runtime} ms b{batch}" for batch in (1, 32) for runtime in ("eager", "TorchScript", "ORT"))]
+    header = [
+        "model",
+        "params",
+        "ONNX MB",
+        "ONNX max Δ px",
+        "TorchScript max Δ px",
+        *(f"{runtime} ms b{batch}" for batch in (1, 32) for runtime in ("eager", "TorchScript", "ORT")),
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     with tempfile.TemporaryDirectory() as folder:
         for name in names:

@@ -32,8 +32,9 @@ NUM_KEYPOINTS, CHANNELS = 5, 3
 def build(name: str, size: int, target: str, overrides: list[str]) -> torch.nn.Module:
     cfg = compose_config([f"model={name}", f"target={target}", *overrides])
     codec = instantiate(cfg.target)(input_size=(size, size))
-    net = instantiate(cfg.model)(num_keypoints=NUM_KEYPOINTS, input_shape=(CHANNELS, size, size),
-                                 target=codec.name, stride=codec.stride)
+    net = instantiate(cfg.model)(
+        num_keypoints=NUM_KEYPOINTS, input_shape=(CHANNELS, size, size), target=codec.name, stride=codec.stride
+    )
     return net.eval()
 
 
@@ -88,9 +89,13 @@ def main() -> None:
         rows.append([name, param_text] + [human(f) for f, _ in row] + [f"{ms:.1f}" for _, ms in row])
         print(f"measured {name}", file=sys.stderr, flush=True)
 
-    lines = [f"target={args.target} {' '.join(args.overrides)}".strip() + f", batch 1, {args.threads} CPU "
-             f"thread(s), torch {torch.__version__}", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"target={args.target} {' '.join(args.overrides)}".strip() + f", batch 1, {args.threads} CPU "
+        f"thread(s), torch {torch.__version__}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     table = "\n".join(lines)
     print(table)

@@ -48,8 +48,9 @@ GRAPH = {name: kp_imports(path) & MODULES for name, path in FILES.items()}
 
 def layer_of(module: str) -> int:
     """The layer of the longest matching prefix (kp.data.io -> kp.data)."""
-    best = max((prefix for layer in LAYERS for prefix in layer if module == prefix or module.startswith(prefix + ".")),
-               key=len)
+    best = max(
+        (prefix for layer in LAYERS for prefix in layer if module == prefix or module.startswith(prefix + ".")), key=len
+    )
     return next(i for i, layer in enumerate(LAYERS) if best in layer)
 
 
@@ -58,8 +59,12 @@ def test_every_module_has_a_layer():
 
 
 def test_imports_point_down_the_layers():
-    upward = [f"{module} imports {target}" for module, targets in GRAPH.items() for target in targets
-              if layer_of(target) < layer_of(module)]
+    upward = [
+        f"{module} imports {target}"
+        for module, targets in GRAPH.items()
+        for target in targets
+        if layer_of(target) < layer_of(module)
+    ]
     assert upward == []
 
 
@@ -71,7 +76,7 @@ def test_no_import_cycle():
         state[module] = 1
         for target in sorted(GRAPH[module]):
             if state.get(target) == 1:
-                cycles.append(" -> ".join(path[path.index(target):] + [target]))
+                cycles.append(" -> ".join(path[path.index(target) :] + [target]))
             elif target not in state:
                 visit(target, [*path, target])
         state[module] = 2

@@ -70,17 +70,21 @@ def test_skips_are_counted_and_listed_in_data_issues_csv(tmp_path):
     fmt.write(tmp_path, make_labels(*fmt.size, fmt.k))
     path = fmt.label_file(tmp_path)
     lines = path.read_text().splitlines()
-    lines += [lines[1].replace("p0_01.png", "gone.png").replace("video0", "video8"),
-              lines[2].replace("p1_01.png", "p9.png").replace(",1,20,", ",1,abc,").replace("video1", "video9")]
+    lines += [
+        lines[1].replace("p0_01.png", "gone.png").replace("video0", "video8"),
+        lines[2].replace("p1_01.png", "p9.png").replace(",1,20,", ",1,abc,").replace("video1", "video9"),
+    ]
     path.write_text("\n".join(lines) + "\n")
     datamodule = KeypointDataModule(lambda split, transform: fmt.open(tmp_path, split, (0.5, 0.25, 0.25)))
     datamodule.setup()
     datamodule.write_issues(tmp_path / "data_issues.csv")
     with open(tmp_path / "data_issues.csv", newline="") as f:
         rows = list(csv.reader(f))
-    assert rows == [["file", "row", "reason"],
-                    [str(path), "6", f"image {tmp_path / 'images' / 'gone.png'} is missing"],
-                    [str(path), "7", "cards_counted 'abc' is not a number"]]
+    assert rows == [
+        ["file", "row", "reason"],
+        [str(path), "6", f"image {tmp_path / 'images' / 'gone.png'} is missing"],
+        [str(path), "7", "cards_counted 'abc' is not a number"],
+    ]
 
 
 def test_mirror_augmentation_without_left_right_pairs_is_said_at_start(tmp_path, caplog):
@@ -97,7 +101,8 @@ def test_mirror_augmentation_without_left_right_pairs_is_said_at_start(tmp_path,
     hflip = KeypointAugment([A.HorizontalFlip(p=0.5)])
     datamodule = KeypointDataModule(
         lambda split, transform: fmt.open(tmp_path, split, (0.5, 0.25, 0.25), transform=transform),
-        transforms={"train": hflip})
+        transforms={"train": hflip},
+    )
     datamodule.setup()
     assert datamodule.meta.flip_pairs is None
     assert "mirror augmentation (augment.hflip) is on but no left/right pairs" in caplog.text

@@ -16,8 +16,9 @@ import benchmark_accuracy  # noqa: E402
 
 @pytest.mark.slow
 def test_quick_run_of_the_cat_preset_writes_its_rows_with_and_without_flip(tmp_path, cats):  # noqa: F811
-    rows = benchmark_accuracy.main(["cat", "--quick", "--out", str(tmp_path), "--", f"data.dataset.root={cats}",
-                                    "trainer.limit_train_batches=1"])
+    rows = benchmark_accuracy.main(
+        ["cat", "--quick", "--out", str(tmp_path), "--", f"data.dataset.root={cats}", "trainer.limit_train_batches=1"]
+    )
     assert [r["metric"] for r in rows] == ["pck_0.05", "rmse"] and {r["split"] for r in rows} == {"test"}
     report = json.loads((tmp_path / "cat" / "eval" / "test" / "metrics.json").read_text())
     flipped = json.loads((tmp_path / "cat" / "eval" / "test_flip" / "metrics.json").read_text())

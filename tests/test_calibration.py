@@ -61,8 +61,15 @@ def test_difficulty_grows_with_the_spread_and_with_low_scores_of_the_point_and_i
     scores = torch.tensor([[0.99, 0.99], [0.99, 0.99], [0.99, 0.1]])
     difficulty = calibration.difficulty(spread, scores)
     sure, unsure = -math.log(0.99), -math.log(0.1)
-    assert difficulty.numpy() == pytest.approx(np.array([[2 * 2 * sure] * 2, [2 * 2 * sure, 4 * 2 * sure],
-                                                           [2 * (sure + (sure + unsure) / 2), 2 * (unsure + (sure + unsure) / 2)]]))
+    assert difficulty.numpy() == pytest.approx(
+        np.array(
+            [
+                [2 * 2 * sure] * 2,
+                [2 * 2 * sure, 4 * 2 * sure],
+                [2 * (sure + (sure + unsure) / 2), 2 * (unsure + (sure + unsure) / 2)],
+            ]
+        )
+    )
     # A peak above 1 or at 0 (heatmaps are not probabilities) stays finite and positive.
     extreme = calibration.difficulty(torch.ones(1, 2), torch.tensor([[1.3, 0.0]]))
     assert torch.isfinite(extreme).all() and (extreme > 0).all()
@@ -85,8 +92,9 @@ def test_calibration_is_stored_in_the_checkpoint_and_gives_kp_load_a_radius(tmp_
     images = torch.rand(2, 3, 64, 64)
     assert np.isnan(load(path).predict_with_radius(images).radius).all()  # not calibrated: says so, no made-up circle
 
-    fitted = calibration.Calibration(alpha=0.1, flip=False, scale=[2.0, 3.0, 1.0, 1.0, 1.0], count=[50] * 5,
-                                     pooled=[False] * 5)
+    fitted = calibration.Calibration(
+        alpha=0.1, flip=False, scale=[2.0, 3.0, 1.0, 1.0, 1.0], count=[50] * 5, pooled=[False] * 5
+    )
     calibration.store(path, fitted)
     predictor = load(path)
     assert predictor.calibrations == {False: fitted}

@@ -134,15 +134,24 @@ def test_flip_test_with_coordinates_and_heads():
     codec = CoordsCodec((SIZE, SIZE))
     keypoints, permutation = torch.tensor([[[10.0, 20.0], [50.0, 21.0], [31.5, 40.0]]]), [1, 0, 2]
     visible = torch.ones(1, 3, dtype=torch.bool)
-    outputs = {"keypoints": codec.encode(keypoints, visible)["keypoints"], "visibility": torch.tensor([[2.0, -1.0, 0.0]])}
-    mirrored = {"keypoints": codec.encode(_mirror(keypoints, permutation), visible)["keypoints"],
-                "visibility": torch.tensor([[-1.0, 2.0, 0.0]])}
+    outputs = {
+        "keypoints": codec.encode(keypoints, visible)["keypoints"],
+        "visibility": torch.tensor([[2.0, -1.0, 0.0]]),
+    }
+    mirrored = {
+        "keypoints": codec.encode(_mirror(keypoints, permutation), visible)["keypoints"],
+        "visibility": torch.tensor([[-1.0, 2.0, 0.0]]),
+    }
     decoded, scores, _ = flip_test(codec, outputs, mirrored, permutation)
     assert torch.allclose(decoded, keypoints, atol=1e-4)
     assert torch.allclose(scores, torch.sigmoid(torch.tensor([[2.0, -1.0, 0.0]])), atol=1e-5)
     # A disagreement of τ = 2 % of the input lowers the score by exp(-1/2).
-    shifted = {**mirrored, "keypoints": codec.encode(_mirror(keypoints + torch.tensor([0.02 * SIZE, 0.0]), permutation),
-                                                       visible)["keypoints"]}
+    shifted = {
+        **mirrored,
+        "keypoints": codec.encode(_mirror(keypoints + torch.tensor([0.02 * SIZE, 0.0]), permutation), visible)[
+            "keypoints"
+        ],
+    }
     _, lowered, disagreement = flip_test(codec, outputs, shifted, permutation)
     assert torch.allclose(lowered / scores, torch.full_like(scores, float(torch.exp(torch.tensor(-0.5)))), atol=1e-4)
     assert torch.allclose(disagreement, torch.full_like(scores, 0.02 * SIZE), atol=1e-4)  # in input pixels
@@ -150,12 +159,15 @@ def test_flip_test_with_coordinates_and_heads():
 
 @pytest.mark.parametrize("stride", [1, 2, 4])
 def test_heatmap_spread_is_small_for_a_sharp_peak_and_large_for_two(stride):
-    """One factor of the difficulty behind the uncertainty radius: in input pixels, so the same Gaussian gives the same spread at
+    """One factor of the difficulty behind the uncertainty radius: in input pixels, so the same Gaussian gives the same
+    spread at
     every stride; a second blob of the same height far away makes it much larger."""
     sigma_px = 4.0
     codec = HeatmapCodec((SIZE, SIZE), stride=stride, sigma=sigma_px / stride)
     one = codec.encode(torch.tensor([[[20.0, 30.0]]]), torch.ones(1, 1, dtype=torch.bool))["keypoints"]
-    two = torch.maximum(one, codec.encode(torch.tensor([[[44.0, 30.0]]]), torch.ones(1, 1, dtype=torch.bool))["keypoints"])
+    two = torch.maximum(
+        one, codec.encode(torch.tensor([[[44.0, 30.0]]]), torch.ones(1, 1, dtype=torch.bool))["keypoints"]
+    )
     sharp, double = codec.spread({"keypoints": one}), codec.spread({"keypoints": two})
     # a 2-D Gaussian weighted by itself above 10 % of its peak: r²/2σ² is Exp(1) cut at c = ln 10, so the RMS radius
     # is σ·sqrt(2·(1 - (1 + c)/10) / 0.9) ≈ 1.22 σ (the pixel grid adds a little)

@@ -34,8 +34,21 @@ def test_every_option_composes_and_resolves(group, option, tmp_path):
 
 
 def test_groups_the_design_names_exist():
-    assert {"data", "target", "model", "loss", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths",
-            "hydra", "experiment", "debug"} <= set(GROUPS)
+    assert {
+        "data",
+        "target",
+        "model",
+        "loss",
+        "optimizer",
+        "scheduler",
+        "trainer",
+        "logger",
+        "callbacks",
+        "paths",
+        "hydra",
+        "experiment",
+        "debug",
+    } <= set(GROUPS)
     assert {"default", "cpu", "gpu", "ddp"} <= {o for g, o in OPTIONS if g == "trainer"}
     assert {"heatmap", "coords"} <= {o for g, o in OPTIONS if g == "target"}
 
@@ -46,8 +59,13 @@ def test_unknown_option_is_rejected_in_process(tmp_path):
 
 
 def test_cli_unknown_option_and_help(tmp_path):
-    bad = subprocess.run([sys.executable, "train.py", "model=no_such_model"], cwd=ROOT, capture_output=True,
-                         text=True, env={"KP_ROOT": str(tmp_path), "PATH": ""})
+    bad = subprocess.run(
+        [sys.executable, "train.py", "model=no_such_model"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"KP_ROOT": str(tmp_path), "PATH": ""},
+    )
     assert bad.returncode != 0
     assert "Could not find 'model/no_such_model'" in bad.stderr and "unet" in bad.stderr  # lists valid options
     help_text = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
@@ -62,8 +80,13 @@ def test_keypoint_count_mismatch_fails_before_training(tmp_path):
 
 
 def test_cli_reports_a_config_error_without_a_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "train.py", *TINY_DATA, "+model.num_keypoints=3"], cwd=ROOT,
-                            capture_output=True, text=True, env={"KP_ROOT": str(tmp_path), "PATH": ""})
+    result = subprocess.run(
+        [sys.executable, "train.py", *TINY_DATA, "+model.num_keypoints=3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"KP_ROOT": str(tmp_path), "PATH": ""},
+    )
     assert result.returncode == 1
     assert "configuration error: model.num_keypoints=3" in result.stderr
     assert "Traceback" not in result.stderr
@@ -76,32 +99,50 @@ def test_a_loss_term_without_its_model_head_fails_before_training(tmp_path):
 
 
 def test_common_trainer_keys_need_no_plus_and_wrong_types_stop_at_start(tmp_path):
-    cfg = compose_config(*TINY_DATA, "trainer.limit_train_batches=0.1", "trainer.gradient_clip_val=1", output_dir=tmp_path)
+    cfg = compose_config(
+        *TINY_DATA, "trainer.limit_train_batches=0.1", "trainer.gradient_clip_val=1", output_dir=tmp_path
+    )
     check_types(cfg)
     assert cfg.trainer.limit_train_batches == 0.1
-    for override, message in (("trainer.max_epochs=abc", "trainer.max_epochs='abc': expected an integer"),
-                              ("trainer.max_epochs=true", "trainer.max_epochs=True: expected an integer"),
-                              ("trainer.limit_val_batches=all", "expected an integer or a number"),
-                              ("data.batch_size=1.5", "data.batch_size=1.5: expected an integer")):
+    for override, message in (
+        ("trainer.max_epochs=abc", "trainer.max_epochs='abc': expected an integer"),
+        ("trainer.max_epochs=true", "trainer.max_epochs=True: expected an integer"),
+        ("trainer.limit_val_batches=all", "expected an integer or a number"),
+        ("data.batch_size=1.5", "data.batch_size=1.5: expected an integer"),
+    ):
         with pytest.raises(ConfigError, match=re.escape(message)):
             check_types(compose_config(*TINY_DATA, override, output_dir=tmp_path))
 
 
 def test_the_run_config_names_the_presets_chosen(tmp_path):
     flat = flat_config(compose_config("model=simple_cnn", "data=cards", output_dir=tmp_path))
-    assert flat["choices/model"] == "simple_cnn" and flat["choices/data"] == "cards" and flat["choices/target"] == "heatmap"
+    assert (
+        flat["choices/model"] == "simple_cnn"
+        and flat["choices/data"] == "cards"
+        and flat["choices/target"] == "heatmap"
+    )
     assert not any(key.startswith("choices/hydra") for key in flat)
 
 
 def test_cli_errors_are_one_line_unless_asked_for_the_traceback(tmp_path, monkeypatch):
-    wrong_type = subprocess.run([sys.executable, "train.py", "trainer.max_epochs=abc"], cwd=ROOT, capture_output=True,
-                                text=True, env={"KP_ROOT": str(tmp_path), "PATH": "", "OMP_NUM_THREADS": "1"})
+    wrong_type = subprocess.run(
+        [sys.executable, "train.py", "trainer.max_epochs=abc"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"KP_ROOT": str(tmp_path), "PATH": "", "OMP_NUM_THREADS": "1"},
+    )
     assert wrong_type.returncode == 1
-    assert wrong_type.stderr.strip().splitlines()[-1] == "configuration error: trainer.max_epochs='abc': expected an integer"
+    assert (
+        wrong_type.stderr.strip().splitlines()[-1]
+        == "configuration error: trainer.max_epochs='abc': expected an integer"
+    )
     assert "Traceback" not in wrong_type.stderr
     # what every command wraps its work in: one line of each kind, the traceback when asked for
-    for error, line in ((DataError("a.csv:3: x is\n not a number"), "data error: a.csv:3: x is not a number"),
-                        (ModelLoadError("m.ckpt: damaged"), "model error: m.ckpt: damaged")):
+    for error, line in (
+        (DataError("a.csv:3: x is\n not a number"), "data error: a.csv:3: x is not a number"),
+        (ModelLoadError("m.ckpt: damaged"), "model error: m.ckpt: damaged"),
+    ):
         with pytest.raises(SystemExit) as stop, user_errors_in_one_line():
             raise error
         assert str(stop.value) == line

@@ -26,16 +26,25 @@ def write_cards(root, videos=5, frames=2, counted=30):
         for frame in range(frames):
             name = f"v{video}_f{frame}.jpg"
             image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
-            row = {"imageName": name, "annotated": "1", "cards_counted": str(counted), "total_cards": "52",
-                   "videoId": str(video)}
+            row = {
+                "imageName": name,
+                "annotated": "1",
+                "cards_counted": str(counted),
+                "total_cards": "52",
+                "videoId": str(video),
+            }
             for k, (point, (column, line)) in enumerate(zip(POINTS, CORNERS)):
                 visible = k != HIDDEN
                 if visible:
                     cv2.circle(image, (column, line), 3, (255, 255, 255), -1)
                 # The quirk: <pt>_x is the row / height, <pt>_y the column / width (of the pixel's centre).
-                row.update({f"{point}_visible": str(int(visible)),
-                            f"{point}_x": f"{(line + 0.5) / HEIGHT:.6f}" if visible else "0.0",
-                            f"{point}_y": f"{(column + 0.5) / WIDTH:.6f}" if visible else "0.0"})
+                row.update(
+                    {
+                        f"{point}_visible": str(int(visible)),
+                        f"{point}_x": f"{(line + 0.5) / HEIGHT:.6f}" if visible else "0.0",
+                        f"{point}_y": f"{(column + 0.5) / WIDTH:.6f}" if visible else "0.0",
+                    }
+                )
             cv2.imwrite(str(root / "images" / name), image)
             rows.append([row[c] for c in COLUMNS] + [name.replace(".jpg", "_mask.jpg")])
     write_csv(root, COLUMNS + ["mask"], rows)
@@ -116,14 +125,21 @@ def test_bad_rows_are_skipped_counted_and_named(tmp_path, caplog):
     rows[9][column["upper_left_face_y"]] = "312"  # pixels, not a fraction
     write_csv(tmp_path, COLUMNS + ["mask"], rows)
     with caplog.at_level(logging.WARNING):
-        frames = sum(len(load(tmp_path, s, fractions={"train": 1 / 3, "val": 1 / 3, "test": 1 / 3}))
-                     for s in ("train", "val", "test"))
+        frames = sum(
+            len(load(tmp_path, s, fractions={"train": 1 / 3, "val": 1 / 3, "test": 1 / 3}))
+            for s in ("train", "val", "test")
+        )
     assert frames == 12 - 6
     log = caplog.text
     assert log.count("skipped 6 bad sample(s)") == 1  # read once for the three splits
-    for line, problem in [(2, "27 columns, the header has 30"), (3, "upper_left_face_x 'abc' is not a number"),
-                          (6, "lower_right_back_y 'inf' is not finite"), (7, "nowhere.jpg is missing"),
-                          (10, "upper_left_back_visible is '2'"), (11, "outside [0, 1]")]:
+    for line, problem in [
+        (2, "27 columns, the header has 30"),
+        (3, "upper_left_face_x 'abc' is not a number"),
+        (6, "lower_right_back_y 'inf' is not finite"),
+        (7, "nowhere.jpg is missing"),
+        (10, "upper_left_back_visible is '2'"),
+        (11, "outside [0, 1]"),
+    ]:
         assert f"cardpoints.csv:{line}: " in log and problem in log, problem
 
 
@@ -157,8 +173,11 @@ def test_train_fraction_keeps_whole_videos_nested_and_leaves_val_and_test_alone(
 
     def datamodule(fraction):
         # the fixture's frames are identical images: allow_leaks
-        dm = KeypointDataModule(lambda split, transform: load(tmp_path, split, transform=transform), allow_leaks=True,
-                                train_fraction=fraction)
+        dm = KeypointDataModule(
+            lambda split, transform: load(tmp_path, split, transform=transform),
+            allow_leaks=True,
+            train_fraction=fraction,
+        )
         dm.setup()
         return dm
 

@@ -35,13 +35,22 @@ def face_photos(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
             photos.append((raw.image, np.concatenate([eyes_mouth, eyes_mouth[[0] * 3 + [1] * 3] - [0, 20]])))
         return photos
     with open(labels) as file:
-        rows = list(csv.reader(file))[1: n + 1]
+        rows = list(csv.reader(file))[1 : n + 1]
     photos = []
     for row in rows:
         image = cv2.cvtColor(cv2.imread(str(labels.parent / "images" / row[0])), cv2.COLOR_BGR2RGB)
         points = np.array(row[1:], np.float32).reshape(68, 2)
-        cat = [points[42:48].mean(0), points[36:42].mean(0), points[48:68].mean(0),
-               points[16], points[26], points[24], points[0], points[17], points[19]]
+        cat = [
+            points[42:48].mean(0),
+            points[36:42].mean(0),
+            points[48:68].mean(0),
+            points[16],
+            points[26],
+            points[24],
+            points[0],
+            points[17],
+            points[19],
+        ]
         photos.append((image, np.stack(cat)))
     return photos
 
@@ -117,7 +126,10 @@ def test_cat_seed_preprocessing_keeps_keypoints_on_their_dots(tmp_path):
     picture = sample["image"].numpy()
     for k, (x, y) in enumerate(sample["keypoints"].numpy()):
         weight = np.clip(picture[k] - 0.3 * picture[k].max(), 0, None)
-        centre = [(weight * np.arange(64)[None, :]).sum() / weight.sum(), (weight * np.arange(64)[:, None]).sum() / weight.sum()]
+        centre = [
+            (weight * np.arange(64)[None, :]).sum() / weight.sum(),
+            (weight * np.arange(64)[:, None]).sum() / weight.sum(),
+        ]
         assert np.hypot(centre[0] - x, centre[1] - y) < 1.0
 
 
@@ -168,8 +180,13 @@ def test_cat_missing_folder_corrupt_image_and_empty_split(cats):
 
 
 def test_cat_config_trains_shapes(cats):
-    cfg = compose_config("data=cat", f"data.dataset.root={cats}", "data.num_workers=0", "data.batch_size=4",
-                         "data.dataset.keypoints=[left_eye,right_eye,mouth,left_ear_1,right_ear_1]")
+    cfg = compose_config(
+        "data=cat",
+        f"data.dataset.root={cats}",
+        "data.num_workers=0",
+        "data.batch_size=4",
+        "data.dataset.keypoints=[left_eye,right_eye,mouth,left_ear_1,right_ear_1]",
+    )
     datamodule = instantiate(cfg.data)
     assert datamodule.input_shape == (3, 64, 64) and datamodule.meta.num_keypoints == 5
     batch = next(iter(datamodule.train_dataloader()))

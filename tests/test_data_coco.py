@@ -33,16 +33,46 @@ def write_coco(root, edit=None):
             for x, y in points:
                 cv2.circle(picture, (x, y), 2, (255, 255, 255), -1)
             keypoints = [c for (x, y), v in zip(points, FLAGS) for c in (x, y, v)]
-            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": 1, "iscrowd": 0,
-                                "bbox": [bx + 3 * i, by, 36, 32], "keypoints": keypoints, "num_keypoints": 3})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "bbox": [bx + 3 * i, by, 36, 32],
+                    "keypoints": keypoints,
+                    "num_keypoints": 3,
+                }
+            )
         cv2.imwrite(str(root / f"img{i}.png"), picture)
         images.append({"id": i, "file_name": f"img{i}.png", "width": 100, "height": 80})
-    annotations.append({"id": 90, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [0, 0, 9, 9],
-                        "keypoints": [0] * 9, "num_keypoints": 0})
-    annotations.append({"id": 91, "image_id": 2, "category_id": 1, "iscrowd": 1, "bbox": [0, 0, 9, 9],
-                        "keypoints": [0] * 9, "num_keypoints": 0})
-    data = {"images": images, "annotations": annotations,
-            "categories": [{"id": 1, "name": "thing", "keypoints": NAMES, "skeleton": [[1, 3], [2, 3]]}]}
+    annotations.append(
+        {
+            "id": 90,
+            "image_id": 1,
+            "category_id": 1,
+            "iscrowd": 0,
+            "bbox": [0, 0, 9, 9],
+            "keypoints": [0] * 9,
+            "num_keypoints": 0,
+        }
+    )
+    annotations.append(
+        {
+            "id": 91,
+            "image_id": 2,
+            "category_id": 1,
+            "iscrowd": 1,
+            "bbox": [0, 0, 9, 9],
+            "keypoints": [0] * 9,
+            "num_keypoints": 0,
+        }
+    )
+    data = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "thing", "keypoints": NAMES, "skeleton": [[1, 3], [2, 3]]}],
+    }
     if edit:
         edit(data)
     path = root / "things.json"
@@ -59,8 +89,8 @@ def blob_centre(image, x, y, radius=3):
     """Brightness-weighted centre of the C×H×W image around (x, y)."""
     grey = image.mean(0).numpy()
     x0, y0 = max(0, round(x) - radius), max(0, round(y) - radius)
-    window = grey[y0:round(y) + radius + 1, x0:round(x) + radius + 1]
-    rows, columns = np.mgrid[:window.shape[0], :window.shape[1]]
+    window = grey[y0 : round(y) + radius + 1, x0 : round(x) + radius + 1]
+    rows, columns = np.mgrid[: window.shape[0], : window.shape[1]]
     return (columns * window).sum() / window.sum() + x0, (rows * window).sum() / window.sum() + y0
 
 
@@ -110,13 +140,16 @@ def test_zero_based_skeleton_is_recognised(tmp_path):
     assert every_instance(write_coco(tmp_path, zero_based)).meta.skeleton == [(0, 2), (1, 2)]
 
 
-@pytest.mark.parametrize("names, pairs", [
-    (["nose", "left_eye", "right_eye", "left_ear", "right_ear"], [(1, 2), (3, 4)]),
-    (["L_Eye", "R_Eye", "Throat", "L_F_Elbow", "R_F_Elbow"], [(0, 1), (3, 4)]),
-    (["head", "eyeL", "eyeR", "thorax", "forelegR1", "forelegL1"], [(1, 2), (4, 5)]),
-    (["LeftHand", "RightHand", "LEFT_FOOT", "RIGHT_FOOT", "l_knee", "r_knee"], [(0, 1), (2, 3), (4, 5)]),
-    (["Lip", "Rump", "tailL", "wrist"], None),  # L/R starting a word, or a side with no partner: unknown
-])
+@pytest.mark.parametrize(
+    "names, pairs",
+    [
+        (["nose", "left_eye", "right_eye", "left_ear", "right_ear"], [(1, 2), (3, 4)]),
+        (["L_Eye", "R_Eye", "Throat", "L_F_Elbow", "R_F_Elbow"], [(0, 1), (3, 4)]),
+        (["head", "eyeL", "eyeR", "thorax", "forelegR1", "forelegL1"], [(1, 2), (4, 5)]),
+        (["LeftHand", "RightHand", "LEFT_FOOT", "RIGHT_FOOT", "l_knee", "r_knee"], [(0, 1), (2, 3), (4, 5)]),
+        (["Lip", "Rump", "tailL", "wrist"], None),  # L/R starting a word, or a side with no partner: unknown
+    ],
+)
 def test_flip_pairs_are_guessed_from_side_words(names, pairs):
     assert flip_pairs_from_names(names) == pairs
 
@@ -159,21 +192,31 @@ def test_bad_annotations_are_skipped_counted_and_named(tmp_path, caplog):
         data = every_instance(write_coco(tmp_path, spoil))
     assert len(data) == 1
     assert "things.json: skipped 4 bad sample(s)" in caplog.text
-    for problem in ["annotation id 2: a keypoint value is not a number",
-                    "annotation id 3: a labelled keypoint has a non-finite coordinate",
-                    "annotation id 4: visibility flags must be 0, 1 or 2, got [3.0]",
-                    "annotation id 5: image", "gone.png is missing"]:
+    for problem in [
+        "annotation id 2: a keypoint value is not a number",
+        "annotation id 3: a labelled keypoint has a non-finite coordinate",
+        "annotation id 4: visibility flags must be 0, 1 or 2, got [3.0]",
+        "annotation id 5: image",
+        "gone.png is missing",
+    ]:
         assert problem in caplog.text
 
 
-@pytest.mark.parametrize("spoil, message", [
-    (lambda d: d["annotations"][2]["keypoints"].extend([1, 1, 2]),
-     "annotation id 3 has 12 keypoint values, expected 3"),
-    (lambda d: d["annotations"][0].update(image_id=77), "annotation id 1 refers to image_id 77"),
-    (lambda d: [a["keypoints"].__setitem__(slice(2, None, 3), [1, 1, 1]) for a in d["annotations"][:5]],
-     "no keypoint of the train split is visible .* set occluded_visible=true"),
-    (lambda d: d.pop("categories"), "not a COCO-keypoints file"),
-])
+@pytest.mark.parametrize(
+    "spoil, message",
+    [
+        (
+            lambda d: d["annotations"][2]["keypoints"].extend([1, 1, 2]),
+            "annotation id 3 has 12 keypoint values, expected 3",
+        ),
+        (lambda d: d["annotations"][0].update(image_id=77), "annotation id 1 refers to image_id 77"),
+        (
+            lambda d: [a["keypoints"].__setitem__(slice(2, None, 3), [1, 1, 1]) for a in d["annotations"][:5]],
+            "no keypoint of the train split is visible .* set occluded_visible=true",
+        ),
+        (lambda d: d.pop("categories"), "not a COCO-keypoints file"),
+    ],
+)
 def test_files_of_another_kind_are_errors_at_start(tmp_path, spoil, message):
     with pytest.raises(DataError, match=message):
         every_instance(write_coco(tmp_path, spoil))
@@ -193,8 +236,23 @@ def test_unreadable_files_are_errors(tmp_path):
         every_instance(path)[0]
 
 
-FIXTURES = ["300w", "aflw", "animalpose", "ap10k", "coco", "cofw", "fly", "horse10", "locust", "macaque", "mpii_trb",
-            "onehand10k", "rhd", "wflw", "zebra"]
+FIXTURES = [
+    "300w",
+    "aflw",
+    "animalpose",
+    "ap10k",
+    "coco",
+    "cofw",
+    "fly",
+    "horse10",
+    "locust",
+    "macaque",
+    "mpii_trb",
+    "onehand10k",
+    "rhd",
+    "wflw",
+    "zebra",
+]
 
 
 @pytest.mark.parametrize("name", FIXTURES)

@@ -28,8 +28,11 @@ def write_project(root, frames=3, index_columns=1, videos=SIZES, edit=None):
         folder = root / "labeled-data" / video
         folder.mkdir(parents=True)
         pad = [""] * (index_columns - 1)
-        rows = [["scorer"] + pad + ["Ann"] * 6, ["bodyparts"] + pad + [p for p in PARTS for _ in "xy"],
-                ["coords"] + pad + ["x", "y"] * 3]
+        rows = [
+            ["scorer"] + pad + ["Ann"] * 6,
+            ["bodyparts"] + pad + [p for p in PARTS for _ in "xy"],
+            ["coords"] + pad + ["x", "y"] * 3,
+        ]
         for frame in range(frames):
             image = np.zeros((height, width, 3), np.uint8)
             cells = []
@@ -52,8 +55,15 @@ def write_project(root, frames=3, index_columns=1, videos=SIZES, edit=None):
 
 
 def every_frame(root, **options):
-    return DeepLabCutProject("train", str(root), width=48, height=32, split_by="frame",
-                             fractions={"train": 1.0, "val": 0.0, "test": 0.0}, **options)
+    return DeepLabCutProject(
+        "train",
+        str(root),
+        width=48,
+        height=32,
+        split_by="frame",
+        fractions={"train": 1.0, "val": 0.0, "test": 0.0},
+        **options,
+    )
 
 
 @pytest.mark.parametrize("index_columns", [1, 3])
@@ -75,8 +85,9 @@ def test_letterbox_geometry_is_exact(tmp_path):
     sample = data[1]  # 60×60 into 48×32: scale 32/60, box 90×60 starting at x = -15
     x, y = POINTS[0][0] * 60 / 96 + 1, POINTS[0][1] * 60 / 64
     scale = 32 / 60
-    assert sample["keypoints"][0].tolist() == pytest.approx([(x + 15 + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5],
-                                                            abs=1e-3)
+    assert sample["keypoints"][0].tolist() == pytest.approx(
+        [(x + 15 + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5], abs=1e-3
+    )
     assert sample["image"][:, :, :7].max() == 0  # the padding is black
 
 
@@ -89,8 +100,10 @@ def test_meta_from_config_yaml(tmp_path):
 def test_split_by_video_keeps_videos_whole(tmp_path):
     write_project(tmp_path)
     fractions = {"train": 1 / 3, "val": 1 / 3, "test": 1 / 3}
-    videos = [{f.video for f in DeepLabCutProject(s, str(tmp_path), fractions=fractions).frames}
-              for s in ("train", "val", "test")]
+    videos = [
+        {f.video for f in DeepLabCutProject(s, str(tmp_path), fractions=fractions).frames}
+        for s in ("train", "val", "test")
+    ]
     assert all(len(v) == 1 for v in videos) and set.union(*videos) == set(SIZES)
 
 
@@ -98,8 +111,14 @@ def test_too_few_videos_for_the_splits_is_a_clear_error(tmp_path):
     write_project(tmp_path, videos={"only": (64, 64)})
     with pytest.raises(DataError, match="val split of .* by video is empty: 1 group.*split_by"):
         DeepLabCutProject("val", str(tmp_path))
-    assert len(DeepLabCutProject("val", str(tmp_path), split_by="frame",
-                                 fractions={"train": 1 / 3, "val": 1 / 3, "test": 1 / 3})) == 1
+    assert (
+        len(
+            DeepLabCutProject(
+                "val", str(tmp_path), split_by="frame", fractions={"train": 1 / 3, "val": 1 / 3, "test": 1 / 3}
+            )
+        )
+        == 1
+    )
 
 
 def test_bad_rows_are_skipped_counted_and_named(tmp_path, caplog):
@@ -116,19 +135,27 @@ def test_bad_rows_are_skipped_counted_and_named(tmp_path, caplog):
     assert len(data) == 9 - 4
     text = caplog.text
     assert "mouse1/CollectedData_Ann.csv: skipped 3 bad sample(s)" in text
-    for problem in ["CollectedData_Ann.csv:4: 6 columns, the header has 7",
-                    "CollectedData_Ann.csv:5: left_paw y '12,5' is not a number",
-                    "CollectedData_Ann.csv:6: right_paw has only one of x and y",
-                    "CollectedData_Ann.csv:5: image", "gone.png is missing"]:
+    for problem in [
+        "CollectedData_Ann.csv:4: 6 columns, the header has 7",
+        "CollectedData_Ann.csv:5: left_paw y '12,5' is not a number",
+        "CollectedData_Ann.csv:6: right_paw has only one of x and y",
+        "CollectedData_Ann.csv:5: image",
+        "gone.png is missing",
+    ]:
         assert problem in text
 
 
-@pytest.mark.parametrize("spoil, message", [
-    (lambda video, rows: rows[1].__setitem__(slice(5, 7), ["tail", "tail"]),
-     r"body parts \['left_paw', 'right_paw', 'tail'\]"),
-    (lambda video, rows: rows.insert(1, ["individuals"] + ["mouse"] * 6), "multi-animal labels"),
-    (lambda video, rows: rows[2].__setitem__(3, "likelihood"), "column 4 is 'likelihood'"),
-])
+@pytest.mark.parametrize(
+    "spoil, message",
+    [
+        (
+            lambda video, rows: rows[1].__setitem__(slice(5, 7), ["tail", "tail"]),
+            r"body parts \['left_paw', 'right_paw', 'tail'\]",
+        ),
+        (lambda video, rows: rows.insert(1, ["individuals"] + ["mouse"] * 6), "multi-animal labels"),
+        (lambda video, rows: rows[2].__setitem__(3, "likelihood"), "column 4 is 'likelihood'"),
+    ],
+)
 def test_label_files_that_disagree_with_the_config_are_errors(tmp_path, spoil, message):
     with pytest.raises(DataError, match=message):
         every_frame(write_project(tmp_path, edit=lambda video, rows: video == "mouse1" and spoil(video, rows)))
@@ -170,16 +197,21 @@ def test_real_reaching_project():
 def write_single_csv(root, videos, parts=("paw1LH_top", "paw1LH_bot", "nose")):
     """The single-CSV layout: root/CollectedData.csv, frames under labeled-data/<video>/ (or labeled-data/ itself
     when videos == [""]), no config.yaml."""
-    rows = [["scorer"] + ["lp"] * 2 * len(parts), ["bodyparts"] + [p for p in parts for _ in "xy"],
-            ["coords"] + ["x", "y"] * len(parts)]
+    rows = [
+        ["scorer"] + ["lp"] * 2 * len(parts),
+        ["bodyparts"] + [p for p in parts for _ in "xy"],
+        ["coords"] + ["x", "y"] * len(parts),
+    ]
     for v, video in enumerate(videos):
         folder = root / "labeled-data" / video
         folder.mkdir(parents=True, exist_ok=True)
         for frame in range(4):
             name = f"img{frame:02d}.png"
             cv2.imwrite(str(folder / name), np.full((30, 40, 3), 10 * frame + v, np.uint8))
-            rows.append([f"labeled-data/{video + '/' if video else ''}{name}"]
-                        + [f"{5 + k + frame}" for k in range(len(parts)) for _ in "xy"])
+            rows.append(
+                [f"labeled-data/{video + '/' if video else ''}{name}"]
+                + [f"{5 + k + frame}" for k in range(len(parts)) for _ in "xy"]
+            )
     with open(root / "CollectedData.csv", "w", newline="") as f:
         csv.writer(f).writerows(rows)
     return root
@@ -189,8 +221,12 @@ def test_single_csv_layout_splits_by_video_folder_or_by_frame(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     root = write_single_csv(tmp_path / "three", ["mouseA", "mouseB", "mouseC"])
     thirds = {"train": 0.34, "val": 0.33, "test": 0.33}
-    splits = {split: DeepLabCutProject(split, str(root), width=40, height=30, split_by="auto", fractions=thirds,
-                                       csv_file="CollectedData.csv") for split in ("train", "val", "test")}
+    splits = {
+        split: DeepLabCutProject(
+            split, str(root), width=40, height=30, split_by="auto", fractions=thirds, csv_file="CollectedData.csv"
+        )
+        for split in ("train", "val", "test")
+    }
     assert splits["train"].meta.names == ["paw1LH_top", "paw1LH_bot", "nose"]
     videos = {split: {frame.video for frame in data.frames} for split, data in splits.items()}
     assert all(len(v) == 1 for v in videos.values()) and len(set.union(*videos.values())) == 3
@@ -200,8 +236,15 @@ def test_single_csv_layout_splits_by_video_folder_or_by_frame(tmp_path, caplog):
 
     caplog.clear()
     flat = write_single_csv(tmp_path / "flat", [""])
-    train = DeepLabCutProject("train", str(flat), width=40, height=30, split_by="auto", csv_file="CollectedData.csv",
-                              fractions={"train": 0.5, "val": 0.25, "test": 0.25})
+    train = DeepLabCutProject(
+        "train",
+        str(flat),
+        width=40,
+        height=30,
+        split_by="auto",
+        csv_file="CollectedData.csv",
+        fractions={"train": 0.5, "val": 0.25, "test": 0.25},
+    )
     assert len(train) == 2 and "1 video folder(s): split by frame (too few videos" in caplog.text
     with pytest.raises(DataError, match="nothing.csv: not found"):
         DeepLabCutProject("train", str(flat), csv_file="nothing.csv")

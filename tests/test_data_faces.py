@@ -25,6 +25,7 @@ COLUMNS = [f"{name}_{axis}" for name in facial.NAMES for axis in "xy"]
 
 # ---------------------------------------------------------------- Kaggle facial keypoints
 
+
 def pixels(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, 96 * 96)
 
@@ -118,18 +119,26 @@ def test_facial_wrong_header_is_an_error_at_start(tmp_path):
 
 def test_facial_empty_split_is_an_error_at_start(kaggle, tmp_path):
     datamodule = KeypointDataModule(
-        lambda split, transform: FacialKeypoints(split, kaggle, val_fraction=0.02, cache_dir=tmp_path))
+        lambda split, transform: FacialKeypoints(split, kaggle, val_fraction=0.02, cache_dir=tmp_path)
+    )
     with pytest.raises(ValueError, match="training.csv: the val split is empty"):
         datamodule.setup()
 
 
 def test_kaggle_submission(tmp_path):
     with open(tmp_path / "test.csv", "w", newline="") as file:
-        csv.writer(file).writerows([["ImageId", "Image"], [7, " ".join(map(str, pixels(7)))],
-                                    [9, " ".join(map(str, pixels(9)))]])
+        csv.writer(file).writerows(
+            [["ImageId", "Image"], [7, " ".join(map(str, pixels(7)))], [9, " ".join(map(str, pixels(9)))]]
+        )
     with open(tmp_path / "IdLookupTable.csv", "w", newline="") as file:
-        csv.writer(file).writerows([["RowId", "ImageId", "FeatureName", "Location"], [1, 7, "left_eye_center_x", ""],
-                                    [2, 7, "nose_tip_y", ""], [3, 9, "mouth_center_bottom_lip_x", ""]])
+        csv.writer(file).writerows(
+            [
+                ["RowId", "ImageId", "FeatureName", "Location"],
+                [1, 7, "left_eye_center_x", ""],
+                [2, 7, "nose_tip_y", ""],
+                [3, 9, "mouth_center_bottom_lip_x", ""],
+            ]
+        )
     image_ids, images = read_test_images(tmp_path)
     assert image_ids.tolist() == [7, 9] and images.shape == (2, 96, 96)
     np.testing.assert_array_equal(images[1], pixels(9).reshape(96, 96))
@@ -148,8 +157,14 @@ def facial_cache(tmp_path_factory):
 
 def test_real_facial_splits_and_left_right(facial_cache):
     root = shared_data("facial_kaggle_format")
-    cfg = compose_config("data=facial", "data.dataset.subset=all", f"data.dataset.root={root}",
-                         f"data.dataset.cache_dir={facial_cache}", "data.num_workers=0", "augment=none")
+    cfg = compose_config(
+        "data=facial",
+        "data.dataset.subset=all",
+        f"data.dataset.root={root}",
+        f"data.dataset.cache_dir={facial_cache}",
+        "data.num_workers=0",
+        "augment=none",
+    )
     datamodule = instantiate(cfg.data)
     datamodule.setup()
     sizes = {split: len(data) for split, data in datamodule.splits.items()}
@@ -176,6 +191,7 @@ def test_real_kaggle_test_images():
 
 # ---------------------------------------------------------------- facial68
 
+
 def face_image(seed: int, channels: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (60 + seed, 50, channels), dtype=np.uint8)
 
@@ -200,7 +216,9 @@ def faces68(tmp_path):
 
 def test_facial68_split_by_person_and_read_by_content(faces68, caplog):
     with caplog.at_level(logging.WARNING, logger="kp.data.facial68"):
-        splits = {s: Facial68(s, faces68, val_fraction=0.2, test_fraction=0.2, seed=1) for s in ("train", "val", "test")}
+        splits = {
+            s: Facial68(s, faces68, val_fraction=0.2, test_fraction=0.2, seed=1) for s in ("train", "val", "test")
+        }
     people = {s: {person_of(f.name) for f in data.files} for s, data in splits.items()}
     assert sorted(set().union(*people.values())) == ["Ann_Lee", "Bob", "Cy_D_E"]
     assert all(people[a].isdisjoint(people[b]) for a, b in [("train", "val"), ("train", "test"), ("val", "test")])
@@ -211,8 +229,9 @@ def test_facial68_split_by_person_and_read_by_content(faces68, caplog):
     sample = data[index]  # RGBA PNG bytes named .jpg: decoded by content, alpha dropped, RGB order
     expected = face_image(1, 4)[:, :, [2, 1, 0]] / 255.0
     np.testing.assert_allclose(sample["image"].permute(1, 2, 0).numpy(), expected, atol=1e-6)
-    np.testing.assert_allclose(data.keypoints[index], np.random.default_rng(1).uniform(0, 49, 136).round(1)
-                               .reshape(68, 2), atol=1e-4)
+    np.testing.assert_allclose(
+        data.keypoints[index], np.random.default_rng(1).uniform(0, 49, 136).round(1).reshape(68, 2), atol=1e-4
+    )
 
     csv_path = faces68 / "keypoints.csv"
     assert "skipped 3 bad sample(s)" in caplog.text

@@ -15,16 +15,30 @@ from kp.build import build
 from kp.train.loop import train
 from tests.helpers import ROOT, compose_config
 
-RUN = ["data.dataset.sizes={train:64,val:40,test:40}", "data.batch_size=8", "model.backbone.width=4",
-       "data.dataset.image_size=32", "trainer.max_epochs=2", "seed=5", "callbacks.progress_bar=null",
-       "callbacks.model_summary=null"]
+RUN = [
+    "data.dataset.sizes={train:64,val:40,test:40}",
+    "data.batch_size=8",
+    "model.backbone.width=4",
+    "data.dataset.image_size=32",
+    "trainer.max_epochs=2",
+    "seed=5",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+]
 
 
 pytestmark = pytest.mark.slow  # DDP trainings in subprocesses
 
+
 def test_ddp_in_a_multirun_job_shares_its_dir_and_syncs_the_metrics(tmp_path):
-    ddp = subprocess.run([sys.executable, "sweep.py", "-m", *RUN, "trainer=ddp_cpu"], cwd=ROOT, capture_output=True,
-                         text=True, env={**os.environ, "KP_ROOT": str(tmp_path)}, timeout=300)
+    ddp = subprocess.run(
+        [sys.executable, "sweep.py", "-m", *RUN, "trainer=ddp_cpu"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KP_ROOT": str(tmp_path)},
+        timeout=300,
+    )
     assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in ddp.stdout + ddp.stderr
 
@@ -38,10 +52,12 @@ def test_ddp_in_a_multirun_job_shares_its_dir_and_syncs_the_metrics(tmp_path):
 
     # Each process saw half of the 40 validation images; one process now evaluates all 40 with the same weights.
     datamodule, module = build(compose_config(*RUN, output_dir=tmp_path / "single"))
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False)
-    (single_val,) = trainer.validate(module, datamodule=datamodule, ckpt_path=job / "checkpoints" / "last.ckpt",
-                                     verbose=False)
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    (single_val,) = trainer.validate(
+        module, datamodule=datamodule, ckpt_path=job / "checkpoints" / "last.ckpt", verbose=False
+    )
     ddp_val = pd.read_csv(job / "csv" / "metrics.csv").dropna(subset=["val/rmse"]).iloc[-1]
     for name in ("val/rmse", "val/nme", "val/pck_0.05", "val/pck_0.1", "val/rmse/nose"):  # sums of the same errors
         assert ddp_val[name] == pytest.approx(single_val[name], rel=1e-5, abs=1e-7), name

@@ -31,8 +31,10 @@ def planted(tmp_path):
     swapped, shifted = rows[3][0], rows[10][0]
     left, right = NAMES.index("left_eye_3"), NAMES.index("right_eye_0")  # the outer eye corners (45, 36)
     row = rows[3]
-    row[1 + 2 * left:3 + 2 * left], row[1 + 2 * right:3 + 2 * right] = (row[1 + 2 * right:3 + 2 * right],
-                                                                        row[1 + 2 * left:3 + 2 * left])
+    row[1 + 2 * left : 3 + 2 * left], row[1 + 2 * right : 3 + 2 * right] = (
+        row[1 + 2 * right : 3 + 2 * right],
+        row[1 + 2 * left : 3 + 2 * left],
+    )
     nose = NAMES.index("nose_bridge_3")
     xs = [float(v) for v in rows[10][1::2]]
     rows[10][1 + 2 * nose] = str(float(rows[10][1 + 2 * nose]) + 0.6 * (max(xs) - min(xs)))  # off the face
@@ -54,13 +56,17 @@ def test_doctor_finds_the_planted_swap_shift_and_leak(planted, tmp_path):
     cfg = compose_config(["data=facial68", f"paths.data_dir={data_dir}"])
     report, findings = diagnose(cfg, out=tmp_path / "doctor", worst=3)
 
-    assert [(id_.split("/")[-1], {a, b}) for _, id_, a, b, _ in findings.swaps] == [(swapped, {"left_eye_3", "right_eye_0"})]
+    assert [(id_.split("/")[-1], {a, b}) for _, id_, a, b, _ in findings.swaps] == [
+        (swapped, {"left_eye_3", "right_eye_0"})
+    ]
     # the two planted shapes lead the outliers: the shifted point, and the swapped pair (far from their places too)
     top = {id_.split("/")[-1]: point for _, id_, _, point in findings.outliers[:2]}
     assert top[shifted] == "nose_bridge_3" and top[swapped] in ("left_eye_3", "right_eye_0")
     (group,) = findings.across_splits()
     assert sorted((split, id_.split("/")[-1]) for split, id_ in group) == [("test", duplicate), ("train", original)]
-    assert sum(findings.counts[s][0] for s in findings.counts) == len(list((data_dir / "facial68" / "images").iterdir()))
+    assert sum(findings.counts[s][0] for s in findings.counts) == len(
+        list((data_dir / "facial68" / "images").iterdir())
+    )
 
     text = report.read_text()
     assert f"{swapped}` ({findings.swaps[0][0]}): right_eye_0 / left_eye_3" in text
@@ -72,8 +78,10 @@ def test_doctor_finds_the_planted_swap_shift_and_leak(planted, tmp_path):
 def test_doctor_bad_data_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["data=facial68", f"paths.data_dir={tmp_path}", "--out", str(tmp_path / "doctor")])
-    assert str(stop.value) == f"data error: {tmp_path}/facial68/keypoints.csv: not found (data.dataset.root should " \
-                              "hold keypoints.csv and images/)"
+    assert (
+        str(stop.value) == f"data error: {tmp_path}/facial68/keypoints.csv: not found (data.dataset.root should "
+        "hold keypoints.csv and images/)"
+    )
     assert not (tmp_path / "doctor").exists()
 
 

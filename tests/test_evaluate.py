@@ -1,4 +1,5 @@
-"""kp.evaluation.evaluate and the report train.py writes: files and their content, agreement with train.py's test metrics,
+"""kp.evaluation.evaluate and the report train.py writes: files and their content, agreement with train.py's test
+metrics,
 honest missing values, calibration stored with the checkpoint; kp.viz.features."""
 
 import json
@@ -62,12 +63,27 @@ def test_evaluate_command_writes_consistent_files(run, tmp_path, capsys):
 
     errors = pd.read_csv(out / "errors.csv")
     assert len(errors) == 32 * 5
-    assert list(errors.columns) == ["split", "sample", "image", "frame", "keypoint", "visible", "gt_x", "gt_y",
-                                    "pred_x", "pred_y", "error_px", "error_source_px", "score", "radius_px"]
+    assert list(errors.columns) == [
+        "split",
+        "sample",
+        "image",
+        "frame",
+        "keypoint",
+        "visible",
+        "gt_x",
+        "gt_y",
+        "pred_x",
+        "pred_y",
+        "error_px",
+        "error_source_px",
+        "score",
+        "radius_px",
+    ]
     assert errors["image"].str.startswith("synthetic/val/").all() and list(errors["keypoint"][:5]) == NAMES
     seen = errors[errors["visible"]]
     assert np.hypot(seen["pred_x"] - seen["gt_x"], seen["pred_y"] - seen["gt_y"]).to_numpy() == pytest.approx(
-        seen["error_px"].to_numpy(), abs=1e-4)
+        seen["error_px"].to_numpy(), abs=1e-4
+    )
     assert errors.loc[~errors["visible"], "error_px"].isna().all()
     assert metrics["val/coverage"] == pytest.approx((seen["error_px"] <= seen["radius_px"]).mean())
     worst = seen.groupby("sample")["error_px"].mean().sort_values(kind="stable").index[-3:]  # 32 samples: a tenth is 3
@@ -93,8 +109,9 @@ def test_evaluate_command_writes_consistent_files(run, tmp_path, capsys):
     assert list(table["keypoint"]) == NAMES
     by_keypoint = seen.groupby("keypoint", sort=False)
     assert table["labelled"].tolist() == by_keypoint.size().reindex(NAMES).tolist()
-    assert table["mean_px"].to_numpy() == pytest.approx(by_keypoint["error_px"].mean().reindex(NAMES).to_numpy(),
-                                                        rel=1e-4)
+    assert table["mean_px"].to_numpy() == pytest.approx(
+        by_keypoint["error_px"].mean().reindex(NAMES).to_numpy(), rel=1e-4
+    )
     coverage = by_keypoint.apply(lambda g: (g["error_px"] <= g["radius_px"]).mean()).reindex(NAMES)
     assert table["coverage"].to_numpy() == pytest.approx(coverage.to_numpy())
     assert table["pck_0.1"].tolist() == pytest.approx([metrics[f"val/pck_0.1/{name}"] for name in NAMES])
@@ -148,8 +165,9 @@ def test_flip_evaluation_calibrates_on_the_flip_disagreement_and_stores_it(run, 
 
 
 def test_coordinate_model_with_a_count_head_gets_the_count_figure_and_columns(tmp_path):
-    cfg = compose_config("experiment=synthetic_multitask", "target=coords", *TINY_DATA, "model.backbone.width=4",
-                         output_dir=tmp_path)
+    cfg = compose_config(
+        "experiment=synthetic_multitask", "target=coords", *TINY_DATA, "model.backbone.width=4", output_dir=tmp_path
+    )
     _, module = build(cfg)  # untrained: the report's content, not its quality, is under test
     (tmp_path / "checkpoints").mkdir()
     torch.save({"state_dict": module.state_dict(), "kp": module.spec}, tmp_path / "checkpoints" / "epoch_000.ckpt")
@@ -159,8 +177,9 @@ def test_coordinate_model_with_a_count_head_gets_the_count_figure_and_columns(tm
     assert (out / "counts.png").stat().st_size > 5_000 and "counts.png" in (out / "report.md").read_text()
     errors = pd.read_csv(out / "errors.csv")
     per_sample = errors.groupby("sample").first()
-    assert metrics["val/count_mae"] == pytest.approx((per_sample["count_pred"] - per_sample["count_true"]).abs().mean(),
-                                                     rel=1e-4)
+    assert metrics["val/count_mae"] == pytest.approx(
+        (per_sample["count_pred"] - per_sample["count_true"]).abs().mean(), rel=1e-4
+    )
     # A regressed point has no spread (1 px): its radius is the keypoint's calibrated scale × (its surprise + its
     # image's mean surprise), surprise = -log(score clipped to [0.001, 0.99]), all readable from errors.csv.
     surprise = -np.log(errors["score"].clip(1e-3, 0.99))
@@ -181,8 +200,9 @@ def test_other_data_through_overrides_and_refusals(run, tmp_path):
         evaluate.evaluate_run(run, out=tmp_path / "big", overrides=["data.dataset.image_size=96"])
     root = shared_data("facial_kaggle_format")
     with pytest.raises(ConfigError, match="same keypoints"):
-        evaluate.evaluate_run(run, overrides=["data=facial", f"data.dataset.root={root}",
-                                              f"data.dataset.cache_dir={tmp_path / 'cache'}"])
+        evaluate.evaluate_run(
+            run, overrides=["data=facial", f"data.dataset.root={root}", f"data.dataset.cache_dir={tmp_path / 'cache'}"]
+        )
 
 
 def test_features_picture_shows_every_stage(run, tmp_path):
@@ -202,9 +222,19 @@ def test_features_picture_shows_every_stage(run, tmp_path):
 def test_errors_in_source_pixels_undo_the_loaders_resize():
     # a frame shrunk to half size (affine scale 0.5): 1 input pixel off is 2 of the frame's pixels
     p = evaluate.SplitPredictions(
-        ids=["a", "b"], splits=["test"] * 2, pred=np.array([[[1.0, 0.0]], [[0.0, 3.0]]]), target=np.zeros((2, 1, 2)),
-        visible=np.ones((2, 1), bool), scores=np.ones((2, 1)), difficulty=np.ones((2, 1)), pck_norm=np.ones(2),
-        source_scale=np.array([0.5, 1.0]), count_true=None, count_pred=None, metrics={})
+        ids=["a", "b"],
+        splits=["test"] * 2,
+        pred=np.array([[[1.0, 0.0]], [[0.0, 3.0]]]),
+        target=np.zeros((2, 1, 2)),
+        visible=np.ones((2, 1), bool),
+        scores=np.ones((2, 1)),
+        difficulty=np.ones((2, 1)),
+        pck_norm=np.ones(2),
+        source_scale=np.array([0.5, 1.0]),
+        count_true=None,
+        count_pred=None,
+        metrics={},
+    )
     assert p.source_errors[:, 0].tolist() == [2.0, 3.0]
 
 
@@ -214,4 +244,5 @@ def test_adaptivity_of_an_infinite_radius_is_missing_not_a_warning():
     with np.errstate(invalid="raise"):
         assert math.isnan(report.radius_adaptivity(errors, np.full((20, 2), math.inf), visible))
     assert report.radius_adaptivity(errors, 2 * errors, visible) == pytest.approx(
-        report.radius_adaptivity(errors, errors, visible))
+        report.radius_adaptivity(errors, errors, visible)
+    )

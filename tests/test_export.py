@@ -72,8 +72,11 @@ def test_every_model_exports_with_parity(name, target, tmp_path):
 
 @pytest.mark.parametrize("decoder", ["argmax", "average", "quarter", "dark"])
 def test_every_heatmap_decoder_exports_and_flip_too(decoder, tmp_path):
-    predictor = kp.load(tiny_checkpoint(tmp_path, "model=unet", "model.backbone.width=4",
-                                        f"target.decoder={decoder}", "target.blur_kernel=3"))
+    predictor = kp.load(
+        tiny_checkpoint(
+            tmp_path, "model=unet", "model.backbone.width=4", f"target.decoder={decoder}", "target.blur_kernel=3"
+        )
+    )
     graph, in_graph = export(predictor, "onnx", tmp_path / "model.onnx", flip=True)
     assert in_graph == decoder  # the run's own decoder: it exports
     check_parity(graph, onnx_runner(tmp_path / "model.onnx"), synthetic_images(predictor.input_shape, 4))

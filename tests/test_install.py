@@ -32,31 +32,52 @@ def installed(tmp_path_factory) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(work / "dist"), str(source)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(work / "dist"), str(source)],
+        check=True,
+        capture_output=True,
+    )
     wheel = next((work / "dist").glob("kp-*.whl"))
     env = work / "env"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
-    site = Path(subprocess.run([env / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [env / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([*pip, "--python", str(env / "bin" / "python"), "install", "--no-deps", "--no-index", str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*pip, "--python", str(env / "bin" / "python"), "install", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     return env
 
 
 def kp(env: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     environment = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "KP_ROOT")}
-    result = subprocess.run([str(env / "bin" / "kp"), *args], cwd=cwd, env=environment, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [str(env / "bin" / "kp"), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return result
 
 
 def test_the_wheel_runs_from_an_empty_folder(installed, tmp_path):
-    where = subprocess.run([installed / "bin" / "python", "-c", "import kp, kp.config; print(kp.__file__); "
-                            "print(sorted(p.name for p in kp.config.CONF_DIR.iterdir()))"],
-                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout.splitlines()
+    where = subprocess.run(
+        [
+            installed / "bin" / "python",
+            "-c",
+            "import kp, kp.config; print(kp.__file__); print(sorted(p.name for p in kp.config.CONF_DIR.iterdir()))",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     assert Path(where[0]).is_relative_to(installed) and "train.yaml" in where[1] and "experiment" in where[1]
 
     kp(installed, tmp_path, "train", "debug=fast_dev_run", *TINY)
@@ -77,6 +98,15 @@ def test_a_config_folder_of_ones_own_joins_the_search_path(installed, tmp_path):
     mine = tmp_path / "my_conf" / "experiment"
     mine.mkdir(parents=True)
     (mine / "my_mice.yaml").write_text("# @package _global_\ntask_name: my_mice\nmodel:\n  head_width: 32\n")
-    kp(installed, tmp_path, "train", "--config-dir", "my_conf", "experiment=my_mice", "debug=fast_dev_run", *TINY,
-       "model=simple_cnn")
+    kp(
+        installed,
+        tmp_path,
+        "train",
+        "--config-dir",
+        "my_conf",
+        "experiment=my_mice",
+        "debug=fast_dev_run",
+        *TINY,
+        "model=simple_cnn",
+    )
     assert (tmp_path / "logs" / "my_mice" / "runs").is_dir()

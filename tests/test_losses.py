@@ -19,10 +19,13 @@ def test_masked_mse_ignores_invisible_keypoints_in_value_and_gradient():
 def test_masked_mse_does_not_see_garbage_under_zero_weights():
     target = torch.zeros(1, 2, 2)
     weights = torch.tensor([[1.0, 0.0]])
-    clean = MaskedMSE()({"keypoints": torch.tensor([[[0.5, 0.5], [0.0, 0.0]]])},
-                        {"keypoints": target, "keypoint_weights": weights})
-    garbage = MaskedMSE()({"keypoints": torch.tensor([[[0.5, 0.5], [float("nan"), float("inf")]]], requires_grad=True)},
-                          {"keypoints": target, "keypoint_weights": weights})
+    clean = MaskedMSE()(
+        {"keypoints": torch.tensor([[[0.5, 0.5], [0.0, 0.0]]])}, {"keypoints": target, "keypoint_weights": weights}
+    )
+    garbage = MaskedMSE()(
+        {"keypoints": torch.tensor([[[0.5, 0.5], [float("nan"), float("inf")]]], requires_grad=True)},
+        {"keypoints": target, "keypoint_weights": weights},
+    )
     assert clean.item() == garbage.item() == pytest.approx(0.25)
 
 
@@ -39,5 +42,8 @@ def test_masked_mse_supervises_every_intermediate_stack():
 def test_visibility_bce_and_count_mse_match_torch():
     logits, visible = torch.tensor([[2.0, -1.0]]), torch.tensor([[True, False]])
     assert VisibilityBCE()({"visibility": logits}, {"visible": visible}).item() == pytest.approx(
-        F.binary_cross_entropy_with_logits(logits, visible.float()).item())
-    assert CountMSE()({"count": torch.tensor([0.5, 0.2])}, {"count": torch.tensor([0.3, 0.2])}).item() == pytest.approx(0.02)
+        F.binary_cross_entropy_with_logits(logits, visible.float()).item()
+    )
+    assert CountMSE()({"count": torch.tensor([0.5, 0.2])}, {"count": torch.tensor([0.3, 0.2])}).item() == pytest.approx(
+        0.02
+    )

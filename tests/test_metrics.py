@@ -19,7 +19,8 @@ def test_rmse_is_per_coordinate_over_visible_keypoints():
     # squared errors: 25, 1, 0, 4, 100 over 5 keypoints × 2 coordinates
     assert result["overall"].item() == pytest.approx(math.sqrt(130 / 10))
     assert result["per_keypoint"].tolist() == pytest.approx(
-        [math.sqrt((25 + 4) / 4), math.sqrt(1 / 2), math.sqrt(100 / 4)])
+        [math.sqrt((25 + 4) / 4), math.sqrt(1 / 2), math.sqrt(100 / 4)]
+    )
 
 
 def test_nme_divides_each_error_by_its_sample_length():

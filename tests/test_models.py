@@ -42,7 +42,8 @@ def model_config(name: str, *overrides: str):
 
 def build(name: str, target: str = "heatmap", stride: int = 2, input_shape=(3, 32, 32), overrides=()) -> nn.Module:
     return instantiate(model_config(name, *overrides))(
-        num_keypoints=K, input_shape=input_shape, target=target, stride=stride)
+        num_keypoints=K, input_shape=input_shape, target=target, stride=stride
+    )
 
 
 def all_outputs(outputs: dict) -> list[torch.Tensor]:
@@ -50,8 +51,18 @@ def all_outputs(outputs: dict) -> list[torch.Tensor]:
 
 
 def test_every_backbone_of_the_issue_has_a_preset():
-    expected = {"simple_cnn", "simple_cnn_seed", "vgg", "resnet", "fcn", "unet", "hourglass", "hourglass_seed",
-                "mobilenet", "cards_unet"}
+    expected = {
+        "simple_cnn",
+        "simple_cnn_seed",
+        "vgg",
+        "resnet",
+        "fcn",
+        "unet",
+        "hourglass",
+        "hourglass_seed",
+        "mobilenet",
+        "cards_unet",
+    }
     assert expected <= set(MODELS)
 
 
@@ -81,11 +92,20 @@ def test_forward_backward_shapes(name, target, stride):
     assert all(torch.isfinite(p.grad).all() for p in net.parameters())
 
 
-@pytest.mark.parametrize("heads", [
-    ["model.visibility_head=true", "model.count_head=true"],
-    ["model.visibility_head=true", "model.count_head=true", "model.head_features=bottleneck", "model.heatmap_pool=2",
-     "model.head_hidden=16"],
-], ids=["pooled_features", "bottleneck_and_heatmaps"])
+@pytest.mark.parametrize(
+    "heads",
+    [
+        ["model.visibility_head=true", "model.count_head=true"],
+        [
+            "model.visibility_head=true",
+            "model.count_head=true",
+            "model.head_features=bottleneck",
+            "model.heatmap_pool=2",
+            "model.head_hidden=16",
+        ],
+    ],
+    ids=["pooled_features", "bottleneck_and_heatmaps"],
+)
 @pytest.mark.parametrize("name", MODELS)
 def test_visibility_and_count_heads_attach_to_every_backbone(name, heads):
     net = build(name, "heatmap", 2, (3, 32, 32), tuple(heads))
@@ -96,21 +116,23 @@ def test_visibility_and_count_heads_attach_to_every_backbone(name, heads):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.backbone.parameters())
 
 
-@pytest.mark.parametrize("name,target,stride,input_shape,overrides,message", [
-    ("unet", "coords", 1, (3, 32, 32), ["model.coords_head=regression"], "simple_cnn, vgg, resnet, mobilenet"),
-    ("hourglass", "coords", 1, (3, 32, 32), ["model.coords_head=regression"], "use coords_head=integral"),
-    ("resnet", "heatmap", 2, (3, 48, 48), [], "multiple of its stride 32"),
-    ("unet", "heatmap", 3, (3, 48, 48), [], "power of two"),
-    ("resnet", "heatmap", 2, (3, 32, 32), ["model.coords_head=bogus"], "('auto', 'regression', 'integral')"),
-    ("simple_cnn", "coords", 1, (3, 32, 32), ["model.heatmap_pool=2", "model.count_head=true"], "heatmap_pool"),
-    ("unet", "heatmap", 2, (3, 32, 32), ["model.head_features=neck"], "('features', 'bottleneck')"),
-    ("unet", "segmentation", 1, (3, 32, 32), [], "('heatmap', 'coords')"),
-    ("hourglass", "heatmap", 2, (3, 32, 32), ["model.backbone.stem_stride=3"], "(1, 2, 4)"),
-    ("vgg", "coords", 1, (3, 32, 32), ["model.backbone.depths=[1,1]"], "one entry per stage"),
-    ("fcn", "heatmap", 2, (3, 32, 32), ["model.backbone.skips=4"], "skips must be in [0, 3]"),
-])
-def test_nonsense_fails_at_construction_naming_the_valid_choices(name, target, stride, input_shape, overrides,
-                                                                 message):
+@pytest.mark.parametrize(
+    "name,target,stride,input_shape,overrides,message",
+    [
+        ("unet", "coords", 1, (3, 32, 32), ["model.coords_head=regression"], "simple_cnn, vgg, resnet, mobilenet"),
+        ("hourglass", "coords", 1, (3, 32, 32), ["model.coords_head=regression"], "use coords_head=integral"),
+        ("resnet", "heatmap", 2, (3, 48, 48), [], "multiple of its stride 32"),
+        ("unet", "heatmap", 3, (3, 48, 48), [], "power of two"),
+        ("resnet", "heatmap", 2, (3, 32, 32), ["model.coords_head=bogus"], "('auto', 'regression', 'integral')"),
+        ("simple_cnn", "coords", 1, (3, 32, 32), ["model.heatmap_pool=2", "model.count_head=true"], "heatmap_pool"),
+        ("unet", "heatmap", 2, (3, 32, 32), ["model.head_features=neck"], "('features', 'bottleneck')"),
+        ("unet", "segmentation", 1, (3, 32, 32), [], "('heatmap', 'coords')"),
+        ("hourglass", "heatmap", 2, (3, 32, 32), ["model.backbone.stem_stride=3"], "(1, 2, 4)"),
+        ("vgg", "coords", 1, (3, 32, 32), ["model.backbone.depths=[1,1]"], "one entry per stage"),
+        ("fcn", "heatmap", 2, (3, 32, 32), ["model.backbone.skips=4"], "skips must be in [0, 3]"),
+    ],
+)
+def test_nonsense_fails_at_construction_naming_the_valid_choices(name, target, stride, input_shape, overrides, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         build(name, target, stride, input_shape, tuple(overrides))
 
@@ -127,7 +149,12 @@ def test_simple_cnn_seed_is_the_seeds_network():
     net = build("simple_cnn_seed", "coords", 1, (1, 96, 96))
     convs = [m for m in net.backbone.modules() if isinstance(m, nn.Conv2d)]
     assert [(conv.out_channels, conv.kernel_size) for conv in convs] == [
-        (16, (7, 7)), (32, (5, 5)), (64, (3, 3)), (128, (3, 3)), (512, (3, 3))]
+        (16, (7, 7)),
+        (32, (5, 5)),
+        (64, (3, 3)),
+        (128, (3, 3)),
+        (512, (3, 3)),
+    ]
     assert sum(isinstance(m, nn.MaxPool2d) for m in net.backbone.modules()) == 5
     linears = [m for m in net.regression_head.modules() if isinstance(m, nn.Linear)]
     assert [(linear.in_features, linear.out_features) for linear in linears] == [(512 * 3 * 3, 1024), (1024, 2 * K)]
@@ -262,8 +289,11 @@ def train_cards_model(data: dict, steps: int, batch_size: int) -> nn.Module:
     for step in range(steps):
         index = torch.arange(step * batch_size, (step + 1) * batch_size) % size
         batch = {key: value[index] for key, value in data.items()}
-        targets = {**codec.encode(batch["keypoints"], batch["visible"]), "visible": batch["visible"],
-                   "count": batch["count"]}
+        targets = {
+            **codec.encode(batch["keypoints"], batch["visible"]),
+            "visible": batch["visible"],
+            "count": batch["count"],
+        }
         outputs = net(batch["image"])
         loss = sum(term.weight * term(outputs, targets) for term in terms.values())
         optimizer.zero_grad()

@@ -35,9 +35,15 @@ NAMES = ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]
 def run_dir(tmp_path_factory):
     """A small UNet trained for 30 s on 48×48 synthetic faces (test PCK@0.1 about 0.9)."""
     out = tmp_path_factory.mktemp("run")
-    cfg = compose_config("data.dataset.sizes={train:512,val:32,test:32}", "trainer.max_epochs=4",
-                         f"data.dataset.image_size={SIZE}", "model.backbone.width=8", "callbacks.progress_bar=null",
-                         "callbacks.model_summary=null", output_dir=out)
+    cfg = compose_config(
+        "data.dataset.sizes={train:512,val:32,test:32}",
+        "trainer.max_epochs=4",
+        f"data.dataset.image_size={SIZE}",
+        "model.backbone.width=8",
+        "callbacks.progress_bar=null",
+        "callbacks.model_summary=null",
+        output_dir=out,
+    )
     train(cfg)
     return out
 
@@ -67,14 +73,33 @@ def test_a_checkpoint_alone_predicts_with_no_config_and_no_data(run_dir, tmp_pat
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {**os.environ, "KP_DATA_DIR": str(empty), "KP_ROOT": str(empty)}
-    result = subprocess.run([sys.executable, "-m", "kp", "predict", str(alone), str(tmp_path / "images"), "--out",
-                             str(tmp_path / "out"), "--workers", "0"], cwd=empty, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kp",
+            "predict",
+            str(alone),
+            str(tmp_path / "images"),
+            "--out",
+            str(tmp_path / "out"),
+            "--workers",
+            "0",
+        ],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     rows = read_rows(tmp_path / "out" / "predictions.csv")
     assert [row["file"] for row in rows] == [str(tmp_path / "images" / f"{i}.png") for i in range(3)]
     in_process, _ = kp.load(alone).predict(synthetic_images(3))
-    np.testing.assert_allclose([[float(row[f"{n}_x"]), float(row[f"{n}_y"])] for row in rows for n in NAMES],
-                               in_process.reshape(-1, 2), atol=1e-3)
+    np.testing.assert_allclose(
+        [[float(row[f"{n}_x"]), float(row[f"{n}_y"])] for row in rows for n in NAMES],
+        in_process.reshape(-1, 2),
+        atol=1e-3,
+    )
 
 
 def test_predictions_are_right_and_in_the_original_pixels(run_dir):
@@ -86,8 +111,9 @@ def test_predictions_are_right_and_in_the_original_pixels(run_dir):
     assert keypoints.shape == (16, 5, 2) and scores.shape == (16, 5)
     assert np.median(np.linalg.norm(keypoints - truth, axis=-1)[visible]) < 2.0  # a trained model, not noise
     # The same image at 2× (pixel centre x -> 2x + 0.5), and on a wider canvas, letterboxed back to 48×48.
-    doubled, _ = predictor.predict([cv2.resize(image, (2 * SIZE, 2 * SIZE), interpolation=cv2.INTER_NEAREST)
-                                    for image in images])
+    doubled, _ = predictor.predict(
+        [cv2.resize(image, (2 * SIZE, 2 * SIZE), interpolation=cv2.INTER_NEAREST) for image in images]
+    )
     confident = visible & (scores > 0.3)  # an occluded keypoint's flat heatmap may peak anywhere
     assert confident.mean() > 0.5
     assert np.abs(doubled - (2 * keypoints + 0.5))[confident].max() < 1.0
@@ -119,8 +145,15 @@ def test_csv_overlays_formats_video_and_a_corrupt_image(run_dir, tmp_path):
         writer.write(image[:, :, ::-1])
     writer.release()
 
-    summary = predict_inputs(run_dir, [str(tmp_path / "in"), str(video)], tmp_path / "out", formats=("dlc", "coco"),
-                      every=3, start=1, workers=0)
+    summary = predict_inputs(
+        run_dir,
+        [str(tmp_path / "in"), str(video)],
+        tmp_path / "out",
+        formats=("dlc", "coco"),
+        every=3,
+        start=1,
+        workers=0,
+    )
     out = tmp_path / "out"
     rows = read_rows(out / "predictions.csv")
     assert list(rows[0])[:3] == ["file", "frame", "status"]
@@ -150,7 +183,8 @@ def test_csv_overlays_formats_video_and_a_corrupt_image(run_dir, tmp_path):
     assert len(coco) == 9 and all(len(entry["keypoints"]) == 15 for entry in coco)
     first = image_rows[0]
     assert coco[0]["keypoints"][:3] == pytest.approx(
-        [float(first["left_eye_x"]), float(first["left_eye_y"]), float(first["left_eye_score"])], abs=1e-3)
+        [float(first["left_eye_x"]), float(first["left_eye_y"]), float(first["left_eye_score"])], abs=1e-3
+    )
 
 
 def test_flip_test_predictions_stay_on_the_keypoints(run_dir):
@@ -168,8 +202,8 @@ def test_faces_are_found_cropped_and_mapped_back(run_dir, tmp_path):
     rng = np.random.default_rng(0)
     photo = rng.integers(90, 110, size=(480, 900, 3), dtype=np.uint8)
     height, width = face.shape[:2]
-    photo[100:100 + height, 50:50 + width] = face
-    photo[150:150 + height, 500:500 + width] = face
+    photo[100 : 100 + height, 50 : 50 + width] = face
+    photo[150 : 150 + height, 500 : 500 + width] = face
     folder = tmp_path / "photos"
     folder.mkdir()
     cv2.imwrite(str(folder / "two_faces.png"), photo)
@@ -207,8 +241,12 @@ def test_bad_model_paths_and_inputs_are_one_line_errors(run_dir, tmp_path):
     with pytest.raises(InputError, match="no images"):
         predict_inputs(run_dir, [str(tmp_path / "nothing")], tmp_path / "out", workers=0)
     for args in ([str(tmp_path / "empty_run"), str(tmp_path)], [str(run_dir), str(tmp_path / "missing*.png")]):
-        result = subprocess.run([sys.executable, "-m", "kp", "predict", *args, "--out", str(tmp_path / "o")],
-                                cwd=ROOT, capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "kp", "predict", *args, "--out", str(tmp_path / "o")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert result.stderr.startswith(("model error: ", "data error: "))
         assert len(result.stderr.strip().splitlines()) == 1
@@ -223,9 +261,15 @@ def test_flip_test_in_training_metrics(tmp_path, monkeypatch):
         return flip_test(*args)
 
     monkeypatch.setattr(kp.module, "flip_test", counting_flip_test)
-    cfg = compose_config("debug=fast_dev_run", "data.dataset.sizes={train:8,val:8,test:8}", "data.batch_size=4",
-                         "model.backbone.width=4", "test.flip=true", "callbacks.progress_bar=null",
-                         output_dir=tmp_path)
+    cfg = compose_config(
+        "debug=fast_dev_run",
+        "data.dataset.sizes={train:8,val:8,test:8}",
+        "data.batch_size=4",
+        "model.backbone.width=4",
+        "test.flip=true",
+        "callbacks.progress_bar=null",
+        output_dir=tmp_path,
+    )
     train(cfg)
     assert batches == [4, 4]  # fast_dev_run: one validation batch and one test batch
     assert np.isfinite(json.loads((tmp_path / "metrics.json").read_text())["test/nme"])
@@ -238,9 +282,22 @@ def test_an_onnx_export_predicts_the_checkpoints_csv(run_dir, tmp_path, flip):
     write_images(tmp_path / "images", synthetic_images(5) + [np.zeros((30, 70, 3), np.uint8)])  # any size
     flags = ["--flip"] if flip else []
     for source, out in [(run_dir, "checkpoint"), (model, "onnx")]:
-        main_predict([str(source), str(tmp_path / "images"), "--out", str(tmp_path / out), "--no-overlays",
-                      "--workers", "0", *flags])
-    expected, rows = read_rows(tmp_path / "checkpoint" / "predictions.csv"), read_rows(tmp_path / "onnx" / "predictions.csv")
+        main_predict(
+            [
+                str(source),
+                str(tmp_path / "images"),
+                "--out",
+                str(tmp_path / out),
+                "--no-overlays",
+                "--workers",
+                "0",
+                *flags,
+            ]
+        )
+    expected, rows = (
+        read_rows(tmp_path / "checkpoint" / "predictions.csv"),
+        read_rows(tmp_path / "onnx" / "predictions.csv"),
+    )
     assert len(rows) == 6 and [row["file"] for row in rows] == [row["file"] for row in expected]
     for row, want in zip(rows, expected):
         assert row["status"] == want["status"] == "ok"

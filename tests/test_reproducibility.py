@@ -10,9 +10,18 @@ from kp.train.loop import train
 from kp.train.run_info import REPO
 from tests.helpers import TINY_DATA, compose_config
 
-RUN = [*TINY_DATA, "model.backbone.width=4", "data.dataset.image_size=32", "debug=limit", "trainer.max_epochs=2",
-       "seed=11", "trainer.deterministic=true", "augment=default", "callbacks.progress_bar=null",
-       "callbacks.model_summary=null"]
+RUN = [
+    *TINY_DATA,
+    "model.backbone.width=4",
+    "data.dataset.image_size=32",
+    "debug=limit",
+    "trainer.max_epochs=2",
+    "seed=11",
+    "trainer.deterministic=true",
+    "augment=default",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+]
 
 
 def test_same_seed_deterministic_runs_give_identical_metrics(tmp_path):
@@ -31,8 +40,11 @@ def test_same_seed_deterministic_runs_give_identical_metrics(tmp_path):
 
     info = json.loads((first / "run_info.json").read_text())
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                                capture_output=True, text=True).stdout.strip())
+    dirty = bool(
+        subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+    )
     assert (info["commit"], info["dirty"]) == (head, dirty)
     assert info["status"] == "completed" and info["wall_time_s"] > 0
     assert info["packages"]["torch"] == torch.__version__

@@ -22,9 +22,18 @@ from kp.train.run_info import newest_last_checkpoint
 from tests.helpers import ROOT, compose_config
 
 # 16 training steps an epoch (long enough to be killed inside one), one validation batch
-RUN = ["data.dataset.sizes={train:256,val:32,test:32}", "data.batch_size=16", "model.backbone.width=4",
-       "data.dataset.image_size=32", "trainer.max_epochs=3", "trainer.limit_val_batches=1",
-       "trainer.limit_test_batches=1", "seed=3", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+RUN = [
+    "data.dataset.sizes={train:256,val:32,test:32}",
+    "data.batch_size=16",
+    "model.backbone.width=4",
+    "data.dataset.image_size=32",
+    "trainer.max_epochs=3",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "seed=3",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+]
 
 
 def _checkpoint(path):
@@ -47,8 +56,14 @@ def _wait_for_first_checkpoint(job, log_dir, timeout_s=240):
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_ckpt_path_last_ends_like_an_uninterrupted_run(tmp_path):
     killed_root = tmp_path / "killed"
-    job = subprocess.Popen([sys.executable, "train.py", *RUN], cwd=ROOT, env={**os.environ, "KP_ROOT": str(killed_root)},
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    job = subprocess.Popen(
+        [sys.executable, "train.py", *RUN],
+        cwd=ROOT,
+        env={**os.environ, "KP_ROOT": str(killed_root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         found = _wait_for_first_checkpoint(job, killed_root / "logs")
         job.send_signal(signal.SIGKILL)  # now inside epoch 1: no chance to save anything more
@@ -97,11 +112,19 @@ class PoisonWeightsAtEpoch(Callback):
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
-    cfg = compose_config(*RUN, "data.dataset.sizes.train=32", "+callbacks.poison._target_=" + __name__ +
-                         ".PoisonWeightsAtEpoch", "+callbacks.poison.epoch=1", output_dir=tmp_path)
+    cfg = compose_config(
+        *RUN,
+        "data.dataset.sizes.train=32",
+        "+callbacks.poison._target_=" + __name__ + ".PoisonWeightsAtEpoch",
+        "+callbacks.poison.epoch=1",
+        output_dir=tmp_path,
+    )
     last = tmp_path / "checkpoints" / "last.ckpt"
-    with pytest.raises(NonFiniteLossError, match=rf"training loss is nan at epoch 1, step 2 .*gradient clipping.*"
-                                                 rf"epochs before are kept in {last.parent}"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=rf"training loss is nan at epoch 1, step 2 .*gradient clipping.*"
+        rf"epochs before are kept in {last.parent}",
+    ):
         train(cfg)
     checkpoint = _checkpoint(last)
     assert checkpoint["epoch"] == 0 and checkpoint["global_step"] == 2
@@ -127,7 +150,10 @@ def test_ckpt_path_last_takes_the_newest_run_of_the_task(tmp_path):
         path.write_bytes(b"")
         os.utime(path, (mtime, mtime))
     assert newest_last_checkpoint(tmp_path) == tmp_path / "runs/b/checkpoints/last.ckpt"
-    assert newest_last_checkpoint(tmp_path, exclude=tmp_path / "runs/b") == tmp_path / "multiruns/t/0/checkpoints/last.ckpt"
+    assert (
+        newest_last_checkpoint(tmp_path, exclude=tmp_path / "runs/b")
+        == tmp_path / "multiruns/t/0/checkpoints/last.ckpt"
+    )
 
 
 def test_a_checkpoint_callback_in_a_new_run_dir_keeps_the_best_score_it_resumes(tmp_path):
@@ -159,8 +185,11 @@ def test_a_checkpoint_to_resume_is_checked_before_training(tmp_path):
     with pytest.raises(ModelLoadError, match="garbage.ckpt: not a checkpoint"):
         train(compose_config(*RUN, f"ckpt_path={garbage}", output_dir=tmp_path / "a"))
     other = checkpoints.valid(tmp_path / "other")  # a checkpoint of another model
-    with pytest.raises(ModelLoadError, match=r"model.ckpt: does not fit the model of this config: layer net\.backbone\."
-                                             r".* is not in the checkpoint \(its model: kp.models.vgg.VGG on tests\)"):
+    with pytest.raises(
+        ModelLoadError,
+        match=r"model.ckpt: does not fit the model of this config: layer net\.backbone\."
+        r".* is not in the checkpoint \(its model: kp.models.vgg.VGG on tests\)",
+    ):
         train(compose_config(*RUN, f"ckpt_path={other}", output_dir=tmp_path / "b"))
     info = run_info.read(tmp_path / "b")
     assert info["status"] == "failed" and info["resumed_from"] == str(other.resolve())

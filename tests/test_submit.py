@@ -12,9 +12,17 @@ from tests.helpers import TINY_DATA, compose_config, shared_data, write_run_conf
 def test_submission_from_a_trained_run_answers_every_lookup_row(tmp_path):
     root = shared_data("facial_kaggle_format")
     run_dir = tmp_path / "run"
-    cfg = compose_config("data=facial", "debug=limit", "trainer.max_epochs=1", "data.num_workers=0",
-                         "data.persistent_workers=false", "model.backbone.width=4", "callbacks.progress_bar=null",
-                         f"data.dataset.cache_dir={tmp_path / 'cache'}", output_dir=run_dir)
+    cfg = compose_config(
+        "data=facial",
+        "debug=limit",
+        "trainer.max_epochs=1",
+        "data.num_workers=0",
+        "data.persistent_workers=false",
+        "model.backbone.width=4",
+        "callbacks.progress_bar=null",
+        f"data.dataset.cache_dir={tmp_path / 'cache'}",
+        output_dir=run_dir,
+    )
     train(cfg)
     write_run_config(cfg, run_dir)
 

@@ -15,14 +15,29 @@ from kp.train.leaderboard import Leaderboard
 from tests.helpers import ROOT, TINY_DATA, compose_config
 from tests.test_wandb import offline_runs, read_offline_run
 
-TINY = [*TINY_DATA, "model.backbone.width=4", "data.dataset.image_size=32", "debug=limit", "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
-        "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+TINY = [
+    *TINY_DATA,
+    "model.backbone.width=4",
+    "data.dataset.image_size=32",
+    "debug=limit",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+]
 
 
 def _sweep(args, root):
-    return subprocess.run([sys.executable, "sweep.py", *args, *TINY], cwd=ROOT, env={**os.environ, "KP_ROOT": str(root)},
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "sweep.py", *args, *TINY],
+        cwd=ROOT,
+        env={**os.environ, "KP_ROOT": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
@@ -72,8 +87,13 @@ def test_grid_sweep_records_a_failing_job_goes_on_and_writes_a_leaderboard(tmp_p
     written = (sweep_dir / "leaderboard.csv").read_text()
     for name in ("leaderboard.csv", "leaderboard.md", "objective.png"):
         (sweep_dir / name).unlink()
-    rebuilt = subprocess.run([sys.executable, "sweep.py", "--summarize", str(sweep_dir)], cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
+    rebuilt = subprocess.run(
+        [sys.executable, "sweep.py", "--summarize", str(sweep_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert (sweep_dir / "leaderboard.csv").read_text() == written
     assert (sweep_dir / "leaderboard.md").exists() and (sweep_dir / "objective.png").exists()
@@ -82,8 +102,15 @@ def test_grid_sweep_records_a_failing_job_goes_on_and_writes_a_leaderboard(tmp_p
 @pytest.mark.slow
 def test_optuna_search_survives_a_failing_trial(tmp_path):
     # sampler seed 1231 draws lr=0.001 then lr=-1 (the failing one) in the two random start-up trials
-    result = _sweep(["hparams_search=unet_optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.seed=1231",
-                     "hydra.sweeper.params={optimizer.lr:'choice(-1,0.001)'}"], tmp_path)
+    result = _sweep(
+        [
+            "hparams_search=unet_optuna",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.sampler.seed=1231",
+            "hydra.sweeper.params={optimizer.lr:'choice(-1,0.001)'}",
+        ],
+        tmp_path,
+    )
     assert result.returncode == 1 and "1 job(s) failed" in result.stderr, result.stdout[-3000:] + result.stderr[-3000:]
     (sweep_dir,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     board = pd.read_csv(sweep_dir / "leaderboard.csv")
@@ -101,8 +128,11 @@ def _fake_job(sweep_dir, number, overrides, objective=None, status="completed", 
     (job / ".hydra" / "config.yaml").write_text(f"optimized_metric: val/nme\noptimized_mode: {mode}\n")
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     if objective is not None:
-        (job / "metrics.json").write_text(json.dumps({"best/val/nme": objective, "test/nme": objective + 0.01,
-                                                      "test/nme/nose": 0.5, "best_checkpoint": "x"}))
+        (job / "metrics.json").write_text(
+            json.dumps(
+                {"best/val/nme": objective, "test/nme": objective + 0.01, "test/nme/nose": 0.5, "best_checkpoint": "x"}
+            )
+        )
     (job / "run_info.json").write_text(json.dumps({"status": status, "wall_time_s": 1.5}))
 
 
@@ -126,27 +156,54 @@ def test_leaderboard_columns_stay_in_place_when_job_0_fails(tmp_path):
     _fake_job(tmp_path, 0, ["optimizer.lr=0.001", "seed=1"], status="failed")
     _fake_job(tmp_path, 1, ["optimizer.lr=0.01", "seed=1"], 0.2)
     board = Leaderboard(tmp_path)
-    assert list(board.rows.columns) == ["job", "status", "optimizer.lr", "objective", "test/nme", "wall_time_s",
-                                        "error", "run_dir"]
+    assert list(board.rows.columns) == [
+        "job",
+        "status",
+        "optimizer.lr",
+        "objective",
+        "test/nme",
+        "wall_time_s",
+        "error",
+        "run_dir",
+    ]
     assert board.common == {"seed": "1"} and "every job: seed=1" in board.markdown()
 
 
 def test_leaderboard_of_a_directory_without_jobs_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="no job directories"):
         Leaderboard(tmp_path)
-    missing = subprocess.run([sys.executable, "sweep.py", "--summarize", str(tmp_path / "nowhere")], cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        [sys.executable, "sweep.py", "--summarize", str(tmp_path / "nowhere")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert missing.returncode == 1 and missing.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 'nowhere'}: no such sweep directory (expected logs/<task_name>/multiruns/<time>)"]
-    no_slurm = subprocess.run([sys.executable, "sweep.py", "-m", "hydra/launcher=slurm"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=120, env={**os.environ, "PATH": ""})
+        f"error: {tmp_path / 'nowhere'}: no such sweep directory (expected logs/<task_name>/multiruns/<time>)"
+    ]
+    no_slurm = subprocess.run(
+        [sys.executable, "sweep.py", "-m", "hydra/launcher=slurm"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PATH": ""},
+    )
     assert no_slurm.returncode == 1 and no_slurm.stderr.strip().splitlines()[-1].startswith(
-        "error: hydra/launcher=slurm needs SLURM (no sbatch on PATH)")
+        "error: hydra/launcher=slurm needs SLURM (no sbatch on PATH)"
+    )
 
 
 def test_slurm_launcher_takes_nodes_and_tasks_from_the_trainer(tmp_path):
-    cfg = compose_config("hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
-                         "hydra.launcher.partition=gpu", output_dir=tmp_path)
+    cfg = compose_config(
+        "hydra/launcher=slurm",
+        "trainer=ddp",
+        "trainer.devices=4",
+        "trainer.num_nodes=2",
+        "hydra.launcher.partition=gpu",
+        output_dir=tmp_path,
+    )
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (2, 4, 4)
@@ -156,7 +213,7 @@ def test_slurm_launcher_takes_nodes_and_tasks_from_the_trainer(tmp_path):
 def test_learning_curve_fits_the_power_law_and_says_what_the_next_step_needs(tmp_path):
     # errors exactly 2 · n^-0.5 at 100, 200, 400, 800 images; a failed job is left out of the fit
     for job, (fraction, images) in enumerate(((0.125, 100), (0.25, 200), (0.5, 400), (1, 800))):
-        _fake_job(tmp_path, job, ["experiment=cards", f"data.train_fraction={fraction}"], 2 * images ** -0.5)
+        _fake_job(tmp_path, job, ["experiment=cards", f"data.train_fraction={fraction}"], 2 * images**-0.5)
         metrics = json.loads((tmp_path / str(job) / "metrics.json").read_text())
         (tmp_path / str(job) / "metrics.json").write_text(json.dumps({**metrics, "train_images": images}))
     _fake_job(tmp_path, 4, ["experiment=cards", "data.train_fraction=0.0625"], status="failed")

@@ -57,8 +57,9 @@ def test_left_keypoints_appear_on_the_right_of_an_upright_face():
 
 
 def test_datamodule_batches_and_reports_shapes():
-    dm = KeypointDataModule(lambda split, transform: SyntheticKeypoints(split, SIZES, transform=transform),
-                            batch_size=16)
+    dm = KeypointDataModule(
+        lambda split, transform: SyntheticKeypoints(split, SIZES, transform=transform), batch_size=16
+    )
     assert dm.input_shape == (3, 64, 64) and dm.meta.num_keypoints == 5
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (16, 3, 64, 64) and batch["count"].shape == (16,)

@@ -20,8 +20,17 @@ QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null"]
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("target", TARGETS)
 def test_fast_dev_run_for_every_model_and_target(model, target, tmp_path):
-    cfg = random_weights(compose_config(f"model={model}", f"target={target}", "debug=fast_dev_run", *TINY_DATA,
-                                        *QUIET, "data.batch_size=4", output_dir=tmp_path))
+    cfg = random_weights(
+        compose_config(
+            f"model={model}",
+            f"target={target}",
+            "debug=fast_dev_run",
+            *TINY_DATA,
+            *QUIET,
+            "data.batch_size=4",
+            output_dir=tmp_path,
+        )
+    )
     train(cfg)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     for name in ("test/loss", "test/rmse", "test/nme", "test/pck_0.05", "test/pck_0.1", "test/pck_0.05/left_eye"):
@@ -31,8 +40,9 @@ def test_fast_dev_run_for_every_model_and_target(model, target, tmp_path):
 
 
 def test_short_training_lowers_the_loss_and_raises_pck(tmp_path):
-    cfg = compose_config("data.dataset.sizes={train:512,val:64,test:64}", "trainer.max_epochs=3", *QUIET,
-                         output_dir=tmp_path)
+    cfg = compose_config(
+        "data.dataset.sizes={train:512,val:64,test:64}", "trainer.max_epochs=3", *QUIET, output_dir=tmp_path
+    )
     best = train(cfg)
     log = pd.read_csv(tmp_path / "csv" / "metrics.csv")
     train_loss = log["train/loss_epoch"].dropna().tolist()
@@ -53,8 +63,15 @@ def test_short_training_lowers_the_loss_and_raises_pck(tmp_path):
 
 def _cli(args, root, **kwargs):
     env = {**os.environ, "KP_ROOT": str(root)}
-    return subprocess.Popen([sys.executable, *args, *TINY_DATA, *QUIET], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, *args, *TINY_DATA, *QUIET],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **kwargs,
+    )
 
 
 def test_runs_started_together_get_their_own_directories(tmp_path):

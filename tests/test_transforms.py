@@ -17,8 +17,9 @@ from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from tests.helpers import compose_config
 
 HEIGHT, WIDTH = 48, 64  # not square: a swapped x/y shows
-META = KeypointMeta(names=["left_eye", "right_eye", "left_ear", "right_ear", "nose", "chin"],
-                    flip_pairs=[(0, 1), (2, 3)])
+META = KeypointMeta(
+    names=["left_eye", "right_eye", "left_ear", "right_ear", "nose", "chin"], flip_pairs=[(0, 1), (2, 3)]
+)
 SIGMA = 1.5
 
 
@@ -90,18 +91,22 @@ def check_on_dots(steps, swapped: bool, draws: int = 6, tolerance: float = 1.0) 
     return checked
 
 
-@pytest.mark.parametrize("step, swapped", [
-    (A.HorizontalFlip(p=1), True),
-    (A.VerticalFlip(p=1), True),  # a mirror too: the person's left eye becomes the picture of a right eye
-    (A.Affine(rotate=(-30, 30), scale=(0.8, 1.2), translate_percent=(-0.1, 0.1), p=1), False),
-    (A.RandomBrightnessContrast(brightness_limit=0.3, contrast_limit=0.3, p=1), False),
-    (A.GaussianBlur(blur_limit=(3, 7), p=1), False),
-    (T.CropAndPad(percent=(-0.2, 0.0), keep_size=True, p=1), False),
-    (T.RandomResizedCrop(size=(40, 56), scale=(0.5, 1.0), p=1), False),
-    (T.Resize(height=96, width=80), False),
-    (T.SmallestMaxSize(max_size=30), False),
-    (A.RandomCrop(height=40, width=40), False),
-], ids=lambda v: type(v).__name__ if not isinstance(v, bool) else "")
+@pytest.mark.parametrize(
+    "step, swapped",
+    [
+        (A.HorizontalFlip(p=1), True),
+        (A.VerticalFlip(p=1), True),  # a mirror too: the person's left eye becomes the picture of a right eye
+        (A.Affine(rotate=(-30, 30), scale=(0.8, 1.2), translate_percent=(-0.1, 0.1), p=1), False),
+        (A.RandomBrightnessContrast(brightness_limit=0.3, contrast_limit=0.3, p=1), False),
+        (A.GaussianBlur(blur_limit=(3, 7), p=1), False),
+        (T.CropAndPad(percent=(-0.2, 0.0), keep_size=True, p=1), False),
+        (T.RandomResizedCrop(size=(40, 56), scale=(0.5, 1.0), p=1), False),
+        (T.Resize(height=96, width=80), False),
+        (T.SmallestMaxSize(max_size=30), False),
+        (A.RandomCrop(height=40, width=40), False),
+    ],
+    ids=lambda v: type(v).__name__ if not isinstance(v, bool) else "",
+)
 def test_each_transform_keeps_keypoints_on_their_dots(step, swapped):
     assert check_on_dots([step], swapped) >= 20
 
@@ -153,8 +158,9 @@ def test_corner_scaling_albumentations_steps_are_refused():
 
 
 def test_nested_steps_are_flattened_in_order_and_none_dropped():
-    augment = T.KeypointAugment([A.HorizontalFlip(), {"blur": None, "colour": A.RandomBrightnessContrast()},
-                                 [A.GaussianBlur()]])
+    augment = T.KeypointAugment(
+        [A.HorizontalFlip(), {"blur": None, "colour": A.RandomBrightnessContrast()}, [A.GaussianBlur()]]
+    )
     assert [type(s).__name__ for s in augment.steps] == ["HorizontalFlip", "RandomBrightnessContrast", "GaussianBlur"]
 
 
@@ -179,16 +185,25 @@ def test_augment_group_from_the_command_line():
         return [type(s).__name__ for s in instantiate(cfg.data.transforms.train).steps]
 
     assert steps() == []  # synthetic: no augmentation by default
-    assert steps("augment=default") == ["HorizontalFlip", "Affine", "CropAndPad", "RandomBrightnessContrast",
-                                        "GaussianBlur"]
+    assert steps("augment=default") == [
+        "HorizontalFlip",
+        "Affine",
+        "CropAndPad",
+        "RandomBrightnessContrast",
+        "GaussianBlur",
+    ]
     assert steps("augment=default", "augment.blur=null", "augment.crop=null") == [
-        "HorizontalFlip", "Affine", "RandomBrightnessContrast"]
+        "HorizontalFlip",
+        "Affine",
+        "RandomBrightnessContrast",
+    ]
 
 
 def test_augmented_synthetic_batches_train_shapes():
     """augment=default on the built-in data: the datamodule still yields equal-size batches with keypoints in frame."""
-    cfg = compose_config("data=synthetic", "augment=default", "data.dataset.sizes={train:8,val:4,test:4}",
-                         "data.batch_size=4")
+    cfg = compose_config(
+        "data=synthetic", "augment=default", "data.dataset.sizes={train:8,val:4,test:4}", "data.batch_size=4"
+    )
     datamodule = instantiate(cfg.data)
     batch = next(iter(datamodule.train_dataloader()))
     assert batch["image"].shape == (4, 3, 64, 64)

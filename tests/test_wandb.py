@@ -28,7 +28,8 @@ def read_offline_run(run_dir: Path, wait_s: float = 60) -> dict:
 
 def read_run_file(run_dir: Path) -> dict:
     """An offline W&B run read back from its run-<id>.wandb file: {"run": the run record, "config": {key: value},
-    "history": [{key: value} per log call], "summary": {key: value}, "artifacts": [artifact records], "exit_code": int or None}. The file is a
+    "history": [{key: value} per log call], "summary": {key: value}, "artifacts": [artifact records], "exit_code": int
+    or None}. The file is a
     LevelDB-style log (32 KiB blocks of CRC/length/type-framed chunks) of protobuf Records; W&B ships the protobuf
     classes but, since its Go core, no reader."""
     from wandb.proto import wandb_internal_pb2
@@ -39,11 +40,11 @@ def read_run_file(run_dir: Path) -> dict:
     position, record, block = 7, b"", 32768  # after the 7-byte file header
     while position + 7 <= len(data):
         left_in_block = block - position % block
-        _crc, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        _crc, length, kind = struct.unpack("<IHB", data[position : position + 7])
         if left_in_block < 7 or (kind == 0 and length == 0):  # block padding
             position += left_in_block
             continue
-        record += data[position + 7:position + 7 + length]
+        record += data[position + 7 : position + 7 + length]
         position += 7 + length
         if kind not in (1, 4):  # FIRST or MIDDLE chunk: the record goes on
             continue
@@ -57,11 +58,13 @@ def read_run_file(run_dir: Path) -> dict:
         elif kind_name == "config":
             result["config"].update({item.key: json.loads(item.value_json) for item in message.config.update})
         elif kind_name == "history":
-            result["history"].append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                                      for item in message.history.item})
+            result["history"].append(
+                {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in message.history.item}
+            )
         elif kind_name == "summary":
-            result["summary"].update({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                                      for item in message.summary.update})
+            result["summary"].update(
+                {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in message.summary.update}
+            )
         elif kind_name == "artifact":
             result["artifacts"].append(message.artifact)
         elif kind_name == "exit":
@@ -94,10 +97,21 @@ def test_offline_reason(monkeypatch, tmp_path, no_wandb_account):
 
 
 def test_wandb_run_offline_holds_config_metrics_images_and_best_values(tmp_path, no_wandb_account, caplog):
-    cfg = compose_config("logger=[csv,wandb]", "logger.wandb.tags=[smoke]", "logger.wandb.name=tiny",
-                         "logger.wandb.group=tests", "callbacks.wandb_panels.images_every_n_epochs=2",
-                         "callbacks.wandb_panels.num_images=4", "logger.wandb.log_model=true", "debug=limit", "trainer.max_epochs=3",
-                         *TINY_DATA, *TINY_MODEL, *QUIET, output_dir=tmp_path)
+    cfg = compose_config(
+        "logger=[csv,wandb]",
+        "logger.wandb.tags=[smoke]",
+        "logger.wandb.name=tiny",
+        "logger.wandb.group=tests",
+        "callbacks.wandb_panels.images_every_n_epochs=2",
+        "callbacks.wandb_panels.num_images=4",
+        "logger.wandb.log_model=true",
+        "debug=limit",
+        "trainer.max_epochs=3",
+        *TINY_DATA,
+        *TINY_MODEL,
+        *QUIET,
+        output_dir=tmp_path,
+    )
     best = train(cfg)
 
     (run_dir,) = offline_runs(tmp_path)

@@ -26,7 +26,9 @@ from kp.evaluation.doctor import (
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="kp doctor", description=__doc__.split("\n\n")[0], epilog="Other arguments are Hydra overrides.")
+    parser = argparse.ArgumentParser(
+        prog="kp doctor", description=__doc__.split("\n\n")[0], epilog="Other arguments are Hydra overrides."
+    )
     parser.add_argument("--run", default=None, help="a run dir or checkpoint: show where its model disagrees")
     parser.add_argument("--out", default="doctor", help="folder for report.md and its pictures (default doctor/)")
     parser.add_argument("--worst", type=int, default=8, help="outliers and disagreements to list and draw")
@@ -35,9 +37,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     with user_errors_in_one_line(options.verbose):
         report, findings = diagnose(compose_config(overrides), options.run, options.out, options.worst)
-    print(f"wrote {report}: {sum(n for n, _ in findings.counts.values())} images, "
-          f"{len(findings.exact_duplicates)} exact duplicate group(s) ({len(findings.across_splits())} across splits), "
-          f"{len(findings.near_duplicates)} near-duplicate pair(s), {len(findings.swaps)} swap suspect(s), "
-          f"{len(findings.outside)} point(s) outside, {len(findings.unit_suspects)} unit suspect(s), "
-          f"{len(findings.issues)} skipped sample(s)")
-
+    print(
+        f"wrote {report}: {sum(n for n, _ in findings.counts.values())} images, "
+        f"{len(findings.exact_duplicates)} exact duplicate group(s) ({len(findings.across_splits())} across splits), "
+        f"{len(findings.near_duplicates)} near-duplicate pair(s), {len(findings.swaps)} swap suspect(s), "
+        f"{len(findings.outside)} point(s) outside, {len(findings.unit_suspects)} unit suspect(s), "
+        f"{len(findings.issues)} skipped sample(s)"
+    )

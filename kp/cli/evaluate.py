@@ -1,7 +1,8 @@
 """Evaluate a trained run: `kp evaluate RUN [--split test|val|train|all] [--flip] [key=value ...]`.
 
 Scores the run's best checkpoint (or --checkpoint) on a split of its own dataset, or, with overrides
-(`data.dataset.root=...`, `data=...` with the same keypoints), on other data, and writes the report (kp.evaluation.report) to
+(`data.dataset.root=...`, `data=...` with the same keypoints), on other data, and writes the report
+(kp.evaluation.report) to
 RUN/eval/<split>/ (or --out). The data config is the run's .hydra/config.yaml with the dotted overrides merged in; a
 group override (`data=dlc`) composes the data config afresh from kp/conf/ with the given overrides only.
 
@@ -29,24 +30,38 @@ def _probability(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return value
 
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="kp evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="kp evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("run", type=Path, help="a run directory of python train.py")
     parser.add_argument("overrides", nargs="*", help="data config overrides, key=value")
     parser.add_argument("--split", choices=SPLITS, default="test")
     parser.add_argument("--flip", action="store_true", help="test-time flip (the radius then uses its disagreement)")
     parser.add_argument("--checkpoint", type=Path, help="default: the run's best checkpoint")
     parser.add_argument("--out", type=Path, help="default: RUN/eval/<split>")
-    parser.add_argument("--alpha", type=_probability, default=0.1,
-                        help="the radius misses with probability alpha (0.1)")
+    parser.add_argument(
+        "--alpha", type=_probability, default=0.1, help="the radius misses with probability alpha (0.1)"
+    )
     parser.add_argument("--worst", type=int, default=16, help="samples in the worst-N gallery")
-    parser.add_argument("--recalibrate", action="store_true",
-                        help="fit the radius again on the val split of the data as given (e.g. new recordings)")
+    parser.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="fit the radius again on the val split of the data as given (e.g. new recordings)",
+    )
     parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
     args = parser.parse_args(argv)
     with user_errors_in_one_line(args.verbose):
-        metrics = evaluate_run(args.run, args.split, args.flip, args.checkpoint, args.out, args.overrides,
-                               args.alpha, args.worst, args.recalibrate)
+        metrics = evaluate_run(
+            args.run,
+            args.split,
+            args.flip,
+            args.checkpoint,
+            args.out,
+            args.overrides,
+            args.alpha,
+            args.worst,
+            args.recalibrate,
+        )
     print(f"report: {metrics['report']}")
-

@@ -8,7 +8,8 @@ a run directory, the checkpoint's folder for a checkpoint file). The report give
 against PyTorch on up to 64 validation images (kp.export.parity), latency at batch 1 and 32, file size and parameter
 count; the command fails when an export misses parity (keypoints within 0.01 px).
 
---decode (default): the graph takes preprocessed images B×C×H×W (kp.inference.preprocess.Preprocess) and returns keypoints B×K×2
+--decode (default): the graph takes preprocessed images B×C×H×W (kp.inference.preprocess.Preprocess) and returns
+keypoints B×K×2
 in input pixels and scores B×K, through KeypointModule.predict (the one inference path); --flip puts test-time flip in
 it. --no-decode: the network's raw outputs (heatmaps or coordinates, visibility logits, count).
 
@@ -38,16 +39,23 @@ def _batch(value: str) -> int | None:
         raise argparse.ArgumentTypeError(f"--batch takes 'dynamic' or a positive batch size, got {value!r}")
     return int(value)
 
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="kp export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="kp export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("model", type=Path, help="a run directory (its best checkpoint) or a checkpoint file")
     parser.add_argument("--format", choices=[*FORMATS, "all"], default="all")
-    parser.add_argument("--decode", action=argparse.BooleanOptionalAction, default=True,
-                        help="keypoints and scores out of the graph (default), or the raw outputs")
+    parser.add_argument(
+        "--decode",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keypoints and scores out of the graph (default), or the raw outputs",
+    )
     parser.add_argument("--flip", action="store_true", help="test-time flip inside the graph")
-    parser.add_argument("--batch", type=_batch, default=None, metavar="dynamic|N",
-                        help="the ONNX graph's batch size (default: dynamic)")
+    parser.add_argument(
+        "--batch", type=_batch, default=None, metavar="dynamic|N", help="the ONNX graph's batch size (default: dynamic)"
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: RUN/export, or the checkpoint's folder)")
     parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
     args = parser.parse_args(argv)
@@ -55,4 +63,3 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors_in_one_line(args.verbose):
         report = run(args.model, formats, args.out, args.decode, args.flip, args.batch)
     print(f"{report['out']}/export_report.md: parity within {report['limit_px']} px for {', '.join(formats)}")
-

@@ -19,8 +19,9 @@ from kp.viz.features import plot_features
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="kp features", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="kp features", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("model", type=Path, help="a run directory or a checkpoint")
     parser.add_argument("image", type=Path)
     parser.add_argument("--out", type=Path, default=Path("features.png"))
@@ -30,4 +31,3 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors_in_one_line(args.verbose):
         path = plot_features(load(args.model), read_image(args.image), args.out, args.maps)
     print(path)
-

@@ -3,7 +3,8 @@
     kp predict MODEL INPUT... [--out DIR] [--flip] [--format dlc] [--format coco] [--detect faces]
     kp predict ...
 
-MODEL: a run directory (its best checkpoint), a checkpoint file, or an ONNX file from kp export. INPUT: image files, folders (searched
+MODEL: a run directory (its best checkpoint), a checkpoint file, or an ONNX file from kp export. INPUT: image files,
+folders (searched
 recursively; jpg, jpeg, png, bmp, tif, any case), globs, and videos (mp4, avi, mov, mkv; --every N, --start, --end).
 Keypoints come back in each image's own pixels (x = column, y = row, the top-left pixel's centre at 0, 0).
 
@@ -34,12 +35,15 @@ from kp.predict.writers import FORMATS
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="kp predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="kp predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("model", help="a run directory, a checkpoint file or an exported .onnx file")
     parser.add_argument("inputs", nargs="+", help="images, folders, globs, videos")
     parser.add_argument("--out", type=Path, default=Path("predictions"))
-    parser.add_argument("--flip", action="store_true", help="test-time flip: average with the mirror image's prediction")
+    parser.add_argument(
+        "--flip", action="store_true", help="test-time flip: average with the mirror image's prediction"
+    )
     parser.add_argument("--format", action="append", choices=FORMATS, default=[], help="also write this format")
     parser.add_argument("--threshold", type=float, default=0.3, help="scores below it are faded (and left out of dlc)")
     parser.add_argument("--no-overlays", dest="overlays", action="store_false", help="no pictures, CSV only")
@@ -52,6 +56,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
     args = parser.parse_args(argv)
     with user_errors_in_one_line(args.verbose):
-        predict_inputs(args.model, args.inputs, args.out, args.flip, tuple(args.format), args.overlays, args.threshold,
-                args.detect, args.batch_size, args.workers, args.every, args.start, args.end)
-
+        predict_inputs(
+            args.model,
+            args.inputs,
+            args.out,
+            args.flip,
+            tuple(args.format),
+            args.overlays,
+            args.threshold,
+            args.detect,
+            args.batch_size,
+            args.workers,
+            args.every,
+            args.start,
+            args.end,
+        )

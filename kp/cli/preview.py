@@ -21,7 +21,9 @@ from kp.viz.preview import preview
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="kp preview", description=__doc__.split("\n\n")[0], epilog="Other arguments are Hydra overrides.")
+    parser = argparse.ArgumentParser(
+        prog="kp preview", description=__doc__.split("\n\n")[0], epilog="Other arguments are Hydra overrides."
+    )
     parser.add_argument("--split", default="train", choices=SPLITS)
     parser.add_argument("--n", type=int, default=5)
     parser.add_argument("--out", default=None)
@@ -29,4 +31,3 @@ def main(argv: list[str] | None = None) -> None:
     options, overrides = parser.parse_known_args(argv)
     with user_errors_in_one_line(options.verbose):
         preview(compose_config(overrides + ["data.num_workers=0"]), options.split, options.n, options.out)
-

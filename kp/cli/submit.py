@@ -17,8 +17,9 @@ from kp.predict.submit import submit
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="kp submit", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="kp submit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("model", type=Path, help="a run directory of `python train.py data=facial ...` or a checkpoint")
     parser.add_argument("--data-dir", type=Path, help="the Kaggle files (default: the run's data.dataset.root)")
     parser.add_argument("--flip", action="store_true", help="test-time flip")
@@ -27,4 +28,3 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with user_errors_in_one_line(args.verbose):
         submit(args.model, args.out, args.data_dir, args.flip)
-

@@ -35,8 +35,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"error: {error}")
         return
     if any(arg.startswith("hydra/launcher=slurm") for arg in argv) and not shutil.which("sbatch"):
-        sys.exit("error: hydra/launcher=slurm needs SLURM (no sbatch on PATH): run on the cluster's login node, "
-                 "or drop hydra/launcher=slurm to run the jobs here")
+        sys.exit(
+            "error: hydra/launcher=slurm needs SLURM (no sbatch on PATH): run on the cluster's login node, "
+            "or drop hydra/launcher=slurm to run the jobs here"
+        )
     sys.argv = [sys.argv[0], *argv]  # Hydra reads sys.argv
     failed_jobs: list[str] = []
 
@@ -46,5 +48,7 @@ def main(argv: list[str] | None = None) -> None:
 
     job()
     if failed_jobs:
-        sys.exit(f"{len(failed_jobs)} job(s) failed (see the leaderboard and each job's run_info.json): "
-                 f"{', '.join(failed_jobs)}")
+        sys.exit(
+            f"{len(failed_jobs)} job(s) failed (see the leaderboard and each job's run_info.json): "
+            f"{', '.join(failed_jobs)}"
+        )

@@ -35,8 +35,9 @@ class Codec(Protocol):
     def spread(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor: ...
 
 
-def flip_back_heads(outputs: dict[str, torch.Tensor], flipped: dict[str, torch.Tensor],
-                    permutation: Sequence[int]) -> dict[str, torch.Tensor]:
+def flip_back_heads(
+    outputs: dict[str, torch.Tensor], flipped: dict[str, torch.Tensor], permutation: Sequence[int]
+) -> dict[str, torch.Tensor]:
     """The heads every codec shares: visibility logits follow the keypoints, a count does not change."""
     if "visibility" in outputs:
         flipped["visibility"] = outputs["visibility"][:, list(permutation)]
@@ -50,15 +51,19 @@ def flip_back_heads(outputs: dict[str, torch.Tensor], flipped: dict[str, torch.T
 AGREEMENT_SCALE = 0.02
 
 
-def flip_test(codec: Codec, outputs: dict[str, torch.Tensor], mirrored: dict[str, torch.Tensor],
-              permutation: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def flip_test(
+    codec: Codec, outputs: dict[str, torch.Tensor], mirrored: dict[str, torch.Tensor], permutation: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Keypoints, scores and disagreement (B×K, input pixels) from the outputs for an image and for its mirror: the
     mirror's outputs are flipped back (pairs swapped) and averaged with the image's before decoding (heatmaps: the
     maps; coordinates: the points); the disagreement is the distance between the two single predictions, and the
     score is the decoded score times their agreement."""
     back = codec.flip_back(mirrored, permutation)
-    merged = {key: (outputs[key].float() + back[key].float()) / 2
-              for key in ("keypoints", "visibility", "count") if key in outputs}
+    merged = {
+        key: (outputs[key].float() + back[key].float()) / 2
+        for key in ("keypoints", "visibility", "count")
+        if key in outputs
+    }
     keypoints, scores = codec.decode(merged)
     disagreement = (codec.decode(outputs)[0] - codec.decode(back)[0]).norm(dim=-1)
     tau = AGREEMENT_SCALE * max(codec.height, codec.width)

@@ -50,9 +50,11 @@ class KeypointMeta:
         """Index map that reorders keypoints after a horizontal flip. strict: unknown flip pairs are an error (flip
         test), else they count as none (augmentation)."""
         if self.flip_pairs is None and strict:
-            raise ValueError(f"flip test needs the flip pairs of the keypoints {self.names}, and none were listed or "
-                             f"guessed from the names: set data.dataset.flip_pairs=[[left_x, right_x], ...], or [] "
-                             f"when no keypoint has a mirror partner")
+            raise ValueError(
+                f"flip test needs the flip pairs of the keypoints {self.names}, and none were listed or "
+                f"guessed from the names: set data.dataset.flip_pairs=[[left_x, right_x], ...], or [] "
+                f"when no keypoint has a mirror partner"
+            )
         perm = list(range(self.num_keypoints))
         for i, j in self.flip_pairs or []:
             perm[i], perm[j] = j, i
@@ -120,8 +122,10 @@ class KeypointDataset(Dataset):
             image = image[:, :, None]
         height, width = image.shape[:2]
         inside = (
-            (keypoints[:, 0] >= -0.5) & (keypoints[:, 0] <= width - 0.5)
-            & (keypoints[:, 1] >= -0.5) & (keypoints[:, 1] <= height - 0.5)
+            (keypoints[:, 0] >= -0.5)
+            & (keypoints[:, 0] <= width - 0.5)
+            & (keypoints[:, 1] >= -0.5)
+            & (keypoints[:, 1] <= height - 0.5)
         )
         visible = visible & inside & np.isfinite(keypoints).all(axis=1)
         # Invisible keypoints keep finite coordinates so that no NaN can reach a loss even through a zero weight.

@@ -28,10 +28,19 @@ from kp.errors import DataError
 
 log = logging.getLogger(__name__)
 
-POINTS = ["upper_left_face", "upper_right_face", "upper_left_back", "upper_right_back",
-          "lower_left_face", "lower_right_face", "lower_left_back", "lower_right_back"]
+POINTS = [
+    "upper_left_face",
+    "upper_right_face",
+    "upper_left_back",
+    "upper_right_back",
+    "lower_left_face",
+    "lower_right_face",
+    "lower_left_back",
+    "lower_right_back",
+]
 COLUMNS = ["imageName", "annotated", "cards_counted", "total_cards", "videoId"] + [
-    f"{point}_{part}" for point in POINTS for part in ("visible", "x", "y")]
+    f"{point}_{part}" for point in POINTS for part in ("visible", "x", "y")
+]
 # A mirror image turns the pack's left corners into right ones (their clockwise order reverses).
 FLIP_PAIRS = [(0, 1), (2, 3), (4, 5), (6, 7)]
 # Bottom surface ring, top surface ring, and the four vertical edges between them.
@@ -67,17 +76,28 @@ class CardPacks(KeypointDataset):
         self.size = self.fit_size = (width, height)
         csv_path = Path(root) / csv_file
         self.source = str(csv_path)
-        frames, self.issues = _read_frames(csv_path, Path(root) / image_dir,
-                                           csv_path.stat().st_mtime_ns if csv_path.exists() else 0)
-        chosen = split_groups([f.video for f in frames], split, fractions or {"train": 0.8, "val": 0.1, "test": 0.1},
-                              seed, f"{csv_path} by videoId")
+        frames, self.issues = _read_frames(
+            csv_path, Path(root) / image_dir, csv_path.stat().st_mtime_ns if csv_path.exists() else 0
+        )
+        chosen = split_groups(
+            [f.video for f in frames],
+            split,
+            fractions or {"train": 0.8, "val": 0.1, "test": 0.1},
+            seed,
+            f"{csv_path} by videoId",
+        )
         self.frames = [frames[i] for i in chosen]
         totals = {f.total for f in frames}
         if len(totals) > 1:
-            log.info("%s: total_cards varies (%s): counts are reported as fractions of the pack", csv_path,
-                     sorted(totals))
-        self.meta = KeypointMeta(names=list(POINTS), flip_pairs=list(FLIP_PAIRS), skeleton=list(SKELETON),
-                                 count_scale=totals.pop() if len(totals) == 1 else None)
+            log.info(
+                "%s: total_cards varies (%s): counts are reported as fractions of the pack", csv_path, sorted(totals)
+            )
+        self.meta = KeypointMeta(
+            names=list(POINTS),
+            flip_pairs=list(FLIP_PAIRS),
+            skeleton=list(SKELETON),
+            count_scale=totals.pop() if len(totals) == 1 else None,
+        )
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -98,8 +118,14 @@ class CardPacks(KeypointDataset):
         # Fractions of the image's extent [-0.5, W - 0.5] -> pixel centres at integers.
         keypoints = frame.corners * np.array([width, height], np.float32) - 0.5
         image, keypoints, affine = crop_and_resize(image, keypoints, (0, 0, width, height), self.size)
-        return RawSample(image=image, keypoints=keypoints, visible=frame.visible, count=frame.counted / frame.total,
-                         id=str(frame.image), affine=affine)
+        return RawSample(
+            image=image,
+            keypoints=keypoints,
+            visible=frame.visible,
+            count=frame.counted / frame.total,
+            id=str(frame.image),
+            affine=affine,
+        )
 
 
 # Cached: the three splits read the file once, and its bad rows are logged once.
@@ -126,13 +152,19 @@ def _read_frames(csv_path: Path, image_dir: Path, mtime_ns: int) -> tuple[list[F
             places.append(at)
         except DataError as error:
             skips.skip(str(error))
-    kept = drop_repeats([frame.image.name for frame in frames],
-                        [np.concatenate([f.corners.ravel(), f.visible, [f.counted, f.total]]) for f in frames], places, skips)
+    kept = drop_repeats(
+        [frame.image.name for frame in frames],
+        [np.concatenate([f.corners.ravel(), f.visible, [f.counted, f.total]]) for f in frames],
+        places,
+        skips,
+    )
     frames = [frames[i] for i in kept]
     skips.report(log)
     if not frames and any("outside [0, 1]" in reason for reason in skips.reasons):
-        raise DataError(f"{csv_path}: no usable row, corners outside [0, 1]: the coordinates look like pixels or "
-                        "percentages; a card-pack CSV holds fractions of the image size (row / height, column / width)")
+        raise DataError(
+            f"{csv_path}: no usable row, corners outside [0, 1]: the coordinates look like pixels or "
+            "percentages; a card-pack CSV holds fractions of the image size (row / height, column / width)"
+        )
     if unannotated:
         log.info("%s: left out %d frames marked annotated != 1", csv_path, unannotated)
     return frames, skips.reasons
@@ -148,8 +180,10 @@ def _parse_frame(cell: dict[str, str], at: str, image_dir: Path) -> Frame:
         column = parse_number(cell[f"{point}_y"], at, f"{point}_y")
         row = parse_number(cell[f"{point}_x"], at, f"{point}_x")
         if flag == "1" and not (0 <= column <= 1 and 0 <= row <= 1):
-            raise DataError(f"{at}: {point} at ({cell[f'{point}_x']}, {cell[f'{point}_y']}) is outside [0, 1]: "
-                            "coordinates must be fractions of the image size")
+            raise DataError(
+                f"{at}: {point} at ({cell[f'{point}_x']}, {cell[f'{point}_y']}) is outside [0, 1]: "
+                "coordinates must be fractions of the image size"
+            )
         corners.append((column, row))
         visible.append(flag == "1")
     counted = parse_number(cell["cards_counted"], at, "cards_counted")

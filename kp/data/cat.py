@@ -34,19 +34,38 @@ from kp.errors import DataError
 
 log = logging.getLogger(__name__)
 
-ALL_NAMES = ["left_eye", "right_eye", "mouth", "left_ear_1", "left_ear_2", "left_ear_3",
-             "right_ear_1", "right_ear_2", "right_ear_3"]
+ALL_NAMES = [
+    "left_eye",
+    "right_eye",
+    "mouth",
+    "left_ear_1",
+    "left_ear_2",
+    "left_ear_3",
+    "right_ear_1",
+    "right_ear_2",
+    "right_ear_3",
+]
 FOLDERS = [f"CAT_0{i}" for i in range(7)]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-EDGES = [("left_eye", "right_eye"), ("left_eye", "mouth"), ("right_eye", "mouth"), ("left_ear_1", "left_ear_2"),
-         ("left_ear_2", "left_ear_3"), ("right_ear_1", "right_ear_2"), ("right_ear_2", "right_ear_3")]
+EDGES = [
+    ("left_eye", "right_eye"),
+    ("left_eye", "mouth"),
+    ("right_eye", "mouth"),
+    ("left_ear_1", "left_ear_2"),
+    ("left_ear_2", "left_ear_3"),
+    ("right_ear_1", "right_ear_2"),
+    ("right_ear_2", "right_ear_3"),
+]
 
 
 def cat_meta(names: list[str]) -> KeypointMeta:
     """Flip pairs and skeleton among the kept keypoints."""
     index = {name: i for i, name in enumerate(names)}
-    pairs = [(i, index[name.replace("left", "right")]) for name, i in index.items()
-             if name.startswith("left") and name.replace("left", "right") in index]
+    pairs = [
+        (i, index[name.replace("left", "right")])
+        for name, i in index.items()
+        if name.startswith("left") and name.replace("left", "right") in index
+    ]
     skeleton = [(index[a], index[b]) for a, b in EDGES if a in index and b in index]
     norm_pair = (index["left_eye"], index["right_eye"]) if {"left_eye", "right_eye"} <= index.keys() else None
     return KeypointMeta(names=list(names), flip_pairs=pairs, skeleton=skeleton, norm_pair=norm_pair)
@@ -66,8 +85,9 @@ def read_cat_file(path: Path) -> np.ndarray:
     return np.array([parse_number(t, at) for t in tokens[1:]], np.float32).reshape(len(ALL_NAMES), 2)
 
 
-def seed_crop(image: np.ndarray, keypoints: np.ndarray, resize: int,
-              border: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def seed_crop(
+    image: np.ndarray, keypoints: np.ndarray, resize: int, border: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The cat seed's preprocessing: resize to resize×resize, then crop the keypoints' box plus `border` pixels.
     Returns the crop, its keypoints and the 2×3 affine from the photo's pixels to the crop's."""
     height, width = image.shape[:2]
@@ -77,7 +97,7 @@ def seed_crop(image: np.ndarray, keypoints: np.ndarray, resize: int,
     x0, y0 = np.clip(np.floor(keypoints.min(axis=0)) - border, 0, resize - 1).astype(int)
     x1, y1 = np.clip(np.ceil(keypoints.max(axis=0)) + border, x0, resize - 1).astype(int)
     affine = np.array([[sx, 0.0, 0.5 * sx - 0.5 - x0], [0.0, sy, 0.5 * sy - 0.5 - y0]])
-    return image[y0:y1 + 1, x0:x1 + 1], keypoints - np.array([x0, y0], np.float32), affine
+    return image[y0 : y1 + 1, x0 : x1 + 1], keypoints - np.array([x0, y0], np.float32), affine
 
 
 class CatHeads(KeypointDataset):
@@ -111,15 +131,22 @@ class CatHeads(KeypointDataset):
         bounds = np.round(np.cumsum([0, *fractions]) / sum(fractions) * len(images)).astype(int)
         start, stop = bounds[SPLITS.index(split)], bounds[SPLITS.index(split) + 1]
         self.images, self.labels = images[start:stop], labels[start:stop]
-        log.info("cat %s: %d images (%s to %s)", split, len(self.images),
-                 self.images[0].name if self.images else "-", self.images[-1].name if self.images else "-")
+        log.info(
+            "cat %s: %d images (%s to %s)",
+            split,
+            len(self.images),
+            self.images[0].name if self.images else "-",
+            self.images[-1].name if self.images else "-",
+        )
 
     @staticmethod
     def _scan(root: Path, folders: list[str], report: bool) -> tuple[list[Path], list[np.ndarray], list[str]]:
         missing = [folder for folder in folders if not (root / folder).is_dir()]
         if missing:
-            raise DataError(f"{root}: folders {missing} not found (expected the CAT_00 … CAT_06 layout; "
-                            f"data.dataset.folders lists the ones to use)")
+            raise DataError(
+                f"{root}: folders {missing} not found (expected the CAT_00 … CAT_06 layout; "
+                f"data.dataset.folders lists the ones to use)"
+            )
         skips = SkipLog(f"CAT dataset in {root}")
         images, labels, sizes = [], [], []
         for folder in folders:
@@ -144,7 +171,9 @@ class CatHeads(KeypointDataset):
                 sizes.append(size)
                 images.append(file)
         check_units(np.array(labels).reshape(-1, len(ALL_NAMES), 2), np.array(sizes).reshape(-1, 2), root)
-        far = far_outside(np.array(labels).reshape(-1, len(ALL_NAMES), 2), np.array(sizes).reshape(-1, 1, 2)).any(axis=1)
+        far = far_outside(np.array(labels).reshape(-1, len(ALL_NAMES), 2), np.array(sizes).reshape(-1, 1, 2)).any(
+            axis=1
+        )
         for i in np.flatnonzero(far):
             skips.skip(f"{images[i]}.cat: a keypoint lies far outside the {sizes[i][0]}×{sizes[i][1]} image")
         if report:
@@ -167,5 +196,10 @@ class CatHeads(KeypointDataset):
         affine = None
         if self.preprocess == "seed":
             image, keypoints, affine = seed_crop(image, keypoints, self.resize, self.border)
-        return RawSample(image=image, keypoints=keypoints, visible=np.ones(len(keypoints), bool),
-                         id=str(self.images[index]), affine=affine)
+        return RawSample(
+            image=image,
+            keypoints=keypoints,
+            visible=np.ones(len(keypoints), bool),
+            id=str(self.images[index]),
+            affine=affine,
+        )

@@ -35,6 +35,7 @@ from kp.errors import DataError
 
 log = logging.getLogger(__name__)
 
+
 class CocoKeypoints(KeypointDataset):
     def __init__(
         self,
@@ -73,8 +74,13 @@ class CocoKeypoints(KeypointDataset):
         if one_file_per_split:
             chosen = range(len(annotations))
         else:
-            chosen = split_groups([str(a["image_id"]) for a in annotations], split,
-                                  fractions or {"train": 0.8, "val": 0.1, "test": 0.1}, seed, f"{path} by image")
+            chosen = split_groups(
+                [str(a["image_id"]) for a in annotations],
+                split,
+                fractions or {"train": 0.8, "val": 0.1, "test": 0.1},
+                seed,
+                f"{path} by image",
+            )
         self.samples, self.ids, skips, unlabelled = [], [], SkipLog(str(path)), 0
         units = []  # labelled points and their image sizes, where the JSON gives them
         for i in chosen:
@@ -85,8 +91,9 @@ class CocoKeypoints(KeypointDataset):
             values = _flatten(annotation.get("keypoints") or [])
             if len(values) != 3 * len(key_names):
                 # Not one bad annotation but a file of another kind (e.g. whole-body points under a 17-point category).
-                raise DataError(f"{path}: {where} has {len(values)} keypoint values, expected {len(key_names)} "
-                                "x,y,v triples")
+                raise DataError(
+                    f"{path}: {where} has {len(values)} keypoint values, expected {len(key_names)} x,y,v triples"
+                )
             image = images[annotation["image_id"]]
             image_path = image_root / image["file_name"]
             try:
@@ -112,22 +119,31 @@ class CocoKeypoints(KeypointDataset):
         if not self.samples:
             raise DataError(f"{path}: no usable annotation in the {split} split")
         if not any(visible.any() for _, _, visible, _ in self.samples):
-            raise DataError(f"{path}: no keypoint of the {split} split is visible (v=2), so nothing would be learnt. "
-                            "If this file marks every labelled point v=1, as many face and hand converters do, set "
-                            "occluded_visible=true")
+            raise DataError(
+                f"{path}: no keypoint of the {split} split is visible (v=2), so nothing would be learnt. "
+                "If this file marks every labelled point v=1, as many face and hand converters do, set "
+                "occluded_visible=true"
+            )
 
-        pairs = resolve_pairs(flip_pairs, key_names, f"{path} flip_pairs") if flip_pairs is not None \
+        pairs = (
+            resolve_pairs(flip_pairs, key_names, f"{path} flip_pairs")
+            if flip_pairs is not None
             else flip_pairs_from_names(key_names)
-        self.meta = KeypointMeta(names=key_names, flip_pairs=pairs,
-                                 skeleton=self._skeleton(category_entry, len(key_names), path))
+        )
+        self.meta = KeypointMeta(
+            names=key_names, flip_pairs=pairs, skeleton=self._skeleton(category_entry, len(key_names), path)
+        )
 
     def _check_points(self, units: list, path: Path, skips: SkipLog) -> None:
         """With the image sizes the JSON gives: coordinates in another unit are an error, and annotations with a
         point far outside their image are skipped (such a point would size the crop)."""
         if not units:
             return
-        check_units(np.concatenate([points for _, _, points, _ in units])[:, None],
-                    np.concatenate([np.tile(size, (len(points), 1)) for _, _, points, size in units]), path)
+        check_units(
+            np.concatenate([points for _, _, points, _ in units])[:, None],
+            np.concatenate([np.tile(size, (len(points), 1)) for _, _, points, size in units]),
+            path,
+        )
         far = {index for index, where, points, size in units if far_outside(points, np.array(size)).any()}
         for index, where, _, size in units:
             if index in far:
@@ -152,13 +168,17 @@ class CocoKeypoints(KeypointDataset):
         for i, a in enumerate(data["annotations"]):
             missing = [key for key in ("id", "image_id", "category_id") if not isinstance(a, dict) or key not in a]
             if missing:
-                raise DataError(f"{path}: annotations[{i}] has no {', '.join(missing)} (every COCO annotation needs id, "
-                                "image_id and category_id)")
+                raise DataError(
+                    f"{path}: annotations[{i}] has no {', '.join(missing)} (every COCO annotation needs id, "
+                    "image_id and category_id)"
+                )
         annotations = [a for a in data["annotations"] if a.get("category_id") in ids and not a.get("iscrowd", 0)]
         used = {a["category_id"] for a in annotations}
         if len({tuple(categories[i].get("keypoints") or []) for i in used}) > 1:
-            raise DataError(f"{path}: categories {sorted(categories[i].get('name') for i in used)} have different "
-                             "keypoints: choose one with category=<name>")
+            raise DataError(
+                f"{path}: categories {sorted(categories[i].get('name') for i in used)} have different "
+                "keypoints: choose one with category=<name>"
+            )
         if not annotations:
             raise DataError(f"{path}: no annotations of category {category if category is not None else 'any'}")
         return annotations, categories[annotations[0]["category_id"]]
@@ -232,8 +252,10 @@ class CocoKeypoints(KeypointDataset):
         image = read_image(image_path)
         height, width = image.shape[:2]
         if box[2] > 4 * max(width, height):  # the JSON gave no image size to check the points against at start
-            raise DataError(f"{self.ids[index]}: keypoints or box span {box[2]} pixels, far beyond the {width}×{height} "
-                            "image: fix the annotation or add the image's width and height to the JSON")
+            raise DataError(
+                f"{self.ids[index]}: keypoints or box span {box[2]} pixels, far beyond the {width}×{height} "
+                "image: fix the annotation or add the image's width and height to the JSON"
+            )
         image, keypoints, affine = crop_and_resize(image, keypoints, box, (self.size, self.size))
         return RawSample(image=image, keypoints=keypoints, visible=visible, id=self.ids[index], affine=affine)
 
@@ -249,8 +271,10 @@ def _images_by_id(images: list, path: Path) -> dict:
         if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):
             raise DataError(f"{path}: images[{i}] needs an id and a file_name, got {str(image)[:120]}")
         if image["id"] in by_id:
-            raise DataError(f"{path}: images[{i}] repeats image id {image['id']} ({by_id[image['id']]['file_name']} and "
-                            f"{image['file_name']}): every image needs its own id")
+            raise DataError(
+                f"{path}: images[{i}] repeats image id {image['id']} ({by_id[image['id']]['file_name']} and "
+                f"{image['file_name']}): every image needs its own id"
+            )
         by_id[image["id"]] = image
     return by_id
 
@@ -268,6 +292,7 @@ def _load_json(path: Path) -> dict:
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
     if not isinstance(data, dict) or not all(key in data for key in ("images", "annotations", "categories")):
-        raise DataError(f"{path}: not a COCO-keypoints file (needs a JSON object with images, annotations and "
-                         "categories)")
+        raise DataError(
+            f"{path}: not a COCO-keypoints file (needs a JSON object with images, annotations and categories)"
+        )
     return data

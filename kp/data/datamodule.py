@@ -72,14 +72,17 @@ class KeypointDataModule(L.LightningDataModule):
                 raise DataError(f"{source}: the {split} split is empty: check the data path and the split settings")
             labelled = data.labelled()
             if labelled is not None and not labelled.any():
-                raise DataError(f"{source}: no keypoint of the {split} split is labelled ({len(data)} samples), so its "
-                                "metrics would be NaN: check the label columns and visibility flags")
+                raise DataError(
+                    f"{source}: no keypoint of the {split} split is labelled ({len(data)} samples), so its "
+                    "metrics would be NaN: check the label columns and visibility flags"
+                )
             self.splits[split] = data
         self._check_hflip()
         self._check_duplicates()
         if self.issues:
-            log.warning("%d sample(s) skipped in all (listed in data_issues.csv in the run directory)",
-                        len(self.issues))
+            log.warning(
+                "%d sample(s) skipped in all (listed in data_issues.csv in the run directory)", len(self.issues)
+            )
 
     @property
     def issues(self) -> list[str]:
@@ -98,20 +101,30 @@ class KeypointDataModule(L.LightningDataModule):
         keypoint is refused like a split with none)."""
         groups = train.groups() or [str(i) for i in range(len(train))]
         kept = io.nested_subset(groups, self.train_fraction)
-        log.info("data.train_fraction=%g: training on %d of %d images (%d of %d groups)", self.train_fraction,
-                 len(kept), len(train), len({groups[i] for i in kept}), len(set(groups)))
+        log.info(
+            "data.train_fraction=%g: training on %d of %d images (%d of %d groups)",
+            self.train_fraction,
+            len(kept),
+            len(train),
+            len({groups[i] for i in kept}),
+            len(set(groups)),
+        )
         return Subset(train, kept)
 
     def _check_hflip(self) -> None:
         train = self.splits["train"]
         steps = getattr(train.transform, "steps", [])
-        if train.meta.flip_pairs is None and any(type(step).__name__ == "HorizontalFlip" and step.p > 0
-                                                 for step in steps):
+        if train.meta.flip_pairs is None and any(
+            type(step).__name__ == "HorizontalFlip" and step.p > 0 for step in steps
+        ):
             # A warning, not an error: many sets (the DeepLabCut demo) have no mirror-symmetric points at all.
-            log.warning("%s: mirror augmentation (augment.hflip) is on but no left/right pairs were listed or found "
-                        "among %s: mirrored samples keep their labels. Set data.dataset.flip_pairs=[[left_x, right_x], "
-                        "...] where points swap, [] to say none do, or augment.hflip=null",
-                        train.source or type(train).__name__, train.meta.names)
+            log.warning(
+                "%s: mirror augmentation (augment.hflip) is on but no left/right pairs were listed or found "
+                "among %s: mirrored samples keep their labels. Set data.dataset.flip_pairs=[[left_x, right_x], "
+                "...] where points swap, [] to say none do, or augment.hflip=null",
+                train.source or type(train).__name__,
+                train.meta.names,
+            )
 
     def _check_duplicates(self) -> None:
         """The same image bytes under two names: a warning within a split, an error across splits (a leak that
@@ -128,12 +141,17 @@ class KeypointDataModule(L.LightningDataModule):
                 where[_digest(source)][split].add(name)
         within = [names for splits in where.values() for names in splits.values() if len(names) > 1]
         if within:
-            log.warning("%d image(s) appear more than once within a split under other names: %s", len(within),
-                        "; ".join(" = ".join(sorted(names)) for names in within[:5]))
+            log.warning(
+                "%d image(s) appear more than once within a split under other names: %s",
+                len(within),
+                "; ".join(" = ".join(sorted(names)) for names in within[:5]),
+            )
         across = [splits for splits in where.values() if len(splits) > 1]
         if across:
-            listed = "; ".join(" = ".join(f"{split}:{name}" for split, names in splits.items() for name in sorted(names))
-                               for splits in across[:5])
+            listed = "; ".join(
+                " = ".join(f"{split}:{name}" for split, names in splits.items() for name in sorted(names))
+                for splits in across[:5]
+            )
             message = f"{len(across)} image(s) appear in more than one split (same bytes): {listed}"
             if not self.allow_leaks:
                 raise DataError(f"{message}. Remove the copies, or set data.allow_leaks=true to train anyway")

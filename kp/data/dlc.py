@@ -88,15 +88,19 @@ class DeepLabCutProject(KeypointDataset):
         if csv_file:
             label_files = [project / csv_file]
             if not label_files[0].is_file():
-                raise DataError(f"{label_files[0]}: not found (data.dataset.csv_file is relative to data.dataset.project)")
+                raise DataError(
+                    f"{label_files[0]}: not found (data.dataset.csv_file is relative to data.dataset.project)"
+                )
             bodyparts, skeleton = _header_bodyparts(label_files[0]), []
         else:
             scorer, bodyparts, skeleton = _read_config(config_path)
             label_files = sorted((project / "labeled-data").glob(f"*/CollectedData_{scorer}.csv"))
             if not label_files:
-                raise DataError(f"{project / 'labeled-data'}: no <video>/CollectedData_{scorer}.csv (scorer from "
-                                f"{config_path}): label frames in DeepLabCut first, or name the one label file "
-                                "with data.dataset.csv_file=CollectedData.csv")
+                raise DataError(
+                    f"{project / 'labeled-data'}: no <video>/CollectedData_{scorer}.csv (scorer from "
+                    f"{config_path}): label frames in DeepLabCut first, or name the one label file "
+                    "with data.dataset.csv_file=CollectedData.csv"
+                )
         # The file list with modification times keys the cache: the three splits read the labels once.
         stamp = tuple((path, path.stat().st_mtime_ns) for path in label_files)
         frames, self.issues = _read_frames(project, tuple(bodyparts), stamp)
@@ -106,16 +110,25 @@ class DeepLabCutProject(KeypointDataset):
             videos = len({frame.video for frame in frames})
             split_by = "video" if _every_split_gets_one(videos, fractions) else "frame"
             if split == "train":
-                log.info("%s: %d video folder(s): split by %s%s", self.source, videos, split_by,
-                         "" if split_by == "video" else " (too few videos for one in every split)")
+                log.info(
+                    "%s: %d video folder(s): split by %s%s",
+                    self.source,
+                    videos,
+                    split_by,
+                    "" if split_by == "video" else " (too few videos for one in every split)",
+                )
         groups = [frame.video if split_by == "video" else str(frame.image) for frame in frames]
         chosen = split_groups(groups, split, fractions, seed, f"{project} by {split_by}")
         self.frames = [frames[i] for i in chosen]
         self._groups = [groups[i] for i in chosen]
-        pairs = resolve_pairs(flip_pairs, bodyparts, "flip_pairs") if flip_pairs is not None \
+        pairs = (
+            resolve_pairs(flip_pairs, bodyparts, "flip_pairs")
+            if flip_pairs is not None
             else flip_pairs_from_names(bodyparts)
-        self.meta = KeypointMeta(names=bodyparts, flip_pairs=pairs,
-                                 skeleton=resolve_pairs(skeleton, bodyparts, f"{config_path} skeleton"))
+        )
+        self.meta = KeypointMeta(
+            names=bodyparts, flip_pairs=pairs, skeleton=resolve_pairs(skeleton, bodyparts, f"{config_path} skeleton")
+        )
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -138,8 +151,10 @@ class DeepLabCutProject(KeypointDataset):
 def _read_config(path: Path) -> tuple[str, list[str], list]:
     """scorer, bodyparts and skeleton (pairs of body part names) of a DeepLabCut config.yaml."""
     if not path.is_file():
-        raise DataError(f"{path}: not found: a DeepLabCut project folder holds config.yaml, or give its one label "
-                        "file with data.dataset.csv_file=CollectedData.csv")
+        raise DataError(
+            f"{path}: not found: a DeepLabCut project folder holds config.yaml, or give its one label "
+            "file with data.dataset.csv_file=CollectedData.csv"
+        )
     try:
         config = yaml.safe_load(read_text(path))
     except yaml.YAMLError as error:
@@ -192,12 +207,14 @@ def _read_label_file(project: Path, csv_path: Path, bodyparts: tuple[str, ...], 
     columns: dict[str, dict[str, int]] = {}
     for i in range(index_width, len(coords_row)):
         if coords_row[i] not in ("x", "y"):
-            raise DataError(f"{where(csv_path, 3)}: column {i + 1} is {coords_row[i]!r}; expected x and y per "
-                            "body part")
+            raise DataError(
+                f"{where(csv_path, 3)}: column {i + 1} is {coords_row[i]!r}; expected x and y per body part"
+            )
         columns.setdefault(parts_row[i], {})[coords_row[i]] = i
     if sorted(columns) != sorted(bodyparts) or any(len(xy) != 2 for xy in columns.values()):
-        raise DataError(f"{csv_path}: body parts {list(columns)} (with x and y each) differ from config.yaml's "
-                        f"{list(bodyparts)}")
+        raise DataError(
+            f"{csv_path}: body parts {list(columns)} (with x and y each) differ from config.yaml's {list(bodyparts)}"
+        )
     frames, places, sizes = [], [], []
     for line, fields in rows[3:]:
         at = where(csv_path, line)
@@ -216,15 +233,23 @@ def _read_label_file(project: Path, csv_path: Path, bodyparts: tuple[str, ...], 
         frames.append(Frame(image, keypoints, labelled, image.parent.name))
         places.append(at)
         sizes.append(size)
-    points = np.array([np.where(f.labelled[:, None], f.keypoints, np.nan) for f in frames]).reshape(-1, len(bodyparts), 2)
+    points = np.array([np.where(f.labelled[:, None], f.keypoints, np.nan) for f in frames]).reshape(
+        -1, len(bodyparts), 2
+    )
     check_units(points, np.array(sizes).reshape(-1, 2), csv_path)
     far = far_outside(points, np.array(sizes).reshape(-1, 1, 2)).any(axis=1)
     for i in np.flatnonzero(far):
         skips.skip(f"{places[i]}: a body part lies far outside the {sizes[i][0]}×{sizes[i][1]} image")
     frames, places = [f for f, bad in zip(frames, far) if not bad], [p for p, bad in zip(places, far) if not bad]
-    kept = drop_repeats([str(f.image) for f in frames], [np.where(f.labelled[:, None], f.keypoints, np.nan) for f in frames],
-                        places, skips)
+    kept = drop_repeats(
+        [str(f.image) for f in frames],
+        [np.where(f.labelled[:, None], f.keypoints, np.nan) for f in frames],
+        places,
+        skips,
+    )
     return [frames[i] for i in kept]
+
+
 def _parse_points(fields: list[str], columns: dict[str, dict[str, int]], bodyparts: tuple[str, ...], at: str):
     keypoints = np.zeros((len(bodyparts), 2), np.float32)
     labelled = np.zeros(len(bodyparts), bool)

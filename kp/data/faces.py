@@ -27,8 +27,12 @@ class FaceDetector:
         grey = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
         if grey.ndim == 3:
             grey = cv2.cvtColor(grey, cv2.COLOR_RGB2GRAY)
-        boxes = self._cascade.detectMultiScale(cv2.equalizeHist(grey), scaleFactor=1.1, minNeighbors=self.neighbours,
-                                               minSize=(self.min_size, self.min_size))
+        boxes = self._cascade.detectMultiScale(
+            cv2.equalizeHist(grey),
+            scaleFactor=1.1,
+            minNeighbors=self.neighbours,
+            minSize=(self.min_size, self.min_size),
+        )
         return sorted((tuple(int(v) for v in box) for box in boxes), key=lambda box: box[0])
 
 

@@ -35,10 +35,21 @@ from kp.errors import DataError
 log = logging.getLogger(__name__)
 
 NAMES = [
-    "left_eye_center", "right_eye_center",
-    "left_eye_inner_corner", "left_eye_outer_corner", "right_eye_inner_corner", "right_eye_outer_corner",
-    "left_eyebrow_inner_end", "left_eyebrow_outer_end", "right_eyebrow_inner_end", "right_eyebrow_outer_end",
-    "nose_tip", "mouth_left_corner", "mouth_right_corner", "mouth_center_top_lip", "mouth_center_bottom_lip",
+    "left_eye_center",
+    "right_eye_center",
+    "left_eye_inner_corner",
+    "left_eye_outer_corner",
+    "right_eye_inner_corner",
+    "right_eye_outer_corner",
+    "left_eyebrow_inner_end",
+    "left_eyebrow_outer_end",
+    "right_eyebrow_inner_end",
+    "right_eyebrow_outer_end",
+    "nose_tip",
+    "mouth_left_corner",
+    "mouth_right_corner",
+    "mouth_center_top_lip",
+    "mouth_center_bottom_lip",
 ]
 FLIP_PAIRS = [(0, 1), (2, 4), (3, 5), (6, 8), (7, 9), (11, 12)]
 SKELETON = [(2, 3), (4, 5), (6, 7), (8, 9), (0, 10), (1, 10), (10, 13), (11, 13), (12, 13), (11, 14), (12, 14)]
@@ -77,8 +88,10 @@ def _parse_training(path: Path) -> dict[str, np.ndarray]:
     missing = [column for column in wanted if column not in header]
     extra = [column for column in header if column not in wanted]
     if missing or extra:
-        raise DataError(f"{path}:1: header does not match the 15 Kaggle keypoints (x, y) + Image: "
-                        f"missing {missing}, unexpected {extra}")
+        raise DataError(
+            f"{path}:1: header does not match the 15 Kaggle keypoints (x, y) + Image: "
+            f"missing {missing}, unexpected {extra}"
+        )
     columns = [header.index(column) for column in wanted]
     for line, row in rows[1:]:
         at = where(path, line)
@@ -86,8 +99,13 @@ def _parse_training(path: Path) -> dict[str, np.ndarray]:
             if len(row) != len(header):
                 raise DataError(f"{at}: {len(row)} columns, expected {len(header)}")
             values = [row[c] for c in columns]
-            points = np.array([np.nan if not text.strip() else parse_number(text, at, f"{wanted[i]} value")
-                               for i, text in enumerate(values[:-1])], np.float32).reshape(len(NAMES), 2)
+            points = np.array(
+                [
+                    np.nan if not text.strip() else parse_number(text, at, f"{wanted[i]} value")
+                    for i, text in enumerate(values[:-1])
+                ],
+                np.float32,
+            ).reshape(len(NAMES), 2)
             image = parse_pixels(values[-1], at)
         except DataError as error:
             skips.skip(str(error))
@@ -161,8 +179,9 @@ class FacialKeypoints(KeypointDataset):
         if not path.is_file():
             raise DataError(f"{path}: not found (data.dataset.root should hold the Kaggle files)")
         stat = path.stat()
-        data = _load_training(path.resolve(), stat.st_size, stat.st_mtime_ns,
-                              Path(cache_dir) if cache_dir else default_cache_dir())
+        data = _load_training(
+            path.resolve(), stat.st_size, stat.st_mtime_ns, Path(cache_dir) if cache_dir else default_cache_dir()
+        )
         self.source, self.issues = str(path), [str(reason) for reason in data["skipped"]]
         if split == "train":  # report once, not once per split
             skips = SkipLog(str(path))
@@ -172,8 +191,11 @@ class FacialKeypoints(KeypointDataset):
         n = len(data["images"])
         order = np.random.default_rng(seed).permutation(n)
         n_val, n_test = round(n * val_fraction), round(n * test_fraction)
-        chosen = {"val": order[:n_val], "test": order[n_val:n_val + n_test] if n_test else order[:n_val],
-                  "train": order[n_val + n_test:]}[split]
+        chosen = {
+            "val": order[:n_val],
+            "test": order[n_val : n_val + n_test] if n_test else order[:n_val],
+            "train": order[n_val + n_test :],
+        }[split]
         if subset == "complete":
             chosen = chosen[np.isfinite(data["keypoints"][chosen]).all(axis=(1, 2))]
         self.rows = np.sort(chosen)
@@ -193,8 +215,12 @@ class FacialKeypoints(KeypointDataset):
     def load(self, index: int) -> RawSample:
         row = self.rows[index]
         keypoints = self.keypoints[row]
-        return RawSample(image=self.images[row][:, :, None], keypoints=keypoints,
-                         visible=np.isfinite(keypoints).all(axis=1), id=f"{self.path}:{self.lines[row]}")
+        return RawSample(
+            image=self.images[row][:, :, None],
+            keypoints=keypoints,
+            visible=np.isfinite(keypoints).all(axis=1),
+            id=f"{self.path}:{self.lines[row]}",
+        )
 
 
 def read_test_images(root: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -50,7 +50,8 @@ from kp.errors import DataError
 log = logging.getLogger(__name__)
 
 CROPS = ("photo", "face")
-# crop="face": the square around a Haar face box (side, shift down, in box widths; kp.data.faces.face_crop_box). Measured
+# crop="face": the square around a Haar face box (side, shift down, in box widths; kp.data.faces.face_crop_box).
+# Measured
 # on every third photo: the landmarks span 0.88 box widths (0.79-0.99 for 80 %) and their centre lies 0.16 box widths
 # below the box's (0.12-0.21) and 0.00 to its side (±0.12). 1.4 widths hold them with room for that scatter: 23 of the
 # test split's 18,360 landmarks fall outside (46 at 1.3), and those are left out of the metrics as invisible. Resize
@@ -62,8 +63,14 @@ PHOTO_IN_BOXES = 2.0  # a photo's shorter side is 2.0 Haar face boxes (median; 1
 NUM_KEYPOINTS = 68
 # iBUG-68 groups; "left" is the person's left (image right), as in the Kaggle names.
 GROUPS = {
-    "jaw": range(0, 17), "right_eyebrow": range(17, 22), "left_eyebrow": range(22, 27), "nose_bridge": range(27, 31),
-    "nose_base": range(31, 36), "right_eye": range(36, 42), "left_eye": range(42, 48), "outer_lip": range(48, 60),
+    "jaw": range(0, 17),
+    "right_eyebrow": range(17, 22),
+    "left_eyebrow": range(22, 27),
+    "nose_bridge": range(27, 31),
+    "nose_base": range(31, 36),
+    "right_eye": range(36, 42),
+    "left_eye": range(42, 48),
+    "outer_lip": range(48, 60),
     "inner_lip": range(60, 68),
 }
 NAMES = [f"{group}_{i - indices.start}" for group, indices in GROUPS.items() for i in indices]
@@ -76,7 +83,8 @@ FLIP_PAIRS = (
 )
 CLOSED = {"right_eye", "left_eye", "outer_lip", "inner_lip"}
 SKELETON = [(i, i + 1) for indices in GROUPS.values() for i in indices[:-1]] + [
-    (indices[-1], indices[0]) for group, indices in GROUPS.items() if group in CLOSED]
+    (indices[-1], indices[0]) for group, indices in GROUPS.items() if group in CLOSED
+]
 
 
 def person_of(file_name: str) -> str:
@@ -107,16 +115,24 @@ class Facial68(KeypointDataset):
         root = Path(root)
         self.source = str(root / "keypoints.csv")
         labels = root / "keypoints.csv"
-        files, keypoints, self.issues = _read_labels(labels, root / "images", labels.stat().st_mtime_ns
-                                                     if labels.exists() else 0)
+        files, keypoints, self.issues = _read_labels(
+            labels, root / "images", labels.stat().st_mtime_ns if labels.exists() else 0
+        )
         # People in a seeded random order fill test, then val, up to their share of the images; the rest is train.
         fractions = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
-        chosen = split_groups([person_of(f.name) for f in files], split, fractions, seed,
-                              f"{root / 'keypoints.csv'} by person", fractions_of="samples")
+        chosen = split_groups(
+            [person_of(f.name) for f in files],
+            split,
+            fractions,
+            seed,
+            f"{root / 'keypoints.csv'} by person",
+            fractions_of="samples",
+        )
         self.files = [files[i] for i in chosen]
         self.keypoints = keypoints[chosen]
-        log.info("facial68 %s: %d images of %d people", split, len(self.files),
-                 len({person_of(f.name) for f in self.files}))
+        log.info(
+            "facial68 %s: %d images of %d people", split, len(self.files), len({person_of(f.name) for f in self.files})
+        )
         self.boxes = None
         if crop == "face":
             self.face_crop = FACE_FRAMING
@@ -127,10 +143,15 @@ class Facial68(KeypointDataset):
         boxes, missed = [], 0
         for path, points, found in zip(self.files, self.keypoints, _detect_faces(tuple(self.files))):
             centre = (points.min(0) + points.max(0)) / 2
-            holding = [box for box in found if box[0] <= centre[0] <= box[0] + box[2]
-                       and box[1] <= centre[1] <= box[1] + box[3]]
+            holding = [
+                box
+                for box in found
+                if box[0] <= centre[0] <= box[0] + box[2] and box[1] <= centre[1] <= box[1] + box[3]
+            ]
             if holding:
-                boxes.append(min(holding, key=lambda box: np.hypot(*(centre - (box[0] + box[2] / 2, box[1] + box[3] / 2)))))
+                boxes.append(
+                    min(holding, key=lambda box: np.hypot(*(centre - (box[0] + box[2] / 2, box[1] + box[3] / 2))))
+                )
                 continue
             missed += 1
             if split == "train":
@@ -144,8 +165,14 @@ class Facial68(KeypointDataset):
             boxes.append((centre[0] - width / 2, centre[1] - width / 2, width, width))
         if missed:
             how = "their landmarks' box" if split == "train" else "the box of a face filling the photo as usual"
-            log.warning("facial68 %s: the face detector found no face holding the landmarks in %d of %d photos: "
-                        "cropped around %s", split, missed, len(self.files), how)
+            log.warning(
+                "facial68 %s: the face detector found no face holding the landmarks in %d of %d photos: "
+                "cropped around %s",
+                split,
+                missed,
+                len(self.files),
+                how,
+            )
         return boxes
 
     def __len__(self) -> int:
@@ -165,8 +192,13 @@ class Facial68(KeypointDataset):
         if self.boxes is not None:  # crop="face": as kp.predict.sources.Cropper cuts a detected face
             box = self.boxes[index]
             image, keypoints, affine = crop_and_resize(image, keypoints, box, box[2:])
-        return RawSample(image=image, keypoints=keypoints, visible=np.ones(NUM_KEYPOINTS, bool),
-                         id=str(self.files[index]), affine=affine)
+        return RawSample(
+            image=image,
+            keypoints=keypoints,
+            visible=np.ones(NUM_KEYPOINTS, bool),
+            id=str(self.files[index]),
+            affine=affine,
+        )
 
 
 @functools.lru_cache(maxsize=8)
@@ -185,8 +217,10 @@ def _read_labels(path: Path, image_dir: Path, mtime_ns: int) -> tuple[list[Path]
     rows = read_csv(path)
     header = rows[0][1] if rows else []
     if len(header) != 1 + 2 * NUM_KEYPOINTS:
-        raise DataError(f"{path}:1: {len(header) - 1} coordinate columns, but the config's dataset has "
-                        f"{NUM_KEYPOINTS} keypoints ({2 * NUM_KEYPOINTS} columns x0,y0,…)")
+        raise DataError(
+            f"{path}:1: {len(header) - 1} coordinate columns, but the config's dataset has "
+            f"{NUM_KEYPOINTS} keypoints ({2 * NUM_KEYPOINTS} columns x0,y0,…)"
+        )
     files, keypoints, places, sizes = [], [], [], []
     for line, row in rows[1:]:
         at = where(path, line)

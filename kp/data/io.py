@@ -45,7 +45,6 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 Image.MAX_IMAGE_PIXELS = None  # PIL's own limit raises its own error: MAX_IMAGE_PIXELS above is the one kp applies
 
 
-
 def where(path: str | Path, line: int | None = None) -> str:
     return f"{path}:{line}" if line is not None else str(path)
 
@@ -135,8 +134,10 @@ def _check_size(path: str | Path, data: bytes) -> None:
     except Exception:  # noqa: BLE001 - not an image PIL knows: cv2 decides below
         return
     if width * height > MAX_IMAGE_PIXELS:
-        raise DataError(f"{path}: image is {width}×{height} pixels, above the limit of {MAX_IMAGE_PIXELS / 1e6:g} "
-                        "megapixels: shrink it, or raise data.max_image_megapixels")
+        raise DataError(
+            f"{path}: image is {width}×{height} pixels, above the limit of {MAX_IMAGE_PIXELS / 1e6:g} "
+            "megapixels: shrink it, or raise data.max_image_megapixels"
+        )
 
 
 def read_text(path: str | Path) -> str:
@@ -151,9 +152,11 @@ def read_text(path: str | Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 (byte 0x{data[error.start]:02x}); it looks like Windows-1252 / "
-                        f"Latin-1: convert it, e.g. iconv -f CP1252 -t UTF-8 {path} > utf8.csv") from None
+        line = data[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line}: not UTF-8 (byte 0x{data[error.start]:02x}); it looks like Windows-1252 / "
+            f"Latin-1: convert it, e.g. iconv -f CP1252 -t UTF-8 {path} > utf8.csv"
+        ) from None
 
 
 def read_csv(path: str | Path) -> list[tuple[int, list[str]]]:
@@ -161,15 +164,17 @@ def read_csv(path: str | Path) -> list[tuple[int, list[str]]]:
     field and runs over line ends (a stray `"`) would swallow the rows after it: a DataError at its line."""
     text = read_text(path)
     if "\0" in text:
-        line = text[:text.index("\0")].count("\n") + 1
+        line = text[: text.index("\0")].count("\n") + 1
         raise DataError(f"{path}:{line}: a NUL byte: the file is damaged or not a text CSV; re-export it")
     reader = csv.reader(io.StringIO(text, newline=""))
     rows, line = [], 1
     try:
         for fields in reader:
             if any("\n" in field or "\r" in field for field in fields):
-                raise DataError(f"{path}:{line}: a quote (\") opens a field that runs on to line {reader.line_num}, "
-                                f"swallowing {reader.line_num - line} line(s): remove the stray quote or close it")
+                raise DataError(
+                    f'{path}:{line}: a quote (") opens a field that runs on to line {reader.line_num}, '
+                    f"swallowing {reader.line_num - line} line(s): remove the stray quote or close it"
+                )
             if fields:
                 rows.append((line, fields))
             line = reader.line_num + 1
@@ -188,15 +193,19 @@ def check_units(points: np.ndarray, sizes: np.ndarray, path: str | Path) -> None
     values = points[labelled]
     extent = np.broadcast_to(sizes, points.shape)[labelled]
     if values.min() >= 0 and values.max() <= 1 and extent.min() >= 8:
-        raise DataError(f"{path}: every coordinate lies within [0, 1] on images of {int(extent.min())} pixels or more: "
-                        "they look normalised to the image size; kp reads pixels (x = column, y = row): multiply "
-                        "them by the image width and height")
+        raise DataError(
+            f"{path}: every coordinate lies within [0, 1] on images of {int(extent.min())} pixels or more: "
+            "they look normalised to the image size; kp reads pixels (x = column, y = row): multiply "
+            "them by the image width and height"
+        )
     outside = far_outside(values, extent)
     if outside.mean() > 0.5:
         scale = np.median(np.abs(values[outside]) / extent[outside]) * 2
-        raise DataError(f"{path}: {outside.sum()} of {len(values)} labelled points lie far outside their images "
-                        f"(about {scale:.3g}× the image size): the coordinates look scaled (e.g. ×100 or in another "
-                        "image's pixels); kp reads pixels of the image itself")
+        raise DataError(
+            f"{path}: {outside.sum()} of {len(values)} labelled points lie far outside their images "
+            f"(about {scale:.3g}× the image size): the coordinates look scaled (e.g. ×100 or in another "
+            "image's pixels); kp reads pixels of the image itself"
+        )
 
 
 def far_outside(points: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -211,8 +220,14 @@ def check_split(split: str) -> None:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
 
 
-def split_groups(groups: Sequence[str], split: str, fractions: Mapping[str, float], seed: int, what: str,
-                 fractions_of: str = "groups") -> list[int]:
+def split_groups(
+    groups: Sequence[str],
+    split: str,
+    fractions: Mapping[str, float],
+    seed: int,
+    what: str,
+    fractions_of: str = "groups",
+) -> list[int]:
     """Indices (ascending) of the samples that fall into `split`, where groups[i] is sample i's group (video, image,
     person). Whole groups are shuffled with `seed` and handed out in that order, so near-duplicate frames of one group
     never straddle two splits. `what` names the data and its groups for the error messages (e.g. "cardpoints.csv by
@@ -225,8 +240,11 @@ def split_groups(groups: Sequence[str], split: str, fractions: Mapping[str, floa
         group may overshoot it), and the rest is train. Any split with a share above 0 gets a group while groups last,
         and the sizes follow the sample counts where groups differ much in size (people with 1 or 50 photos)."""
     check_split(split)
-    if set(fractions) != set(SPLITS) or any(fractions[s] < 0 for s in SPLITS) or not math.isclose(
-            sum(fractions[s] for s in SPLITS), 1.0, abs_tol=1e-6):
+    if (
+        set(fractions) != set(SPLITS)
+        or any(fractions[s] < 0 for s in SPLITS)
+        or not math.isclose(sum(fractions[s] for s in SPLITS), 1.0, abs_tol=1e-6)
+    ):
         raise ValueError(f"fractions must give train, val and test, each >= 0 and summing to 1; got {dict(fractions)}")
     if fractions_of not in ("groups", "samples"):
         raise ValueError(f"fractions_of must be 'groups' or 'samples', got {fractions_of!r}")
@@ -235,7 +253,7 @@ def split_groups(groups: Sequence[str], split: str, fractions: Mapping[str, floa
     if fractions_of == "groups":
         ends = np.round(np.cumsum([fractions[s] for s in SPLITS]) * len(unique)).astype(int)
         k = SPLITS.index(split)
-        chosen = set(order[(ends[k - 1] if k else 0):ends[k]])
+        chosen = set(order[(ends[k - 1] if k else 0) : ends[k]])
     else:
         size = Counter(groups)
         wanted = {s: fractions[s] * len(groups) for s in ("test", "val")}
@@ -251,7 +269,8 @@ def split_groups(groups: Sequence[str], split: str, fractions: Mapping[str, floa
     if not indices:
         raise DataError(
             f"The {split} split of {what} is empty: {len(unique)} group(s) dealt out by fractions {dict(fractions)} "
-            f"of the {fractions_of}. Add data or change the fractions (or split_by, where the dataset has it).")
+            f"of the {fractions_of}. Add data or change the fractions (or split_by, where the dataset has it)."
+        )
     return indices
 
 
@@ -270,8 +289,9 @@ def nested_subset(groups: Sequence[str], fraction: float, seed: int = 0) -> list
     return [i for i, group in enumerate(groups) if group in chosen]
 
 
-def crop_and_resize(image: np.ndarray, keypoints: np.ndarray, box: tuple[int, int, int, int],
-                    size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def crop_and_resize(
+    image: np.ndarray, keypoints: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut box = (x0, y0, w, h) in whole pixels out of `image` (zeros where it leaves the image) and resize it to
     size = (width, height); keypoints (x = column, y = row, pixel centres at integers) move with it. Returns the
     image, the keypoints and the 2×3 affine from `image` pixels to the result's."""
@@ -280,7 +300,7 @@ def crop_and_resize(image: np.ndarray, keypoints: np.ndarray, box: tuple[int, in
     pad = max(0, -x0, -y0, x0 + w - width, y0 + h - height)
     if pad:
         image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-    crop = image[y0 + pad:y0 + pad + h, x0 + pad:x0 + pad + w]
+    crop = image[y0 + pad : y0 + pad + h, x0 + pad : x0 + pad + w]
     out_w, out_h = size
     shrinking = out_w < w or out_h < h
     resized = cv2.resize(crop, (out_w, out_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
@@ -290,8 +310,9 @@ def crop_and_resize(image: np.ndarray, keypoints: np.ndarray, box: tuple[int, in
     return resized, apply(affine, np.asarray(keypoints, np.float64)).astype(np.float32), affine
 
 
-def letterbox(image: np.ndarray, keypoints: np.ndarray,
-              size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def letterbox(
+    image: np.ndarray, keypoints: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scale the whole image to fit size = (width, height), keeping its aspect ratio, centred and padded with black
     (crop_and_resize of the box of the output's aspect ratio that just holds the image)."""
     height, width = image.shape[:2]
@@ -352,8 +373,10 @@ def drop_repeats(keys: Sequence[str], labels: Sequence[np.ndarray], places: Sequ
         elif np.array_equal(np.asarray(labels[i]), np.asarray(labels[j]), equal_nan=True):
             skips.skip(f"{places[i]}: {key} repeats {places[j]} (same labels)")
         else:
-            raise DataError(f"{places[i]}: {key} is labelled again with other keypoints than at {places[j]}: keep one "
-                            "of the two rows")
+            raise DataError(
+                f"{places[i]}: {key} is labelled again with other keypoints than at {places[j]}: keep one "
+                "of the two rows"
+            )
     return kept
 
 
@@ -365,6 +388,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
     except OSError as error:
         raise DataError(f"{path}: not a readable image ({error})") from None
     if width * height > MAX_IMAGE_PIXELS:
-        raise DataError(f"{path}: image is {width}×{height} pixels, above the limit of {MAX_IMAGE_PIXELS / 1e6:g} "
-                        "megapixels: shrink it, or raise data.max_image_megapixels")
+        raise DataError(
+            f"{path}: image is {width}×{height} pixels, above the limit of {MAX_IMAGE_PIXELS / 1e6:g} "
+            "megapixels: shrink it, or raise data.max_image_megapixels"
+        )
     return width, height

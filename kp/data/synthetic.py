@@ -86,18 +86,34 @@ class SyntheticKeypoints(KeypointDataset):
             w, h = rng.uniform(0.15, 0.35, size=2) * size
             x0, y0 = rng.uniform(0, size - w), rng.uniform(0, size - h)
             colour = rng.uniform(0, 255, size=3)
-            cv2.rectangle(image, _px(np.array([x0, y0])), _px(np.array([x0 + w, y0 + h])), colour.tolist(), -1,
-                          cv2.LINE_AA, SUBPIXEL)
+            cv2.rectangle(
+                image,
+                _px(np.array([x0, y0])),
+                _px(np.array([x0 + w, y0 + h])),
+                colour.tolist(),
+                -1,
+                cv2.LINE_AA,
+                SUBPIXEL,
+            )
             # A keypoint within a pixel of the rectangle is half hidden: call it occluded rather than guess.
-            covered = ((keypoints[:, 0] >= x0 - 1) & (keypoints[:, 0] <= x0 + w + 1)
-                       & (keypoints[:, 1] >= y0 - 1) & (keypoints[:, 1] <= y0 + h + 1))
+            covered = (
+                (keypoints[:, 0] >= x0 - 1)
+                & (keypoints[:, 0] <= x0 + w + 1)
+                & (keypoints[:, 1] >= y0 - 1)
+                & (keypoints[:, 1] <= y0 + h + 1)
+            )
             visible &= ~covered
 
         count = self._draw_dots(image, rng, keypoints)
         noise = rng.normal(0, 6, size=image.shape)
         image = np.clip(image + noise, 0, 255).astype(np.uint8)
-        return RawSample(image=image, keypoints=keypoints, visible=visible, count=count / self.max_count,
-                         id=f"synthetic/{self.split}/{index}")
+        return RawSample(
+            image=image,
+            keypoints=keypoints,
+            visible=visible,
+            count=count / self.max_count,
+            id=f"synthetic/{self.split}/{index}",
+        )
 
     @staticmethod
     def _background(rng: np.random.Generator, size: int) -> np.ndarray:

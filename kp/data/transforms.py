@@ -70,8 +70,15 @@ class CropAndPad(_PixelCentreScaling, A.CropAndPad):
     input size: a random crop-and-resize that needs no size, as in kp/conf/augment/default.yaml."""
 
 
-_CORNER_SCALING = (A.Resize, A.SmallestMaxSize, A.LongestMaxSize, A.RandomResizedCrop, A.RandomSizedCrop,
-                   A.CropAndPad, A.RandomScale)
+_CORNER_SCALING = (
+    A.Resize,
+    A.SmallestMaxSize,
+    A.LongestMaxSize,
+    A.RandomResizedCrop,
+    A.RandomSizedCrop,
+    A.CropAndPad,
+    A.RandomScale,
+)
 
 
 def _flatten(steps) -> list:
@@ -91,8 +98,10 @@ class KeypointAugment:
             if isinstance(step, _CORNER_SCALING) and not isinstance(step, _PixelCentreScaling):
                 name = type(step).__name__
                 fix = f"kp.data.transforms.{name}" if name in globals() else "an affine or crop step"
-                raise ValueError(f"albumentations.{name} scales keypoints about pixel corners (off by up to half a "
-                                 f"pixel): use {fix} instead")
+                raise ValueError(
+                    f"albumentations.{name} scales keypoints about pixel corners (off by up to half a "
+                    f"pixel): use {fix} instead"
+                )
         with warnings.catch_warnings():  # a pipeline of pixel-only steps is fine: keypoints then pass unchanged
             warnings.filterwarnings("ignore", "Got processor for keypoints")
             self.pipeline = A.Compose(

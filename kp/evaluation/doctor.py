@@ -61,9 +61,15 @@ def read_samples(datamodule) -> list[Sample]:
             image = np.asarray(raw.image)
             if image.dtype != np.uint8:
                 image = (np.clip(image, 0, 1) * 255).astype(np.uint8)
-            samples.append(Sample(split, raw.id or f"{split}#{i}", image if image.ndim == 3 else image[:, :, None],
-                                  np.asarray(raw.keypoints, np.float64),
-                                  np.asarray(raw.visible, bool) & np.isfinite(raw.keypoints).all(axis=1)))
+            samples.append(
+                Sample(
+                    split,
+                    raw.id or f"{split}#{i}",
+                    image if image.ndim == 3 else image[:, :, None],
+                    np.asarray(raw.keypoints, np.float64),
+                    np.asarray(raw.visible, bool) & np.isfinite(raw.keypoints).all(axis=1),
+                )
+            )
     return samples
 
 
@@ -81,18 +87,20 @@ def find_duplicates(samples: list[Sample], findings: Findings) -> None:
     for s in samples:
         exact[hashlib.blake2b(s.image.tobytes() + str(s.image.shape).encode(), digest_size=16).digest()].append(s)
     # A split that is another by design (facial: test = val) is not a leak: the same id twice is one image.
-    findings.exact_duplicates = [[(s.split, s.id) for s in group] for group in exact.values()
-                                 if len({s.id for s in group}) > 1]
+    findings.exact_duplicates = [
+        [(s.split, s.id) for s in group] for group in exact.values() if len({s.id for s in group}) > 1
+    ]
     hashes = np.array([difference_hash(s.image) for s in samples], np.uint64)
     ids = [s.id for s in samples]
     exact_pairs = {frozenset((a, b)) for group in findings.exact_duplicates for _, a in group for _, b in group}
     for i in range(len(samples)):
-        xor = hashes[i + 1:] ^ hashes[i]
+        xor = hashes[i + 1 :] ^ hashes[i]
         bits = np.unpackbits(xor.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
         for j in np.flatnonzero(bits <= NEAR_BITS) + i + 1:
             if ids[i] != ids[j] and frozenset((ids[i], ids[j])) not in exact_pairs:
-                findings.near_duplicates.append(((samples[i].split, ids[i]), (samples[j].split, ids[j]),
-                                                 int(bits[j - i - 1])))
+                findings.near_duplicates.append(
+                    ((samples[i].split, ids[i]), (samples[j].split, ids[j]), int(bits[j - i - 1]))
+                )
 
 
 def align(shape: np.ndarray, mean: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -104,7 +112,7 @@ def align(shape: np.ndarray, mean: np.ndarray, mask: np.ndarray) -> np.ndarray:
     u, sigma, vt = np.linalg.svd(b0.T @ a0)
     d = np.sign(np.linalg.det(u @ vt))
     rotation = u @ np.diag([1, d]) @ vt
-    scale = (sigma * [1, d]).sum() / max((a0 ** 2).sum(), 1e-12)
+    scale = (sigma * [1, d]).sum() / max((a0**2).sum(), 1e-12)
     return (shape - ca) @ rotation.T * scale + cb
 
 
@@ -118,7 +126,7 @@ def mean_shape(samples: list[Sample], k: int, iterations: int = 5) -> tuple[np.n
     aligned: list[np.ndarray | None] = [None] * len(samples)
     for _ in range(iterations):
         mean = mean - np.nanmean(mean, axis=0)
-        mean = mean / np.sqrt(np.nansum(mean ** 2) / np.isfinite(mean[:, 0]).sum())
+        mean = mean / np.sqrt(np.nansum(mean**2) / np.isfinite(mean[:, 0]).sum())
         filled = np.where(np.isfinite(mean), mean, 0.0)
         for n, (s, ok) in enumerate(zip(samples, usable)):
             mask = s.labelled & np.isfinite(mean[:, 0])
@@ -133,8 +141,9 @@ def find_shape_problems(samples, meta, findings: Findings, worst: int) -> tuple[
     if not any(s.labelled.sum() >= 3 for s in samples):
         return np.zeros((meta.num_keypoints, 2)), [None] * len(samples)
     mean, aligned = mean_shape(samples, meta.num_keypoints)
-    residuals = np.stack([np.linalg.norm(a - mean, axis=1) if a is not None else np.full(len(mean), np.nan)
-                          for a in aligned])
+    residuals = np.stack(
+        [np.linalg.norm(a - mean, axis=1) if a is not None else np.full(len(mean), np.nan) for a in aligned]
+    )
     # One misplaced point hardly moves a shape's overall distance: rank by the worst point instead, in units of that
     # point's usual residual (eyes sit tight, jaw ends wander with the pose).
     typical = np.nanmedian(residuals, axis=0)
@@ -162,8 +171,12 @@ def find_outside_and_units(samples: list[Sample], meta, findings: Findings) -> N
         points = s.keypoints[s.labelled]
         if len(points) >= 2 and points.min() >= 0 and points.max() <= 1 and min(width, height) >= 8:
             findings.unit_suspects.append((s.split, s.id))
-        outside = s.labelled & ((s.keypoints[:, 0] < -0.5) | (s.keypoints[:, 0] > width - 0.5)
-                                | (s.keypoints[:, 1] < -0.5) | (s.keypoints[:, 1] > height - 0.5))
+        outside = s.labelled & (
+            (s.keypoints[:, 0] < -0.5)
+            | (s.keypoints[:, 0] > width - 0.5)
+            | (s.keypoints[:, 1] < -0.5)
+            | (s.keypoints[:, 1] > height - 0.5)
+        )
         findings.outside += [(s.split, s.id, meta.names[k]) for k in np.flatnonzero(outside)]
 
 
@@ -173,7 +186,7 @@ def find_disagreements(samples: list[Sample], run: str, meta, findings: Findings
         raise ValueError(f"--run {run} predicts {predictor.meta.names}, the data has {meta.names}")
     errors, predictions = [], []
     for start in track(range(0, len(samples), 32), description="predicting"):
-        batch = samples[start:start + 32]
+        batch = samples[start : start + 32]
         keypoints, _ = predictor.predict([s.image for s in batch])
         predictions += list(keypoints)
     for s, predicted in zip(samples, predictions):
@@ -189,8 +202,15 @@ def _draw(ax, sample: Sample, meta, title: str, overlays=()) -> None:
     image = sample.image
     ax.imshow(image[:, :, 0] if image.shape[2] == 1 else image, cmap="gray")
     shown = sample.labelled
-    ax.scatter(sample.keypoints[shown, 0], sample.keypoints[shown, 1], s=10, c="lime", edgecolors="black",
-               linewidths=0.3, label="label")
+    ax.scatter(
+        sample.keypoints[shown, 0],
+        sample.keypoints[shown, 1],
+        s=10,
+        c="lime",
+        edgecolors="black",
+        linewidths=0.3,
+        label="label",
+    )
     for points, colour, name in overlays:
         ax.scatter(points[:, 0], points[:, 1], s=10, c=colour, marker="x", linewidths=0.8, label=name)
     ax.set_title(title, fontsize=6)
@@ -260,64 +280,125 @@ def _pictures(out: Path, samples, meta, findings: Findings, mean, predictions) -
     def sample_panel(key, title, overlays=()):
         return lambda ax: _draw(ax, samples[by_id[key]], meta, title, overlays)
 
-    pairs = [group[:2] for group in findings.exact_duplicates][:6] + [
-        [a, b] for a, b, _ in findings.near_duplicates][:max(0, 6 - len(findings.exact_duplicates))]
-    _grid(out / "duplicates.png", [sample_panel(key, f"{key[0]}: {Path(key[1]).name}") for pair in pairs for key in pair])
+    pairs = [group[:2] for group in findings.exact_duplicates][:6] + [[a, b] for a, b, _ in findings.near_duplicates][
+        : max(0, 6 - len(findings.exact_duplicates))
+    ]
+    _grid(
+        out / "duplicates.png", [sample_panel(key, f"{key[0]}: {Path(key[1]).name}") for pair in pairs for key in pair]
+    )
     pair_points = lambda key, a, b: samples[by_id[key]].keypoints[[meta.names.index(a), meta.names.index(b)]]
-    _grid(out / "swaps.png", [sample_panel((split, id_), f"{Path(id_).name}: {a} / {b}? (red)",
-                                           [(pair_points((split, id_), a, b), "red", "pair")])
-                              for split, id_, a, b, _ in findings.swaps[:8]])
-    _grid(out / "outliers.png", [sample_panel((split, id_), f"{Path(id_).name}: {d:.1f}× at {worst_point}",
-                                              [(_back_to_image(mean, samples[by_id[(split, id_)]]), "red", "mean shape")])
-                                 for split, id_, d, worst_point in findings.outliers])
+    _grid(
+        out / "swaps.png",
+        [
+            sample_panel(
+                (split, id_), f"{Path(id_).name}: {a} / {b}? (red)", [(pair_points((split, id_), a, b), "red", "pair")]
+            )
+            for split, id_, a, b, _ in findings.swaps[:8]
+        ],
+    )
+    _grid(
+        out / "outliers.png",
+        [
+            sample_panel(
+                (split, id_),
+                f"{Path(id_).name}: {d:.1f}× at {worst_point}",
+                [(_back_to_image(mean, samples[by_id[(split, id_)]]), "red", "mean shape")],
+            )
+            for split, id_, d, worst_point in findings.outliers
+        ],
+    )
     if predictions is not None:
-        _grid(out / "disagreements.png", [
-            sample_panel((split, id_), f"{Path(id_).name}: {e:.1f} px, worst {worst_point}",
-                         [(predictions[by_id[(split, id_)]], "red", "model")])
-            for split, id_, e, worst_point in findings.disagreements])
+        _grid(
+            out / "disagreements.png",
+            [
+                sample_panel(
+                    (split, id_),
+                    f"{Path(id_).name}: {e:.1f} px, worst {worst_point}",
+                    [(predictions[by_id[(split, id_)]], "red", "model")],
+                )
+                for split, id_, e, worst_point in findings.disagreements
+            ],
+        )
 
 
 def _markdown(cfg, meta, findings: Findings, run: str | None) -> str:
     name = lambda split, id_: f"`{id_}` ({split})"
-    lines = [f"# Label doctor: {cfg.data.dataset._target_}", "",
-             f"{meta.num_keypoints} keypoints; flip pairs: "
-             f"{'unknown' if meta.flip_pairs is None else len(meta.flip_pairs)}", "",
-             "| split | images | labelled keypoints |", "|---|---|---|"]
+    lines = [
+        f"# Label doctor: {cfg.data.dataset._target_}",
+        "",
+        f"{meta.num_keypoints} keypoints; flip pairs: {'unknown' if meta.flip_pairs is None else len(meta.flip_pairs)}",
+        "",
+        "| split | images | labelled keypoints |",
+        "|---|---|---|",
+    ]
     lines += [f"| {split} | {n} | {k} |" for split, (n, k) in findings.counts.items()]
     lines += ["", "## Label coverage per keypoint", "", "![coverage](coverage.png)", ""]
-    low = [(meta.names[k], float(findings.coverage["train"][k])) for k in range(meta.num_keypoints)
-           if findings.coverage["train"][k] < 0.5]
-    lines += [f"- labelled in under half the training images: {', '.join(f'{n} ({c:.0%})' for n, c in low)}"
-              if low else "- every keypoint is labelled in at least half the training images", ""]
+    low = [
+        (meta.names[k], float(findings.coverage["train"][k]))
+        for k in range(meta.num_keypoints)
+        if findings.coverage["train"][k] < 0.5
+    ]
+    lines += [
+        f"- labelled in under half the training images: {', '.join(f'{n} ({c:.0%})' for n, c in low)}"
+        if low
+        else "- every keypoint is labelled in at least half the training images",
+        "",
+    ]
     across = findings.across_splits()
-    lines += ["## Duplicates", "", f"- exact duplicates (same pixels): {len(findings.exact_duplicates)} group(s), "
-              f"{len(across)} across splits (a leak: validation and test see training images)"]
+    lines += [
+        "## Duplicates",
+        "",
+        f"- exact duplicates (same pixels): {len(findings.exact_duplicates)} group(s), "
+        f"{len(across)} across splits (a leak: validation and test see training images)",
+    ]
     lines += [f"  - {' = '.join(name(*key) for key in group)}" for group in findings.exact_duplicates[:20]]
     near_across = [(a, b, bits) for a, b, bits in findings.near_duplicates if a[0] != b[0]]
-    lines += [f"- near-duplicates (difference hash ≤ {NEAR_BITS} bits apart): {len(findings.near_duplicates)} pair(s), "
-              f"{len(near_across)} across splits"]
-    lines += [f"  - {name(*a)} ~ {name(*b)} ({bits} bits)" for a, b, bits in (near_across or findings.near_duplicates)[:20]]
-    lines += ["", "![duplicates](duplicates.png)", "", "## Keypoints outside the image and unit suspects", "",
-              f"- labelled keypoints outside their image: {len(findings.outside)}"]
+    lines += [
+        f"- near-duplicates (difference hash ≤ {NEAR_BITS} bits apart): {len(findings.near_duplicates)} pair(s), "
+        f"{len(near_across)} across splits"
+    ]
+    lines += [
+        f"  - {name(*a)} ~ {name(*b)} ({bits} bits)" for a, b, bits in (near_across or findings.near_duplicates)[:20]
+    ]
+    lines += [
+        "",
+        "![duplicates](duplicates.png)",
+        "",
+        "## Keypoints outside the image and unit suspects",
+        "",
+        f"- labelled keypoints outside their image: {len(findings.outside)}",
+    ]
     lines += [f"  - {name(split, id_)}: {kp}" for split, id_, kp in findings.outside[:20]]
-    lines += [f"- samples whose coordinates all lie within [0, 1] (normalised, not pixels?): "
-              f"{len(findings.unit_suspects)}"]
+    lines += [
+        f"- samples whose coordinates all lie within [0, 1] (normalised, not pixels?): {len(findings.unit_suspects)}"
+    ]
     lines += [f"  - {name(*key)}" for key in findings.unit_suspects[:20]]
     lines += ["", "## Suspected left/right swaps", ""]
     if meta.flip_pairs is None:
         lines += ["- not checked: the dataset's flip pairs are unknown (data.dataset.flip_pairs)"]
     lines += [f"- {len(findings.swaps)} pair(s) whose points each lie nearer the other's place in the mean shape"]
-    lines += [f"  - {name(split, id_)}: {a} / {b} (swapped is {ratio:.2f}× the distance)"
-              for split, id_, a, b, ratio in findings.swaps[:20]]
-    lines += ["", "![swaps](swaps.png)", "", "## Shape outliers", "",
-              "After Procrustes alignment to the mean shape, each sample's point farthest from its place, in units of "
-              "that point's median distance over the dataset (eyes sit tight, jaw ends wander), the worst first:", ""]
+    lines += [
+        f"  - {name(split, id_)}: {a} / {b} (swapped is {ratio:.2f}× the distance)"
+        for split, id_, a, b, ratio in findings.swaps[:20]
+    ]
+    lines += [
+        "",
+        "![swaps](swaps.png)",
+        "",
+        "## Shape outliers",
+        "",
+        "After Procrustes alignment to the mean shape, each sample's point farthest from its place, in units of "
+        "that point's median distance over the dataset (eyes sit tight, jaw ends wander), the worst first:",
+        "",
+    ]
     lines += [f"- {name(split, id_)}: {d:.1f}× at {worst_point}" for split, id_, d, worst_point in findings.outliers]
     lines += ["", "![outliers](outliers.png)", ""]
     if run:
         lines += ["## Where the model disagrees with the labels", "", f"model: `{run}`", ""]
-        lines += [f"- {name(split, id_)}: {e:.1f} px mean error, worst point {p}"
-                  for split, id_, e, p in findings.disagreements]
+        lines += [
+            f"- {name(split, id_)}: {e:.1f} px mean error, worst point {p}"
+            for split, id_, e, p in findings.disagreements
+        ]
         lines += ["", "![disagreements](disagreements.png)", ""]
     lines += ["## Samples the loader skipped", "", f"{len(findings.issues)} sample(s)"]
     lines += [f"- {issue}" for issue in findings.issues[:50]]

@@ -55,16 +55,35 @@ class SplitPredictions:
         return self.errors / self.source_scale[:, None]
 
 
-def predict_split(predictor: Predictor, dataset: Dataset, flip: bool, batch_size: int,
-                  name: str = "test", description: str = "predicting") -> SplitPredictions:
+def predict_split(
+    predictor: Predictor,
+    dataset: Dataset,
+    flip: bool,
+    batch_size: int,
+    name: str = "test",
+    description: str = "predicting",
+) -> SplitPredictions:
     """Predict every sample of `dataset` and accumulate the module's metrics under the name `name`."""
     module = predictor.module
     for metric in [*module.metrics["test"], module.count_mae["test"]]:
         metric.reset()
     device = next(module.parameters()).device
     scale = module.meta.count_scale or 1.0
-    columns: dict[str, list] = {key: [] for key in ("ids", "pred", "target", "visible", "scores", "difficulty",
-                                                    "pck_norm", "source_scale", "count_true", "count_pred")}
+    columns: dict[str, list] = {
+        key: []
+        for key in (
+            "ids",
+            "pred",
+            "target",
+            "visible",
+            "scores",
+            "difficulty",
+            "pck_norm",
+            "source_scale",
+            "count_true",
+            "count_pred",
+        )
+    }
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     with torch.no_grad():
         for batch in track(loader, description=description, transient=True, disable=len(loader) < 5):
@@ -73,10 +92,15 @@ def predict_split(predictor: Predictor, dataset: Dataset, flip: bool, batch_size
             module.update_metrics("test", prediction.keypoints, batch, prediction.outputs)
             _, pck_norm = module.normalising_lengths(batch["keypoints"], batch["visible"])
             columns["ids"] += list(batch["id"])
-            for key, value in (("pred", prediction.keypoints), ("target", batch["keypoints"]),
-                               ("visible", batch["visible"]), ("scores", prediction.scores),
-                               ("difficulty", prediction.difficulty), ("pck_norm", pck_norm),
-                               ("source_scale", batch["affine"][:, :, :2].det().abs().sqrt())):
+            for key, value in (
+                ("pred", prediction.keypoints),
+                ("target", batch["keypoints"]),
+                ("visible", batch["visible"]),
+                ("scores", prediction.scores),
+                ("difficulty", prediction.difficulty),
+                ("pck_norm", pck_norm),
+                ("source_scale", batch["affine"][:, :, :2].det().abs().sqrt()),
+            ):
                 columns[key].append(value.float().cpu().numpy() if key != "visible" else value.cpu().numpy())
             if "count" in prediction.outputs and "count" in batch:
                 columns["count_true"].append((batch["count"].float() * scale).cpu().numpy().reshape(-1))
@@ -87,8 +111,9 @@ def predict_split(predictor: Predictor, dataset: Dataset, flip: bool, batch_size
     return SplitPredictions(ids=columns["ids"], splits=splits, metrics=metrics, **stacked)
 
 
-def calibrate(predictor: Predictor, dataset: Dataset, flip: bool, alpha: float,
-              batch_size: int) -> calibration.Calibration:
+def calibrate(
+    predictor: Predictor, dataset: Dataset, flip: bool, alpha: float, batch_size: int
+) -> calibration.Calibration:
     """Fit the uncertainty radius on `dataset` (the validation split) and give it to the predictor; stored in the
     predictor's checkpoint file where it has one."""
     val = predict_split(predictor, dataset, flip, batch_size, "val", "calibrating on val")
@@ -98,14 +123,27 @@ def calibrate(predictor: Predictor, dataset: Dataset, flip: bool, alpha: float,
         try:
             calibration.store(predictor.checkpoint, fitted)
         except OSError as error:  # a read-only checkpoint: the report still gets its radius
-            log.warning("the calibration is not stored in %s (%s): it is used for this report only",
-                        predictor.checkpoint, error.strerror or error)
+            log.warning(
+                "the calibration is not stored in %s (%s): it is used for this report only",
+                predictor.checkpoint,
+                error.strerror or error,
+            )
     return fitted
 
 
-def evaluate(predictor: Predictor, datamodule, split: str, out: Path, flip: bool = False, alpha: float = 0.1,
-             pck_thresholds=(0.05, 0.1), pck_norm: str = "image", num_worst: int = 16,
-             recalibrate: bool = False, loggers=()) -> dict:
+def evaluate(
+    predictor: Predictor,
+    datamodule,
+    split: str,
+    out: Path,
+    flip: bool = False,
+    alpha: float = 0.1,
+    pck_thresholds=(0.05, 0.1),
+    pck_norm: str = "image",
+    num_worst: int = 16,
+    recalibrate: bool = False,
+    loggers=(),
+) -> dict:
     """Calibrate if needed, predict `split` of the datamodule and write the report into `out`; returns its metrics."""
     datamodule.setup()
     _check_data_fits(predictor, datamodule)
@@ -131,6 +169,7 @@ def _split_dataset(datamodule, split: str) -> Dataset:
         if name == "train":  # without the training augmentation: evaluate the images as they are
             return datamodule.dataset(split="train", transform=datamodule.transforms.get("test"))
         return datamodule.splits[name]
+
     if split == "all":
         return _Splits([(name, one(name)) for name in ("train", "val", "test")])
     return one(split)
@@ -139,12 +178,16 @@ def _split_dataset(datamodule, split: str) -> Dataset:
 def _check_data_fits(predictor: Predictor, datamodule) -> None:
     names = datamodule.meta.names
     if list(names) != list(predictor.meta.names):
-        raise ConfigError(f"the data has the keypoints {names}, the model predicts {predictor.meta.names}: "
-                          f"evaluate on data with the same keypoints in the same order")
+        raise ConfigError(
+            f"the data has the keypoints {names}, the model predicts {predictor.meta.names}: "
+            f"evaluate on data with the same keypoints in the same order"
+        )
     shape = tuple(datamodule.splits["val"][0]["image"].shape)
     if shape != predictor.input_shape:
-        raise ConfigError(f"the data gives {shape} images, the model takes {predictor.input_shape}: set the data's "
-                          f"size (e.g. data.dataset.width/height) as in training")
+        raise ConfigError(
+            f"the data gives {shape} images, the model takes {predictor.input_shape}: set the data's "
+            f"size (e.g. data.dataset.width/height) as in training"
+        )
 
 
 def data_config(run: Path, overrides: list[str]) -> DictConfig:
@@ -160,9 +203,17 @@ def data_config(run: Path, overrides: list[str]) -> DictConfig:
     return OmegaConf.merge(OmegaConf.load(run_dir.config), OmegaConf.from_dotlist(list(overrides)))
 
 
-def evaluate_run(run: Path, split: str = "test", flip: bool = False, checkpoint: Path | None = None,
-                 out: Path | None = None, overrides: list[str] = (), alpha: float = 0.1, num_worst: int = 16,
-                 recalibrate: bool = False) -> dict:
+def evaluate_run(
+    run: Path,
+    split: str = "test",
+    flip: bool = False,
+    checkpoint: Path | None = None,
+    out: Path | None = None,
+    overrides: list[str] = (),
+    alpha: float = 0.1,
+    num_worst: int = 16,
+    recalibrate: bool = False,
+) -> dict:
     cfg = data_config(run, list(overrides))
     predictor = load(checkpoint or run)
     if predictor.module is None:
@@ -170,6 +221,15 @@ def evaluate_run(run: Path, split: str = "test", flip: bool = False, checkpoint:
     datamodule = instantiate(cfg.data)
     out = Path(out) if out else RunDir(run).eval_dir(split)
     metrics = cfg.get("metrics", {})
-    return evaluate(predictor, datamodule, split, out, flip, alpha, metrics.get("pck_thresholds", (0.05, 0.1)),
-                    metrics.get("pck_norm", "image"), num_worst, recalibrate)
-
+    return evaluate(
+        predictor,
+        datamodule,
+        split,
+        out,
+        flip,
+        alpha,
+        metrics.get("pck_thresholds", (0.05, 0.1)),
+        metrics.get("pck_norm", "image"),
+        num_worst,
+        recalibrate,
+    )

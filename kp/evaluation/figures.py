@@ -1,4 +1,5 @@
-"""The evaluation report's figures (kp.evaluation.report): PCK curve, error per keypoint, error against score, counts."""
+"""The evaluation report's figures (kp.evaluation.report): PCK curve, error per keypoint, error against score,
+counts."""
 
 from __future__ import annotations
 
@@ -18,8 +19,12 @@ def _save(fig, path: Path) -> Path:
 def pck_curve(thresholds: np.ndarray, pck: np.ndarray, auc: float, norm: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5, 3.6))
     ax.plot(thresholds, pck, color="tab:blue", label=f"AUC {auc:.3f}")
-    ax.set(xlabel=f"threshold (fraction of {norm})", ylabel="PCK: fraction within threshold", ylim=(0, 1.02),
-           xlim=(0, thresholds[-1]))
+    ax.set(
+        xlabel=f"threshold (fraction of {norm})",
+        ylabel="PCK: fraction within threshold",
+        ylim=(0, 1.02),
+        xlim=(0, thresholds[-1]),
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     return _save(fig, path)

@@ -1,13 +1,13 @@
 """The evaluation report (README "Evaluate"): what kp.evaluation.evaluate and the end of train.py write for a split.
 
-  metrics.json     the module's metrics (as train.py's test logs them) + PCK AUC, median and p90 error, the coverage
-                   of the uncertainty radius (overall, per keypoint, over the worst tenth of samples) and its
-                   adaptivity; a metric that cannot be computed is null, with the reason under "missing"; samples
-                   with no labelled keypoint are counted and listed
-  keypoints.csv/md one row per keypoint
-  errors.csv       one row per sample and keypoint (input pixels, and the error in the source image's pixels)
-  pck_curve.csv/png, keypoint_errors.png, error_vs_score.png, worst.png, counts.png (count models)
-  report.md        all of it on one page
+metrics.json     the module's metrics (as train.py's test logs them) + PCK AUC, median and p90 error, the coverage
+                 of the uncertainty radius (overall, per keypoint, over the worst tenth of samples) and its
+                 adaptivity; a metric that cannot be computed is null, with the reason under "missing"; samples
+                 with no labelled keypoint are counted and listed
+keypoints.csv/md one row per keypoint
+errors.csv       one row per sample and keypoint (input pixels, and the error in the source image's pixels)
+pck_curve.csv/png, keypoint_errors.png, error_vs_score.png, worst.png, counts.png (count models)
+report.md        all of it on one page
 """
 
 from __future__ import annotations
@@ -51,21 +51,24 @@ def write(p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: i
 
     visible_errors = errors[p.visible]
     metrics = dict(p.metrics)
-    metrics.update({
-        f"{split}/auc": auc,
-        f"{split}/median_error_px": _quantile(visible_errors, 0.5),
-        f"{split}/p90_error_px": _quantile(visible_errors, 0.9),
-        # in the source images' pixels (a DeepLabCut frame's, before the loader's resize): rmse as defined above (per
-        # coordinate), and the mean distance, which is what DeepLabCut reports as its "RMSE"
-        f"{split}/rmse_source_px": _mean(p.source_errors[p.visible] ** 2 / 2) ** 0.5,
-        f"{split}/mean_error_source_px": _mean(p.source_errors[p.visible]),
-        f"{split}/coverage": float(covered.sum() / p.visible.sum()) if p.visible.any() else math.nan,
-        f"{split}/median_radius_px": _quantile(radius[p.visible], 0.5),
-        f"{split}/radius_adaptivity": radius_adaptivity(errors, radius, p.visible),
-        # the adaptivity of a radius equal to each error, for comparison
-        f"{split}/error_adaptivity": radius_adaptivity(errors, errors, p.visible),
-        f"{split}/coverage_worst_tenth": worst_tenth_coverage(errors, radius, p.visible),
-    })
+    metrics.update(
+        {
+            f"{split}/auc": auc,
+            f"{split}/median_error_px": _quantile(visible_errors, 0.5),
+            f"{split}/p90_error_px": _quantile(visible_errors, 0.9),
+            # in the source images' pixels (a DeepLabCut frame's, before the loader's resize): rmse as defined above
+            # (per
+            # coordinate), and the mean distance, which is what DeepLabCut reports as its "RMSE"
+            f"{split}/rmse_source_px": _mean(p.source_errors[p.visible] ** 2 / 2) ** 0.5,
+            f"{split}/mean_error_source_px": _mean(p.source_errors[p.visible]),
+            f"{split}/coverage": float(covered.sum() / p.visible.sum()) if p.visible.any() else math.nan,
+            f"{split}/median_radius_px": _quantile(radius[p.visible], 0.5),
+            f"{split}/radius_adaptivity": radius_adaptivity(errors, radius, p.visible),
+            # the adaptivity of a radius equal to each error, for comparison
+            f"{split}/error_adaptivity": radius_adaptivity(errors, errors, p.visible),
+            f"{split}/coverage_worst_tenth": worst_tenth_coverage(errors, radius, p.visible),
+        }
+    )
     for k, name in enumerate(meta.names):
         seen = p.visible[:, k]
         metrics[f"{split}/coverage/{name}"] = float(covered[seen, k].mean()) if seen.any() else math.nan
@@ -79,25 +82,37 @@ def write(p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: i
 
     pictures = {
         "pck_curve.png": figures.pck_curve(thresholds, pck, auc, norm_name, out / "pck_curve.png"),
-        "keypoint_errors.png": figures.keypoint_errors([errors[p.visible[:, k], k] for k in range(len(meta.names))],
-                                                       meta.names, out / "keypoint_errors.png"),
-        "error_vs_score.png": figures.error_against_score(visible_errors, p.scores[p.visible],
-                                                          out / "error_vs_score.png"),
+        "keypoint_errors.png": figures.keypoint_errors(
+            [errors[p.visible[:, k], k] for k in range(len(meta.names))], meta.names, out / "keypoint_errors.png"
+        ),
+        "error_vs_score.png": figures.error_against_score(
+            visible_errors, p.scores[p.visible], out / "error_vs_score.png"
+        ),
     }
     worst = worst_samples(errors, p.visible, num_worst)
     if len(worst):
         pictures["worst.png"] = _gallery(worst, p, errors, radius, dataset, meta, out / "worst.png")
     if p.count_true is not None:
-        pictures["counts.png"] = figures.counts(p.count_true, p.count_pred, "count" if not meta.count_scale
-                                                else "cards", out / "counts.png")
+        pictures["counts.png"] = figures.counts(
+            p.count_true, p.count_pred, "count" if not meta.count_scale else "cards", out / "counts.png"
+        )
 
-    result = {key: (None if isinstance(value, float) and math.isnan(value) else value)
-              for key, value in sorted(metrics.items())}
-    result.update({
-        "missing": missing, "samples": len(p.ids), "unlabelled_samples": len(unlabelled),
-        "unlabelled_ids": unlabelled, "checkpoint": str(predictor.checkpoint) if predictor.checkpoint else None,
-        "flip": flip, "calibration": fitted.to_dict(), "report": str(out / "report.md"),
-    })
+    result = {
+        key: (None if isinstance(value, float) and math.isnan(value) else value)
+        for key, value in sorted(metrics.items())
+    }
+    result.update(
+        {
+            "missing": missing,
+            "samples": len(p.ids),
+            "unlabelled_samples": len(unlabelled),
+            "unlabelled_ids": unlabelled,
+            "checkpoint": str(predictor.checkpoint) if predictor.checkpoint else None,
+            "flip": flip,
+            "calibration": fitted.to_dict(),
+            "report": str(out / "report.md"),
+        }
+    )
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     (out / "report.md").write_text(_report_page(result, split, table, pictures, norm_name))
     _to_wandb(loggers, split, pictures, out / "errors.csv")
@@ -156,11 +171,19 @@ def keypoint_table(p, errors, radius, covered, metrics, split, names, metric_nam
     for k, name in enumerate(names):
         seen = p.visible[:, k]
         e = errors[seen, k]
-        row = {"keypoint": name, "labelled": int(seen.sum()), "mean_px": _mean(e),
-               "median_px": _quantile(e, 0.5), "p90_px": _quantile(e, 0.9)}
-        row.update({metric if metric != "rmse" else "rmse_px": metrics[f"{split}/{metric}/{name}"]
-                    for metric in metric_names})
-        row.update({"coverage": metrics[f"{split}/coverage/{name}"], "median_radius_px": _quantile(radius[seen, k], 0.5)})
+        row = {
+            "keypoint": name,
+            "labelled": int(seen.sum()),
+            "mean_px": _mean(e),
+            "median_px": _quantile(e, 0.5),
+            "p90_px": _quantile(e, 0.9),
+        }
+        row.update(
+            {metric if metric != "rmse" else "rmse_px": metrics[f"{split}/{metric}/{name}"] for metric in metric_names}
+        )
+        row.update(
+            {"coverage": metrics[f"{split}/coverage/{name}"], "median_radius_px": _quantile(radius[seen, k], 0.5)}
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -170,13 +193,20 @@ def error_rows(p, errors, radius, names) -> pd.DataFrame:
     n, k = errors.shape
     images, frames = zip(*(_image_and_frame(sample_id) for sample_id in p.ids)) if n else ((), ())
     columns = {
-        "split": np.repeat(p.splits, k), "sample": np.repeat(np.arange(n), k),
-        "image": np.repeat(images, k), "frame": np.repeat(frames, k),
-        "keypoint": np.tile(names, n), "visible": p.visible.reshape(-1),
-        "gt_x": p.target[..., 0].reshape(-1), "gt_y": p.target[..., 1].reshape(-1),
-        "pred_x": p.pred[..., 0].reshape(-1), "pred_y": p.pred[..., 1].reshape(-1),
-        "error_px": errors.reshape(-1), "error_source_px": p.source_errors.reshape(-1),
-        "score": p.scores.reshape(-1), "radius_px": radius.reshape(-1),
+        "split": np.repeat(p.splits, k),
+        "sample": np.repeat(np.arange(n), k),
+        "image": np.repeat(images, k),
+        "frame": np.repeat(frames, k),
+        "keypoint": np.tile(names, n),
+        "visible": p.visible.reshape(-1),
+        "gt_x": p.target[..., 0].reshape(-1),
+        "gt_y": p.target[..., 1].reshape(-1),
+        "pred_x": p.pred[..., 0].reshape(-1),
+        "pred_y": p.pred[..., 1].reshape(-1),
+        "error_px": errors.reshape(-1),
+        "error_source_px": p.source_errors.reshape(-1),
+        "score": p.scores.reshape(-1),
+        "radius_px": radius.reshape(-1),
     }
     if p.count_true is not None:
         columns["count_true"], columns["count_pred"] = np.repeat(p.count_true, k), np.repeat(p.count_pred, k)
@@ -199,8 +229,11 @@ def _mean(values: np.ndarray) -> float:
 def _missing_reasons(metrics: dict, p, meta, pck_norm: str) -> dict[str, str]:
     """Why each NaN metric could not be computed."""
     pair = meta.norm_pair
-    pair_reason = (f"no sample has both keypoints of the normalising pair ({meta.names[pair[0]]}, "
-                   f"{meta.names[pair[1]]}) labelled" if pair else "")
+    pair_reason = (
+        f"no sample has both keypoints of the normalising pair ({meta.names[pair[0]]}, {meta.names[pair[1]]}) labelled"
+        if pair
+        else ""
+    )
     reasons = {}
     for key, value in metrics.items():
         if not (isinstance(value, float) and math.isnan(value)):
@@ -211,9 +244,11 @@ def _missing_reasons(metrics: dict, p, meta, pck_norm: str) -> dict[str, str]:
         if not seen.any():
             reasons[key] = f"no visible {name or 'keypoint'} in the split"
         elif "adaptivity" in key or "worst_tenth" in key:  # radius_, error_adaptivity, coverage_worst_tenth
-            reasons[key] = (f"fewer than {MIN_TENTHS_SAMPLES} labelled samples"
-                            if p.visible.any(1).sum() < MIN_TENTHS_SAMPLES
-                            else "the radius is infinite (too few validation points to calibrate it)")
+            reasons[key] = (
+                f"fewer than {MIN_TENTHS_SAMPLES} labelled samples"
+                if p.visible.any(1).sum() < MIN_TENTHS_SAMPLES
+                else "the radius is infinite (too few validation points to calibrate it)"
+            )
         elif pair and (parts[1] == "nme" or pck_norm == "pair"):
             reasons[key] = pair_reason
         else:
@@ -223,11 +258,21 @@ def _missing_reasons(metrics: dict, p, meta, pck_norm: str) -> dict[str, str]:
 
 def _gallery(indices, p, errors, radius, dataset, meta, path: Path) -> Path:
     images = torch.stack([dataset[int(i)]["image"] for i in indices]).float()
-    titles = [f"{Path(_image_and_frame(p.ids[i])[0]).name[:28]} {_image_and_frame(p.ids[i])[1]}\n"
-              f"mean error {np.nanmean(errors[i]):.1f} px" for i in indices]
-    return plot_predictions(images, torch.from_numpy(p.target[indices]), torch.from_numpy(p.visible[indices]),
-                            torch.from_numpy(p.pred[indices]), meta, path, radius=torch.from_numpy(radius[indices]),
-                            titles=titles)
+    titles = [
+        f"{Path(_image_and_frame(p.ids[i])[0]).name[:28]} {_image_and_frame(p.ids[i])[1]}\n"
+        f"mean error {np.nanmean(errors[i]):.1f} px"
+        for i in indices
+    ]
+    return plot_predictions(
+        images,
+        torch.from_numpy(p.target[indices]),
+        torch.from_numpy(p.visible[indices]),
+        torch.from_numpy(p.pred[indices]),
+        meta,
+        path,
+        radius=torch.from_numpy(radius[indices]),
+        titles=titles,
+    )
 
 
 def _format(value) -> str:
@@ -244,36 +289,57 @@ def _markdown(table: pd.DataFrame) -> str:
 
 def _report_page(result: dict, split: str, table: pd.DataFrame, pictures: dict, norm_name: str) -> str:
     calib = result["calibration"]
-    overall = [(key, value) for key, value in result.items()
-               if key.startswith(f"{split}/") and key.count("/") == 1]
-    lines = [f"# Evaluation: {split} split", "",
-             f"Checkpoint `{result['checkpoint']}`, {result['samples']} samples, flip test "
-             f"{'on' if result['flip'] else 'off'}. Errors are in the network's input pixels; PCK thresholds are "
-             f"fractions of {norm_name}.", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {key.split('/', 1)[1]} | {_format(value) if value is not None else 'missing'} |"
-              for key, value in overall]
+    overall = [(key, value) for key, value in result.items() if key.startswith(f"{split}/") and key.count("/") == 1]
+    lines = [
+        f"# Evaluation: {split} split",
+        "",
+        f"Checkpoint `{result['checkpoint']}`, {result['samples']} samples, flip test "
+        f"{'on' if result['flip'] else 'off'}. Errors are in the network's input pixels; PCK thresholds are "
+        f"fractions of {norm_name}.",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    lines += [
+        f"| {key.split('/', 1)[1]} | {_format(value) if value is not None else 'missing'} |" for key, value in overall
+    ]
     if result["missing"]:
         lines += ["", "Missing metrics:", *(f"- `{key}`: {reason}" for key, reason in result["missing"].items())]
     if result["unlabelled_samples"]:
         listed = ", ".join(f"`{i}`" for i in result["unlabelled_ids"][:20])
         more = " …" if result["unlabelled_samples"] > 20 else ""
-        lines += ["", f"{result['unlabelled_samples']} samples have no labelled keypoint and are left out of every "
-                      f"average: {listed}{more}"]
-    lines += ["", "## Uncertainty", "",
-              f"Each prediction carries a radius meant to hold the true point with probability {1 - calib['alpha']:g} "
-              f"(split conformal, calibrated on the validation split, scaled by the prediction's spread"
-              f"{' and flip disagreement' if calib['flip'] else ''} and by how low its own and its image's scores are)."
-              f" Coverage here: "
-              f"**{_format(result[f'{split}/coverage'])}**; median radius {_format(result[f'{split}/median_radius_px'])}"
-              f" px; the worst tenth of samples get {_format(result[f'{split}/radius_adaptivity'])}× the radius of "
-              f"the best tenth (a circle through each true point would give "
-              f"{_format(result[f'{split}/error_adaptivity'])}×), and their coverage is "
-              f"{_format(result[f'{split}/coverage_worst_tenth'])}.", "",
-              "## Per keypoint", "", _markdown(table), "## Figures", ""]
-    captions = {"pck_curve.png": "PCK curve", "keypoint_errors.png": "error per keypoint",
-                "error_vs_score.png": "error against score",
-                "worst.png": "the worst samples (green: truth, red: prediction, cyan: radius)",
-                "counts.png": "predicted against true count; count error"}
+        lines += [
+            "",
+            f"{result['unlabelled_samples']} samples have no labelled keypoint and are left out of every "
+            f"average: {listed}{more}",
+        ]
+    lines += [
+        "",
+        "## Uncertainty",
+        "",
+        f"Each prediction carries a radius meant to hold the true point with probability {1 - calib['alpha']:g} "
+        f"(split conformal, calibrated on the validation split, scaled by the prediction's spread"
+        f"{' and flip disagreement' if calib['flip'] else ''} and by how low its own and its image's scores are)."
+        f" Coverage here: "
+        f"**{_format(result[f'{split}/coverage'])}**; median radius {_format(result[f'{split}/median_radius_px'])}"
+        f" px; the worst tenth of samples get {_format(result[f'{split}/radius_adaptivity'])}× the radius of "
+        f"the best tenth (a circle through each true point would give "
+        f"{_format(result[f'{split}/error_adaptivity'])}×), and their coverage is "
+        f"{_format(result[f'{split}/coverage_worst_tenth'])}.",
+        "",
+        "## Per keypoint",
+        "",
+        _markdown(table),
+        "## Figures",
+        "",
+    ]
+    captions = {
+        "pck_curve.png": "PCK curve",
+        "keypoint_errors.png": "error per keypoint",
+        "error_vs_score.png": "error against score",
+        "worst.png": "the worst samples (green: truth, red: prediction, cyan: radius)",
+        "counts.png": "predicted against true count; count error",
+    }
     lines += [f"**{captions[name]}**\n\n![{captions[name]}]({name})\n" for name in pictures]
     lines += ["Every row behind these figures: `errors.csv` (one row per sample and keypoint), `pck_curve.csv`."]
     return "\n".join(lines) + "\n"

@@ -28,7 +28,6 @@ OPSET = 17
 CLOSER_DECODERS = {"dark": ["quarter", "argmax"], "average": ["argmax"], "quarter": ["argmax"]}
 
 
-
 def _reason(error: Exception) -> str:
     """The unsupported operator when the exporter names one, else the first line of its message."""
     found = re.search(r"operator '?([\w:.]+)'?", str(error))
@@ -37,16 +36,25 @@ def _reason(error: Exception) -> str:
     return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
 
 
-def export_onnx(graph: ExportGraph, example: torch.Tensor, path: Path, dynamic_batch: bool, props: dict[str, str],
-                name: str) -> None:
+def export_onnx(
+    graph: ExportGraph, example: torch.Tensor, path: Path, dynamic_batch: bool, props: dict[str, str], name: str
+) -> None:
     import onnx
 
     axes = {key: {0: "batch"} for key in ["images", *graph.output_names]} if dynamic_batch else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's deprecation and tracer warnings (see the docstring)
-            torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=OPSET, input_names=["images"],
-                              output_names=graph.output_names, dynamic_axes=axes)
+            torch.onnx.export(
+                graph,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=["images"],
+                output_names=graph.output_names,
+                dynamic_axes=axes,
+            )
     except (torch.onnx.errors.OnnxExporterError, RuntimeError) as error:
         raise ExportError(f"{name} cannot be exported to ONNX: {_reason(error)}") from None
     model = onnx.load(str(path))
@@ -65,8 +73,9 @@ def export_torchscript(graph: ExportGraph, example: torch.Tensor, path: Path, pr
     torch.jit.save(traced, str(path), _extra_files={f"{key}.json": value for key, value in props.items()})
 
 
-def export(predictor: Predictor, fmt: str, path: Path, decode: bool = True, flip: bool = False,
-           batch: int | None = None) -> tuple[ExportGraph, str | None]:
+def export(
+    predictor: Predictor, fmt: str, path: Path, decode: bool = True, flip: bool = False, batch: int | None = None
+) -> tuple[ExportGraph, str | None]:
     """Write `predictor`'s model as `fmt` to `path`. Returns the graph exported (its eager twin is the parity
     reference) and the heatmap decoder in it: the run's, or the closest one that exports when the run's does not."""
     own = getattr(predictor.module.codec, "decoder", None) if decode else None  # coordinates need no decoder
@@ -104,8 +113,17 @@ def default_out(model: Path) -> Path:
     return RunDir(model).export_dir if model.is_dir() else resolve_checkpoint(model).parent
 
 
-def run(model: Path, formats: list[str], out: Path | None = None, decode: bool = True, flip: bool = False,
-        batch: int | None = None, latency_batches=(1, 32), runs: int = 20, max_images: int = 64) -> dict:
+def run(
+    model: Path,
+    formats: list[str],
+    out: Path | None = None,
+    decode: bool = True,
+    flip: bool = False,
+    batch: int | None = None,
+    latency_batches=(1, 32),
+    runs: int = 20,
+    max_images: int = 64,
+) -> dict:
     """Export, check parity and time: the command's work. Returns the report (also written as JSON and Markdown);
     ExportError when a format misses parity."""
     predictor = load(model)
@@ -123,9 +141,11 @@ def run(model: Path, formats: list[str], out: Path | None = None, decode: bool =
         exports[fmt] = (path, graph, decoder)
     report = check(predictor, exports, images, source, decode, flip, batch, latency_batches, runs)
     write_report(report, out)
-    failed = [f"{fmt}: keypoints differ by up to {row['parity']['max_px']:.4g} px (limit {row['parity']['limit_px']} px)"
-              for fmt, row in report["formats"].items() if not row["parity"]["ok"]]
+    failed = [
+        f"{fmt}: keypoints differ by up to {row['parity']['max_px']:.4g} px (limit {row['parity']['limit_px']} px)"
+        for fmt, row in report["formats"].items()
+        if not row["parity"]["ok"]
+    ]
     if failed:
         raise ExportError(f"parity missed ({'; '.join(failed)}); see {out / 'export_report.md'}")
     return report
-

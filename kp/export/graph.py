@@ -12,8 +12,10 @@ from kp.errors import ConfigError
 from kp.inference.predictor import Predictor
 
 RAW_OUTPUTS = ("keypoints", "visibility", "count")  # the earlier hourglass stacks are a training signal only
-PREPROCESSING = ("uint8 image / 255 as float32, NCHW; RGB when channels is 3, grey when 1; letterboxed into fit_size "
-                 "(width, height) when set, then the test transforms (kp.inference.preprocess.Preprocess)")
+PREPROCESSING = (
+    "uint8 image / 255 as float32, NCHW; RGB when channels is 3, grey when 1; letterboxed into fit_size "
+    "(width, height) when set, then the test transforms (kp.inference.preprocess.Preprocess)"
+)
 
 
 class ExportGraph(nn.Module):

@@ -36,7 +36,8 @@ def _run_config(model: Path) -> Path:
 
 
 def validation_images(model: Path, predictor: Predictor, count: int) -> tuple[torch.Tensor, str]:
-    """Up to `count` preprocessed images of the run's validation split, else synthetic ones; and where they came from."""
+    """Up to `count` preprocessed images of the run's validation split, else synthetic ones; and where they came
+    from."""
     config = _run_config(Path(model))
     if not config.is_file():
         reason = f"no run config at {config}"
@@ -52,7 +53,8 @@ def validation_images(model: Path, predictor: Predictor, count: int) -> tuple[to
                 return images, f"{n} images of the validation split of {cfg.data.dataset._target_}"
             reason = f"its validation images are {tuple(images.shape[1:])}, the model takes {predictor.input_shape}"
         except Exception as error:  # any reason the data cannot be read: measure on synthetic images, and say why
-            reason = f"validation data not readable: {str(error).splitlines()[0][:200] if str(error) else type(error).__name__}"
+            first_line = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            reason = f"validation data not readable: {first_line}"
     return synthetic_images(predictor.input_shape, count), f"{count} synthetic faces ({reason})"
 
 
@@ -60,8 +62,12 @@ def synthetic_images(input_shape: tuple[int, int, int], count: int) -> torch.Ten
     """The built-in cartoon faces, resized to the model's input (grey when it takes one channel)."""
     channels, height, width = input_shape
     faces = SyntheticKeypoints("val", sizes={"val": count}, image_size=max(height, width), occlusion_prob=0.0)
-    images = F.interpolate(torch.stack([faces[i]["image"] for i in range(count)]), size=(height, width),
-                           mode="bilinear", align_corners=False)
+    images = F.interpolate(
+        torch.stack([faces[i]["image"] for i in range(count)]),
+        size=(height, width),
+        mode="bilinear",
+        align_corners=False,
+    )
     return images.mean(1, keepdim=True) if channels == 1 else images
 
 
@@ -69,6 +75,7 @@ def eager_runner(graph: ExportGraph):
     def run(images: torch.Tensor) -> list[np.ndarray]:
         with torch.inference_mode():
             return [output.float().numpy() for output in graph(images)]
+
     return run
 
 
@@ -78,6 +85,7 @@ def torchscript_runner(path: Path):
     def run(images: torch.Tensor) -> list[np.ndarray]:
         with torch.inference_mode():
             return [output.float().numpy() for output in traced(images)]
+
     return run
 
 
@@ -95,7 +103,7 @@ def outputs_of(runner, images: torch.Tensor, batch: int | None) -> list[np.ndarr
     size = batch or 32
     chunks = []
     for start in range(0, len(images), size):
-        chunk = images[start:start + size]
+        chunk = images[start : start + size]
         n = len(chunk)
         if batch and n < batch:
             chunk = torch.cat([chunk, chunk[-1:].expand(batch - n, *chunk.shape[1:])])
@@ -112,8 +120,11 @@ def keypoints_of(graph: ExportGraph, outputs: list[np.ndarray]) -> np.ndarray:
 
 def difference(graph: ExportGraph, reference: list[np.ndarray], exported: list[np.ndarray]) -> dict:
     distance = np.linalg.norm(keypoints_of(graph, reference) - keypoints_of(graph, exported), axis=-1)
-    return {"max_px": float(distance.max()), "mean_px": float(distance.mean()),
-            "max_output": max(float(np.abs(a - b).max()) for a, b in zip(reference, exported))}
+    return {
+        "max_px": float(distance.max()),
+        "mean_px": float(distance.mean()),
+        "max_output": max(float(np.abs(a - b).max()) for a, b in zip(reference, exported)),
+    }
 
 
 def median_ms(runner, images: torch.Tensor, runs: int) -> float:
@@ -127,8 +138,17 @@ def median_ms(runner, images: torch.Tensor, runs: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def check(predictor: Predictor, exports: dict, images: torch.Tensor, source: str, decode: bool, flip: bool,
-          batch: int | None, latency_batches=(1, 32), runs: int = 20) -> dict:
+def check(
+    predictor: Predictor,
+    exports: dict,
+    images: torch.Tensor,
+    source: str,
+    decode: bool,
+    flip: bool,
+    batch: int | None,
+    latency_batches=(1, 32),
+    runs: int = 20,
+) -> dict:
     """Parity and latency of each export: `exports` maps a format to (file, graph, heatmap decoder in it)."""
     run_decoder = getattr(predictor.module.codec, "decoder", None)
     formats, runners = {}, {}
@@ -136,12 +156,18 @@ def check(predictor: Predictor, exports: dict, images: torch.Tensor, source: str
         runners[fmt] = onnx_runner(path) if fmt == "onnx" else torchscript_runner(path)
         reference = outputs_of(eager_runner(graph), images, batch)
         parity = difference(graph, reference, outputs_of(runners[fmt], images, batch))
-        row = {"file": path.name, "size_bytes": path.stat().st_size, "decoder": decoder,
-               "parity": {**parity, "limit_px": PARITY_PX, "ok": parity["max_px"] <= PARITY_PX}}
+        row = {
+            "file": path.name,
+            "size_bytes": path.stat().st_size,
+            "decoder": decoder,
+            "parity": {**parity, "limit_px": PARITY_PX, "ok": parity["max_px"] <= PARITY_PX},
+        }
         if decoder != (run_decoder if decode else None):  # a stand-in decoder: how far from the run's own
             own = ExportGraph(predictor, decode, flip).eval()
-            row["decoder_vs_run"] = {"run_decoder": run_decoder,
-                                     **difference(graph, outputs_of(eager_runner(own), images, batch), reference)}
+            row["decoder_vs_run"] = {
+                "run_decoder": run_decoder,
+                **difference(graph, outputs_of(eager_runner(own), images, batch), reference),
+            }
         formats[fmt] = row
         print(f"{fmt}: keypoints within {parity['max_px']:.2g} px of PyTorch (mean {parity['mean_px']:.2g})")
 
@@ -151,39 +177,67 @@ def check(predictor: Predictor, exports: dict, images: torch.Tensor, source: str
         batch_images = images.repeat((size + len(images) - 1) // len(images), 1, 1, 1)[:size]
         latency[str(size)] = {"pytorch": median_ms(eager_runner(graph), batch_images, runs)}
         names = {"torchscript": "torchscript", "onnx": "onnxruntime"}
-        latency[str(size)].update({names[fmt]: median_ms(runner, batch_images, runs) for fmt, runner in runners.items()})
-    return {"model": model_name(predictor), "checkpoint": str(predictor.checkpoint), "source": source,
-            "images": len(images), "decode": decode, "flip": flip, "batch": batch, "limit_px": PARITY_PX,
-            "parameters": sum(p.numel() for p in predictor.module.net.parameters()), "threads": torch.get_num_threads(),
-            "runs": runs, "formats": formats, "latency_ms": latency}
+        latency[str(size)].update(
+            {names[fmt]: median_ms(runner, batch_images, runs) for fmt, runner in runners.items()}
+        )
+    return {
+        "model": model_name(predictor),
+        "checkpoint": str(predictor.checkpoint),
+        "source": source,
+        "images": len(images),
+        "decode": decode,
+        "flip": flip,
+        "batch": batch,
+        "limit_px": PARITY_PX,
+        "parameters": sum(p.numel() for p in predictor.module.net.parameters()),
+        "threads": torch.get_num_threads(),
+        "runs": runs,
+        "formats": formats,
+        "latency_ms": latency,
+    }
 
 
 def write_report(report: dict, out: Path) -> None:
     report["out"] = str(out)
     (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"# Export report: {report['model']}", "",
-             f"Outputs: {'keypoints (input pixels) and scores' if report['decode'] else 'raw network outputs'}"
-             f"{', test-time flip in the graph' if report['flip'] else ''}; batch "
-             f"{report['batch'] or 'dynamic'}; {report['parameters']:,} parameters.", "",
-             f"Parity on {report['source']}: PyTorch against the exported file, fp32, limit {report['limit_px']} px.", "",
-             "| format | file | size | decoder | max Δ keypoint (px) | mean Δ keypoint (px) | max Δ output | parity |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Export report: {report['model']}",
+        "",
+        f"Outputs: {'keypoints (input pixels) and scores' if report['decode'] else 'raw network outputs'}"
+        f"{', test-time flip in the graph' if report['flip'] else ''}; batch "
+        f"{report['batch'] or 'dynamic'}; {report['parameters']:,} parameters.",
+        "",
+        f"Parity on {report['source']}: PyTorch against the exported file, fp32, limit {report['limit_px']} px.",
+        "",
+        "| format | file | size | decoder | max Δ keypoint (px) | mean Δ keypoint (px) | max Δ output | parity |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for fmt, row in report["formats"].items():
         parity = row["parity"]
-        lines.append(f"| {fmt} | {row['file']} | {row['size_bytes'] / 1e6:.2f} MB | {row['decoder'] or '-'} | "
-                     f"{parity['max_px']:.2g} | {parity['mean_px']:.2g} | {parity['max_output']:.2g} | "
-                     f"{'ok' if parity['ok'] else 'MISSED'} |")
+        lines.append(
+            f"| {fmt} | {row['file']} | {row['size_bytes'] / 1e6:.2f} MB | {row['decoder'] or '-'} | "
+            f"{parity['max_px']:.2g} | {parity['mean_px']:.2g} | {parity['max_output']:.2g} | "
+            f"{'ok' if parity['ok'] else 'MISSED'} |"
+        )
     for fmt, row in report["formats"].items():
         if "decoder_vs_run" in row:
             other = row["decoder_vs_run"]
-            lines += ["", f"{fmt}: the run's decoder `{other['run_decoder']}` does not export; `{row['decoder']}` "
-                          f"stands in for it, {other['max_px']:.3g} px at most ({other['mean_px']:.3g} px on average) "
-                          f"from the run's keypoints."]
+            lines += [
+                "",
+                f"{fmt}: the run's decoder `{other['run_decoder']}` does not export; `{row['decoder']}` "
+                f"stands in for it, {other['max_px']:.3g} px at most ({other['mean_px']:.3g} px on average) "
+                f"from the run's keypoints.",
+            ]
     runtimes = {"pytorch": "PyTorch eager", "torchscript": "TorchScript", "onnxruntime": "ONNX Runtime (CPU)"}
     present = [key for key in runtimes if key in next(iter(report["latency_ms"].values()))]
-    lines += ["", f"Latency in ms: median of {report['runs']} calls after {WARM_UP} warm-up calls, "
-                  f"{report['threads']} CPU thread(s).", "",
-              "| batch | " + " | ".join(runtimes[key] for key in present) + " |", "|---" * (len(present) + 1) + "|"]
+    lines += [
+        "",
+        f"Latency in ms: median of {report['runs']} calls after {WARM_UP} warm-up calls, "
+        f"{report['threads']} CPU thread(s).",
+        "",
+        "| batch | " + " | ".join(runtimes[key] for key in present) + " |",
+        "|---" * (len(present) + 1) + "|",
+    ]
     for size, row in report["latency_ms"].items():
         lines.append(f"| {size} | " + " | ".join(f"{row[key]:.2f}" for key in present) + " |")
     (out / "export_report.md").write_text("\n".join(lines) + "\n")

@@ -22,29 +22,37 @@ def read_checkpoint(path: str | Path, require_spec: bool = True) -> dict:
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as file:
             head = file.read(16)
-        raise ModelLoadError(f"{path}: not a checkpoint: kp checkpoints are zip archives written by Lightning, this "
-                             f"file {'is empty' if not head else f'begins {head!r}'}: point at checkpoints/*.ckpt of a run")
+        raise ModelLoadError(
+            f"{path}: not a checkpoint: kp checkpoints are zip archives written by Lightning, this "
+            f"file {'is empty' if not head else f'begins {head!r}'}: point at checkpoints/*.ckpt of a run"
+        )
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError) as error:
         damaged = f"({error})"
     if damaged:
-        raise ModelLoadError(f"{path}: damaged: {damaged} fails its integrity (CRC) check; copy the file again or "
-                             "use another checkpoint of the run")
+        raise ModelLoadError(
+            f"{path}: damaged: {damaged} fails its integrity (CRC) check; copy the file again or "
+            "use another checkpoint of the run"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint ({reason[:200]})") from None
     except Exception as error:  # weights_only refuses pickled objects: not a checkpoint kp wrote
-        raise ModelLoadError(f"{path}: not a kp checkpoint: it holds Python objects beyond tensors and plain "
-                             f"containers ({type(error).__name__}); kp does not load those (they could run code)") from None
+        raise ModelLoadError(
+            f"{path}: not a kp checkpoint: it holds Python objects beyond tensors and plain "
+            f"containers ({type(error).__name__}); kp does not load those (they could run code)"
+        ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ModelLoadError(f"{path}: not a Lightning checkpoint (no state_dict)")
     if require_spec and "kp" not in checkpoint:
-        raise ModelLoadError(f"{path}: this checkpoint carries no model description (written by a kp version before "
-                             f"self-contained checkpoints): retrain, or resume it once with ckpt_path=<it> to rewrite it")
+        raise ModelLoadError(
+            f"{path}: this checkpoint carries no model description (written by a kp version before "
+            f"self-contained checkpoints): retrain, or resume it once with ckpt_path=<it> to rewrite it"
+        )
     return checkpoint
 
 
@@ -52,20 +60,32 @@ def check_weights_fit(checkpoint: dict, module: torch.nn.Module, path: str | Pat
     """ModelLoadError naming the first layer whose name or shape differs between a checkpoint and a model, and the
     model config the checkpoint was made with."""
     theirs, ours = checkpoint["state_dict"], module.state_dict()
-    mismatch = next((f"layer {name} is not in the checkpoint" if name not in theirs else
-                     f"{name} is {tuple(theirs[name].shape)} in the checkpoint, {tuple(ours[name].shape)} here"
-                     for name in ours if name not in theirs or theirs[name].shape != ours[name].shape), None)
+    mismatch = next(
+        (
+            f"layer {name} is not in the checkpoint"
+            if name not in theirs
+            else f"{name} is {tuple(theirs[name].shape)} in the checkpoint, {tuple(ours[name].shape)} here"
+            for name in ours
+            if name not in theirs or theirs[name].shape != ours[name].shape
+        ),
+        None,
+    )
     unexpected = [name for name in theirs if name not in ours]
     if mismatch is None and unexpected:
         mismatch = f"the checkpoint's layer {unexpected[0]} is not in this model"
     if mismatch:
         spec = checkpoint.get("kp") or {}
         made_by = Path(path).resolve().parents[1] / ".hydra" / "config.yaml"
-        origin = (f"its run's config: {made_by}" if made_by.is_file() else
-                  f"its model: {(spec.get('model') or {}).get('backbone', {}).get('_target_', 'unknown')} on "
-                  f"{spec.get('dataset', 'unknown data')}")
-        raise ModelLoadError(f"{path}: does not fit the model of this config: {mismatch} ({origin}); use the same "
-                             "model, target and data settings as the run that wrote it")
+        origin = (
+            f"its run's config: {made_by}"
+            if made_by.is_file()
+            else f"its model: {(spec.get('model') or {}).get('backbone', {}).get('_target_', 'unknown')} on "
+            f"{spec.get('dataset', 'unknown data')}"
+        )
+        raise ModelLoadError(
+            f"{path}: does not fit the model of this config: {mismatch} ({origin}); use the same "
+            "model, target and data settings as the run that wrote it"
+        )
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -28,5 +28,6 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Predictor:
     check_weights_fit(checkpoint, module, checkpoint_path)
     module.load_state_dict(checkpoint["state_dict"])
     calibrations = {flip: calibration.from_checkpoint(checkpoint, flip) for flip in (False, True)}
-    return TorchPredictor(module.to(device), spec, checkpoint_path,
-                     {flip: c for flip, c in calibrations.items() if c is not None})
+    return TorchPredictor(
+        module.to(device), spec, checkpoint_path, {flip: c for flip, c in calibrations.items() if c is not None}
+    )

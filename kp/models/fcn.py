@@ -27,7 +27,7 @@ class FCN(nn.Module):
             raise ValueError(f"FCN: skips must be in [0, {len(widths) - 1}] for {len(widths)} stages, got {skips}")
         self.stages = VGG(in_channels, widths, depths).stages
         self.fused_stages = len(widths) - 1 - skips  # index of the shallowest stage that is fused
-        self.scores = nn.ModuleList(nn.Conv2d(w, fuse_channels, 1) for w in widths[self.fused_stages:])
+        self.scores = nn.ModuleList(nn.Conv2d(w, fuse_channels, 1) for w in widths[self.fused_stages :])
         self.out_channels, self.out_stride = fuse_channels, 1
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -36,7 +36,7 @@ class FCN(nn.Module):
             x = stage(x)
             stage_outputs.append(x)
         bottleneck = stage_outputs[-1]
-        fused_inputs = stage_outputs[self.fused_stages:]
+        fused_inputs = stage_outputs[self.fused_stages :]
         fused = self.scores[-1](bottleneck)
         for stage_output, score in zip(reversed(fused_inputs[:-1]), reversed(self.scores[:-1])):
             fused = F.interpolate(fused, size=stage_output.shape[-2:], mode="bilinear", align_corners=False)

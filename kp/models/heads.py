@@ -18,8 +18,11 @@ class HeatmapHead(nn.Module):
         layers: list[nn.Module] = []
         if in_stride > out_stride:
             for _ in range(round(math.log2(in_stride // out_stride))):
-                layers += [nn.ConvTranspose2d(in_channels, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width),
-                           nn.ReLU(inplace=True)]
+                layers += [
+                    nn.ConvTranspose2d(in_channels, width, 4, 2, 1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                ]
                 in_channels = width
         elif in_stride < out_stride:
             layers.append(nn.AvgPool2d(out_stride // in_stride))
@@ -40,8 +43,13 @@ class RegressionHead(nn.Module):
 
     def __init__(self, in_features: int, num_keypoints: int, hidden: int = 256, dropout: float = 0.0):
         super().__init__()
-        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(inplace=True),
-                                    nn.Dropout(dropout), nn.Linear(hidden, num_keypoints * 2))
+        self.layers = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_features, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_keypoints * 2),
+        )
         self.num_keypoints = num_keypoints
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

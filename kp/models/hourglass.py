@@ -56,7 +56,8 @@ class StackedHourglass(nn.Module):
         self.stem = nn.Sequential(*stem)
         self.hourglasses = nn.ModuleList(Hourglass(width, depth) for _ in range(n_stacks))
         self.stack_outputs = nn.ModuleList(
-            nn.Sequential(ResidualBlock(width, width), conv_bn_relu(width, width, 1)) for _ in range(n_stacks))
+            nn.Sequential(ResidualBlock(width, width), conv_bn_relu(width, width, 1)) for _ in range(n_stacks)
+        )
         self.merges = nn.ModuleList(nn.Conv2d(width, width, 1) for _ in range(n_stacks - 1))
         self.out_channels, self.out_stride = width, stem_stride
 

@@ -30,10 +30,16 @@ def load_matching(net: nn.Module, path: str | Path) -> tuple[list[str], list[str
         state = {key.removeprefix("net."): value for key, value in state.items() if key.startswith("net.")}
     own = net.state_dict()
     loaded = [key for key, value in state.items() if key in own and own[key].shape == value.shape]
-    skipped = [f"{key} (shape {tuple(value.shape)} here, {tuple(state[key].shape)} in the file)" if key in state
-               else f"{key} (not in the file)" for key, value in own.items() if key not in loaded]
+    skipped = [
+        f"{key} (shape {tuple(value.shape)} here, {tuple(state[key].shape)} in the file)"
+        if key in state
+        else f"{key} (not in the file)"
+        for key, value in own.items()
+        if key not in loaded
+    ]
     skipped += [f"{key} (not in this model)" for key in state if key not in own]
     net.load_state_dict({key: state[key] for key in loaded}, strict=False)
-    log.info("init_from %s: loaded %d of %d tensors; skipped: %s", path, len(loaded), len(own),
-             ", ".join(skipped) or "none")
+    log.info(
+        "init_from %s: loaded %d of %d tensors; skipped: %s", path, len(loaded), len(own), ", ".join(skipped) or "none"
+    )
     return loaded, skipped

@@ -40,8 +40,10 @@ class MobileNet(nn.Module):
     ):
         super().__init__()
         if not len(widths) == len(blocks) == len(strides):
-            raise ValueError(f"MobileNet: widths {list(widths)}, blocks {list(blocks)} and strides {list(strides)} "
-                             "must have one entry per stage")
+            raise ValueError(
+                f"MobileNet: widths {list(widths)}, blocks {list(blocks)} and strides {list(strides)} "
+                "must have one entry per stage"
+            )
         layers, previous, self.out_stride = [conv_bn_relu(in_channels, stem_width, 3, stride=2)], stem_width, 2
         for width, count, stride in zip(widths, blocks, strides):
             for j in range(count):

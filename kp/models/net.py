@@ -89,34 +89,43 @@ class KeypointNet(nn.Module):
             self.backbone.train(was_training)
         features = dry_run["features"]
         if height % in_stride or width % in_stride or features.shape[-2:] != (height // in_stride, width // in_stride):
-            raise ValueError(f"input {height}×{width} gives {name} features of {tuple(features.shape[-2:])}: the "
-                             f"input size must be a multiple of its stride {in_stride} (change the data's image size)")
+            raise ValueError(
+                f"input {height}×{width} gives {name} features of {tuple(features.shape[-2:])}: the "
+                f"input size must be a multiple of its stride {in_stride} (change the data's image size)"
+            )
 
         if coords_head == "auto":
             coords_head = "integral" if self.backbone.dense else "regression"
         if target == "coords" and coords_head == "regression":
             if self.backbone.dense:
-                raise ValueError(f"coords_head=regression needs a classification-style backbone "
-                                 f"({CLASSIFICATION_BACKBONES}); {name} is an encoder-decoder: use coords_head=integral")
+                raise ValueError(
+                    f"coords_head=regression needs a classification-style backbone "
+                    f"({CLASSIFICATION_BACKBONES}); {name} is an encoder-decoder: use coords_head=integral"
+                )
             self.regression_head = RegressionHead(features[0].numel(), num_keypoints, regression_hidden, dropout)
             self.heatmap_heads = None
         else:
             ratio = max(in_stride, stride) / min(in_stride, stride)
             if ratio != 2 ** round(math.log2(ratio)):
-                raise ValueError(f"heatmap stride {stride} and {name}'s feature stride {in_stride} must differ by a "
-                                 f"power of two: valid heatmap strides are {in_stride} times 1, 2, 4… or 1/2, 1/4…")
+                raise ValueError(
+                    f"heatmap stride {stride} and {name}'s feature stride {in_stride} must differ by a "
+                    f"power of two: valid heatmap strides are {in_stride} times 1, 2, 4… or 1/2, 1/4…"
+                )
             # One head per stack: the last reads `features`, the others the stacks listed under `intermediate`.
             n_heads = 1 + len(dry_run.get("intermediate", []))
             self.heatmap_heads = nn.ModuleList(
                 HeatmapHead(self.backbone.out_channels, num_keypoints, in_stride, stride, head_width)
-                for _ in range(n_heads))
+                for _ in range(n_heads)
+            )
             self.regression_head = None
         self.target, self.head_features = target, head_features
 
         self.heatmap_pool = heatmap_pool
         if heatmap_pool and self.heatmap_heads is None:
-            raise ValueError("heatmap_pool feeds the predicted heatmaps to the visibility/count heads: it needs "
-                             "target=heatmap or coords_head=integral, not coords_head=regression")
+            raise ValueError(
+                "heatmap_pool feeds the predicted heatmaps to the visibility/count heads: it needs "
+                "target=heatmap or coords_head=integral, not coords_head=regression"
+            )
         self.global_head = None
         if visibility_head or count_head:
             vector_size = dry_run[head_features].shape[1] + num_keypoints * heatmap_pool**2
@@ -152,8 +161,9 @@ class KeypointNet(nn.Module):
             heatmaps = last_head(backbone_out["features"])
             outputs = {"keypoints": self._keypoints(heatmaps)}
             if earlier_heads:
-                outputs["intermediate"] = [self._keypoints(head(stack))
-                                           for head, stack in zip(earlier_heads, backbone_out["intermediate"])]
+                outputs["intermediate"] = [
+                    self._keypoints(head(stack)) for head, stack in zip(earlier_heads, backbone_out["intermediate"])
+                ]
         if self.global_head is not None:
             vector = F.adaptive_avg_pool2d(backbone_out[self.head_features], 1).flatten(1)
             if self.heatmap_pool:

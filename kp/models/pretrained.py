@@ -30,7 +30,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 log = logging.getLogger(__name__)
 
 
-
 def load_state_dict_file(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     """A state dict saved with torch.save (a Lightning checkpoint's is under "state_dict")."""
     path = Path(path).expanduser()
@@ -39,7 +38,9 @@ def load_state_dict_file(path: str | Path, what: str) -> dict[str, torch.Tensor]
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:  # not a torch file, or truncated
-        raise WeightsError(f"{what}: cannot read {path} as a torch state dict ({type(error).__name__}: {error})") from error
+        raise WeightsError(
+            f"{what}: cannot read {path} as a torch state dict ({type(error).__name__}: {error})"
+        ) from error
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{what}: {path} holds no state dict of tensors")
@@ -74,15 +75,24 @@ class PretrainedBackbone(nn.Module):
     out_stride 32 keeps the encoder's coarse features (dense=False: regression heads and the deconvolution head work
     on them); 4, 8 or 16 adds the decoder (dense=True)."""
 
-    def __init__(self, encoder: nn.Module, in_channels: int, pretrained: bool | str, out_stride: int,
-                 decoder_width: int, mean: tuple[float, ...], std: tuple[float, ...]):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        in_channels: int,
+        pretrained: bool | str,
+        out_stride: int,
+        decoder_width: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+    ):
         super().__init__()
         name = type(self).__name__
         if out_stride not in STRIDES:
             raise ValueError(f"{name}: out_stride must be one of {STRIDES}, got {out_stride}")
         if in_channels not in (1, 3):
-            raise ValueError(f"{name}: ImageNet backbones read 1 (grey) or 3 (RGB) channels, the data has "
-                             f"{in_channels}")
+            raise ValueError(
+                f"{name}: ImageNet backbones read 1 (grey) or 3 (RGB) channels, the data has {in_channels}"
+            )
         self.encoder = encoder
         self.pretrained = bool(pretrained)
         if pretrained:
@@ -91,7 +101,9 @@ class PretrainedBackbone(nn.Module):
             else:
                 state, source = load_state_dict_file(pretrained, f"model.backbone.pretrained ({name})"), pretrained
             self._load_encoder(state, in_channels, source)
-            log.info("backbone %s: ImageNet weights from %s, %d tensors", self.arch, source, len(self.encoder.state_dict()))
+            log.info(
+                "backbone %s: ImageNet weights from %s, %d tensors", self.arch, source, len(self.encoder.state_dict())
+            )
         # Kept out of the state dict: they are a property of the weights, not learned.
         mean_, std_ = torch.tensor(list(mean), dtype=torch.float32), torch.tensor(list(std), dtype=torch.float32)
         if in_channels == 1:
@@ -124,9 +136,11 @@ class PretrainedBackbone(nn.Module):
         unexpected = sorted(state.keys() - expected.keys())
         wrong_shape = [key for key in expected.keys() & state.keys() if expected[key].shape != state[key].shape]
         if missing or unexpected or wrong_shape:
-            raise WeightsError(f"{type(self).__name__}: the weights from {source} do not fit (missing "
-                               f"{missing[:3]}, unexpected {unexpected[:3]}, other shape {wrong_shape[:3]}); "
-                               f"is it the right architecture's ImageNet state dict?")
+            raise WeightsError(
+                f"{type(self).__name__}: the weights from {source} do not fit (missing "
+                f"{missing[:3]}, unexpected {unexpected[:3]}, other shape {wrong_shape[:3]}); "
+                f"is it the right architecture's ImageNet state dict?"
+            )
         self.encoder.load_state_dict(state)
 
     def pretrained_modules(self) -> list[nn.Module]:

@@ -21,8 +21,10 @@ class ResNet(nn.Module):
         self.stem = nn.Sequential(conv_bn_relu(in_channels, widths[0], 7, stride=2), nn.MaxPool2d(3, 2, 1))
         stages, previous = [], widths[0]
         for i, (width, count) in enumerate(zip(widths, blocks)):
-            stages += [ResidualBlock(previous if j == 0 else width, width, stride=2 if i > 0 and j == 0 else 1)
-                       for j in range(count)]
+            stages += [
+                ResidualBlock(previous if j == 0 else width, width, stride=2 if i > 0 and j == 0 else 1)
+                for j in range(count)
+            ]
             previous = width
         self.stages = nn.Sequential(*stages)
         self.out_channels, self.out_stride = previous, 4 * 2 ** (len(widths) - 1)

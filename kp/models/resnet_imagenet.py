@@ -19,9 +19,11 @@ from kp.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, PretrainedBackbone
 
 WEIGHTS_URL = "https://download.pytorch.org/models/"
 # depth -> (block type, blocks per stage, torchvision's ImageNet weights file; ResNet-50: the V1 weights)
-DEPTHS = {18: ("basic", [2, 2, 2, 2], "resnet18-f37072fd.pth"),
-          34: ("basic", [3, 4, 6, 3], "resnet34-b627a593.pth"),
-          50: ("bottleneck", [3, 4, 6, 3], "resnet50-0676ba61.pth")}
+DEPTHS = {
+    18: ("basic", [2, 2, 2, 2], "resnet18-f37072fd.pth"),
+    34: ("basic", [3, 4, 6, 3], "resnet34-b627a593.pth"),
+    50: ("bottleneck", [3, 4, 6, 3], "resnet50-0676ba61.pth"),
+}
 
 
 def _downsample(in_channels: int, out_channels: int, stride: int) -> nn.Sequential | None:
@@ -48,6 +50,7 @@ class BasicBlock(nn.Module):
 
 class Bottleneck(nn.Module):
     """1×1 reduce, 3×3 (carrying the stride, as torchvision's "V1.5"), 1×1 expand ×4."""
+
     expansion = 4
 
     def __init__(self, in_channels: int, width: int, stride: int):
@@ -96,12 +99,20 @@ class ResNetEncoder(nn.Module):
 
 
 class ImageNetResNet(PretrainedBackbone):
-    def __init__(self, in_channels: int, depth: int = 18, pretrained: bool | str = True, out_stride: int = 8,
-                 decoder_width: int = 64, mean: tuple[float, ...] = IMAGENET_MEAN,
-                 std: tuple[float, ...] = IMAGENET_STD):
+    def __init__(
+        self,
+        in_channels: int,
+        depth: int = 18,
+        pretrained: bool | str = True,
+        out_stride: int = 8,
+        decoder_width: int = 64,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+    ):
         self.depth = depth
-        super().__init__(ResNetEncoder(in_channels, depth), in_channels, pretrained, out_stride, decoder_width,
-                         mean, std)
+        super().__init__(
+            ResNetEncoder(in_channels, depth), in_channels, pretrained, out_stride, decoder_width, mean, std
+        )
 
     @property
     def arch(self) -> str:
@@ -111,10 +122,13 @@ class ImageNetResNet(PretrainedBackbone):
         filename = DEPTHS[self.depth][2]
         url = WEIGHTS_URL + filename
         try:
-            state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, check_hash=True,
-                                                       weights_only=True)
+            state = torch.hub.load_state_dict_from_url(
+                url, map_location="cpu", progress=False, check_hash=True, weights_only=True
+            )
             return state, str(Path(torch.hub.get_dir()) / "checkpoints" / filename)
         except URLError as error:
             cache = Path(torch.hub.get_dir()) / "checkpoints"
-            raise WeightsError(f"cannot download the ResNet-{self.depth} ImageNet weights ({error.reason}): download "
-                               f"{url} into {cache}/ or set model.backbone.pretrained=/path/to/{filename}") from error
+            raise WeightsError(
+                f"cannot download the ResNet-{self.depth} ImageNet weights ({error.reason}): download "
+                f"{url} into {cache}/ or set model.backbone.pretrained=/path/to/{filename}"
+            ) from error

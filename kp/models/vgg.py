@@ -26,8 +26,10 @@ class VGG(nn.Module):
         super().__init__()
         kernel_sizes = kernel_sizes or [3] * len(widths)
         if not len(widths) == len(depths) == len(kernel_sizes):
-            raise ValueError(f"VGG: widths {list(widths)}, depths {list(depths)} and kernel_sizes "
-                             f"{list(kernel_sizes)} must have one entry per stage")
+            raise ValueError(
+                f"VGG: widths {list(widths)}, depths {list(depths)} and kernel_sizes "
+                f"{list(kernel_sizes)} must have one entry per stage"
+            )
         self.stages = nn.ModuleList()
         previous = in_channels
         for width, depth, kernel in zip(widths, depths, kernel_sizes):

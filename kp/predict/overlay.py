@@ -16,12 +16,22 @@ def score_colour(score: float) -> tuple[int, int, int]:
     return (int(255 * min(1.0, 2 - 2 * score)), int(255 * min(1.0, 2 * score)), 0)
 
 
-def draw(image: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, meta: KeypointMeta, threshold: float,
-         boxes: list | None = None, radius: np.ndarray | None = None) -> np.ndarray:
+def draw(
+    image: np.ndarray,
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    meta: KeypointMeta,
+    threshold: float,
+    boxes: list | None = None,
+    radius: np.ndarray | None = None,
+) -> np.ndarray:
     """A copy of `image` (H×W×3 RGB or H×W×1 grey uint8) with every instance's keypoints (N×K×2, N×K scores) and,
     where given and finite, their uncertainty radii (N×K, pixels) as thin circles."""
-    canvas = image if image.ndim == 3 and image.shape[2] == 3 else cv2.cvtColor(image.reshape(image.shape[:2]),
-                                                                                cv2.COLOR_GRAY2RGB)
+    canvas = (
+        image
+        if image.ndim == 3 and image.shape[2] == 3
+        else cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
+    )
     solid, faint = canvas.copy(), canvas.copy()
     scale = max(1, round(max(canvas.shape[:2]) / 300))
     for index, (points, point_scores) in enumerate(zip(keypoints, scores)):
@@ -35,8 +45,9 @@ def draw(image: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, meta: Key
         for k, (point, score) in enumerate(zip(points, point_scores)):
             layer = solid if score >= threshold else faint
             if radius is not None and np.isfinite(radius[index][k]):
-                cv2.circle(layer, _pixel(point), max(1, int(round(radius[index][k]))), score_colour(score), 1,
-                           cv2.LINE_AA)
+                cv2.circle(
+                    layer, _pixel(point), max(1, int(round(radius[index][k]))), score_colour(score), 1, cv2.LINE_AA
+                )
             cv2.circle(layer, _pixel(point), 2 * scale + 2, (0, 0, 0), -1, cv2.LINE_AA)  # a dark rim on any background
             cv2.circle(layer, _pixel(point), 2 * scale + 1, score_colour(score), -1, cv2.LINE_AA)
     # Below the threshold: drawn at 35 % opacity over the picture.

@@ -23,7 +23,6 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
 
 
-
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[Path]]:
     """(image files, video files) named by files, folders (searched recursively, any case of extension) and globs,
     in the order given, each once."""
@@ -31,7 +30,9 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[Path]]:
     for text in inputs:
         path = Path(text)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            found += sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+            )
         elif path.is_file():
             found.append(path)  # an explicit file is read by content, whatever its extension
         else:
@@ -43,8 +44,10 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[Path]]:
     videos = [p for p in unique if p.suffix.lower() in VIDEO_SUFFIXES]
     images = [p for p in unique if p.suffix.lower() not in VIDEO_SUFFIXES]
     if not images and not videos:
-        raise InputError(f"{' '.join(inputs)}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) or videos "
-                         f"({', '.join(sorted(VIDEO_SUFFIXES))}) found")
+        raise InputError(
+            f"{' '.join(inputs)}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) or videos "
+            f"({', '.join(sorted(VIDEO_SUFFIXES))}) found"
+        )
     return images, videos
 
 

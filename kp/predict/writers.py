@@ -1,4 +1,5 @@
-"""What kp predict writes: predictions.csv (and the DeepLabCut and COCO formats), and the overlay pictures and videos."""
+"""What kp predict writes: predictions.csv (and the DeepLabCut and COCO formats), and the overlay pictures and
+videos."""
 
 from __future__ import annotations
 
@@ -26,12 +27,31 @@ class Writer:
 
     def add(self, item: Item, keypoints: np.ndarray, scores: np.ndarray, radius: np.ndarray) -> None:
         if self.faces and not item.tensors:
-            self.rows.append({"file": item.file, "frame": item.frame, "face": None, "box": None, "status": "no face",
-                              "keypoints": None, "scores": None, "radius": None})
+            self.rows.append(
+                {
+                    "file": item.file,
+                    "frame": item.frame,
+                    "face": None,
+                    "box": None,
+                    "status": "no face",
+                    "keypoints": None,
+                    "scores": None,
+                    "radius": None,
+                }
+            )
         for face, (box, points, point_scores, point_radius) in enumerate(zip(item.boxes, keypoints, scores, radius)):
-            self.rows.append({"file": item.file, "frame": item.frame, "face": face if self.faces else None,
-                              "box": box, "status": "ok", "keypoints": points, "scores": point_scores,
-                              "radius": point_radius})
+            self.rows.append(
+                {
+                    "file": item.file,
+                    "frame": item.frame,
+                    "face": face if self.faces else None,
+                    "box": box,
+                    "status": "ok",
+                    "keypoints": points,
+                    "scores": point_scores,
+                    "radius": point_radius,
+                }
+            )
 
     def skip(self, item: Item) -> None:
         self.skipped.append((item.file, item.frame, item.error))
@@ -52,13 +72,20 @@ class Writer:
                     values += [""] * (4 * len(self.names))
                 else:
                     for (x, y), score, radius in zip(row["keypoints"], row["scores"], row["radius"]):
-                        values += [f"{x:.3f}", f"{y:.3f}", f"{score:.4f}", f"{radius:.3f}" if np.isfinite(radius) else ""]
+                        values += [
+                            f"{x:.3f}",
+                            f"{y:.3f}",
+                            f"{score:.4f}",
+                            f"{radius:.3f}" if np.isfinite(radius) else "",
+                        ]
                 writer.writerow(values)
         if self.skipped:
             with open(self.out / "skipped.csv", "w", newline="") as file:
                 writer = csv.writer(file)
                 writer.writerow(["file", "frame", "reason"])
-                writer.writerows([file_, "" if frame is None else frame, reason] for file_, frame, reason in self.skipped)
+                writer.writerows(
+                    [file_, "" if frame is None else frame, reason] for file_, frame, reason in self.skipped
+                )
         return path
 
     def _row_name(self, row: dict) -> str:
@@ -91,9 +118,14 @@ class Writer:
                 continue
             image_id = image_ids.setdefault((row["file"], row["frame"]), len(image_ids))
             triples = np.concatenate([row["keypoints"], row["scores"][:, None]], axis=1)
-            result = {"image_id": image_id, "file_name": row["file"], "frame": row["frame"], "category_id": 1,
-                      "keypoints": [round(float(v), 4) for v in triples.ravel()],
-                      "score": round(float(row["scores"].mean()), 4)}
+            result = {
+                "image_id": image_id,
+                "file_name": row["file"],
+                "frame": row["frame"],
+                "category_id": 1,
+                "keypoints": [round(float(v), 4) for v in triples.ravel()],
+                "score": round(float(row["scores"].mean()), 4),
+            }
             if row["box"] is not None:
                 result["bbox"] = list(row["box"])
             results.append(result)
@@ -119,8 +151,9 @@ class Overlays:
         self.used.add(name)
         return self.folder / f"{name}{suffix}"
 
-    def add(self, item: Item, keypoints: np.ndarray, scores: np.ndarray, radius: np.ndarray,
-            fps: float | None = None) -> None:
+    def add(
+        self, item: Item, keypoints: np.ndarray, scores: np.ndarray, radius: np.ndarray, fps: float | None = None
+    ) -> None:
         picture = draw(item.source, keypoints, scores, self.meta, self.threshold, item.boxes, radius)
         bgr = cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
         if item.frame is None:
@@ -128,8 +161,9 @@ class Overlays:
             return
         if item.file not in self.videos:
             height, width = bgr.shape[:2]
-            self.videos[item.file] = cv2.VideoWriter(str(self._name(Path(item.file), ".mp4")),
-                                                     cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+            self.videos[item.file] = cv2.VideoWriter(
+                str(self._name(Path(item.file), ".mp4")), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height)
+            )
         self.videos[item.file].write(bgr)
 
     def close(self) -> None:

@@ -38,8 +38,12 @@ class Leaderboard:
     def __init__(self, sweep_dir: Path):
         self.sweep_dir = Path(sweep_dir)
         if not self.sweep_dir.is_dir():
-            raise FileNotFoundError(f"{sweep_dir}: no such sweep directory (expected logs/<task_name>/multiruns/<time>)")
-        jobs = sorted((p for p in self.sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+            raise FileNotFoundError(
+                f"{sweep_dir}: no such sweep directory (expected logs/<task_name>/multiruns/<time>)"
+            )
+        jobs = sorted(
+            (p for p in self.sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
+        )
         if not jobs:
             raise FileNotFoundError(f"{sweep_dir}: no job directories (0/, 1/, ...): is this a multirun directory?")
         rows, override_keys = [], {}
@@ -50,19 +54,22 @@ class Leaderboard:
             metrics_file = RunDir(job).metrics
             metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
             info = run_info.read(job)
-            rows.append({
-                "job": int(job.name),
-                # a job killed from outside never wrote its end: run_info.read says "killed" once its process is gone
-                "status": info.get("status", "completed" if metrics else "unknown"),
-                **overrides,
-                "objective": metrics.get(f"best/{config.optimized_metric}", math.nan),
-                "train_images": metrics.get("train_images", math.nan),
-                # the overall test metrics, not the per-keypoint ones (test/pck_0.05/left_eye)
-                **{k: v for k, v in metrics.items() if k.startswith("test/") and k.count("/") == 1},
-                "wall_time_s": info.get("wall_time_s", math.nan),
-                "error": info.get("error", ""),
-                "run_dir": str(job),
-            })
+            rows.append(
+                {
+                    "job": int(job.name),
+                    # a job killed from outside never wrote its end: run_info.read says "killed" once its process is
+                    # gone
+                    "status": info.get("status", "completed" if metrics else "unknown"),
+                    **overrides,
+                    "objective": metrics.get(f"best/{config.optimized_metric}", math.nan),
+                    "train_images": metrics.get("train_images", math.nan),
+                    # the overall test metrics, not the per-keypoint ones (test/pck_0.05/left_eye)
+                    **{k: v for k, v in metrics.items() if k.startswith("test/") and k.count("/") == 1},
+                    "wall_time_s": info.get("wall_time_s", math.nan),
+                    "error": info.get("error", ""),
+                    "run_dir": str(job),
+                }
+            )
         self.objective = f"{config.optimized_metric} ({config.optimized_mode})"
         self.mode = config.optimized_mode
         table = pd.DataFrame(rows)
@@ -79,8 +86,9 @@ class Leaderboard:
         self.has_learning_curve = "data.train_fraction" in self.swept
         sizes = ["train_images"] if self.has_learning_curve else []
         table = table[["job", "status", *self.swept, *sizes, "objective", *tests, "wall_time_s", "error", "run_dir"]]
-        self.rows = table.sort_values("objective", ascending=config.optimized_mode == "min", na_position="last",
-                                      kind="stable").reset_index(drop=True)
+        self.rows = table.sort_values(
+            "objective", ascending=config.optimized_mode == "min", na_position="last", kind="stable"
+        ).reset_index(drop=True)
 
     def write(self) -> None:
         self.rows.to_csv(self.sweep_dir / "leaderboard.csv", index=False)
@@ -105,8 +113,10 @@ class Leaderboard:
         return curves
 
     def learning_curve_lines(self) -> list[str]:
-        return [learning_curve.summary(law, jobs["train_images"].tolist(), label)
-                for label, jobs, law in self.learning_curves()]
+        return [
+            learning_curve.summary(law, jobs["train_images"].tolist(), label)
+            for label, jobs, law in self.learning_curves()
+        ]
 
     def plot_learning_curve(self, path: Path) -> None:
         """The error against the number of labelled training images, log-log, with each curve's fitted power law
@@ -138,19 +148,36 @@ class Leaderboard:
     def markdown(self) -> str:
         columns = list(self.rows.columns)
         common = ", ".join(f"{k}={v}" for k, v in self.common.items())
-        lines = [f"# Leaderboard: {self.sweep_dir}", "", f"objective: best validation {self.objective}", "",
-                 *([f"every job: {common}", ""] if common else []),
-                 *([f"learning curve (learning_curve.png): {line}" for line in self.learning_curve_lines()] + [""]
-                   if self.has_learning_curve else []),
-                 "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines = [
+            f"# Leaderboard: {self.sweep_dir}",
+            "",
+            f"objective: best validation {self.objective}",
+            "",
+            *([f"every job: {common}", ""] if common else []),
+            *(
+                [f"learning curve (learning_curve.png): {line}" for line in self.learning_curve_lines()] + [""]
+                if self.has_learning_curve
+                else []
+            ),
+            "| " + " | ".join(columns) + " |",
+            "|" + "---|" * len(columns),
+        ]
         for row in self.rows.itertuples(index=False):
             lines.append("| " + " | ".join(_text(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
         return "\n".join(lines) + "\n"
 
     def print(self) -> None:
         table = Table(title=f"Leaderboard: {self.sweep_dir} (objective: {self.objective})")
-        columns = ["job", "status", *self.swept, *(["train_images"] if self.has_learning_curve else []), "objective",
-                   *(c for c in self.rows.columns if c.startswith("test/")), "wall_time_s", "error"]
+        columns = [
+            "job",
+            "status",
+            *self.swept,
+            *(["train_images"] if self.has_learning_curve else []),
+            "objective",
+            *(c for c in self.rows.columns if c.startswith("test/")),
+            "wall_time_s",
+            "error",
+        ]
         for column in columns:
             table.add_column(column, justify="right" if column in ("job", "objective", "wall_time_s") else "left")
         for _, row in self.rows.iterrows():

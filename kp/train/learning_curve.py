@@ -30,7 +30,7 @@ class PowerLaw:
         return cls(a=math.exp(intercept), b=-slope)
 
     def error_at(self, images: float) -> float:
-        return self.a * images ** -self.b
+        return self.a * images**-self.b
 
     def images_for(self, error: float) -> float:
         """The number of labelled images the fitted law needs for `error`; inf where more data does not lower it."""
@@ -48,7 +48,10 @@ def summary(law: PowerLaw | None, images: list[float], label: str, gain: float =
     most = max(images)
     now = law.error_at(most)
     need = law.images_for((1 - gain) * now)
-    tail = (f"{gain:.0%} lower than at {most:.0f} images ({now:.4g} -> {(1 - gain) * now:.4g}) needs about "
-            f"{need:.0f} labelled images ({need / most:.1f}x)" if math.isfinite(need)
-            else "more labelled images did not lower the error in this range")
+    tail = (
+        f"{gain:.0%} lower than at {most:.0f} images ({now:.4g} -> {(1 - gain) * now:.4g}) needs about "
+        f"{need:.0f} labelled images ({need / most:.1f}x)"
+        if math.isfinite(need)
+        else "more labelled images did not lower the error in this range"
+    )
     return f"{label}: error ≈ {law.a:.4g} · n^-{law.b:.3f}; {tail}"

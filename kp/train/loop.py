@@ -73,8 +73,9 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, loggers: list) -> float:
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
-    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)
-                       and c.monitor == cfg.optimized_metric), None)
+    checkpoint = next(
+        (c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor == cfg.optimized_metric), None
+    )
     best_path = checkpoint.best_model_path if checkpoint else ""
     best_score = checkpoint.best_model_score if checkpoint else None
     if best_score is None:  # no checkpoint was saved (fast_dev_run): the last validation value
@@ -99,32 +100,57 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, loggers: list) -> float:
 
 
 def _write_report(cfg: DictConfig, module, datamodule, best_path: str, run_dir: RunDir, loggers: list) -> None:
-    """The evaluation report of the test split (kp.evaluation.evaluate) in RUN/eval/test/, from the best checkpoint on its own
-    (the module's weights where none was saved: no checkpoint callback); it calibrates the uncertainty radius on the validation
+    """The evaluation report of the test split (kp.evaluation.evaluate) in RUN/eval/test/, from the best checkpoint on
+    its own
+    (the module's weights where none was saved: no checkpoint callback); it calibrates the uncertainty radius on the
+    validation
     split and stores the calibration in the checkpoint."""
     predictor = load(best_path) if best_path else TorchPredictor(module, InferenceSpec(**module.spec), None)
-    result = evaluate(predictor, datamodule, "test", run_dir.eval_dir("test"),
-                      flip=cfg.get("test", {}).get("flip", False), pck_thresholds=cfg.metrics.pck_thresholds,
-                      pck_norm=cfg.metrics.pck_norm, num_worst=cfg.num_examples, loggers=loggers)
+    result = evaluate(
+        predictor,
+        datamodule,
+        "test",
+        run_dir.eval_dir("test"),
+        flip=cfg.get("test", {}).get("flip", False),
+        pck_thresholds=cfg.metrics.pck_thresholds,
+        pck_norm=cfg.metrics.pck_norm,
+        num_worst=cfg.num_examples,
+        loggers=loggers,
+    )
     log.info("evaluation report: %s", result["report"])
 
 
 def flat_config(cfg: DictConfig) -> dict:
     """The resolved config with dotted keys (model.backbone.width: 16), as loggers show a run's parameters, and the
     preset chosen in each config group (choices/model: simple_cnn), to group and filter runs by on a dashboard."""
+
     def walk(node: dict, prefix: str):
         for key, value in node.items():
             if isinstance(value, dict) and value:
                 yield from walk(value, f"{prefix}{key}.")
             else:
                 yield f"{prefix}{key}", value
+
     # without the hydra node that in-process composition (tests) adds: a run's own config has none
-    flat = dict(walk({key: OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-                      for key, node in cfg.items() if key != "hydra"}, ""))
+    flat = dict(
+        walk(
+            {
+                key: OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+                for key, node in cfg.items()
+                if key != "hydra"
+            },
+            "",
+        )
+    )
     if HydraConfig.initialized():
         choices = HydraConfig.get().runtime.choices
-        flat.update({f"choices/{group}": str(choice) for group, choice in choices.items()
-                     if not group.startswith("hydra") and choice is not None})
+        flat.update(
+            {
+                f"choices/{group}": str(choice)
+                for group, choice in choices.items()
+                if not group.startswith("hydra") and choice is not None
+            }
+        )
     return flat
 
 
@@ -132,8 +158,9 @@ def _checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path == "last":
         try:
-            ckpt_path = str(run_info.newest_last_checkpoint(Path(cfg.paths.log_dir) / cfg.task_name,
-                                                            exclude=output_dir))
+            ckpt_path = str(
+                run_info.newest_last_checkpoint(Path(cfg.paths.log_dir) / cfg.task_name, exclude=output_dir)
+            )
         except FileNotFoundError as error:  # a config problem: say it in one line, not a traceback
             raise ConfigError(str(error)) from error
     elif ckpt_path and not Path(ckpt_path).is_file():

@@ -36,8 +36,15 @@ class ModelSummary(RichModelSummary):
     input (kp/conf/callbacks/default.yaml)."""
 
     @staticmethod
-    def summarize(summary_data, total_parameters, trainable_parameters, model_size, total_training_modes, total_flops,
-                  **summarize_kwargs) -> None:
+    def summarize(
+        summary_data,
+        total_parameters,
+        trainable_parameters,
+        model_size,
+        total_training_modes,
+        total_flops,
+        **summarize_kwargs,
+    ) -> None:
         columns = [(name, values) for name, values in summary_data if name != "FLOPs"]
         table = Table(header_style="bold magenta")
         for name, _ in columns:
@@ -46,6 +53,8 @@ class ModelSummary(RichModelSummary):
             table.add_row(*row)
         console = get_console()
         console.print(table)
-        console.print(f"params: {get_human_readable_count(trainable_parameters).strip()} trainable, "
-                      f"{get_human_readable_count(total_parameters - trainable_parameters).strip()} frozen, "
-                      f"{get_formatted_model_size(model_size)} MB")
+        console.print(
+            f"params: {get_human_readable_count(trainable_parameters).strip()} trainable, "
+            f"{get_human_readable_count(total_parameters - trainable_parameters).strip()} frozen, "
+            f"{get_formatted_model_size(model_size)} MB"
+        )

@@ -22,15 +22,27 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from kp.run_dir import RunDir
 
-PACKAGES = ("torch", "lightning", "torchmetrics", "hydra-core", "omegaconf", "numpy", "albumentations",
-            "opencv-python-headless", "wandb", "kp")
+PACKAGES = (
+    "torch",
+    "lightning",
+    "torchmetrics",
+    "hydra-core",
+    "omegaconf",
+    "numpy",
+    "albumentations",
+    "opencv-python-headless",
+    "wandb",
+    "kp",
+)
 REPO = Path(__file__).resolve().parents[2]  # the checkout kp runs from (no git state for an installed kp)
 
 
 def git_state(repo: Path = REPO) -> dict:
     """{"commit": sha or None, "dirty": bool or None}: None where the code is not in a git checkout."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+
     try:
         return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.CalledProcessError):
@@ -49,9 +61,16 @@ def package_versions() -> dict[str, str | None]:
 
 @rank_zero_only  # the other DDP processes share the run directory
 def record_start(output_dir: Path) -> None:
-    info = {"status": "running", "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "start_time": time.time(), "command": [sys.executable, *sys.argv], "host": socket.gethostname(),
-            "pid": os.getpid(), **git_state(), "packages": package_versions()}
+    info = {
+        "status": "running",
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "start_time": time.time(),
+        "command": [sys.executable, *sys.argv],
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        **git_state(),
+        "packages": package_versions(),
+    }
     _write(output_dir, info)
 
 
@@ -82,7 +101,11 @@ class Heartbeat(Callback):
         self.output_dir, self.every_s, self.last = Path(output_dir), every_s, 0.0
 
     def _beat(self, trainer, *args) -> None:
-        if trainer.is_global_zero and time.time() - self.last >= self.every_s and RunDir(self.output_dir).run_info.exists():
+        if (
+            trainer.is_global_zero
+            and time.time() - self.last >= self.every_s
+            and RunDir(self.output_dir).run_info.exists()
+        ):
             self.last = time.time()
             update(self.output_dir, heartbeat=self.last)
 
@@ -122,9 +145,13 @@ def _write(output_dir: Path, info: dict) -> None:
 
 def newest_last_checkpoint(task_dir: Path, exclude: Path | None = None) -> Path:
     """The most recently written checkpoints/last.ckpt of any run or multirun job under logs/<task_name>/."""
-    candidates = [p for p in Path(task_dir).glob("**/checkpoints/last.ckpt")
-                  if exclude is None or Path(exclude).resolve() not in p.resolve().parents]
+    candidates = [
+        p
+        for p in Path(task_dir).glob("**/checkpoints/last.ckpt")
+        if exclude is None or Path(exclude).resolve() not in p.resolve().parents
+    ]
     if not candidates:
-        raise FileNotFoundError(f"ckpt_path=last: no checkpoints/last.ckpt under {task_dir} (no earlier run of this "
-                                f"task_name to resume)")
+        raise FileNotFoundError(
+            f"ckpt_path=last: no checkpoints/last.ckpt under {task_dir} (no earlier run of this task_name to resume)"
+        )
     return max(candidates, key=lambda p: p.stat().st_mtime)

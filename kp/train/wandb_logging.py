@@ -2,7 +2,8 @@
 
 WandbLogger is Lightning's, with two additions: it goes offline on its own when no API key is configured or the
 server cannot be reached (no login prompt, no hang; `wandb sync` uploads the run later), and in a multirun each job
-is its own run, grouped by the sweep and named by its overrides. WandbPanels (a callback, kp/conf/callbacks/default.yaml)
+is its own run, grouped by the sweep and named by its overrides. WandbPanels (a callback,
+kp/conf/callbacks/default.yaml)
 draws predictions against the ground truth every N validation epochs and keeps the best value of every validation
 metric in the run summary. train.py logs the flattened config and calls finish() after each job.
 """
@@ -106,11 +107,17 @@ class WandbPanels(Callback):
             return
         images = batch["image"][: self.num_images]
         pred, _ = pl_module.predict(images, flip=pl_module.flip_test)
-        path = plot_predictions(images.float().cpu(), batch["keypoints"][: self.num_images].cpu(),
-                                batch["visible"][: self.num_images].cpu(), pred.float().cpu(), pl_module.meta,
-                                Path(trainer.default_root_dir) / "val_predictions.png")
-        logger.log_image("val/predictions", [str(path)], step=trainer.global_step,
-                         caption=[f"epoch {trainer.current_epoch}"])
+        path = plot_predictions(
+            images.float().cpu(),
+            batch["keypoints"][: self.num_images].cpu(),
+            batch["visible"][: self.num_images].cpu(),
+            pred.float().cpu(),
+            pl_module.meta,
+            Path(trainer.default_root_dir) / "val_predictions.png",
+        )
+        logger.log_image(
+            "val/predictions", [str(path)], step=trainer.global_step, caption=[f"epoch {trainer.current_epoch}"]
+        )
 
     def on_validation_end(self, trainer, pl_module):
         # After the module logged the epoch's metrics (the callbacks' on_validation_epoch_end runs before them).

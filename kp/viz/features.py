@@ -18,8 +18,11 @@ def stage_outputs(net: nn.Module, images: torch.Tensor, run) -> list[tuple[str, 
     """(name, activation 1×C×h×w) at the last convolution of each run of convolutions at one resolution in the
     backbone, recorded while `run()` does the forward pass."""
     recorded: list[tuple[str, torch.Tensor]] = []
-    hooks = [module.register_forward_hook(lambda m, i, o, name=name: recorded.append((name, o.detach())))
-             for name, module in net.backbone.named_modules() if isinstance(module, nn.Conv2d)]
+    hooks = [
+        module.register_forward_hook(lambda m, i, o, name=name: recorded.append((name, o.detach())))
+        for name, module in net.backbone.named_modules()
+        if isinstance(module, nn.Conv2d)
+    ]
     try:
         run()
     finally:
@@ -46,7 +49,7 @@ def filter_montage(weight: torch.Tensor) -> np.ndarray:
     montage = np.ones((rows * (kh + 1) - 1, columns * (kw + 1) - 1, 3))
     for i, tile in enumerate(tiles):
         r, c = divmod(i, columns)
-        montage[r * (kh + 1):r * (kh + 1) + kh, c * (kw + 1):c * (kw + 1) + kw] = tile
+        montage[r * (kh + 1) : r * (kh + 1) + kh, c * (kw + 1) : c * (kw + 1) + kw] = tile
     return montage
 
 
@@ -82,8 +85,9 @@ def plot_features(predictor: Predictor, image: np.ndarray, path: Path, maps: int
         strongest = activation.abs().mean((1, 2)).argsort(descending=True)[:maps]
         for column, channel in enumerate(strongest):
             axes[row, column].imshow(activation[channel].numpy(), cmap="viridis")
-            axes[row, column].set_title(f"{name} ch {int(channel)} ({activation.shape[-1]}×{activation.shape[-2]})",
-                                        fontsize=7)
+            axes[row, column].set_title(
+                f"{name} ch {int(channel)} ({activation.shape[-1]}×{activation.shape[-2]})", fontsize=7
+            )
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)

@@ -11,9 +11,17 @@ import torch
 from kp.data.base import KeypointMeta
 
 
-def plot_predictions(images: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, pred: torch.Tensor,
-                     meta: KeypointMeta, path: str | Path, columns: int = 4, radius: torch.Tensor | None = None,
-                     titles: list[str] | None = None) -> Path:
+def plot_predictions(
+    images: torch.Tensor,
+    target: torch.Tensor,
+    visible: torch.Tensor,
+    pred: torch.Tensor,
+    meta: KeypointMeta,
+    path: str | Path,
+    columns: int = 4,
+    radius: torch.Tensor | None = None,
+    titles: list[str] | None = None,
+) -> Path:
     """A grid of images: ground truth as green circles, predictions as red crosses with the skeleton, and a yellow
     line from each visible ground-truth keypoint to its prediction (its error). Invisible ground truth is not drawn.
     radius (B×K, input pixels): the calibrated uncertainty circle around each prediction (cyan). titles: one line
@@ -33,8 +41,11 @@ def plot_predictions(images: torch.Tensor, target: torch.Tensor, visible: torch.
         if radius is not None:
             for p, r in zip(pr, radius[index]):
                 if math.isfinite(float(r)):
-                    ax.add_patch(plt.Circle((float(p[0]), float(p[1])), float(r), fill=False, color="cyan",
-                                            linewidth=0.7, alpha=0.8))
+                    ax.add_patch(
+                        plt.Circle(
+                            (float(p[0]), float(p[1])), float(r), fill=False, color="cyan", linewidth=0.7, alpha=0.8
+                        )
+                    )
         ax.scatter(gt[vis, 0], gt[vis, 1], s=18, facecolors="none", edgecolors="lime", linewidths=1.2)
         ax.scatter(pr[:, 0], pr[:, 1], s=14, c="red", marker="x", linewidths=1.0)
         if titles is not None:

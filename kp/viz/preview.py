@@ -30,8 +30,14 @@ def draw_keypoints(ax, image: torch.Tensor, keypoints: torch.Tensor, visible: to
     ax.scatter(keypoints[shown, 0], keypoints[shown, 1], s=14, c=colours[shown], edgecolors="black", linewidths=0.4)
     if meta.num_keypoints <= NAMED_UP_TO:
         for k in shown:
-            ax.annotate(meta.names[k], keypoints[k].tolist(), fontsize=5, color=colours[k], xytext=(2, 2),
-                        textcoords="offset points")
+            ax.annotate(
+                meta.names[k],
+                keypoints[k].tolist(),
+                fontsize=5,
+                color=colours[k],
+                xytext=(2, 2),
+                textcoords="offset points",
+            )
     hidden = [meta.names[k] for k in range(meta.num_keypoints) if not visible[k]]
     caption = f"{len(shown)}/{meta.num_keypoints} visible"
     if hidden:

@@ -99,8 +99,15 @@ class Facial(Format):
         return root / "training.csv"
 
     def open(self, root, split="train", fractions=(1.0, 0.0, 0.0), **options):
-        return FacialKeypoints(split, root, subset="all", val_fraction=fractions[1], test_fraction=fractions[2],
-                               cache_dir=root / "cache", **options)
+        return FacialKeypoints(
+            split,
+            root,
+            subset="all",
+            val_fraction=fractions[1],
+            test_fraction=fractions[2],
+            cache_dir=root / "cache",
+            **options,
+        )
 
 
 class Faces68(Format):
@@ -109,7 +116,9 @@ class Faces68(Format):
     def write(self, root, labels):
         self._images(root / "images", labels)
         rows = ["," + ",".join(str(i) for i in range(2 * self.k))]
-        rows += [",".join([name] + [_num(v) for v in points.ravel()]) for name, points in zip(labels.names, labels.points)]
+        rows += [
+            ",".join([name] + [_num(v) for v in points.ravel()]) for name, points in zip(labels.names, labels.points)
+        ]
         self.label_file(root).write_text("\n".join(rows) + "\n")
 
     def label_file(self, root):
@@ -125,8 +134,11 @@ class Cards(Format):
 
     def write(self, root, labels):
         self._images(root / "images", labels)
-        header = ["imageName", "annotated", "cards_counted", "total_cards", "videoId"] + [
-            f"{p}_{part}" for p in CARD_POINTS for part in ("visible", "x", "y")] + ["mask"]
+        header = (
+            ["imageName", "annotated", "cards_counted", "total_cards", "videoId"]
+            + [f"{p}_{part}" for p in CARD_POINTS for part in ("visible", "x", "y")]
+            + ["mask"]
+        )
         rows = [",".join(header)]
         width, height = self.size
         for i, (name, points) in enumerate(zip(labels.names, labels.points)):
@@ -141,8 +153,9 @@ class Cards(Format):
         return root / "cardpoints.csv"
 
     def open(self, root, split="train", fractions=(1.0, 0.0, 0.0), **options):
-        return CardPacks(split, str(root), width=40, height=32,
-                         fractions=dict(zip(("train", "val", "test"), fractions)), **options)
+        return CardPacks(
+            split, str(root), width=40, height=32, fractions=dict(zip(("train", "val", "test"), fractions)), **options
+        )
 
 
 class Cat(Format):
@@ -161,9 +174,25 @@ class Cat(Format):
         return root / "CAT_00" / "p0_01.jpg.cat"
 
     def open(self, root, split="train", fractions=(1.0, 0.0, 0.0), **options):
-        return CatHeads(split, root, keypoints=["left_eye", "right_eye", "mouth", "left_ear_1", "left_ear_2",
-                                                "left_ear_3", "right_ear_1", "right_ear_2", "right_ear_3"],
-                        folders=["CAT_00"], preprocess="none", fractions=list(fractions), **options)
+        return CatHeads(
+            split,
+            root,
+            keypoints=[
+                "left_eye",
+                "right_eye",
+                "mouth",
+                "left_ear_1",
+                "left_ear_2",
+                "left_ear_3",
+                "right_ear_1",
+                "right_ear_2",
+                "right_ear_3",
+            ],
+            folders=["CAT_00"],
+            preprocess="none",
+            fractions=list(fractions),
+            **options,
+        )
 
 
 PARTS = ["nose", "left_paw", "right_paw"]
@@ -174,10 +203,15 @@ class Dlc(Format):
     header_lines = 3
 
     def rows(self, labels, prefix):
-        rows = ["scorer," + ",".join(["Ann"] * 2 * self.k), "bodyparts," + ",".join(p for p in PARTS for _ in "xy"),
-                "coords," + ",".join(["x", "y"] * self.k)]
-        rows += [",".join([f"{prefix}{name}"] + [_num(v) for v in points.ravel()])
-                 for name, points in zip(labels.names, labels.points)]
+        rows = [
+            "scorer," + ",".join(["Ann"] * 2 * self.k),
+            "bodyparts," + ",".join(p for p in PARTS for _ in "xy"),
+            "coords," + ",".join(["x", "y"] * self.k),
+        ]
+        rows += [
+            ",".join([f"{prefix}{name}"] + [_num(v) for v in points.ravel()])
+            for name, points in zip(labels.names, labels.points)
+        ]
         return "\n".join(rows) + "\n"
 
     def write(self, root, labels):
@@ -189,8 +223,15 @@ class Dlc(Format):
         return root / "labeled-data" / "v1" / "CollectedData_Ann.csv"
 
     def open(self, root, split="train", fractions=(1.0, 0.0, 0.0), **options):
-        return DeepLabCutProject(split, str(root), width=40, height=32, split_by="frame",
-                                 fractions=dict(zip(("train", "val", "test"), fractions)), **options)
+        return DeepLabCutProject(
+            split,
+            str(root),
+            width=40,
+            height=32,
+            split_by="frame",
+            fractions=dict(zip(("train", "val", "test"), fractions)),
+            **options,
+        )
 
 
 class DlcSingle(Dlc):
@@ -215,24 +256,41 @@ class Coco(Format):
 
     def write(self, root, labels):
         self._images(root, labels)
-        images = [{"id": i + 1, "file_name": name, "width": self.size[0], "height": self.size[1]}
-                  for i, name in enumerate(labels.names)]
+        images = [
+            {"id": i + 1, "file_name": name, "width": self.size[0], "height": self.size[1]}
+            for i, name in enumerate(labels.names)
+        ]
         annotations = []
         for i, points in enumerate(labels.points):
             labelled = np.isfinite(points).all(axis=1)
             triples = [[float(x), float(y), 2] if ok else [0, 0, 0] for (x, y), ok in zip(points, labelled)]
-            annotations.append({"id": 100 + i, "image_id": i + 1, "category_id": 1, "bbox": [1, 1, 30, 20],
-                                "keypoints": [v for t in triples for v in t]})
-        data = {"images": images, "annotations": annotations,
-                "categories": [{"id": 1, "name": "mouse", "keypoints": PARTS, "skeleton": [[1, 2]]}]}
+            annotations.append(
+                {
+                    "id": 100 + i,
+                    "image_id": i + 1,
+                    "category_id": 1,
+                    "bbox": [1, 1, 30, 20],
+                    "keypoints": [v for t in triples for v in t],
+                }
+            )
+        data = {
+            "images": images,
+            "annotations": annotations,
+            "categories": [{"id": 1, "name": "mouse", "keypoints": PARTS, "skeleton": [[1, 2]]}],
+        }
         self.label_file(root).write_text(json.dumps(data, indent=1))
 
     def label_file(self, root):
         return root / "ann.json"
 
     def open(self, root, split="train", fractions=(1.0, 0.0, 0.0), **options):
-        return CocoKeypoints(split, str(self.label_file(root)), size=32,
-                             fractions=dict(zip(("train", "val", "test"), fractions)), **options)
+        return CocoKeypoints(
+            split,
+            str(self.label_file(root)),
+            size=32,
+            fractions=dict(zip(("train", "val", "test"), fractions)),
+            **options,
+        )
 
 
 FORMATS = {f.name: f for f in (Facial(), Faces68(), Cards(), Cat(), Dlc(), DlcSingle(), Coco())}
@@ -253,21 +311,25 @@ class Case:
 
 # --- label-file text edits --------------------------------------------------------------------------------------------
 
+
 def _edit_text(fmt: Format, change: Callable[[str], str | bytes]):
     def edit(root: Path):
         path = fmt.label_file(root)
         new = change(path.read_text())
         path.write_bytes(new if isinstance(new, bytes) else new.encode())
+
     return edit
 
 
 def _edit_line(fmt: Format, sample: int, change: Callable[[str], str]):
     """Change the text line of one sample (for cat: its .cat file; for COCO: no lines, so not used)."""
+
     def change_text(text: str) -> str:
         lines = text.split("\n")
         index = 0 if fmt.name == "cat" else fmt.header_lines + sample  # a .cat file is one sample's one line
         lines[index] = change(lines[index])
         return "\n".join(lines)
+
     return change_text
 
 
@@ -287,6 +349,7 @@ def _coco_edit(change: Callable[[dict], None]):
         data = json.loads(path.read_text())
         change(data)
         path.write_text(json.dumps(data))
+
     return edit
 
 
@@ -294,11 +357,13 @@ def _big_png_header(path: Path, width: int, height: int) -> None:
     """A PNG whose header says width × height, with a tiny (invalid) body: the size limit must refuse it unread."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
-# --- the kinds ----------------------------------------------------------------------------------------------------------
+# --- the kinds
+# ----------------------------------------------------------------------------------------------------------
 # Each kind: (labels edit before writing, file edit after writing, expected outcome, match/n, formats it applies to).
 
 ALL = tuple(FORMATS)
@@ -313,6 +378,7 @@ def _kinds() -> dict[str, tuple]:
     def scale(factor):
         def change(points, fmt):
             points *= factor
+
         return change
 
     def normalise(points, fmt):
@@ -341,56 +407,175 @@ def _kinds() -> dict[str, tuple]:
         "trailing_blank_lines": (None, lambda f: _edit_text(f, lambda t: t + "\n\n\n"), "accept", "", ALL),
         "unicode_file_name": (unicode_name, None, "accept", "", ("facial68", "cards", "dlc", "dlc_single", "coco")),
         "upper_case_extension": (upper_ext, None, "accept", "", ("facial68", "cards", "dlc", "dlc_single", "coco")),
-        "latin1_encoding": (None, lambda f: _edit_text(f, lambda t: (t.replace("\n", ",é\n", 1) if f.name not in (
-            "cat", "coco") else t + " é").encode("cp1252")), "error", "CP1252", tuple(n for n in ALL if n != "cat")),
-        "utf16_encoding": (None, lambda f: _edit_text(f, lambda t: t.encode("utf-16")), "error", "UTF-16",
-                           tuple(n for n in ALL if n != "cat")),
+        "latin1_encoding": (
+            None,
+            lambda f: _edit_text(
+                f,
+                lambda t: (t.replace("\n", ",é\n", 1) if f.name not in ("cat", "coco") else t + " é").encode("cp1252"),
+            ),
+            "error",
+            "CP1252",
+            tuple(n for n in ALL if n != "cat"),
+        ),
+        "utf16_encoding": (
+            None,
+            lambda f: _edit_text(f, lambda t: t.encode("utf-16")),
+            "error",
+            "UTF-16",
+            tuple(n for n in ALL if n != "cat"),
+        ),
         "empty_file": (None, lambda f: _edit_text(f, lambda t: ""), "error", "", tuple(n for n in ALL if n != "cat")),
-        "stray_quote": (None, lambda f: _edit_text(f, _edit_line(f, 1, lambda line: line.replace(",", ',"', 1))),
-                        "error", "quote", CSV),
-        "huge_field": (None, lambda f: _edit_text(f, _edit_line(f, 1, lambda line: line + "," + "9" * 200_000)),
-                       "skip", 1, CSV),
-        "nul_byte": (None, lambda f: _edit_text(f, _edit_line(f, 1, lambda line: line.replace(",", ",\0", 1))),
-                     "error", "NUL", CSV),
-        "non_numeric_coordinate": (None, lambda f: _edit_text(f, _edit_line(f, 1, lambda line: _replace_value(
-            f, line, "abc"))), "skip", 1, ("facial", "facial68", "cards", "dlc", "dlc_single", "cat")),
-        "infinite_coordinate": (None, lambda f: _edit_text(f, _edit_line(f, 1, lambda line: _replace_value(
-            f, line, "inf"))), "skip", 1, ("facial", "facial68", "cards", "dlc", "dlc_single", "cat")),
-        "missing_column": (None, lambda f: _edit_text(f, _edit_line(f, 1, lambda line: line.rsplit(",", 1)[0])),
-                           "skip", 1, CSV),
+        "stray_quote": (
+            None,
+            lambda f: _edit_text(f, _edit_line(f, 1, lambda line: line.replace(",", ',"', 1))),
+            "error",
+            "quote",
+            CSV,
+        ),
+        "huge_field": (
+            None,
+            lambda f: _edit_text(f, _edit_line(f, 1, lambda line: line + "," + "9" * 200_000)),
+            "skip",
+            1,
+            CSV,
+        ),
+        "nul_byte": (
+            None,
+            lambda f: _edit_text(f, _edit_line(f, 1, lambda line: line.replace(",", ",\0", 1))),
+            "error",
+            "NUL",
+            CSV,
+        ),
+        "non_numeric_coordinate": (
+            None,
+            lambda f: _edit_text(f, _edit_line(f, 1, lambda line: _replace_value(f, line, "abc"))),
+            "skip",
+            1,
+            ("facial", "facial68", "cards", "dlc", "dlc_single", "cat"),
+        ),
+        "infinite_coordinate": (
+            None,
+            lambda f: _edit_text(f, _edit_line(f, 1, lambda line: _replace_value(f, line, "inf"))),
+            "skip",
+            1,
+            ("facial", "facial68", "cards", "dlc", "dlc_single", "cat"),
+        ),
+        "missing_column": (
+            None,
+            lambda f: _edit_text(f, _edit_line(f, 1, lambda line: line.rsplit(",", 1)[0])),
+            "skip",
+            1,
+            CSV,
+        ),
         "extra_column": (None, lambda f: _edit_text(f, _edit_line(f, 1, lambda line: line + ",7")), "skip", 1, CSV),
-        "normalised_coordinates": (_points(normalise), None, "error", "normalised",
-                                   ("facial", "facial68", "cat", "dlc", "dlc_single", "coco")),
-        "coordinates_times_100": (_points(scale(100)), None, "error", "scaled",
-                                  ("facial", "facial68", "cat", "dlc", "dlc_single", "coco")),
-        "point_far_outside": (_points(far), None, "skip", 1, ("facial", "facial68", "cat", "dlc", "dlc_single", "coco")),
-        "enormous_coordinate": (_points(enormous), None, "skip", 1,
-                                ("facial", "facial68", "cat", "dlc", "dlc_single", "coco")),
-        "one_point_unlabelled": (_points(unlabel_one), None, "accept", "", ("facial", "cards", "dlc", "dlc_single",
-                                                                             "coco")),
-        "repeated_row_same_labels": (None, lambda f: _edit_text(f, lambda t: t.rstrip("\n") + "\n" + t.rstrip(
-            "\n").split("\n")[f.header_lines + 1] + "\n"), "skip", 1, ("facial68", "cards", "dlc", "dlc_single")),
-        "repeated_row_other_labels": (None, lambda f: _edit_text(f, lambda t: t.rstrip("\n") + "\n" + _replace_value(
-            f, t.rstrip("\n").split("\n")[f.header_lines + 1], "0.5") + "\n"), "error", "labelled again",
-            ("facial68", "cards", "dlc", "dlc_single")),
-        "missing_image": (None, lambda f: lambda root: _first_image(f, root).unlink(), "skip", 1,
-                          ("facial68", "cards", "dlc", "dlc_single", "coco")),
+        "normalised_coordinates": (
+            _points(normalise),
+            None,
+            "error",
+            "normalised",
+            ("facial", "facial68", "cat", "dlc", "dlc_single", "coco"),
+        ),
+        "coordinates_times_100": (
+            _points(scale(100)),
+            None,
+            "error",
+            "scaled",
+            ("facial", "facial68", "cat", "dlc", "dlc_single", "coco"),
+        ),
+        "point_far_outside": (
+            _points(far),
+            None,
+            "skip",
+            1,
+            ("facial", "facial68", "cat", "dlc", "dlc_single", "coco"),
+        ),
+        "enormous_coordinate": (
+            _points(enormous),
+            None,
+            "skip",
+            1,
+            ("facial", "facial68", "cat", "dlc", "dlc_single", "coco"),
+        ),
+        "one_point_unlabelled": (
+            _points(unlabel_one),
+            None,
+            "accept",
+            "",
+            ("facial", "cards", "dlc", "dlc_single", "coco"),
+        ),
+        "repeated_row_same_labels": (
+            None,
+            lambda f: _edit_text(
+                f, lambda t: t.rstrip("\n") + "\n" + t.rstrip("\n").split("\n")[f.header_lines + 1] + "\n"
+            ),
+            "skip",
+            1,
+            ("facial68", "cards", "dlc", "dlc_single"),
+        ),
+        "repeated_row_other_labels": (
+            None,
+            lambda f: _edit_text(
+                f,
+                lambda t: (
+                    t.rstrip("\n")
+                    + "\n"
+                    + _replace_value(f, t.rstrip("\n").split("\n")[f.header_lines + 1], "0.5")
+                    + "\n"
+                ),
+            ),
+            "error",
+            "labelled again",
+            ("facial68", "cards", "dlc", "dlc_single"),
+        ),
+        "missing_image": (
+            None,
+            lambda f: lambda root: _first_image(f, root).unlink(),
+            "skip",
+            1,
+            ("facial68", "cards", "dlc", "dlc_single", "coco"),
+        ),
         # loaders that read each image's size at start skip it, counted; the others stop when they load it
-        "corrupt_image_found_at_start": (None, lambda f: lambda root: _first_image(f, root).write_bytes(
-            b"\x89PNG\r\n\x1a\nbroken"), "skip", 1, ("facial68", "cat", "dlc", "dlc_single")),
-        "corrupt_image_found_at_load": (None, lambda f: lambda root: _first_image(f, root).write_bytes(
-            b"\x89PNG\r\n\x1a\nbroken"), "error", "corrupt", ("cards", "coco")),
-        "image_above_size_limit_at_start": (None, lambda f: lambda root: _big_png_header(
-            _first_image(f, root), 200_000, 100_000), "skip", 1, ("facial68", "dlc", "dlc_single")),
-        "image_above_size_limit_at_load": (None, lambda f: lambda root: _big_png_header(
-            _first_image(f, root), 200_000, 100_000), "error", "megapixels", ("cards", "coco")),
+        "corrupt_image_found_at_start": (
+            None,
+            lambda f: lambda root: _first_image(f, root).write_bytes(b"\x89PNG\r\n\x1a\nbroken"),
+            "skip",
+            1,
+            ("facial68", "cat", "dlc", "dlc_single"),
+        ),
+        "corrupt_image_found_at_load": (
+            None,
+            lambda f: lambda root: _first_image(f, root).write_bytes(b"\x89PNG\r\n\x1a\nbroken"),
+            "error",
+            "corrupt",
+            ("cards", "coco"),
+        ),
+        "image_above_size_limit_at_start": (
+            None,
+            lambda f: lambda root: _big_png_header(_first_image(f, root), 200_000, 100_000),
+            "skip",
+            1,
+            ("facial68", "dlc", "dlc_single"),
+        ),
+        "image_above_size_limit_at_load": (
+            None,
+            lambda f: lambda root: _big_png_header(_first_image(f, root), 200_000, 100_000),
+            "error",
+            "megapixels",
+            ("cards", "coco"),
+        ),
     }
     return k
 
 
 def _first_image(fmt: Format, root: Path) -> Path:
-    sub = {"facial68": "images", "cards": "images", "cat": "CAT_00", "dlc": "labeled-data/v1",
-           "dlc_single": "labeled-data/v1", "coco": "."}[fmt.name]
+    sub = {
+        "facial68": "images",
+        "cards": "images",
+        "cat": "CAT_00",
+        "dlc": "labeled-data/v1",
+        "dlc_single": "labeled-data/v1",
+        "coco": ".",
+    }[fmt.name]
     return sorted((root / sub).glob("p0_*.[pjPJ][npNP][gG]"))[0]
 
 
@@ -410,18 +595,26 @@ def _special_cases() -> list[Case]:
     coco_case("unknown_image_id", lambda d: d["annotations"][1].update(image_id=99), "error", "image_id 99")
     coco_case("visibility_flag_3", lambda d: d["annotations"][1]["keypoints"].__setitem__(2, 3), "skip", n=1)
     coco_case("keypoint_as_string", lambda d: d["annotations"][1]["keypoints"].__setitem__(0, "12"), "skip", n=1)
-    coco_case("wrong_keypoint_count", lambda d: d["annotations"][1]["keypoints"].extend([1, 1, 2]), "error",
-              "keypoint values")
+    coco_case(
+        "wrong_keypoint_count", lambda d: d["annotations"][1]["keypoints"].extend([1, 1, 2]), "error", "keypoint values"
+    )
     coco_case("not_coco", lambda d: d.pop("categories"), "error", "not a COCO")
     coco_case("category_without_id", lambda d: d["categories"][0].pop("id"), "error", "needs an id")
     coco_case("crowd_annotation", lambda d: d["annotations"][1].update(iscrowd=1), "accept")
     coco_case("bbox_missing", lambda d: d["annotations"][0].pop("bbox"), "accept")
     coco_case("bbox_garbage", lambda d: d["annotations"][0].update(bbox="wide"), "accept")
-    coco_case("all_unlabelled", lambda d: [a.update(keypoints=[0] * 9) for a in d["annotations"]], "error",
-              "no usable annotation")
-    coco_case("far_point_without_image_size", lambda d: [d["images"][1].pop("width"),
-                                                          d["annotations"][1]["keypoints"].__setitem__(0, 1e7)],
-              "error", "far beyond")
+    coco_case(
+        "all_unlabelled",
+        lambda d: [a.update(keypoints=[0] * 9) for a in d["annotations"]],
+        "error",
+        "no usable annotation",
+    )
+    coco_case(
+        "far_point_without_image_size",
+        lambda d: [d["images"][1].pop("width"), d["annotations"][1]["keypoints"].__setitem__(0, 1e7)],
+        "error",
+        "far beyond",
+    )
 
     def corrupt_cache(root):
         facial = FORMATS["facial"]
@@ -431,26 +624,42 @@ def _special_cases() -> list[Case]:
         label = facial.label_file(root)
         stat = label.stat()
         os.utime(label, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1000))  # a new process would not remember the parse
-    cases.append(Case("cards-coordinates_not_fractions", FORMATS["cards"], "coordinates_not_fractions", "error",
-                      "fractions of the image size", labels=lambda labels, fmt: np.multiply(labels.points, 100,
-                                                                                            out=labels.points)))
-    cases.append(Case("facial-corrupt_parse_cache", FORMATS["facial"], "corrupt_parse_cache", "accept",
-                      build=corrupt_cache))
+
+    cases.append(
+        Case(
+            "cards-coordinates_not_fractions",
+            FORMATS["cards"],
+            "coordinates_not_fractions",
+            "error",
+            "fractions of the image size",
+            labels=lambda labels, fmt: np.multiply(labels.points, 100, out=labels.points),
+        )
+    )
+    cases.append(
+        Case("facial-corrupt_parse_cache", FORMATS["facial"], "corrupt_parse_cache", "accept", build=corrupt_cache)
+    )
 
     def cat_case(name, edit, expect, match="", n=0):
         cases.append(Case(f"cat-{name}", cat, name, expect, match, n, build=edit))
 
     folder = lambda root: root / "CAT_00"
-    cat_case("upper_case_JPG", lambda root: [p.rename(p.with_name(p.name.replace(".jpg", ".JPG")))
-                                             for p in folder(root).glob("p0_01.jpg*")], "accept")
-    cat_case("jpeg_extension", lambda root: [p.rename(p.with_name(p.name.replace(".jpg", ".jpeg")))
-                                             for p in folder(root).glob("p0_01.jpg*")], "accept")
+    cat_case(
+        "upper_case_JPG",
+        lambda root: [p.rename(p.with_name(p.name.replace(".jpg", ".JPG"))) for p in folder(root).glob("p0_01.jpg*")],
+        "accept",
+    )
+    cat_case(
+        "jpeg_extension",
+        lambda root: [p.rename(p.with_name(p.name.replace(".jpg", ".jpeg"))) for p in folder(root).glob("p0_01.jpg*")],
+        "accept",
+    )
     cat_case("label_without_image", lambda root: (folder(root) / "p1_01.jpg").unlink(), "skip", n=1)
     cat_case("image_without_label", lambda root: (folder(root) / "p1_01.jpg.cat").unlink(), "skip", n=1)
     cat_case("stray_file", lambda root: (folder(root) / "notes.txt").write_text("hi"), "skip", n=1)
     cat_case("wrong_count", lambda root: (folder(root) / "p1_01.jpg.cat").write_text("8 1 2"), "skip", n=1)
-    cat_case("latin1_label", lambda root: (folder(root) / "p1_01.jpg.cat").write_bytes("9 é".encode("cp1252")),
-             "skip", n=1)
+    cat_case(
+        "latin1_label", lambda root: (folder(root) / "p1_01.jpg.cat").write_bytes("9 é".encode("cp1252")), "skip", n=1
+    )
     cat_case("empty_label", lambda root: (folder(root) / "p1_01.jpg.cat").write_text(""), "skip", n=1)
     return cases
 
@@ -462,24 +671,54 @@ def _split_cases() -> list[Case]:
 
     cases = []
     for name, fmt in FORMATS.items():
+
         def open_dm(root, fmt=fmt, **options):
             dm = KeypointDataModule(lambda split, transform: fmt.open(root, split, (0.5, 0.25, 0.25)), **options)
             dm.setup()
             return dm.splits["train"]
 
         if name != "cat":
+
             def unlabelled(labels, fmt):
                 labels.points[:] = np.nan
+
             match = {"coco": "no usable annotation", "facial68": "is empty"}.get(name, "labelled")  # rows refused
-            cases.append(Case(f"{name}-every_keypoint_unlabelled", fmt, "every_keypoint_unlabelled", "error", match,
-                              labels=unlabelled, open=open_dm))
+            cases.append(
+                Case(
+                    f"{name}-every_keypoint_unlabelled",
+                    fmt,
+                    "every_keypoint_unlabelled",
+                    "error",
+                    match,
+                    labels=unlabelled,
+                    open=open_dm,
+                )
+            )
 
         def same_images(labels, fmt):
             labels.images[:] = [labels.images[0]] * N
-        cases.append(Case(f"{name}-same_image_in_two_splits", fmt, "same_image_in_two_splits", "error",
-                          "more than one split", labels=same_images, open=open_dm))
-        cases.append(Case(f"{name}-same_image_in_two_splits_allowed", fmt, "same_image_in_two_splits_allowed",
-                          "accept", labels=same_images, open=lambda root, o=open_dm: o(root, allow_leaks=True)))
+
+        cases.append(
+            Case(
+                f"{name}-same_image_in_two_splits",
+                fmt,
+                "same_image_in_two_splits",
+                "error",
+                "more than one split",
+                labels=same_images,
+                open=open_dm,
+            )
+        )
+        cases.append(
+            Case(
+                f"{name}-same_image_in_two_splits_allowed",
+                fmt,
+                "same_image_in_two_splits_allowed",
+                "accept",
+                labels=same_images,
+                open=lambda root, o=open_dm: o(root, allow_leaks=True),
+            )
+        )
     return cases
 
 
@@ -488,9 +727,18 @@ def cases() -> list[Case]:
     for kind, (labels_edit, file_edit, expect, match, formats) in _kinds().items():
         for name in formats:
             fmt = FORMATS[name]
-            out.append(Case(f"{name}-{kind}", fmt, kind, expect, match if expect == "error" else "",
-                            match if expect == "skip" else 0, labels=labels_edit,
-                            build=file_edit(fmt) if file_edit else None))
+            out.append(
+                Case(
+                    f"{name}-{kind}",
+                    fmt,
+                    kind,
+                    expect,
+                    match if expect == "error" else "",
+                    match if expect == "skip" else 0,
+                    labels=labels_edit,
+                    build=file_edit(fmt) if file_edit else None,
+                )
+            )
     return out + _special_cases() + _split_cases()
 
 

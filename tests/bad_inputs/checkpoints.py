@@ -14,11 +14,19 @@ import torch
 from kp.build import InferenceSpec, build_net
 
 SPEC = InferenceSpec(
-    model={"_target_": "kp.models.KeypointNet", "_partial_": True, "head_width": 4,
-           "backbone": {"_target_": "kp.models.vgg.VGG", "_partial_": True, "widths": [4, 4], "depths": [1, 1]}},
+    model={
+        "_target_": "kp.models.KeypointNet",
+        "_partial_": True,
+        "head_width": 4,
+        "backbone": {"_target_": "kp.models.vgg.VGG", "_partial_": True, "widths": [4, 4], "depths": [1, 1]},
+    },
     target={"_target_": "kp.codecs.HeatmapCodec", "_partial_": True, "stride": 2, "sigma": 1.0},
     meta={"names": ["a", "b"], "flip_pairs": None, "skeleton": [], "norm_pair": None, "count_scale": None},
-    input_shape=[1, 32, 32], fit_size=None, transforms=None, dataset="tests")
+    input_shape=[1, 32, 32],
+    fit_size=None,
+    transforms=None,
+    dataset="tests",
+)
 
 
 def _state(spec: InferenceSpec) -> dict:
@@ -48,8 +56,9 @@ def _flip_byte(root: Path) -> Path:
 
 
 def _other_shape(root: Path) -> Path:
-    wider = InferenceSpec(**{**asdict(SPEC), "model": {**SPEC.model, "backbone": {**SPEC.model["backbone"],
-                                                                                   "widths": [8, 4]}}})
+    wider = InferenceSpec(
+        **{**asdict(SPEC), "model": {**SPEC.model, "backbone": {**SPEC.model["backbone"], "widths": [8, 4]}}}
+    )
     return _save(root / "model.ckpt", {"state_dict": _state(wider), "kp": asdict(SPEC)})
 
 
@@ -64,6 +73,7 @@ def _write(name: str, content: bytes):
         root.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(content)
         return root / name
+
     return make
 
 
@@ -103,11 +113,17 @@ KINDS = {
     "truncated": (_truncated, "error", "model.ckpt"),
     "flipped_byte": (_flip_byte, "error", "CRC"),
     "zip_of_something_else": (_other_zip, "error", "not a readable PyTorch checkpoint"),
-    "pickled_objects": (lambda root: _save(root / "model.ckpt", {"state_dict": {}, "path": Path("x")}), "error",
-                        "Python objects"),
+    "pickled_objects": (
+        lambda root: _save(root / "model.ckpt", {"state_dict": {}, "path": Path("x")}),
+        "error",
+        "Python objects",
+    ),
     "no_state_dict": (lambda root: _save(root / "model.ckpt", {"weights": {}}), "error", "no state_dict"),
-    "no_model_description": (lambda root: _save(root / "model.ckpt", {"state_dict": _state(SPEC)}), "error",
-                             "no model description"),
+    "no_model_description": (
+        lambda root: _save(root / "model.ckpt", {"state_dict": _state(SPEC)}),
+        "error",
+        "no model description",
+    ),
     "other_shape": (_other_shape, "error", "net.backbone"),
     "missing_layer": (_missing_layer, "error", "not in the checkpoint"),
     "run_dir_without_checkpoint": (_empty_run_dir, "error", "no checkpoint"),
