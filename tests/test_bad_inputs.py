@@ -11,7 +11,7 @@ import kp
 from kp.data.datamodule import KeypointDataModule
 from kp.errors import DataError, ModelLoadError
 from tests.bad_inputs import checkpoints
-from tests.bad_inputs.cases import FORMATS, build, cases, make_labels, open_case, source_points
+from tests.bad_inputs.cases import FORMATS, N, build, cases, make_labels, open_case, source_points
 
 CASES = cases()
 
@@ -35,11 +35,15 @@ def test_bad_input(case, tmp_path):
         assert "\n" not in message and case.match in message
         named = [label_file.name, label_file.parent.name, tmp_path.name]  # the file, its folder, or an image in it
         assert any(name in message for name in named), message
+        assert case.names in message, f"the message does not name {case.names}: {message}"
         return
     assert case.expect != "error", f"expected an error matching {case.match!r}; the loader read {len(dataset)} samples"
     if case.expect == "skip":
         assert len(dataset.issues) == case.n, dataset.issues
         assert all(str(tmp_path) in issue for issue in dataset.issues), dataset.issues
+        if case.kind == "negative_coordinate":  # the sample stays, its point at (-3, 5) is left out of the labels
+            assert len(dataset) == N and (~dataset.labelled()).sum() == 1
+            assert "at (-3, 5) outside" in dataset.issues[0] and "left out" in dataset.issues[0]
         return
     assert dataset.issues == []
     # every sample read, taken back to its source image, holds the points written for one of the images

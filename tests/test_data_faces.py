@@ -235,7 +235,7 @@ def test_facial68_split_by_person_and_read_by_content(faces68, caplog):
 
     csv_path = faces68 / "keypoints.csv"
     assert "skipped 3 bad sample(s)" in caplog.text
-    assert f"{csv_path}:8: image {faces68 / 'images' / 'Gone_00.jpg'} not found" in caplog.text
+    assert f"{csv_path}:8: image {faces68 / 'images' / 'Gone_00.jpg'} is missing" in caplog.text
     assert f"{csv_path}:9: 136 columns, expected 137" in caplog.text
     assert f"{csv_path}:10: column 135 'x' is not a number" in caplog.text
 
