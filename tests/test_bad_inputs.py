@@ -10,7 +10,7 @@ import pytest
 import kp
 from kp.data.datamodule import KeypointDataModule
 from kp.errors import DataError, ModelLoadError
-from tests.bad_inputs import checkpoints
+from tests.bad_inputs import checkpoints, commands
 from tests.bad_inputs.cases import FORMATS, N, build, cases, make_labels, open_case, source_points
 
 CASES = cases()
@@ -111,3 +111,76 @@ def test_mirror_augmentation_without_left_right_pairs_is_said_at_start(tmp_path,
     assert datamodule.meta.flip_pairs is None
     assert "mirror augmentation (augment.hflip) is on but no left/right pairs" in caplog.text
     assert "['kp0', 'kp1', 'kp2']" in caplog.text
+
+
+# --- the same cases through the commands that load data ---------------------------------------------------------------
+
+
+def _outcome(case, tmp_path, run, listed) -> None:
+    """Run a command in-process: an error case ends in its one line (exit status 1, the loader's message unwrapped
+    from any DataLoader worker), a skip case exits normally with its skips listed (listed() reads how many)."""
+    try:
+        run()
+    except SystemExit as stop:
+        message = str(stop.code)
+        assert case.expect == "error", f"expected {case.expect}, got {message}"
+        assert message.startswith("data error: ") and "\n" not in message and "Traceback" not in message, message
+        assert "DataLoader worker" not in message and case.match in message and case.names in message, message
+        label_file = case.fmt.label_file(tmp_path / "data")
+        assert any(name in message for name in (label_file.name, label_file.parent.name, "data/")), message
+        return
+    assert case.expect != "error", f"expected an error matching {case.match!r}: the command ran through"
+    assert listed() == (case.n if case.expect == "skip" else 0)
+
+
+def _data_rows(path) -> int:
+    """Rows of a data_issues.csv (file, row, reason), 0 where none was written."""
+    if not path.exists():
+        return 0
+    with open(path, newline="") as f:
+        return len(list(csv.reader(f))) - 1
+
+
+@pytest.mark.parametrize("case", commands.PREVIEW, ids=[case.name for case in commands.PREVIEW])
+def test_bad_input_in_kp_preview(case, tmp_path):
+    from kp.cli import preview
+
+    build(case, tmp_path / "data")
+    out = tmp_path / "preview.png"
+    argv = [*commands.data_overrides(case, tmp_path / "data"), "--n", "1", "--out", str(out)]
+    _outcome(case, tmp_path, lambda: preview.main(argv), lambda: _data_rows(out.with_suffix(".data_issues.csv")))
+
+
+@pytest.mark.parametrize("case", commands.DOCTOR, ids=[case.name for case in commands.DOCTOR])
+def test_bad_input_in_kp_doctor(case, tmp_path):
+    from kp.cli import doctor
+
+    build(case, tmp_path / "data")
+    out = tmp_path / "doctor"
+    argv = [*commands.data_overrides(case, tmp_path / "data"), "--out", str(out)]
+
+    def listed():
+        report = (out / "report.md").read_text()
+        return int(report.split("## Samples the loader skipped\n\n")[1].split(" ")[0])
+
+    _outcome(case, tmp_path, lambda: doctor.main(argv), listed)
+
+
+@pytest.mark.parametrize("case", commands.TRAIN, ids=[case.name for case in commands.TRAIN])
+def test_bad_input_in_kp_train(case, tmp_path):
+    """As kp train runs a job (kp/cli/train.py), with the samples read in a DataLoader worker."""
+    from kp.errors import user_errors_in_one_line
+    from kp.train.loop import train
+    from tests.helpers import compose_config
+
+    build(case, tmp_path / "data")
+    run_dir = tmp_path / "run"
+    cfg = compose_config(
+        *commands.data_overrides(case, tmp_path / "data"), *commands.QUICK, "debug=fast_dev_run", output_dir=run_dir
+    )
+
+    def run():
+        with user_errors_in_one_line():
+            train(cfg)
+
+    _outcome(case, tmp_path, run, lambda: _data_rows(run_dir / "data_issues.csv"))

@@ -954,6 +954,9 @@ def cases() -> list[Case]:
     return out + _special_cases() + _split_cases()
 
 
+CASES_BY_NAME = {case.name: case for case in cases()}
+
+
 def build(case: Case, root: Path) -> Labels:
     """Write the case into root; returns the labels as written (before any file edit)."""
     fmt = case.fmt
