@@ -3,15 +3,29 @@ gets what kp promises: a one-line error naming the file, a counted skip, or acce
 
 import csv
 import json
+import re
+from pathlib import Path
 
+import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 import kp
 from kp.data.datamodule import KeypointDataModule
 from kp.errors import DataError, ModelLoadError
 from tests.bad_inputs import checkpoints, commands
-from tests.bad_inputs.cases import FORMATS, N, build, cases, make_labels, open_case, source_points
+from tests.bad_inputs.cases import (
+    CASES_BY_NAME,
+    FORMATS,
+    N,
+    _big_png_header,
+    build,
+    cases,
+    make_labels,
+    open_case,
+    source_points,
+)
 
 CASES = cases()
 
@@ -184,3 +198,99 @@ def test_bad_input_in_kp_train(case, tmp_path):
             train(cfg)
 
     _outcome(case, tmp_path, run, lambda: _data_rows(run_dir / "data_issues.csv"))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Per format, a run directory whose model fits the cases' data (built, not trained: evaluate reads the data
+    before it predicts), made from a valid copy of the data."""
+    import torch
+
+    from kp.build import build as build_model
+    from tests.helpers import compose_config, write_run_config
+
+    made = {}
+
+    def run_for(case):
+        name = case.fmt.name
+        if name not in made:
+            root = tmp_path_factory.mktemp(f"{name}-run")
+            valid = CASES_BY_NAME[f"{name}-valid"]
+            build(valid, root / "data")
+            cfg = compose_config(*commands.data_overrides(valid, root / "data"), *commands.QUICK, output_dir=root)
+            _, module = build_model(cfg)
+            torch.save({"state_dict": module.state_dict(), "kp": module.spec}, root / "model.ckpt")
+            write_run_config(cfg, root)
+            made[name] = root
+        return made[name]
+
+    return run_for
+
+
+@pytest.mark.parametrize("case", commands.EVALUATE, ids=[case.name for case in commands.EVALUATE])
+def test_bad_input_in_kp_evaluate_with_a_data_override(case, runs, tmp_path, caplog):
+    """kp evaluate RUN data=... on every split: the samples read in DataLoader workers."""
+    from kp.cli import evaluate
+
+    run = runs(case)
+    build(case, tmp_path / "data")
+    argv = [str(run), *commands.data_overrides(case, tmp_path / "data"), *commands.QUICK[2:6]]
+    argv += ["--split", "all", "--checkpoint", str(run / "model.ckpt"), "--out", str(tmp_path / "eval")]
+
+    def listed():  # the datamodule's count in the log (kp evaluate writes no data_issues.csv)
+        counts = re.findall(r"(\d+) bad sample\(s\) or point\(s\) left out in all", caplog.text)
+        return int(counts[-1]) if counts else 0
+
+    _outcome(case, tmp_path, lambda: evaluate.main(argv), listed)
+
+
+def test_bad_images_in_kp_predict_are_skipped_and_listed(runs, tmp_path):
+    """Truncated, random, empty and oversized images among the inputs, read in a DataLoader worker: each skipped and
+    listed in skipped.csv with its reason, the good one predicted; a name the file system refuses is one line."""
+    from kp.cli import predict
+
+    model = runs(CASES_BY_NAME["coco-valid"]) / "model.ckpt"
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "good.png"), np.zeros((32, 40, 3), np.uint8))
+    good = (images / "good.png").read_bytes()
+    (images / "truncated.png").write_bytes(good[: len(good) // 2])
+    (images / "random.png").write_bytes(np.random.default_rng(1).bytes(3000))
+    (images / "empty.png").write_bytes(b"")
+    _big_png_header(images / "bomb.png", 200_000, 100_000)
+    predict.main([str(model), str(images), "--out", str(tmp_path / "out"), "--workers", "1", "--no-overlays"])
+    with open(tmp_path / "out" / "skipped.csv", newline="") as f:
+        skipped = {Path(row[0]).name: row[-1] for row in list(csv.reader(f))[1:]}
+    assert sorted(skipped) == ["bomb.png", "empty.png", "random.png", "truncated.png"]
+    assert "megapixels" in skipped["bomb.png"] and "corrupt" in skipped["truncated.png"]
+    assert len(pd.read_csv(tmp_path / "out" / "predictions.csv")) == 1
+
+    too_long = images / ("x" * 296 + ".png")
+    with pytest.raises(SystemExit) as stop:
+        predict.main([str(model), str(too_long), "--out", str(tmp_path / "out2")])
+    assert str(stop.value) == f"data error: {too_long}: cannot be opened (File name too long)"
+
+
+def test_duplicated_image_id_in_kp_submit_is_one_line_naming_the_rows(tmp_path):
+    """A test.csv that gives one ImageId to two images: which one an IdLookupTable row means is ambiguous."""
+    import torch
+
+    from kp.build import build as build_model
+    from kp.cli import submit
+    from tests.helpers import compose_config
+
+    valid = CASES_BY_NAME["facial-valid"]
+    build(valid, tmp_path / "data")
+    _, module = build_model(compose_config(*commands.data_overrides(valid, tmp_path / "data"), *commands.QUICK))
+    torch.save({"state_dict": module.state_dict(), "kp": module.spec}, tmp_path / "model.ckpt")
+    pixels = " ".join(["7"] * 96 * 96)
+    (tmp_path / "data" / "test.csv").write_text(f"ImageId,Image\n1,{pixels}\n2,{pixels}\n1,{pixels}\n")
+    (tmp_path / "data" / "IdLookupTable.csv").write_text("RowId,ImageId,FeatureName,Location\n1,1,nose_tip_x,\n")
+    with pytest.raises(SystemExit) as stop:
+        submit.main(
+            [str(tmp_path / "model.ckpt"), "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "s.csv")]
+        )
+    assert str(stop.value).startswith(
+        f"data error: {tmp_path / 'data' / 'test.csv'}:4: ImageId 1 again (first at line 2)"
+    )
+    assert not (tmp_path / "s.csv").exists()
