@@ -994,3 +994,7 @@ if __name__ == "__main__":
         (out / f"checkpoint-{kind}").mkdir(parents=True)
         make(out / f"checkpoint-{kind}")
     print(f"{len(cases())} data cases and {len(checkpoints.KINDS)} checkpoints written to {out}/")
+    from tests.bad_inputs import commands
+
+    runs = {name: len(getattr(commands, name.upper())) for name in ("preview", "doctor", "train", "evaluate")}
+    print("cases run through the commands:", ", ".join(f"kp {name} {n}" for name, n in runs.items()))
