@@ -69,9 +69,9 @@ class CocoKeypoints(KeypointDataset):
         data = _load_json(path)
         image_root = Path(image_dir) if image_dir is not None else path.parent
         images = _images_by_id(data["images"], path)
-        skips = SkipLog(str(path))
-        annotations, category_entry = self._select_category(data, category, path, skips)
-        annotations = _drop_repeated_images(annotations, images, image_root, path, skips)
+        whole_file = SkipLog(str(path))  # what is left out of the file before its split: logged once, by train
+        annotations, category_entry = self._select_category(data, category, path, whole_file)
+        annotations = _drop_repeated_images(annotations, images, image_root, path, whole_file)
         key_names = self._keypoint_names(category_entry, annotations[0], names, path)
 
         if one_file_per_split:
@@ -84,7 +84,7 @@ class CocoKeypoints(KeypointDataset):
                 seed,
                 f"{path} by image",
             )
-        samples, ids, places, sizes, unlabelled = [], [], [], [], 0
+        samples, ids, places, sizes, unlabelled, skips = [], [], [], [], 0, SkipLog(str(path))
         for i in chosen:
             annotation = annotations[i]
             where = f"annotation id {annotation['id']}"
@@ -121,9 +121,10 @@ class CocoKeypoints(KeypointDataset):
             if ok
         ]
         self.ids = [id_ for id_, ok in zip(ids, good) if ok]
-        if one_file_per_split or split == "train":  # the three splits of one file share its skips: report them once
-            skips.report(log)
-        self.source, self.issues = str(path), skips.reasons
+        if one_file_per_split or split == "train":
+            whole_file.report(log)
+        skips.report(log)
+        self.source, self.issues = str(path), whole_file.reasons + skips.reasons
         if unlabelled:
             log.info("%s: left out %d %s annotations without labelled keypoints", path, unlabelled, split)
         if not self.samples:

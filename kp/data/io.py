@@ -9,8 +9,10 @@ Bad-input policy (every loader follows it):
   - an image file that exists but cannot be decoded is only found when it is loaded: `DataError` then, naming it;
   - nothing doubtful passes silently: label files are read as UTF-8 (with or without BOM) or refused naming the
     encoding to convert from (`read_text`, `read_csv`); a stray quote that swallows rows is an error at its line;
-    coordinates that look normalised or scaled are an error naming the likely scale (`check_units`); points far
-    outside their image are skipped and counted (`far_outside`); images above `MAX_IMAGE_PIXELS` are refused.
+    coordinates that look normalised or scaled are an error naming the likely scale (`check_units`); a sample with a
+    point far outside its image is skipped, a point just beyond its edge left out of the labels, both counted
+    (`check_points`); an image name the file system refuses is a missing image (`check_image_file`); images above
+    `MAX_IMAGE_PIXELS` are refused.
 
 Below the reading helpers are the ones the loaders share for the rest: the split by groups (`split_groups`), the
 crop to a working size (`crop_and_resize`) and flip pairs from keypoint names or from the config

@@ -541,14 +541,14 @@ def _kinds() -> dict[str, tuple]:
         # loaders that read each image's size at start skip it, counted; the others stop when they load it
         "corrupt_image_found_at_start": (
             None,
-            lambda f: lambda root: _first_image(f, root).write_bytes(b"\x89PNG\r\n\x1a\nbroken"),
+            _image_bytes(b"\x89PNG\r\n\x1a\nbroken"),
             "skip",
             1,
             ("facial68", "cat", "dlc", "dlc_single"),
         ),
         "corrupt_image_found_at_load": (
             None,
-            lambda f: lambda root: _first_image(f, root).write_bytes(b"\x89PNG\r\n\x1a\nbroken"),
+            _image_bytes(b"\x89PNG\r\n\x1a\nbroken"),
             "error",
             "corrupt",
             ("cards", "coco"),
@@ -578,28 +578,28 @@ def _kinds() -> dict[str, tuple]:
         ),
         "random_bytes_image_at_load": (
             None,
-            lambda f: lambda root: _first_image(f, root).write_bytes(np.random.default_rng(1).bytes(3000)),
+            _image_bytes(np.random.default_rng(1).bytes(3000)),
             "error",
             "corrupt",
             ("cards", "coco"),
         ),
         "random_bytes_image_at_start": (
             None,
-            lambda f: lambda root: _first_image(f, root).write_bytes(np.random.default_rng(1).bytes(3000)),
+            _image_bytes(np.random.default_rng(1).bytes(3000)),
             "skip",
             1,
             ("cat", "dlc", "dlc_single", "facial68"),
         ),
         "zero_byte_image_at_load": (
             None,
-            lambda f: lambda root: _first_image(f, root).write_bytes(b""),
+            _image_bytes(b""),
             "error",
             "corrupt",
             ("cards", "coco"),
         ),
         "zero_byte_image_at_start": (
             None,
-            lambda f: lambda root: _first_image(f, root).write_bytes(b""),
+            _image_bytes(b""),
             "skip",
             1,
             ("cat", "dlc", "dlc_single", "facial68"),
@@ -629,6 +629,11 @@ def _kinds() -> dict[str, tuple]:
         ),
     }
     return k
+
+
+def _image_bytes(data: bytes):
+    """The file edit that gives the first image these bytes."""
+    return lambda f: lambda root: _first_image(f, root).write_bytes(data)
 
 
 def _truncate(path: Path) -> None:
@@ -828,6 +833,7 @@ def _split_cases() -> list[Case]:
                     match,
                     labels=unlabelled,
                     open=open_dm,
+                    names=fmt.label_file(Path()).name,
                 )
             )
 
@@ -949,9 +955,14 @@ def cases() -> list[Case]:
                     match if expect == "skip" else 0,
                     labels=labels_edit,
                     build=file_edit(fmt) if file_edit else None,
+                    # a CAT set has a label file per image: a units error names the first one that shows it
+                    names="p0_01.jpg.cat" if name == "cat" and kind in UNITS else "",
                 )
             )
     return out + _special_cases() + _split_cases()
+
+
+UNITS = ("normalised_coordinates", "coordinates_times_100")
 
 
 CASES_BY_NAME = {case.name: case for case in cases()}
