@@ -175,7 +175,7 @@ def test_bad_input_in_kp_doctor(case, tmp_path):
 
     def listed():
         report = (out / "report.md").read_text()
-        return int(report.split("## Samples the loader skipped\n\n")[1].split(" ")[0])
+        return int(report.split("## What the loader left out\n\n")[1].split(" ")[0])
 
     _outcome(case, tmp_path, lambda: doctor.main(argv), listed)
 
