@@ -79,7 +79,9 @@ class SkipLog:
             return
         listed = "\n  ".join(self.reasons[: self.shown])
         more = f"\n  ... and {len(self.reasons) - self.shown} more" if len(self.reasons) > self.shown else ""
-        logger.warning("%s: skipped %d bad sample(s):\n  %s%s", self.source, len(self.reasons), listed, more)
+        logger.warning(
+            "%s: left out %d bad sample(s) or point(s):\n  %s%s", self.source, len(self.reasons), listed, more
+        )
 
 
 def parse_number(text: str, at: str, what: str = "coordinate") -> float:
