@@ -95,8 +95,6 @@ AT_LOAD = _cases(
     "coco-random_bytes_image_at_load",
     "cat-truncated_image",
     "dlc-truncated_image",
-    "cards-zero_byte_image_at_load",
-    "coco-image_above_size_limit_at_load",
 )
 # Found while the data is set up: every command.
 AT_SETUP = _cases(
@@ -130,7 +128,8 @@ AT_SETUP = _cases(
 )
 PREVIEW = AT_SETUP
 DOCTOR = _cases(
-    "coco-random_bytes_image_at_load",
+    "cards-zero_byte_image_at_load",
+    "coco-image_above_size_limit_at_load",
     "cat-truncated_image",
     "facial68-negative_coordinate",
     "coco-image_listed_twice_other_labels",
@@ -138,7 +137,7 @@ DOCTOR = _cases(
     "cards-file_name_too_long",
 )
 TRAIN = [
-    *AT_LOAD[:4],
+    *AT_LOAD,
     *_cases(
         "cat-image_in_two_folders_other_labels",
         "coco-annotation_of_another_category",
