@@ -53,14 +53,30 @@ KINDS = {
 USER_ERRORS = tuple(KINDS)
 
 
+# What torch makes of an error raised in a DataLoader worker: the same class, its message buried under the worker's
+# traceback (`Caught DataError in DataLoader worker process 0. Original Traceback ...`), whose last line is
+# `kp.errors.DataError: <the original message>`.
+_WORKER_REPORT = re.compile(
+    r"^Caught (?P<name>\w+) in DataLoader worker process \d+\.\nOriginal Traceback \(most recent call last\):\n"
+    r".*^(?:[\w.]+\.)?(?P=name): (?P<message>.*)\Z",
+    re.S | re.M,
+)
+
+
+def unwrap(message: str) -> str:
+    """The original message of an error raised in a DataLoader worker; any other message as it is."""
+    match = _WORKER_REPORT.match(message)
+    return match.group("message") if match else message
+
+
 def one_line(error: BaseException) -> str:
-    """`<kind>: <message>` on one line."""
+    """`<kind>: <message>` on one line (the original message where a DataLoader worker raised it)."""
     # Another class (a script's own, passed as `also`) reads as words: TrainingFailed -> "training failed".
     kind = next(
         (name for cls, name in KINDS.items() if isinstance(error, cls)),
         re.sub(r"(?<!^)(?=[A-Z])", " ", type(error).__name__).lower(),
     )
-    return f"{kind}: {' '.join(str(error).split())}"
+    return f"{kind}: {' '.join(unwrap(str(error)).split())}"
 
 
 @contextlib.contextmanager

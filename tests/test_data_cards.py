@@ -131,7 +131,7 @@ def test_bad_rows_are_skipped_counted_and_named(tmp_path, caplog):
         )
     assert frames == 12 - 6
     log = caplog.text
-    assert log.count("skipped 6 bad sample(s)") == 1  # read once for the three splits
+    assert log.count("left out 6 bad sample(s) or point(s)") == 1  # read once for the three splits
     for line, problem in [
         (2, "27 columns, the header has 30"),
         (3, "upper_left_face_x 'abc' is not a number"),

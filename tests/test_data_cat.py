@@ -155,7 +155,7 @@ def test_cat_bad_files_are_skipped_counted_and_named(cats, caplog):
     with caplog.at_level(logging.WARNING, logger="kp.data.cat"):
         data = CatHeads("train", cats, fractions=[1, 0, 0])
     assert len(data) == 6  # 10 images, 4 without a usable label
-    assert "skipped 5 bad sample(s)" in caplog.text
+    assert "left out 5 bad sample(s) or point(s)" in caplog.text
     assert f"{first}.cat:1: declares 8 keypoints, the CAT format has 9" in caplog.text
     assert f"{second}.cat:1: coordinate 'five' is not a number" in caplog.text
     assert f"{cats / 'CAT_02' / 'lonely.jpg.cat'}: image lonely.jpg not found" in caplog.text

@@ -191,7 +191,7 @@ def test_bad_annotations_are_skipped_counted_and_named(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         data = every_instance(write_coco(tmp_path, spoil))
     assert len(data) == 1
-    assert "things.json: skipped 4 bad sample(s)" in caplog.text
+    assert "things.json: left out 4 bad sample(s) or point(s)" in caplog.text
     for problem in [
         "annotation id 2: a keypoint value is not a number",
         "annotation id 3: a labelled keypoint has a non-finite coordinate",

@@ -134,7 +134,7 @@ def test_bad_rows_are_skipped_counted_and_named(tmp_path, caplog):
         data = every_frame(write_project(tmp_path, edit=spoil))
     assert len(data) == 9 - 4
     text = caplog.text
-    assert "mouse1/CollectedData_Ann.csv: skipped 3 bad sample(s)" in text
+    assert "mouse1/CollectedData_Ann.csv: left out 3 bad sample(s) or point(s)" in text
     for problem in [
         "CollectedData_Ann.csv:4: 6 columns, the header has 7",
         "CollectedData_Ann.csv:5: left_paw y '12,5' is not a number",

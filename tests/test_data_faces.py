@@ -80,7 +80,7 @@ def test_facial_bad_rows_are_skipped_counted_and_named(kaggle, tmp_path, caplog)
         data = FacialKeypoints("train", kaggle, subset="all", val_fraction=0.0, cache_dir=tmp_path)
     assert len(data) == 19
     message = caplog.text
-    assert "skipped 5 bad sample(s)" in message
+    assert "left out 5 bad sample(s) or point(s)" in message
     path = str(kaggle / "training.csv")
     assert f"{path}:5: 30 columns, expected 31" in message
     assert f"{path}:6: left_eye_inner_corner_x value 'abc' is not a number" in message
@@ -234,8 +234,8 @@ def test_facial68_split_by_person_and_read_by_content(faces68, caplog):
     )
 
     csv_path = faces68 / "keypoints.csv"
-    assert "skipped 3 bad sample(s)" in caplog.text
-    assert f"{csv_path}:8: image {faces68 / 'images' / 'Gone_00.jpg'} not found" in caplog.text
+    assert "left out 3 bad sample(s) or point(s)" in caplog.text
+    assert f"{csv_path}:8: image {faces68 / 'images' / 'Gone_00.jpg'} is missing" in caplog.text
     assert f"{csv_path}:9: 136 columns, expected 137" in caplog.text
     assert f"{csv_path}:10: column 135 'x' is not a number" in caplog.text
 

@@ -87,6 +87,9 @@ class KeypointDataset(Dataset):
     # (`file:line: reason`, see kp.data.io.SkipLog), which a run writes to data_issues.csv.
     source: str = ""
     issues: list[str] = []
+    # The split whose samples this one repeats by design (facial: test is val when test_fraction=0), which the check
+    # for the same image in two splits passes over; None: none.
+    repeats: str | None = None
 
     def __init__(self, transform=None):
         # `transform` is a callable (image, keypoints, visible, meta) -> (image, keypoints, visible) applied to the
@@ -151,7 +154,7 @@ class Subset(KeypointDataset):
         super().__init__(data.transform)
         self.data, self.indices = data, list(indices)
         self.meta, self.fit_size, self.face_crop = data.meta, data.fit_size, data.face_crop
-        self.source, self.issues = data.source, data.issues
+        self.source, self.issues, self.repeats = data.source, data.issues, data.repeats
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -23,7 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import SkipLog, crop_and_resize, drop_repeats, parse_number, read_csv, read_image, split_groups, where
+from kp.data.io import (
+    SkipLog,
+    check_image_file,
+    crop_and_resize,
+    drop_repeats,
+    parse_number,
+    read_csv,
+    read_image,
+    split_groups,
+    where,
+)
 from kp.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -193,6 +203,5 @@ def _parse_frame(cell: dict[str, str], at: str, image_dir: Path) -> Frame:
     if not cell["videoId"]:
         raise DataError(f"{at}: videoId is empty (the split needs it)")
     image = image_dir / cell["imageName"]
-    if not image.is_file():
-        raise DataError(f"{at}: image {image} is missing")
+    check_image_file(image, at)
     return Frame(image, np.array(corners, np.float32), np.array(visible), counted, total, cell["videoId"])

@@ -21,9 +21,9 @@ from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.io import (
     SPLITS,
     SkipLog,
+    check_points,
     check_split,
-    check_units,
-    far_outside,
+    drop_repeats,
     image_size,
     parse_number,
     read_image,
@@ -127,10 +127,10 @@ class CatHeads(KeypointDataset):
         self.fit_size = (resize, resize) if preprocess == "seed" else None
 
         self.source = str(root)
-        images, labels, self.issues = self._scan(Path(root), folders, report=split == "train")
+        images, labels, visible, self.issues = self._scan(Path(root), folders, report=split == "train")
         bounds = np.round(np.cumsum([0, *fractions]) / sum(fractions) * len(images)).astype(int)
         start, stop = bounds[SPLITS.index(split)], bounds[SPLITS.index(split) + 1]
-        self.images, self.labels = images[start:stop], labels[start:stop]
+        self.images, self.labels, self.visible = images[start:stop], labels[start:stop], visible[start:stop]
         log.info(
             "cat %s: %d images (%s to %s)",
             split,
@@ -140,7 +140,10 @@ class CatHeads(KeypointDataset):
         )
 
     @staticmethod
-    def _scan(root: Path, folders: list[str], report: bool) -> tuple[list[Path], list[np.ndarray], list[str]]:
+    def _scan(
+        root: Path, folders: list[str], report: bool
+    ) -> tuple[list[Path], list[np.ndarray], np.ndarray, list[str]]:
+        """The images with their 9×2 labels and which of those are labelled, and the reasons for what was left out."""
         missing = [folder for folder in folders if not (root / folder).is_dir()]
         if missing:
             raise DataError(
@@ -170,19 +173,18 @@ class CatHeads(KeypointDataset):
                 labels.append(points)
                 sizes.append(size)
                 images.append(file)
-        check_units(np.array(labels).reshape(-1, len(ALL_NAMES), 2), np.array(sizes).reshape(-1, 2), root)
-        far = far_outside(np.array(labels).reshape(-1, len(ALL_NAMES), 2), np.array(sizes).reshape(-1, 1, 2)).any(
-            axis=1
-        )
-        for i in np.flatnonzero(far):
-            skips.skip(f"{images[i]}.cat: a keypoint lies far outside the {sizes[i][0]}×{sizes[i][1]} image")
+        places = [f"{image}.cat" for image in images]
+        # One photo in two folders (the same file name): labelled alike, the repeat is skipped; else an error.
+        kept = drop_repeats([image.name for image in images], labels, places, skips)
+        images, labels, sizes, places = ([items[i] for i in kept] for items in (images, labels, sizes, places))
+        good, labelled = check_points(labels, sizes, places, ALL_NAMES, root, skips)
         if report:
             skips.report(log)
-        keep = np.flatnonzero(~far)
-        return [images[i] for i in keep], [labels[i] for i in keep], skips.reasons
+        keep = np.flatnonzero(good)
+        return [images[i] for i in keep], [labels[i] for i in keep], labelled[keep], skips.reasons
 
     def labelled(self) -> np.ndarray:
-        return np.ones((len(self.images), len(self.kept)), bool)
+        return self.visible[:, self.kept]
 
     def image_sources(self) -> list[tuple[str, Path]]:
         return [(str(image), image) for image in self.images]
@@ -199,7 +201,7 @@ class CatHeads(KeypointDataset):
         return RawSample(
             image=image,
             keypoints=keypoints,
-            visible=np.ones(len(keypoints), bool),
+            visible=self.visible[index][self.kept],
             id=str(self.images[index]),
             affine=affine,
         )

@@ -22,10 +22,11 @@ import numpy as np
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.io import (
     SkipLog,
-    check_units,
+    check_image_file,
+    check_points,
     crop_and_resize,
-    far_outside,
     flip_pairs_from_names,
+    image_size,
     read_image,
     read_text,
     resolve_pairs,
@@ -68,7 +69,9 @@ class CocoKeypoints(KeypointDataset):
         data = _load_json(path)
         image_root = Path(image_dir) if image_dir is not None else path.parent
         images = _images_by_id(data["images"], path)
-        annotations, category_entry = self._select_category(data, category, path)
+        whole_file = SkipLog(str(path))  # what is left out of the file before its split: logged once, by train
+        annotations, category_entry = self._select_category(data, category, path, whole_file)
+        annotations = _drop_repeated_images(annotations, images, image_root, path, whole_file)
         key_names = self._keypoint_names(category_entry, annotations[0], names, path)
 
         if one_file_per_split:
@@ -81,8 +84,7 @@ class CocoKeypoints(KeypointDataset):
                 seed,
                 f"{path} by image",
             )
-        self.samples, self.ids, skips, unlabelled = [], [], SkipLog(str(path)), 0
-        units = []  # labelled points and their image sizes, where the JSON gives them
+        samples, ids, places, sizes, unlabelled, skips = [], [], [], [], 0, SkipLog(str(path))
         for i in chosen:
             annotation = annotations[i]
             where = f"annotation id {annotation['id']}"
@@ -98,22 +100,31 @@ class CocoKeypoints(KeypointDataset):
             image_path = image_root / image["file_name"]
             try:
                 sample = self._parse(values, annotation.get("bbox"), where)
-                if sample is not None and not image_path.is_file():
-                    raise DataError(f"{where}: image {image_path} is missing")
+                if sample is not None:
+                    check_image_file(image_path, where)
+                    # The points are checked against the image: its size from the JSON, else from its header.
+                    sizes.append(_size(image) or image_size(image_path))
             except DataError as error:
                 skips.skip(f"{path}: {error}")
                 continue
             if sample is None:
                 unlabelled += 1
                 continue
-            size = _size(image)
-            if size is not None:
-                units.append((len(self.samples), where, sample[0][np.array(values[2::3]) > 0], size))
-            self.samples.append((image_path, *sample))
-            self.ids.append(f"{image_path}#annotation {annotation['id']}")
-        self._check_points(units, path, skips)
+            samples.append((image_path, *sample))
+            ids.append(f"{image_path}#annotation {annotation['id']}")
+            places.append(f"{path}: {where}")
+        points = [np.where(labelled[:, None], keypoints, np.nan) for _, keypoints, labelled, _, _ in samples]
+        good, labelled = check_points(points, sizes, places, key_names, path, skips)
+        self.samples = [
+            (image_path, keypoints, visible & still, box)
+            for (image_path, keypoints, _, visible, box), still, ok in zip(samples, labelled, good)
+            if ok
+        ]
+        self.ids = [id_ for id_, ok in zip(ids, good) if ok]
+        if one_file_per_split or split == "train":
+            whole_file.report(log)
         skips.report(log)
-        self.source, self.issues = str(path), skips.reasons
+        self.source, self.issues = str(path), whole_file.reasons + skips.reasons
         if unlabelled:
             log.info("%s: left out %d %s annotations without labelled keypoints", path, unlabelled, split)
         if not self.samples:
@@ -134,26 +145,10 @@ class CocoKeypoints(KeypointDataset):
             names=key_names, flip_pairs=pairs, skeleton=self._skeleton(category_entry, len(key_names), path)
         )
 
-    def _check_points(self, units: list, path: Path, skips: SkipLog) -> None:
-        """With the image sizes the JSON gives: coordinates in another unit are an error, and annotations with a
-        point far outside their image are skipped (such a point would size the crop)."""
-        if not units:
-            return
-        check_units(
-            np.concatenate([points for _, _, points, _ in units])[:, None],
-            np.concatenate([np.tile(size, (len(points), 1)) for _, _, points, size in units]),
-            path,
-        )
-        far = {index for index, where, points, size in units if far_outside(points, np.array(size)).any()}
-        for index, where, _, size in units:
-            if index in far:
-                skips.skip(f"{path}: {where}: a keypoint lies far outside its {size[0]}×{size[1]} image")
-        self.samples = [s for i, s in enumerate(self.samples) if i not in far]
-        self.ids = [s for i, s in enumerate(self.ids) if i not in far]
-
     @staticmethod
-    def _select_category(data: dict, category: str | int | None, path: Path) -> tuple[list[dict], dict]:
-        """The instances to use (not crowds, of the chosen category or of all) and their category's entry."""
+    def _select_category(data: dict, category: str | int | None, path: Path, skips: SkipLog) -> tuple[list[dict], dict]:
+        """The instances to use (not crowds, of the chosen category, else of every category with keypoints) and their
+        category's entry; the annotations of other categories are left out, counted in `skips`."""
         if not all(isinstance(c, dict) and "id" in c for c in data["categories"]):
             raise DataError(f"{path}: every entry of categories needs an id")
         categories = {c["id"]: c for c in data["categories"]}
@@ -162,9 +157,8 @@ class CocoKeypoints(KeypointDataset):
             if not ids:
                 known = [c.get("name") for c in data["categories"]]
                 raise DataError(f"{path}: no category {category!r}; there are {known}")
-        else:
-            ids = list(categories)
-        # Crowd regions are not single instances: COCO gives them no keypoints.
+        else:  # the categories with keypoint names; where none has them (face sets), every category
+            ids = [i for i, c in categories.items() if c.get("keypoints")] or list(categories)
         for i, a in enumerate(data["annotations"]):
             missing = [key for key in ("id", "image_id", "category_id") if not isinstance(a, dict) or key not in a]
             if missing:
@@ -172,7 +166,18 @@ class CocoKeypoints(KeypointDataset):
                     f"{path}: annotations[{i}] has no {', '.join(missing)} (every COCO annotation needs id, "
                     "image_id and category_id)"
                 )
-        annotations = [a for a in data["annotations"] if a.get("category_id") in ids and not a.get("iscrowd", 0)]
+            if a["category_id"] not in categories:
+                raise DataError(
+                    f"{path}: annotations[{i}] (id {a['id']}) has category_id {a['category_id']}, which is not in "
+                    f"categories {sorted(categories)}"
+                )
+        kept = [c.get("name", i) for i, c in categories.items() if i in ids]
+        for a in data["annotations"]:
+            if a["category_id"] not in ids:
+                other = categories[a["category_id"]].get("name", a["category_id"])
+                skips.skip(f"{path}: annotation id {a['id']}: category {other!r} is not among {kept}: left out")
+        # Crowd regions are not single instances: COCO gives them no keypoints.
+        annotations = [a for a in data["annotations"] if a["category_id"] in ids and not a.get("iscrowd", 0)]
         used = {a["category_id"] for a in annotations}
         if len({tuple(categories[i].get("keypoints") or []) for i in used}) > 1:
             raise DataError(
@@ -193,7 +198,7 @@ class CocoKeypoints(KeypointDataset):
         return list(names or json_names or [f"kp{i}" for i in range(count)])
 
     def _parse(self, values: list, bbox, where: str) -> tuple | None:
-        """(keypoints K×2, visible K, box) of one annotation, None when it has no labelled keypoint."""
+        """(keypoints K×2, labelled K, visible K, box) of one annotation, None when it has no labelled keypoint."""
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise DataError(f"{where}: a keypoint value is not a number")
         triples = np.array(values, np.float64).reshape(-1, 3)
@@ -207,7 +212,7 @@ class CocoKeypoints(KeypointDataset):
             return None
         visible = (v == 2) | (self.occluded_visible & (v == 1))
         keypoints = np.where(labelled[:, None], triples[:, :2], 0.0).astype(np.float32)
-        return keypoints, visible, self._box(bbox, keypoints[labelled])
+        return keypoints, labelled, visible, self._box(bbox, keypoints[labelled])
 
     def _box(self, bbox, labelled_points: np.ndarray) -> tuple[int, int, int, int]:
         """A square in whole pixels around the bbox and the labelled keypoints (some files have boxes that cut off
@@ -250,14 +255,37 @@ class CocoKeypoints(KeypointDataset):
     def load(self, index: int) -> RawSample:
         image_path, keypoints, visible, box = self.samples[index]
         image = read_image(image_path)
-        height, width = image.shape[:2]
-        if box[2] > 4 * max(width, height):  # the JSON gave no image size to check the points against at start
-            raise DataError(
-                f"{self.ids[index]}: keypoints or box span {box[2]} pixels, far beyond the {width}×{height} "
-                "image: fix the annotation or add the image's width and height to the JSON"
-            )
         image, keypoints, affine = crop_and_resize(image, keypoints, box, (self.size, self.size))
         return RawSample(image=image, keypoints=keypoints, visible=visible, id=self.ids[index], affine=affine)
+
+
+def _drop_repeated_images(
+    annotations: list[dict], images: dict, image_root: Path, path: Path, skips: SkipLog
+) -> list[dict]:
+    """One image file under two image ids: with the same annotations again, the repeat is skipped and counted; with
+    others, a DataError naming both (which is right, only the user knows; kept apart, they could straddle splits)."""
+    by_image: dict = {}
+    for a in annotations:
+        by_image.setdefault(a["image_id"], []).append(a)
+    first: dict[Path, int] = {}
+    repeats = set()
+    for image_id, group in by_image.items():
+        if image_id not in images:
+            continue  # an error naming the annotation when its split reads it
+        file = image_root / images[image_id]["file_name"]
+        other = first.setdefault(file, image_id)
+        if other == image_id:
+            continue
+        if sorted(json.dumps(_flatten(a.get("keypoints") or [])) for a in group) != sorted(
+            json.dumps(_flatten(a.get("keypoints") or [])) for a in by_image[other]
+        ):
+            raise DataError(
+                f"{path}: image id {image_id} is {file.name} again, labelled otherwise than under image id {other}: "
+                "keep one of the two"
+            )
+        skips.skip(f"{path}: image id {image_id}: {file.name} repeats image id {other} (same labels)")
+        repeats.add(image_id)
+    return [a for a in annotations if a["image_id"] not in repeats]
 
 
 def _flatten(keypoints: list) -> list:

@@ -5,7 +5,6 @@ in two splits, mirror augmentation without left/right pairs)."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -69,19 +68,22 @@ class KeypointDataModule(L.LightningDataModule):
                 data = self._train_fraction_of(data)
             source = data.source or type(data).__name__
             if len(data) == 0:
-                raise DataError(f"{source}: the {split} split is empty: check the data path and the split settings")
+                raise DataError(
+                    f"{source}: the {split} split is empty{_skipped(data)}: check the data path and the split settings"
+                )
             labelled = data.labelled()
             if labelled is not None and not labelled.any():
                 raise DataError(
-                    f"{source}: no keypoint of the {split} split is labelled ({len(data)} samples), so its "
-                    "metrics would be NaN: check the label columns and visibility flags"
+                    f"{source}: no keypoint of the {split} split is labelled ({len(data)} samples){_skipped(data)}, "
+                    "so its metrics would be NaN: check the label columns and visibility flags"
                 )
             self.splits[split] = data
         self._check_hflip()
         self._check_duplicates()
         if self.issues:
             log.warning(
-                "%d sample(s) skipped in all (listed in data_issues.csv in the run directory)", len(self.issues)
+                "%d bad sample(s) or point(s) left out in all (data_issues.csv lists them: file, row, reason)",
+                len(self.issues),
             )
 
     @property
@@ -130,15 +132,11 @@ class KeypointDataModule(L.LightningDataModule):
         """The same image bytes under two names: a warning within a split, an error across splits (a leak that
         flatters the validation and test metrics) unless allow_leaks."""
         where: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))  # hash -> split -> names
-        seen = []
         for split, data in self.splits.items():
-            sources = data.image_sources() or []
-            names = [name for name, _ in sources]
-            if names in seen:  # a split that is another one by design (facial: test = val) leaks nothing
+            if data.repeats in self.splits:  # a split that is another one by design (facial: test = val)
                 continue
-            seen.append(names)
-            for name, source in sources:
-                where[_digest(source)][split].add(name)
+            for name, source in data.image_sources() or []:
+                where[io.digest(source)][split].add(name)
         within = [names for splits in where.values() for names in splits.values() if len(names) > 1]
         if within:
             log.warning(
@@ -152,7 +150,8 @@ class KeypointDataModule(L.LightningDataModule):
                 " = ".join(f"{split}:{name}" for split, names in splits.items() for name in sorted(names))
                 for splits in across[:5]
             )
-            message = f"{len(across)} image(s) appear in more than one split (same bytes): {listed}"
+            source = self.splits["train"].source or type(self.splits["train"]).__name__
+            message = f"{source}: {len(across)} image(s) appear in more than one split (same bytes): {listed}"
             if not self.allow_leaks:
                 raise DataError(f"{message}. Remove the copies, or set data.allow_leaks=true to train anyway")
             log.warning(message)
@@ -190,14 +189,8 @@ class KeypointDataModule(L.LightningDataModule):
         return self._loader("test", shuffle=False)
 
 
-_digests: dict[tuple, str] = {}  # (path, size, mtime) -> hash: the splits and repeated runs in a process read once
-
-
-def _digest(source: Path | bytes) -> str:
-    if not isinstance(source, Path):
-        return hashlib.blake2b(source, digest_size=16).hexdigest()
-    stat = source.stat()
-    key = (source, stat.st_size, stat.st_mtime_ns)
-    if key not in _digests:
-        _digests[key] = hashlib.blake2b(source.read_bytes(), digest_size=16).hexdigest()
-    return _digests[key]
+def _skipped(data: KeypointDataset) -> str:
+    """What the loader skipped, for the message of a split left empty or unlabelled by it: the first bad sample."""
+    if not data.issues:
+        return ""
+    return f" ({len(data.issues)} bad sample(s) or point(s) left out, the first: {data.issues[0]})"

@@ -34,9 +34,9 @@ from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.io import (
     SPLITS,
     SkipLog,
-    check_units,
+    check_image_file,
+    check_points,
     drop_repeats,
-    far_outside,
     flip_pairs_from_names,
     image_size,
     letterbox,
@@ -104,7 +104,13 @@ class DeepLabCutProject(KeypointDataset):
         # The file list with modification times keys the cache: the three splits read the labels once.
         stamp = tuple((path, path.stat().st_mtime_ns) for path in label_files)
         frames, self.issues = _read_frames(project, tuple(bodyparts), stamp)
-        self.source = str(label_files[0] if csv_file else project)
+        # Messages name the label file, or the pattern of the project's label files.
+        self.source = str(
+            label_files[0] if len(label_files) == 1 else project / "labeled-data" / "*" / label_files[0].name
+        )
+        if not frames:
+            why = f"the first: {self.issues[0]}" if self.issues else "the label files hold only their header rows"
+            raise DataError(f"{self.source}: no usable labelled frame ({len(self.issues)} row(s) skipped; {why})")
         fractions = fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
         if split_by == "auto":
             videos = len({frame.video for frame in frames})
@@ -224,8 +230,7 @@ def _read_label_file(project: Path, csv_path: Path, bodyparts: tuple[str, ...], 
             keypoints, labelled = _parse_points(fields, columns, bodyparts, at)
             # Windows-made projects write the index with backslashes.
             image = project / "/".join(fields[:index_width]).replace("\\", "/")
-            if not image.is_file():
-                raise DataError(f"{at}: image {image} is missing")
+            check_image_file(image, at)
             size = image_size(image)
         except DataError as error:
             skips.skip(str(error))
@@ -233,14 +238,10 @@ def _read_label_file(project: Path, csv_path: Path, bodyparts: tuple[str, ...], 
         frames.append(Frame(image, keypoints, labelled, image.parent.name))
         places.append(at)
         sizes.append(size)
-    points = np.array([np.where(f.labelled[:, None], f.keypoints, np.nan) for f in frames]).reshape(
-        -1, len(bodyparts), 2
-    )
-    check_units(points, np.array(sizes).reshape(-1, 2), csv_path)
-    far = far_outside(points, np.array(sizes).reshape(-1, 1, 2)).any(axis=1)
-    for i in np.flatnonzero(far):
-        skips.skip(f"{places[i]}: a body part lies far outside the {sizes[i][0]}×{sizes[i][1]} image")
-    frames, places = [f for f, bad in zip(frames, far) if not bad], [p for p, bad in zip(places, far) if not bad]
+    points = [np.where(f.labelled[:, None], f.keypoints, np.nan) for f in frames]
+    good, labelled = check_points(points, sizes, places, bodyparts, csv_path, skips)
+    frames = [Frame(f.image, f.keypoints, mask, f.video) for f, mask, ok in zip(frames, labelled, good) if ok]
+    places = [p for p, ok in zip(places, good) if ok]
     kept = drop_repeats(
         [str(f.image) for f in frames],
         [np.where(f.labelled[:, None], f.keypoints, np.nan) for f in frames],

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import SkipLog, check_split, check_units, far_outside, parse_number, read_csv, where
+from kp.data.io import SkipLog, check_points, check_split, digest, drop_repeats, parse_number, read_csv, where
 from kp.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ NAMES = [
 FLIP_PAIRS = [(0, 1), (2, 4), (3, 5), (6, 8), (7, 9), (11, 12)]
 SKELETON = [(2, 3), (4, 5), (6, 7), (8, 9), (0, 10), (1, 10), (10, 13), (11, 13), (12, 13), (11, 14), (12, 14)]
 SIZE = 96
-CACHE_VERSION = "2"  # bump when the cached arrays change meaning
+CACHE_VERSION = "3"  # bump when the cached arrays change meaning
 
 
 def default_cache_dir() -> Path:
@@ -113,17 +113,19 @@ def _parse_training(path: Path) -> dict[str, np.ndarray]:
         images.append(image)
         keypoints.append(points)
         lines.append(line)
+    # The same face twice (same pixels): again with the same labels is skipped, with other labels an error.
+    places = [where(path, line) for line in lines]
+    kept = drop_repeats([digest(image.tobytes()) for image in images], keypoints, places, skips, "the same image")
+    images, keypoints, lines = [images[i] for i in kept], [keypoints[i] for i in kept], [lines[i] for i in kept]
     keypoints = np.stack(keypoints) if keypoints else np.zeros((0, len(NAMES), 2), np.float32)
-    check_units(keypoints, np.full((len(keypoints), 2), SIZE), path)
-    # Points far outside the 96×96 image are no slip of the hand: such rows are skipped, not trained on.
-    far = (far_outside(keypoints, np.array([SIZE, SIZE])) & np.isfinite(keypoints).all(axis=2)).any(axis=1)
-    for i in np.flatnonzero(far):
-        skips.skip(f"{where(path, lines[i])}: a keypoint lies far outside the {SIZE}×{SIZE} image")
-    keep = ~far
+    good, labelled = check_points(
+        keypoints, np.full((len(keypoints), 2), SIZE), [places[i] for i in kept], NAMES, path, skips
+    )
+    keypoints = np.where(labelled[:, :, None], keypoints, np.nan)[good].astype(np.float32)
     return {
-        "images": np.stack(images)[keep] if images else np.zeros((0, SIZE, SIZE), np.uint8),
-        "keypoints": keypoints[keep],
-        "lines": np.array(lines, np.int64)[keep] if lines else np.zeros(0, np.int64),
+        "images": np.stack(images)[good] if images else np.zeros((0, SIZE, SIZE), np.uint8),
+        "keypoints": keypoints,
+        "lines": np.array(lines, np.int64)[good] if lines else np.zeros(0, np.int64),
         "skipped": np.array(skips.reasons, dtype=str),
     }
 
@@ -145,10 +147,16 @@ def _load_training(path: Path, size: int, mtime_ns: int, cache_dir: Path) -> dic
             log.warning("%s: unreadable parse cache (%s): parsing %s again", cached, error, path)
     log.info("parsing %s once; cached as %s", path, cached)
     parsed = _parse_training(path)
-    cached.parent.mkdir(parents=True, exist_ok=True)
     partial = cached.with_suffix(f".{os.getpid()}.tmp.npz")  # written whole, then renamed: no half-read caches
-    np.savez(partial, **parsed)
-    os.replace(partial, cached)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(partial, **parsed)
+        os.replace(partial, cached)
+    except OSError as error:  # a file where the folder should be, no permission, a full disk
+        raise DataError(
+            f"data.dataset.cache_dir={cache_dir}: cannot hold the parse cache ({error.strerror or error}: "
+            f"{error.filename or cached}): point it at a folder, or null for {default_cache_dir()}"
+        ) from None
     return parsed
 
 
@@ -199,6 +207,7 @@ class FacialKeypoints(KeypointDataset):
         if subset == "complete":
             chosen = chosen[np.isfinite(data["keypoints"][chosen]).all(axis=(1, 2))]
         self.rows = np.sort(chosen)
+        self.repeats = "val" if split == "test" and not n_test else None
         self.images, self.keypoints, self.lines = data["images"], data["keypoints"], data["lines"]
         self.path, self.split = path, split
         log.info("facial %s (subset=%s): %d images", split, subset, len(self.rows))
@@ -232,11 +241,20 @@ def read_test_images(root: str | Path) -> tuple[np.ndarray, np.ndarray]:
     header = rows[0][1] if rows else None
     if header != ["ImageId", "Image"]:
         raise DataError(f"{path}:1: header {header}, expected ['ImageId', 'Image']")
+    first_line: dict[int, int] = {}
     for line, row in rows[1:]:
         at = where(path, line)
         if len(row) != 2:
             raise DataError(f"{at}: {len(row)} columns, expected 2 (ImageId, Image)")
-        ids.append(int(parse_number(row[0], at, "ImageId")))
+        if not row[0].strip().isdigit():
+            raise DataError(f"{at}: ImageId {row[0]!r} is not a whole number")
+        image_id = int(row[0])
+        if first_line.setdefault(image_id, line) != line:
+            raise DataError(
+                f"{at}: ImageId {image_id} again (first at line {first_line[image_id]}): which image an "
+                "IdLookupTable row means is ambiguous; give every test image its own ImageId"
+            )
+        ids.append(image_id)
         images.append(parse_pixels(row[1], at))
     if not images:
         raise DataError(f"{path}: no images")

@@ -33,11 +33,11 @@ from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.faces import FaceDetector, face_crop_box
 from kp.data.io import (
     SkipLog,
+    check_image_file,
+    check_points,
     check_split,
-    check_units,
     crop_and_resize,
     drop_repeats,
-    far_outside,
     image_size,
     parse_number,
     read_csv,
@@ -115,7 +115,7 @@ class Facial68(KeypointDataset):
         root = Path(root)
         self.source = str(root / "keypoints.csv")
         labels = root / "keypoints.csv"
-        files, keypoints, self.issues = _read_labels(
+        files, keypoints, visible, places, self.issues = _read_labels(
             labels, root / "images", labels.stat().st_mtime_ns if labels.exists() else 0
         )
         # People in a seeded random order fill test, then val, up to their share of the images; the rest is train.
@@ -128,8 +128,8 @@ class Facial68(KeypointDataset):
             f"{root / 'keypoints.csv'} by person",
             fractions_of="samples",
         )
-        self.files = [files[i] for i in chosen]
-        self.keypoints = keypoints[chosen]
+        self.files, self.places = [files[i] for i in chosen], [places[i] for i in chosen]
+        self.keypoints, self.visible = keypoints[chosen], visible[chosen]
         log.info(
             "facial68 %s: %d images of %d people", split, len(self.files), len({person_of(f.name) for f in self.files})
         )
@@ -179,13 +179,13 @@ class Facial68(KeypointDataset):
         return len(self.files)
 
     def labelled(self) -> np.ndarray:
-        return np.ones((len(self.files), NUM_KEYPOINTS), bool)
+        return self.visible
 
     def groups(self) -> list[str]:
         return [person_of(f.name) for f in self.files]
 
     def image_sources(self) -> list[tuple[str, Path]]:
-        return [(str(f), f) for f in self.files]
+        return [(f"{place} ({f.name})", f) for place, f in zip(self.places, self.files)]
 
     def load(self, index: int) -> RawSample:
         image, keypoints, affine = read_image(self.files[index]), self.keypoints[index], None
@@ -195,7 +195,7 @@ class Facial68(KeypointDataset):
         return RawSample(
             image=image,
             keypoints=keypoints,
-            visible=np.ones(NUM_KEYPOINTS, bool),
+            visible=self.visible[index],
             id=str(self.files[index]),
             affine=affine,
         )
@@ -210,7 +210,11 @@ def _detect_faces(files: tuple[Path, ...]) -> list[list[tuple[int, int, int, int
 
 # Cached: the three splits read the file (and every image's size) once, and its bad rows are logged once.
 @functools.lru_cache(maxsize=4)
-def _read_labels(path: Path, image_dir: Path, mtime_ns: int) -> tuple[list[Path], np.ndarray, list[str]]:
+def _read_labels(
+    path: Path, image_dir: Path, mtime_ns: int
+) -> tuple[list[Path], np.ndarray, np.ndarray, list[str], list[str]]:
+    """The images, their keypoints N×68×2 and which are labelled (N×68), the rows they come from, and the reasons
+    for what was left out."""
     if not path.is_file():
         raise DataError(f"{path}: not found (data.dataset.root should hold keypoints.csv and images/)")
     skips = SkipLog(str(path))
@@ -229,8 +233,7 @@ def _read_labels(path: Path, image_dir: Path, mtime_ns: int) -> tuple[list[Path]
                 raise DataError(f"{at}: {len(row)} columns, expected {len(header)}")
             points = [parse_number(text, at, f"column {header[i + 1]}") for i, text in enumerate(row[1:])]
             image = image_dir / row[0]
-            if not image.is_file():
-                raise DataError(f"{at}: image {image} not found")
+            check_image_file(image, at)
             size = image_size(image)
         except DataError as error:
             skips.skip(str(error))
@@ -240,11 +243,9 @@ def _read_labels(path: Path, image_dir: Path, mtime_ns: int) -> tuple[list[Path]
         places.append(at)
         sizes.append(size)
     kept = drop_repeats([f.name for f in files], keypoints, places, skips)
-    files, keypoints, sizes = [files[i] for i in kept], [keypoints[i] for i in kept], [sizes[i] for i in kept]
+    files, keypoints, places, sizes = ([items[i] for i in kept] for items in (files, keypoints, places, sizes))
     keypoints = np.stack(keypoints) if keypoints else np.zeros((0, NUM_KEYPOINTS, 2), np.float32)
-    check_units(keypoints, np.array(sizes).reshape(-1, 2), path)
-    far = far_outside(keypoints, np.array(sizes).reshape(-1, 1, 2)).any(axis=1)
-    for i in np.flatnonzero(far):
-        skips.skip(f"{places[kept[i]]}: a keypoint lies far outside the {sizes[i][0]}×{sizes[i][1]} image")
+    good, labelled = check_points(keypoints, sizes, places, NAMES, path, skips)
     skips.report(log)
-    return [f for f, bad in zip(files, far) if not bad], keypoints[~far], skips.reasons
+    keep = np.flatnonzero(good)
+    return [files[i] for i in keep], keypoints[keep], labelled[keep], [places[i] for i in keep], skips.reasons

@@ -9,8 +9,10 @@ Bad-input policy (every loader follows it):
   - an image file that exists but cannot be decoded is only found when it is loaded: `DataError` then, naming it;
   - nothing doubtful passes silently: label files are read as UTF-8 (with or without BOM) or refused naming the
     encoding to convert from (`read_text`, `read_csv`); a stray quote that swallows rows is an error at its line;
-    coordinates that look normalised or scaled are an error naming the likely scale (`check_units`); points far
-    outside their image are skipped and counted (`far_outside`); images above `MAX_IMAGE_PIXELS` are refused.
+    coordinates that look normalised or scaled are an error naming the likely scale (`check_units`); a sample with a
+    point far outside its image is skipped, a point just beyond its edge left out of the labels, both counted
+    (`check_points`); an image name the file system refuses is a missing image (`check_image_file`); images above
+    `MAX_IMAGE_PIXELS` are refused.
 
 Below the reading helpers are the ones the loaders share for the rest: the split by groups (`split_groups`), the
 crop to a working size (`crop_and_resize`) and flip pairs from keypoint names or from the config
@@ -20,6 +22,7 @@ crop to a working size (`crop_and_resize`) and flip pairs from keypoint names or
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import math
@@ -76,7 +79,9 @@ class SkipLog:
             return
         listed = "\n  ".join(self.reasons[: self.shown])
         more = f"\n  ... and {len(self.reasons) - self.shown} more" if len(self.reasons) > self.shown else ""
-        logger.warning("%s: skipped %d bad sample(s):\n  %s%s", self.source, len(self.reasons), listed, more)
+        logger.warning(
+            "%s: left out %d bad sample(s) or point(s):\n  %s%s", self.source, len(self.reasons), listed, more
+        )
 
 
 def parse_number(text: str, at: str, what: str = "coordinate") -> float:
@@ -183,29 +188,67 @@ def read_csv(path: str | Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
-def check_units(points: np.ndarray, sizes: np.ndarray, path: str | Path) -> None:
+def check_units(points: np.ndarray, sizes: np.ndarray, path: str | Path, places: Sequence[str] | None = None) -> None:
     """Coordinates in another unit read as pixels are a silent wrong result: a DataError that names the likely
-    scale. points N×K×2 in pixels (NaN: unlabelled), sizes N×2 (width, height) of their images."""
+    scale. points N×K×2 in pixels (NaN: unlabelled), sizes N×2 (width, height) of their images; places (N, `file` or
+    `file:line` per sample) name the first sample in the message, else `path` does."""
     points, sizes = np.asarray(points, np.float64), np.asarray(sizes, np.float64)[:, None, :]
     labelled = np.isfinite(points).all(axis=-1)
     if labelled.sum() < 2:
         return
     values = points[labelled]
     extent = np.broadcast_to(sizes, points.shape)[labelled]
+
+    def at(samples: np.ndarray) -> str:  # the first of these samples, with how many there are
+        if places is None:
+            return str(path)
+        first = np.flatnonzero(samples)[0]
+        return f"{places[first]}" + (f" (and {samples.sum() - 1} more)" if samples.sum() > 1 else "")
+
     if values.min() >= 0 and values.max() <= 1 and extent.min() >= 8:
         raise DataError(
-            f"{path}: every coordinate lies within [0, 1] on images of {int(extent.min())} pixels or more: "
-            "they look normalised to the image size; kp reads pixels (x = column, y = row): multiply "
-            "them by the image width and height"
+            f"{at(labelled.any(axis=1))}: every coordinate lies within [0, 1] on images of {int(extent.min())} "
+            "pixels or more: they look normalised to the image size; kp reads pixels (x = column, y = row): "
+            "multiply them by the image width and height"
         )
     outside = far_outside(values, extent)
     if outside.mean() > 0.5:
         scale = np.median(np.abs(values[outside]) / extent[outside]) * 2
+        far = (far_outside(points, np.broadcast_to(sizes, points.shape)) & labelled).any(axis=1)
         raise DataError(
-            f"{path}: {outside.sum()} of {len(values)} labelled points lie far outside their images "
+            f"{at(far)}: {outside.sum()} of {len(values)} labelled points lie far outside their images "
             f"(about {scale:.3g}× the image size): the coordinates look scaled (e.g. ×100 or in another "
             "image's pixels); kp reads pixels of the image itself"
         )
+
+
+def check_points(
+    points: np.ndarray, sizes: np.ndarray, places: Sequence[str], names: Sequence[str], path: str | Path, skips: SkipLog
+) -> tuple[np.ndarray, np.ndarray]:
+    """The checks of labelled points against their images, the same in every loader: coordinates in another unit
+    are a DataError (check_units); a sample with a point far outside its image is skipped; a point just beyond the
+    image's edge (a -1 written for "missing", a slip) is left out, unlabelled. Every skip and every point left out is
+    counted in `skips`, at its sample's place.
+
+    points N×K×2 pixels (NaN: unlabelled), sizes N×2 (width, height), places N (`file:line`, `file: annotation id`),
+    names K. Returns which samples are kept (N bool) and which points stay labelled (N×K bool)."""
+    points = np.asarray(points, np.float64).reshape(len(places), len(names), 2)
+    sizes = np.asarray(sizes, np.float64).reshape(len(places), 2)
+    check_units(points, sizes, path, places)
+    labelled = np.isfinite(points).all(axis=2)
+    far = (far_outside(points, sizes[:, None]) & labelled).any(axis=1)
+    # The image spans [-0.5, W - 0.5] × [-0.5, H - 0.5] (pixel centres at integers), as KeypointDataset marks them.
+    outside = labelled & ~far[:, None] & ((points < -0.5) | (points > sizes[:, None] - 0.5)).any(axis=2)
+    for i in range(len(places)):
+        width, height = (int(v) for v in sizes[i])
+        if far[i]:
+            skips.skip(f"{places[i]}: a keypoint lies far outside the {width}×{height} image")
+        elif outside[i].any():
+            listed = ", ".join(
+                f"{names[k]} at ({points[i, k, 0]:g}, {points[i, k, 1]:g})" for k in np.flatnonzero(outside[i])
+            )
+            skips.skip(f"{places[i]}: {listed} outside the {width}×{height} image: left out (unlabelled)")
+    return ~far, labelled & ~outside
 
 
 def far_outside(points: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -361,9 +404,16 @@ def resolve_pairs(pairs: Sequence[Sequence], names: Sequence[str], what: str) ->
     return resolved
 
 
-def drop_repeats(keys: Sequence[str], labels: Sequence[np.ndarray], places: Sequence[str], skips: SkipLog) -> list[int]:
-    """Indices to keep where one image (key) is listed more than once: the same labels again are skipped and
-    counted; different labels are a DataError that lists both rows (which one is right, only the user knows)."""
+def drop_repeats(
+    keys: Sequence[str],
+    labels: Sequence[np.ndarray],
+    places: Sequence[str],
+    skips: SkipLog,
+    what: str | None = None,
+) -> list[int]:
+    """Indices to keep where one image (key: its name, or the digest of its bytes) is listed more than once: the same
+    labels again are skipped and counted; different labels are a DataError that lists both rows (which one is right,
+    only the user knows). what: how the messages call the image (default: its key)."""
     first: dict[str, int] = {}
     kept = []
     for i, key in enumerate(keys):
@@ -371,11 +421,11 @@ def drop_repeats(keys: Sequence[str], labels: Sequence[np.ndarray], places: Sequ
         if j == i:
             kept.append(i)
         elif np.array_equal(np.asarray(labels[i]), np.asarray(labels[j]), equal_nan=True):
-            skips.skip(f"{places[i]}: {key} repeats {places[j]} (same labels)")
+            skips.skip(f"{places[i]}: {what or key} repeats {places[j]} (same labels)")
         else:
             raise DataError(
-                f"{places[i]}: {key} is labelled again with other keypoints than at {places[j]}: keep one "
-                "of the two rows"
+                f"{places[i]}: {what or key} is labelled again with other keypoints than at {places[j]}: keep one "
+                "of the two"
             )
     return kept
 
@@ -393,3 +443,27 @@ def image_size(path: str | Path) -> tuple[int, int]:
             "megapixels: shrink it, or raise data.max_image_megapixels"
         )
     return width, height
+
+
+def check_image_file(image: Path, at: str) -> None:
+    """A label row's image must be a file that can be opened: a DataError naming the row otherwise (a skip)."""
+    try:
+        found = image.is_file()
+    except OSError as error:  # a name the file system refuses (longer than 255 bytes, ...)
+        raise DataError(f"{at}: image {image} cannot be opened ({error.strerror or error})") from None
+    if not found:
+        raise DataError(f"{at}: image {image} is missing")
+
+
+_digests: dict[tuple, str] = {}  # (path, size, mtime) -> hash: the splits and repeated runs in a process read once
+
+
+def digest(source: Path | bytes) -> str:
+    """A hash of an image file's bytes (or of pixels): the same image under two names, or labelled twice."""
+    if not isinstance(source, Path):
+        return hashlib.blake2b(source, digest_size=16).hexdigest()
+    stat = source.stat()
+    key = (source, stat.st_size, stat.st_mtime_ns)
+    if key not in _digests:
+        _digests[key] = hashlib.blake2b(source.read_bytes(), digest_size=16).hexdigest()
+    return _digests[key]

@@ -46,7 +46,7 @@ class Findings:
     swaps: list[tuple[str, str, str, str, float]] = field(default_factory=list)  # split, id, name a, name b, ratio
     outliers: list[tuple[str, str, float, str]] = field(default_factory=list)  # split, id, score, worst point
     disagreements: list[tuple[str, str, float, str]] = field(default_factory=list)  # split, id, px error, worst point
-    issues: list[str] = field(default_factory=list)  # samples the loader skipped
+    issues: list[str] = field(default_factory=list)  # samples and points the loader left out
 
     def across_splits(self) -> list[list[tuple[str, str]]]:
         return [group for group in self.exact_duplicates if len({split for split, _ in group}) > 1]
@@ -400,6 +400,6 @@ def _markdown(cfg, meta, findings: Findings, run: str | None) -> str:
             for split, id_, e, p in findings.disagreements
         ]
         lines += ["", "![disagreements](disagreements.png)", ""]
-    lines += ["## Samples the loader skipped", "", f"{len(findings.issues)} sample(s)"]
+    lines += ["## What the loader left out", "", f"{len(findings.issues)} bad sample(s) or point(s)"]
     lines += [f"- {issue}" for issue in findings.issues[:50]]
     return "\n".join(lines) + "\n"

@@ -29,11 +29,15 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[Path]]:
     found: list[Path] = []
     for text in inputs:
         path = Path(text)
-        if path.is_dir():
+        try:
+            is_dir, is_file = path.is_dir(), path.is_file()
+        except OSError as error:  # a name the file system refuses (longer than 255 bytes, ...)
+            raise InputError(f"{text}: cannot be opened ({error.strerror or error})") from None
+        if is_dir:
             found += sorted(
                 p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
             )
-        elif path.is_file():
+        elif is_file:
             found.append(path)  # an explicit file is read by content, whatever its extension
         else:
             matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())

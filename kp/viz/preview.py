@@ -46,10 +46,18 @@ def draw_keypoints(ax, image: torch.Tensor, keypoints: torch.Tensor, visible: to
 
 
 def preview(cfg, split: str = "train", n: int = 5, out: str | Path | None = None) -> Path:
+    """The datamodule's setup is training's, with every check it makes; what it leaves out is listed in
+    <out>.data_issues.csv beside the picture (file, row, reason), as a run's data_issues.csv."""
+    data_name = HydraConfig.get().runtime.choices.get("data", "data")
+    path = Path(out or f"preview_{data_name}.png")
     datamodule = instantiate(cfg.data)
     datamodule.setup()
     for name in SPLITS:
         print(f"{name}: {len(datamodule.splits[name])} images")
+    if datamodule.issues:
+        listed = path.with_suffix(".data_issues.csv")
+        datamodule.write_issues(listed)
+        print(f"{len(datamodule.issues)} bad sample(s) or point(s) left out: listed in {listed}")
     data = datamodule.splits[split]
     samples = [data[i] for i in range(min(n, len(data)))]
     channels, height, width = samples[0]["image"].shape
@@ -62,7 +70,6 @@ def preview(cfg, split: str = "train", n: int = 5, out: str | Path | None = None
     heatmaps = torch.nn.functional.interpolate(heatmaps[:, None], size=(height, width), mode="nearest")[:, 0]
 
     meta = data.meta
-    data_name = HydraConfig.get().runtime.choices.get("data", "data")
     fig, axes = plt.subplots(len(samples), 2, figsize=(5, 2.5 * len(samples)), squeeze=False)
     for row, (sample, heatmap) in enumerate(zip(samples, heatmaps)):
         draw_keypoints(axes[row, 0], sample["image"], sample["keypoints"], sample["visible"], meta)
@@ -75,7 +82,6 @@ def preview(cfg, split: str = "train", n: int = 5, out: str | Path | None = None
             ax.set_yticks([])
     fig.suptitle(f"data={data_name} · {split} · {width}×{height}×{channels} · {len(data)} images", fontsize=8)
     fig.tight_layout()
-    path = Path(out or f"preview_{data_name}.png")
     fig.savefig(path, dpi=130)
     plt.close(fig)
     print(f"wrote {path}")

@@ -34,6 +34,7 @@ from kp.data.dlc import DeepLabCutProject
 from kp.data.facial import NAMES as FACIAL_NAMES
 from kp.data.facial import FacialKeypoints
 from kp.data.facial68 import Facial68
+from kp.data.io import SPLITS
 from kp.geometry import apply, invert
 
 N = 4  # samples per dataset: 2 train, 1 val, 1 test when split by fractions
@@ -188,10 +189,9 @@ class Cat(Format):
                 "right_ear_2",
                 "right_ear_3",
             ],
-            folders=["CAT_00"],
             preprocess="none",
             fractions=list(fractions),
-            **options,
+            **{"folders": ["CAT_00"], **options},
         )
 
 
@@ -304,6 +304,7 @@ class Case:
     expect: str  # error | skip | accept
     match: str = ""  # error: a part of the message; the label file's name is always required
     n: int = 0  # skip: how many
+    names: str = ""  # error: the file (and row) the message must name, where the label file or folder is not enough
     labels: Labels | None = None
     build: Callable[[Path], None] | None = None
     open: Callable[[Path], object] | None = None
@@ -392,6 +393,9 @@ def _kinds() -> dict[str, tuple]:
 
     def unlabel_one(points, fmt):
         points[0, 0] = np.nan
+
+    def negative(points, fmt):
+        points[1, 0] = (-3, 5)
 
     def unicode_name(labels, fmt):
         labels.names[0] = "pé0_01.png" if fmt.name != "cat" else labels.names[0]
@@ -510,7 +514,7 @@ def _kinds() -> dict[str, tuple]:
             ),
             "skip",
             1,
-            ("facial68", "cards", "dlc", "dlc_single"),
+            ("facial", "facial68", "cards", "dlc", "dlc_single"),
         ),
         "repeated_row_other_labels": (
             None,
@@ -525,7 +529,7 @@ def _kinds() -> dict[str, tuple]:
             ),
             "error",
             "labelled again",
-            ("facial68", "cards", "dlc", "dlc_single"),
+            ("facial", "facial68", "cards", "dlc", "dlc_single"),
         ),
         "missing_image": (
             None,
@@ -537,14 +541,14 @@ def _kinds() -> dict[str, tuple]:
         # loaders that read each image's size at start skip it, counted; the others stop when they load it
         "corrupt_image_found_at_start": (
             None,
-            lambda f: lambda root: _first_image(f, root).write_bytes(b"\x89PNG\r\n\x1a\nbroken"),
+            _image_bytes(b"\x89PNG\r\n\x1a\nbroken"),
             "skip",
             1,
             ("facial68", "cat", "dlc", "dlc_single"),
         ),
         "corrupt_image_found_at_load": (
             None,
-            lambda f: lambda root: _first_image(f, root).write_bytes(b"\x89PNG\r\n\x1a\nbroken"),
+            _image_bytes(b"\x89PNG\r\n\x1a\nbroken"),
             "error",
             "corrupt",
             ("cards", "coco"),
@@ -563,8 +567,78 @@ def _kinds() -> dict[str, tuple]:
             "megapixels",
             ("cards", "coco"),
         ),
+        # images that cannot be decoded: those whose header already fails are skipped where a loader reads every
+        # image's size at start (cat, dlc); the rest stop at load with the image named (in a DataLoader worker too)
+        "truncated_image": (
+            None,
+            lambda f: lambda root: _truncate(_first_image(f, root)),
+            "error",
+            "corrupt",
+            ("cards", "coco", "cat", "dlc", "dlc_single"),
+        ),
+        "random_bytes_image_at_load": (
+            None,
+            _image_bytes(np.random.default_rng(1).bytes(3000)),
+            "error",
+            "corrupt",
+            ("cards", "coco"),
+        ),
+        "random_bytes_image_at_start": (
+            None,
+            _image_bytes(np.random.default_rng(1).bytes(3000)),
+            "skip",
+            1,
+            ("cat", "dlc", "dlc_single", "facial68"),
+        ),
+        "zero_byte_image_at_load": (
+            None,
+            _image_bytes(b""),
+            "error",
+            "corrupt",
+            ("cards", "coco"),
+        ),
+        "zero_byte_image_at_start": (
+            None,
+            _image_bytes(b""),
+            "skip",
+            1,
+            ("cat", "dlc", "dlc_single", "facial68"),
+        ),
+        "decompression_bomb_header": (
+            None,
+            lambda f: lambda root: _big_png_header(_first_image(f, root), 60_000, 60_000),
+            "skip",
+            1,
+            ("cat",),
+        ),
+        # a label row naming an image whose name the file system refuses (300 characters): one bad row, skipped
+        "file_name_too_long": (
+            None,
+            lambda f: _edit_text(f, lambda t: t.replace("p0_01.png", "x" * 296 + ".png", 1)),
+            "skip",
+            1,
+            ("facial68", "cards", "dlc", "dlc_single", "coco"),
+        ),
+        # a point just beyond the image's edge (a -1 written for "missing"): left out of the labels, counted
+        "negative_coordinate": (
+            _points(negative),
+            None,
+            "skip",
+            1,
+            ("facial", "facial68", "cat", "dlc", "dlc_single", "coco"),
+        ),
     }
     return k
+
+
+def _image_bytes(data: bytes):
+    """The file edit that gives the first image these bytes."""
+    return lambda f: lambda root: _first_image(f, root).write_bytes(data)
+
+
+def _truncate(path: Path) -> None:
+    """The image cut off half-way, as by an interrupted copy: its header still reads."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 def _first_image(fmt: Format, root: Path) -> Path:
@@ -609,11 +683,36 @@ def _special_cases() -> list[Case]:
         "error",
         "no usable annotation",
     )
-    coco_case(
+    coco_case(  # the image's own header gives its size
         "far_point_without_image_size",
         lambda d: [d["images"][1].pop("width"), d["annotations"][1]["keypoints"].__setitem__(0, 1e7)],
+        "skip",
+        n=1,
+    )
+
+    def repeat_image(data, keypoints=None):
+        """Image 1's file under a new image id, with a copy of its annotation (other keypoints where given)."""
+        data["images"].append({**data["images"][0], "id": 9})
+        again = {**data["annotations"][0], "id": 900, "image_id": 9}
+        if keypoints is not None:
+            again["keypoints"] = keypoints
+        data["annotations"].append(again)
+
+    coco_case("image_listed_twice_same_labels", repeat_image, "skip", n=1)
+    coco_case(
+        "image_listed_twice_other_labels", lambda d: repeat_image(d, [5, 5, 2] * 3), "error", "labelled otherwise"
+    )
+
+    def other_category(data):
+        data["categories"].append({"id": 2, "name": "car"})
+        data["annotations"].append({**data["annotations"][0], "id": 901, "category_id": 2})
+
+    coco_case("annotation_of_another_category", other_category, "skip", n=1)
+    coco_case(
+        "annotation_of_an_unknown_category",
+        lambda d: d["annotations"][1].update(category_id=7),
         "error",
-        "far beyond",
+        "not in categories",
     )
 
     def corrupt_cache(root):
@@ -638,6 +737,16 @@ def _special_cases() -> list[Case]:
     cases.append(
         Case("facial-corrupt_parse_cache", FORMATS["facial"], "corrupt_parse_cache", "accept", build=corrupt_cache)
     )
+    cases.append(
+        Case(
+            "facial-cache_dir_is_a_file",
+            FORMATS["facial"],
+            "cache_dir_is_a_file",
+            "error",
+            "data.dataset.cache_dir",
+            build=lambda root: (root / "cache").write_text("not a folder"),
+        )
+    )
 
     def cat_case(name, edit, expect, match="", n=0):
         cases.append(Case(f"cat-{name}", cat, name, expect, match, n, build=edit))
@@ -661,21 +770,53 @@ def _special_cases() -> list[Case]:
         "latin1_label", lambda root: (folder(root) / "p1_01.jpg.cat").write_bytes("9 é".encode("cp1252")), "skip", n=1
     )
     cat_case("empty_label", lambda root: (folder(root) / "p1_01.jpg.cat").write_text(""), "skip", n=1)
+
+    def in_two_folders(change=None):
+        """p0_01.jpg copied into CAT_01 with its label (changed where asked), both folders read."""
+
+        def build(root):
+            (root / "CAT_01").mkdir()
+            shutil.copy(folder(root) / "p0_01.jpg", root / "CAT_01" / "p0_01.jpg")
+            label = (folder(root) / "p0_01.jpg.cat").read_text()
+            (root / "CAT_01" / "p0_01.jpg.cat").write_text(change(label) if change else label)
+
+        return build
+
+    two_folders = lambda root: cat.open(root, folders=["CAT_00", "CAT_01"])
+    cases.append(
+        Case(
+            "cat-image_in_two_folders_same_labels",
+            cat,
+            "image_in_two_folders",
+            "skip",
+            n=1,
+            build=in_two_folders(),
+            open=two_folders,
+        )
+    )
+    cases.append(
+        Case(
+            "cat-image_in_two_folders_other_labels",
+            cat,
+            "image_in_two_folders",
+            "error",
+            "labelled again",
+            build=in_two_folders(lambda text: _replace_value(cat, text, "1.5")),
+            open=two_folders,
+            names="p0_01.jpg.cat",
+        )
+    )
     return cases
 
 
 def _split_cases() -> list[Case]:
     """Checks across the three splits, through the datamodule: every split needs a labelled keypoint, and the same
     image in two splits is a leak (an error unless allow_leaks)."""
-    from kp.data.datamodule import KeypointDataModule
-
     cases = []
     for name, fmt in FORMATS.items():
 
         def open_dm(root, fmt=fmt, **options):
-            dm = KeypointDataModule(lambda split, transform: fmt.open(root, split, (0.5, 0.25, 0.25)), **options)
-            dm.setup()
-            return dm.splits["train"]
+            return _open_dm(fmt, root, **options)
 
         if name != "cat":
 
@@ -692,21 +833,25 @@ def _split_cases() -> list[Case]:
                     match,
                     labels=unlabelled,
                     open=open_dm,
+                    names=fmt.label_file(Path()).name,
                 )
             )
 
         def same_images(labels, fmt):
             labels.images[:] = [labels.images[0]] * N
 
+        # facial rows have no names: rows of the same pixels are one image labelled again, whatever the split
+        leak = ("error", "labelled again") if name == "facial" else ("error", "more than one split")
+        allowed = ("error", "labelled again") if name == "facial" else ("accept", "")
         cases.append(
             Case(
                 f"{name}-same_image_in_two_splits",
                 fmt,
                 "same_image_in_two_splits",
-                "error",
-                "more than one split",
+                *leak,
                 labels=same_images,
                 open=open_dm,
+                names=fmt.label_file(Path()).name if name != "cat" else "",
             )
         )
         cases.append(
@@ -714,12 +859,85 @@ def _split_cases() -> list[Case]:
                 f"{name}-same_image_in_two_splits_allowed",
                 fmt,
                 "same_image_in_two_splits_allowed",
-                "accept",
+                *allowed,
                 labels=same_images,
                 open=lambda root, o=open_dm: o(root, allow_leaks=True),
             )
         )
+        if name in ("dlc", "dlc_single"):
+            cases.append(
+                Case(
+                    f"{name}-header_only",
+                    fmt,
+                    "header_only",
+                    "error",
+                    "only their header rows",
+                    build=_edit_text(fmt, lambda t: "\n".join(t.split("\n")[:3]) + "\n"),
+                    open=open_dm,
+                    names=fmt.label_file(Path()).name,
+                )
+            )
+            cases.append(
+                Case(
+                    f"{name}-every_row_skipped",
+                    fmt,
+                    "every_row_skipped",
+                    "error",
+                    "no usable labelled frame",
+                    build=_images_gone,
+                    open=open_dm,
+                    names=fmt.label_file(Path()).name,
+                )
+            )
+
+    cat = FORMATS["cat"]
+    cases.append(
+        Case(
+            "cat-every_label_broken",
+            cat,
+            "every_label_broken",
+            "error",
+            "split is empty",
+            build=lambda root: [label.write_text("8 1 2") for label in (root / "CAT_00").glob("*.cat")],
+            open=lambda root: _open_dm(cat, root),
+            names="jpg.cat",
+        )
+    )
+
+    def same_file_for_every_split(root):
+        path = FORMATS["coco"].label_file(root)
+        return _open_dm(
+            FORMATS["coco"], root, open=lambda split: CocoKeypoints(split, {s: str(path) for s in SPLITS}, size=32)
+        )
+
+    cases.append(
+        Case(
+            "coco-same_file_for_every_split",
+            FORMATS["coco"],
+            "same_file_for_every_split",
+            "error",
+            "more than one split",
+            open=same_file_for_every_split,
+            names="ann.json",
+        )
+    )
     return cases
+
+
+def _images_gone(root: Path) -> None:
+    """Every image of the DeepLabCut set deleted, its labels left."""
+    for image in (root / "labeled-data" / "v1").glob("*.png"):
+        image.unlink()
+
+
+def _open_dm(fmt: Format, root: Path, open=None, **options):
+    """The training split as the datamodule sets it up (every check across splits applied)."""
+    from kp.data.datamodule import KeypointDataModule
+
+    open = open or (lambda split: fmt.open(root, split, (0.5, 0.25, 0.25)))
+    dm = KeypointDataModule(lambda split, transform: open(split), **options)
+    dm.setup()
+    return dm.splits["train"]
 
 
 def cases() -> list[Case]:
@@ -737,9 +955,17 @@ def cases() -> list[Case]:
                     match if expect == "skip" else 0,
                     labels=labels_edit,
                     build=file_edit(fmt) if file_edit else None,
+                    # a CAT set has a label file per image: a units error names the first one that shows it
+                    names="p0_01.jpg.cat" if name == "cat" and kind in UNITS else "",
                 )
             )
     return out + _special_cases() + _split_cases()
+
+
+UNITS = ("normalised_coordinates", "coordinates_times_100")
+
+
+CASES_BY_NAME = {case.name: case for case in cases()}
 
 
 def build(case: Case, root: Path) -> Labels:
@@ -779,3 +1005,7 @@ if __name__ == "__main__":
         (out / f"checkpoint-{kind}").mkdir(parents=True)
         make(out / f"checkpoint-{kind}")
     print(f"{len(cases())} data cases and {len(checkpoints.KINDS)} checkpoints written to {out}/")
+    from tests.bad_inputs import commands
+
+    runs = {name: len(getattr(commands, name.upper())) for name in ("preview", "doctor", "train", "evaluate")}
+    print("cases run through the commands:", ", ".join(f"kp {name} {n}" for name, n in runs.items()))
