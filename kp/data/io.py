@@ -12,7 +12,8 @@ Bad-input policy (every loader follows it):
     coordinates that look normalised or scaled are an error naming the likely scale (`check_units`); points far
     outside their image are skipped and counted (`far_outside`); images above `MAX_IMAGE_PIXELS` are refused.
 
-Below the reading helpers are the ones the loaders share for the rest: the split by groups (`split_groups`), the
+Below the reading helpers are the ones the loaders share for the rest: the split by groups (`split_groups`; groups of
+look-alike images where a dataset has no ids, `similarity_groups`), the
 crop to a working size (`crop_and_resize`) and flip pairs from keypoint names or from the config
 (`flip_pairs_from_names`, `resolve_pairs`, and `mirror_note`, the run's one log line about them).
 """
@@ -26,7 +27,7 @@ import math
 import re
 import sys
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -272,6 +273,40 @@ def split_groups(
             f"of the {fractions_of}. Add data or change the fractions (or split_by, where the dataset has it)."
         )
     return indices
+
+
+# Difference hashes at most this many of 64 bits apart count as near-duplicates (the doctor's and split_by=similarity's
+# rule): re-encoded, slightly shifted or brightened copies and frames a few milliseconds apart.
+NEAR_BITS = 4
+
+
+def difference_hash(image: np.ndarray) -> int:
+    """64 bits: whether each pixel of a 9×8 grey thumbnail is brighter than its right neighbour (robust to
+    re-encoding, resizing and small brightness changes). image: H×W, H×W×1 (grey) or H×W×3 (RGB)."""
+    grey = (
+        image if image.ndim == 2 else image[:, :, 0] if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    )
+    small = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).ravel()
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def similarity_groups(images: Iterable[np.ndarray], near_bits: int = NEAR_BITS) -> list[str]:
+    """Per image, its group for split_groups where a dataset has no person or video ids (split_by=similarity): images
+    whose difference hashes are at most near_bits apart share a group, and so, transitively, do their look-alikes."""
+    hashes = np.array([difference_hash(image) for image in images], np.uint64)
+    parent = np.arange(len(hashes))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(hashes)):
+        for j in np.flatnonzero(np.bitwise_count(hashes[i + 1 :] ^ hashes[i]) <= near_bits) + i + 1:
+            parent[root(j)] = root(i)
+    return [f"look-alikes#{root(i)}" for i in range(len(hashes))]
 
 
 def nested_subset(groups: Sequence[str], fraction: float, seed: int = 0) -> list[int]:
