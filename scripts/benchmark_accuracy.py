@@ -59,6 +59,9 @@ PRESETS = {
         "test",
         {"pck_0.05": (">=", 0.95), "rmse": ("", 0), "rmse_source_px": ("", 0), "mean_error_source_px": ("", 0)},
     ),
+    "mirror_mouse": Preset(
+        "mirror_mouse", "test", {"rmse_source_px": ("<=", 5.0), "rmse": ("", 0), "pck_0.05": ("", 0)}
+    ),
     "cat": Preset(None, "test", {"pck_0.05": ("", 0), "rmse": ("", 0)}),
 }
 QUICK = [
