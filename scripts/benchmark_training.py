@@ -13,12 +13,16 @@ Printed per preset:
   - per step (medians): waiting for the batch, forward (with the codec and the loss), backward, optimiser (with the
     hooks around it), and the rest between one step's end and the next step's start less the wait (logging, progress
     bar).
-The first steps (`--warmup`) are not timed. On a GPU the device is synchronised at each mark.
+The first steps (`--warmup`) are not timed. On a GPU the device is synchronised at each mark. Each row starts as a new
+process would (the loaders' in-process caches emptied). facial68 gets two rows, before and after its face boxes were
+kept on disk (kp.data.faces.FaceDetector.in_files): a first start with an empty cache folder of the run's own detects
+every face, as every start did before; the second start reads the boxes back.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -38,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from kp.build import build  # noqa: E402
 from kp.config import compose_config  # noqa: E402
+from kp.data import cards, dlc, facial, facial68  # noqa: E402
 from kp.train.quiet import quiet  # noqa: E402
 
 PRESETS = ("facial68", "cards", "dlc", "mirror_mouse")
@@ -105,6 +110,8 @@ class FitTiming:
     phases: dict[str, float] = field(default_factory=dict)
     loader_images_per_s: float = float("nan")
     batch_size: int = 0
+    load_s: float = float("nan")  # per image: the dataset's load (decoding, crop, resize), and its augmentation
+    augment_s: float = float("nan")
 
 
 def short_fit_config(overrides: list[str], steps: int, output_dir: Path) -> DictConfig:
@@ -126,10 +133,13 @@ def short_fit_config(overrides: list[str], steps: int, output_dir: Path) -> Dict
     return cfg
 
 
-def timed_fit(cfg: DictConfig, warmup: int, loader_batches: int = 0, datamodule=None) -> FitTiming:
+def timed_fit(
+    cfg: DictConfig, warmup: int, loader_batches: int = 0, datamodule=None, cost_images: int = 0
+) -> FitTiming:
     """Build (the data part timed on its own) and fit `cfg` with a PhaseTimer; loader_batches > 0 also reads that
     many batches of the training DataLoader alone, before the fit. datamodule: one already set up from cfg.data, to
-    fit again (its set-up then counts nothing)."""
+    fit again (its set-up then counts nothing). cost_images > 0: also time that many images' load and augmentation
+    one by one (per_image_costs)."""
     start = time.perf_counter()
     if datamodule is None:
         datamodule = instantiate(cfg.data)
@@ -138,6 +148,7 @@ def timed_fit(cfg: DictConfig, warmup: int, loader_batches: int = 0, datamodule=
     datamodule, module = build(cfg, datamodule)
     built_s = time.perf_counter() - start
     loader_rate = loader_images_per_second(datamodule, loader_batches) if loader_batches else float("nan")
+    costs = per_image_costs(datamodule.splits["train"], cost_images) if cost_images else (float("nan"),) * 2
     waits: list[float] = []
     make_loader = datamodule.train_dataloader
 
@@ -163,6 +174,8 @@ def timed_fit(cfg: DictConfig, warmup: int, loader_batches: int = 0, datamodule=
         phases=_phase_medians(timer, waits, warmup),
         loader_images_per_s=loader_rate,
         batch_size=timer.images[0] if timer.images else 0,
+        load_s=costs[0],
+        augment_s=costs[1],
     )
 
 
@@ -223,21 +236,66 @@ def per_image_costs(dataset, images: int) -> tuple[float, float]:
     return statistics.median(loads), statistics.median(augments)
 
 
+def fresh_start() -> None:
+    """Forget what the loaders keep in the process (labels read, frames hashed, faces detected), as a new `kp train`
+    process would: each row's start-up is a first start's (disk caches, such as the face boxes, stay)."""
+    for loader in (cards._read_frames, dlc._read_frames, dlc._look_alikes, facial._load_training):
+        loader.cache_clear()
+    facial68._detect_faces.cache_clear()
+    facial68._read_labels.cache_clear()
+
+
+def measure(preset: str, options, label: str) -> dict:
+    """One row: the preset's short fit, its loader alone, and its per-image costs."""
+    fresh_start()
+    with tempfile.TemporaryDirectory() as out:
+        cfg = short_fit_config([f"experiment={preset}", *options.overrides], options.steps, Path(out))
+        timing = timed_fit(cfg, options.warmup, loader_batches=options.steps, cost_images=options.images)
+    return {"preset": label, **timing.__dict__}
+
+
+def table(rows: list[dict]) -> list[str]:
+    lines = [
+        "| preset | batch | start-up s (data) | train img/s | loader img/s | load ms/img | augment ms/img | "
+        "wait ms/step | forward ms | backward ms | optimiser ms | rest ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        phases = " | ".join(f"{row['phases'][phase] * 1000:.0f}" for phase in PHASES)
+        lines.append(
+            f"| {row['preset']} | {row['batch_size']} | {row['startup_s']:.1f} ({row['data_s']:.1f}) | "
+            f"{row['images_per_s']:.1f} | {row['loader_images_per_s']:.1f} | {row['load_s'] * 1000:.1f} | "
+            f"{row['augment_s'] * 1000:.1f} | {phases} |"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("presets", nargs="*", default=list(PRESETS), help="experiment presets")
     parser.add_argument("--steps", type=int, default=30, help="training steps per preset")
     parser.add_argument("--warmup", type=int, default=5, help="first steps not timed")
+    parser.add_argument("--images", type=int, default=32, help="images timed one by one for load and augment")
     parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides for every preset")
     options = parser.parse_args(argv)
     quiet()
     rows = []
-    for preset in options.presets:
-        with tempfile.TemporaryDirectory() as out:
-            cfg = short_fit_config([f"experiment={preset}", *options.overrides], options.steps, Path(out))
-            timing = timed_fit(cfg, options.warmup, loader_batches=options.steps)
-        rows.append({"preset": preset, **timing.__dict__})
-        print(rows[-1], flush=True)
+    with tempfile.TemporaryDirectory() as cache:
+        for preset in options.presets:
+            if preset != "facial68":
+                rows.append(measure(preset, options, preset))
+                continue
+            # Before and after the face boxes were kept on disk: a first start detects every face, as every start
+            # did before; the next start reads them back (an empty cache folder of this run's own).
+            saved = os.environ.get("XDG_CACHE_HOME")
+            os.environ["XDG_CACHE_HOME"] = cache
+            try:
+                rows.append(measure(preset, options, "facial68, faces detected (every start before the cache)"))
+                rows.append(measure(preset, options, "facial68, face boxes from the cache"))
+            finally:
+                os.environ.pop("XDG_CACHE_HOME") if saved is None else os.environ.update(XDG_CACHE_HOME=saved)
+    for line in table(rows):
+        print(line)
     return rows
 
 
