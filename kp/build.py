@@ -44,14 +44,15 @@ class InferenceSpec:
         return KeypointMeta(**meta)
 
 
-def build(cfg: DictConfig):
-    """Instantiate the datamodule and the LightningModule from the config, checking that the pieces fit."""
+def build(cfg: DictConfig, datamodule=None):
+    """Instantiate the datamodule and the LightningModule from the config, checking that the pieces fit.
+    datamodule: one already made from cfg.data (scripts/benchmark_training.py times its set-up on its own)."""
     fraction = OmegaConf.select(cfg, "data.train_fraction", default=1.0)
     if not 0 < fraction <= 1:  # here, not only in the datamodule: Hydra would wrap its error in several lines
         raise ConfigError(
             f"data.train_fraction={fraction}: expected a share in (0, 1], e.g. 0.25 for a quarter of the training split"
         )
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(cfg.data) if datamodule is None else datamodule
     meta = datamodule.meta
     channels, height, width = datamodule.input_shape
     num_keypoints = meta.num_keypoints

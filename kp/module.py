@@ -52,13 +52,12 @@ class KeypointModule(L.LightningModule):
         spec: dict | None = None,
     ):
         """pck_norm: "image" (the input's longer side) or "pair" (the distance of meta.norm_pair, like NME).
-        flip_test: validation and test predict with test-time flip (`predict`). spec: the kp.build.InferenceSpec as
-        a dict, saved in every checkpoint so that kp.load can rebuild the model on its own."""
+        flip_test: validation and test predict with test-time flip (`predict`); off where the flip pairs are unknown
+        (the datamodule's log says so and how to declare them). spec: the kp.build.InferenceSpec as a dict, saved in
+        every checkpoint so that kp.load can rebuild the model on its own."""
         super().__init__()
         self.net, self.codec, self.meta = net, codec, meta
-        self.flip_test, self.spec = flip_test, spec
-        if flip_test:
-            meta.flip_permutation(strict=True)  # unknown flip pairs: say so now, not at the first validation
+        self.flip_test, self.spec = flip_test and meta.flip_pairs is not None, spec
         self.losses = nn.ModuleDict(losses)
         self.input_size = tuple(input_size)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -115,9 +114,7 @@ class KeypointModule(L.LightningModule):
             keypoints, scores = self.codec.decode(outputs)
             return DecodedBatch(keypoints, scores, difficulty(self.codec.spread(outputs), scores), outputs)
         mirrored = self.net(images.flip(-1))
-        keypoints, scores, disagreement = flip_test(
-            self.codec, outputs, mirrored, self.meta.flip_permutation(strict=True)
-        )
+        keypoints, scores, disagreement = flip_test(self.codec, outputs, mirrored, self.meta.flip_permutation())
         spread = torch.hypot(self.codec.spread(outputs), disagreement)
         return DecodedBatch(keypoints, scores, difficulty(spread, scores), outputs)
 

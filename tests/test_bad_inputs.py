@@ -105,8 +105,9 @@ def test_skips_are_counted_and_listed_in_data_issues_csv(tmp_path):
     ]
 
 
-def test_mirror_augmentation_without_left_right_pairs_is_said_at_start(tmp_path, caplog):
-    """A COCO category without keypoint names: flip pairs unknown, so mirrored samples would keep their labels."""
+def test_mirror_augmentation_without_left_right_pairs_is_switched_off_at_start(tmp_path, caplog):
+    """A COCO category without keypoint names: flip pairs unknown, so mirrored samples would keep their labels: the
+    mirror leaves the augmentation, and the log says how to declare the pairs."""
     import albumentations as A
 
     from kp.data.transforms import KeypointAugment
@@ -123,8 +124,8 @@ def test_mirror_augmentation_without_left_right_pairs_is_said_at_start(tmp_path,
     )
     datamodule.setup()
     assert datamodule.meta.flip_pairs is None
-    assert "mirror augmentation (augment.hflip) is on but no left/right pairs" in caplog.text
-    assert "['kp0', 'kp1', 'kp2']" in caplog.text
+    assert "mirror augmentation and flip test are OFF" in caplog.text and "(kp0, kp1, kp2)" in caplog.text
+    assert datamodule.splits["train"].transform.steps == []
 
 
 # --- the same cases through the commands that load data ---------------------------------------------------------------

@@ -176,9 +176,8 @@ def test_heatmap_spread_is_small_for_a_sharp_peak_and_large_for_two(stride):
     assert CoordsCodec((SIZE, SIZE)).spread({"keypoints": torch.zeros(2, 3, 2)}).tolist() == [[1.0] * 3] * 2
 
 
-def test_flip_test_needs_known_flip_pairs():
+def test_mirroring_needs_known_flip_pairs():
     unknown = KeypointMeta(names=["a", "b"], flip_pairs=None)
-    assert unknown.flip_permutation() == [0, 1]  # augmentation: no swap
     with pytest.raises(ValueError, match="flip_pairs=\\[\\[left_x, right_x\\], ...\\], or \\[\\]"):
-        unknown.flip_permutation(strict=True)
-    assert KeypointMeta(names=["a", "b"], flip_pairs=[]).flip_permutation(strict=True) == [0, 1]
+        unknown.flip_permutation()
+    assert KeypointMeta(names=["a", "b"], flip_pairs=[]).flip_permutation() == [0, 1]

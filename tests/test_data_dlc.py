@@ -230,7 +230,7 @@ def test_single_csv_layout_splits_by_video_folder_or_by_frame(tmp_path, caplog):
     assert splits["train"].meta.names == ["paw1LH_top", "paw1LH_bot", "nose"]
     videos = {split: {frame.video for frame in data.frames} for split, data in splits.items()}
     assert all(len(v) == 1 for v in videos.values()) and len(set.union(*videos.values())) == 3
-    assert "3 video folder(s): split by video" in caplog.text
+    assert "CollectedData.csv: split by video: 3 group(s) of 12 frames" in caplog.text
     first = splits["train"].frames[0]
     assert first.labelled.all() and first.keypoints[0].tolist() == [5 + int(first.image.stem[-2:])] * 2
 
@@ -245,6 +245,11 @@ def test_single_csv_layout_splits_by_video_folder_or_by_frame(tmp_path, caplog):
         csv_file="CollectedData.csv",
         fractions={"train": 0.5, "val": 0.25, "test": 0.25},
     )
-    assert len(train) == 2 and "1 video folder(s): split by frame (too few videos" in caplog.text
+    assert (
+        len(train) == 2
+        and "split by frame: 4 group(s) of 4 frames (1 video folder(s), too few for one in every split, and 1 "
+        "group(s) of look-alike"
+        in caplog.text
+    )
     with pytest.raises(DataError, match="nothing.csv: not found"):
         DeepLabCutProject("train", str(flat), csv_file="nothing.csv")

@@ -53,5 +53,5 @@ def test_preview_command_line_on_real_faces(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "train: 589 images" in result.stdout and "val: 82 images" in result.stdout  # subset=complete
+    assert "train: 611 images" in result.stdout and "val: 60 images" in result.stdout  # complete, by look-alikes
     assert out.exists()

@@ -33,7 +33,8 @@ class KeypointMeta:
 
     names: list[str]
     # Pairs (i, j) of keypoints that swap under a horizontal flip (left eye <-> right eye). None: not known (neither
-    # listed nor guessed from the names); [] says that none are needed.
+    # listed nor guessed from the names), which switches mirror augmentation and flip test off; [] says that none
+    # are needed.
     flip_pairs: list[tuple[int, int]] | None = field(default_factory=list)
     # Edges (i, j) drawn between keypoints in pictures.
     skeleton: list[tuple[int, int]] = field(default_factory=list)
@@ -46,17 +47,17 @@ class KeypointMeta:
     def num_keypoints(self) -> int:
         return len(self.names)
 
-    def flip_permutation(self, strict: bool = False) -> list[int]:
-        """Index map that reorders keypoints after a horizontal flip. strict: unknown flip pairs are an error (flip
-        test), else they count as none (augmentation)."""
-        if self.flip_pairs is None and strict:
+    def flip_permutation(self) -> list[int]:
+        """Index map that reorders keypoints after a horizontal flip; unknown flip pairs are an error (the datamodule
+        and the module switch mirroring off before that can happen)."""
+        if self.flip_pairs is None:
             raise ValueError(
-                f"flip test needs the flip pairs of the keypoints {self.names}, and none were listed or "
+                f"mirroring needs the flip pairs of the keypoints {self.names}, and none were listed or "
                 f"guessed from the names: set data.dataset.flip_pairs=[[left_x, right_x], ...], or [] "
                 f"when no keypoint has a mirror partner"
             )
         perm = list(range(self.num_keypoints))
-        for i, j in self.flip_pairs or []:
+        for i, j in self.flip_pairs:
             perm[i], perm[j] = j, i
         return perm
 

@@ -1,6 +1,6 @@
 """One LightningDataModule for every dataset: it builds the three splits and their DataLoaders, and refuses data
 that would train or test on a wrong reading of it (an empty split, a split with no labelled keypoint, the same image
-in two splits, mirror augmentation without left/right pairs)."""
+in two splits); mirror augmentation is switched off where the left/right pairs are unknown."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from kp.data import io
 from kp.data.base import KeypointDataset, KeypointMeta, Subset
+from kp.data.transforms import KeypointAugment
 from kp.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -114,19 +115,18 @@ class KeypointDataModule(L.LightningDataModule):
         return Subset(train, kept)
 
     def _check_hflip(self) -> None:
+        """One log line on mirroring (kp.data.io.mirror_note); where the left/right pairs are unknown, the
+        reflections leave every split's augmentation (the module leaves flip test off likewise)."""
         train = self.splits["train"]
-        steps = getattr(train.transform, "steps", [])
-        if train.meta.flip_pairs is None and any(
-            type(step).__name__ == "HorizontalFlip" and step.p > 0 for step in steps
-        ):
-            # A warning, not an error: many sets (the DeepLabCut demo) have no mirror-symmetric points at all.
-            log.warning(
-                "%s: mirror augmentation (augment.hflip) is on but no left/right pairs were listed or found "
-                "among %s: mirrored samples keep their labels. Set data.dataset.flip_pairs=[[left_x, right_x], "
-                "...] where points swap, [] to say none do, or augment.hflip=null",
-                train.source or type(train).__name__,
-                train.meta.names,
-            )
+        meta = train.meta
+        note = f"{train.source or type(train).__name__}: {io.mirror_note(meta.names, meta.flip_pairs)}"
+        if meta.flip_pairs is not None:
+            log.info(note)
+            return
+        log.warning(note)
+        for data in self.splits.values():
+            if isinstance(data.transform, KeypointAugment):
+                data.transform = data.transform.without_mirrors()
 
     def _check_duplicates(self) -> None:
         """The same image bytes under two names: a warning within a split, an error across splits (a leak that

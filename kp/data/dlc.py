@@ -11,8 +11,10 @@ The single-CSV layout (lightning-pose, and labels exported from DeepLabCut): the
 `labeled-data/img01.png` or `labeled-data/<video>/img01.png`) and no config.yaml; body parts come from its header.
 
 Frames of one video are near-duplicates, so the split is by video (split_by=video; a frame's video is its image's
-folder); a project with fewer videos than splits needs split_by=frame, which is optimistic for the same reason.
-split_by=auto picks video where there are enough videos for one in every split, else frame, and logs which.
+folder); a project with fewer videos than splits needs split_by=similarity (whole groups of look-alike frames per
+split: kp.data.io.similarity_groups) or split_by=frame (any frame anywhere: optimistic, frames a few milliseconds apart
+land on both sides). split_by=auto picks video where there are enough videos for one in every split, else
+similarity, and logs which and how many groups it formed.
 
 Bad input (kp.data.io's policy): a missing config or label file, header rows of another shape, or body parts that differ
 from config.yaml are a DataError at start; a row with the wrong number of columns, a bad number or a missing image is
@@ -45,6 +47,7 @@ from kp.data.io import (
     read_image,
     read_text,
     resolve_pairs,
+    similarity_groups,
     split_groups,
     where,
 )
@@ -76,12 +79,12 @@ class DeepLabCutProject(KeypointDataset):
         transform=None,
     ):
         """project: the folder with config.yaml (or with csv_file). width × height: the size every frame is fitted
-        into. split_by: video (whole videos per split), frame, or auto. flip_pairs: [[bodypart, bodypart], ...]
-        instead of the guess from left/right-style names. csv_file: the one label file of the single-CSV layout,
-        relative to project (body parts from its header; no config.yaml)."""
+        into. split_by: video (whole videos per split), similarity, frame or auto (see the module's doc). flip_pairs:
+        [[bodypart, bodypart], ...] instead of the guess from the names. csv_file: the one label file of the
+        single-CSV layout, relative to project (body parts from its header; no config.yaml)."""
         super().__init__(transform)
-        if split_by not in ("video", "frame", "auto"):
-            raise ValueError(f"split_by must be video, frame or auto, got {split_by!r}")
+        if split_by not in ("video", "similarity", "frame", "auto"):
+            raise ValueError(f"split_by must be video, similarity, frame or auto, got {split_by!r}")
         self.size = self.fit_size = (width, height)
         project = Path(project)
         config_path = project / "config.yaml"
@@ -112,19 +115,13 @@ class DeepLabCutProject(KeypointDataset):
             why = f"the first: {self.issues[0]}" if self.issues else "the label files hold only their header rows"
             raise DataError(f"{self.source}: no usable labelled frame ({len(self.issues)} row(s) skipped; {why})")
         fractions = fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
-        if split_by == "auto":
-            videos = len({frame.video for frame in frames})
-            split_by = "video" if _every_split_gets_one(videos, fractions) else "frame"
-            if split == "train":
-                log.info(
-                    "%s: %d video folder(s): split by %s%s",
-                    self.source,
-                    videos,
-                    split_by,
-                    "" if split_by == "video" else " (too few videos for one in every split)",
-                )
-        groups = [frame.video if split_by == "video" else str(frame.image) for frame in frames]
-        chosen = split_groups(groups, split, fractions, seed, f"{project} by {split_by}")
+        split_by, groups, why = _groups(frames, split_by, fractions)
+        if split == "train":
+            log.info(
+                "%s: split by %s: %d group(s) of %d frames%s", self.source, split_by, len(set(groups)), len(frames), why
+            )
+        of = "samples" if split_by == "similarity" else "groups"  # look-alike groups differ much in size
+        chosen = split_groups(groups, split, fractions, seed, f"{project} by {split_by}", fractions_of=of)
         self.frames = [frames[i] for i in chosen]
         self._groups = [groups[i] for i in chosen]
         pairs = (
@@ -179,6 +176,27 @@ def _every_split_gets_one(groups: int, fractions: Mapping[str, float]) -> bool:
     """Whether dealing `groups` groups out by `fractions` (as split_groups does) leaves no split with a share empty."""
     ends = np.round(np.cumsum([fractions[s] for s in SPLITS]) * groups).astype(int)
     return all(end > start or fractions[s] == 0 for s, start, end in zip(SPLITS, [0, *ends[:-1]], ends))
+
+
+def _groups(frames: list[Frame], split_by: str, fractions: Mapping[str, float]) -> tuple[str, list[str], str]:
+    """(split_by, each frame's group, what auto saw): auto takes video folders where there are enough for one in every
+    split, else groups of look-alike frames where there are enough of those, else single frames."""
+    videos = [frame.video for frame in frames]
+    if split_by == "video" or split_by == "auto" and _every_split_gets_one(len(set(videos)), fractions):
+        return "video", videos, ""
+    why = f" ({len(set(videos))} video folder(s), too few for one in every split)" if split_by == "auto" else ""
+    if split_by in ("similarity", "auto"):
+        look_alikes = list(_look_alikes(tuple(frame.image for frame in frames)))
+        if split_by == "similarity" or _every_split_gets_one(len(set(look_alikes)), fractions):
+            return "similarity", look_alikes, why
+        why = f"{why[:-1]}, and {len(set(look_alikes))} group(s) of look-alike frames, too few as well)"
+    return "frame", [str(frame.image) for frame in frames], why
+
+
+@functools.lru_cache(maxsize=4)
+def _look_alikes(images: tuple[Path, ...]) -> tuple[str, ...]:
+    """similarity_groups of the frames (decoded once for the three splits)."""
+    return tuple(similarity_groups(read_image(image) for image in images))
 
 
 def _header_bodyparts(csv_path: Path) -> list[str]:

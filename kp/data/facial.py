@@ -9,7 +9,8 @@ Files (the Kaggle layout, in `root`):
 
 subset=complete keeps the rows with all 15 keypoints (the original's 2140-image setting); subset=all keeps every row,
 missing keypoints invisible, so they are masked out of the loss. The split is drawn over all rows before the subset is
-applied, so both settings hold out the same faces.
+applied, so both settings hold out the same faces. The layout has no person ids: split_by=similarity (the default)
+keeps look-alike images (kp.data.io.similarity_groups) on one side of the split; split_by=row deals rows.
 
 Parsing 9216 numbers per row takes seconds, so training.csv is parsed once into an .npz file in `cache_dir`, named by
 the hash of the CSV's content (an edited CSV is parsed again; a copy elsewhere reuses the cache).
@@ -29,7 +30,18 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import SkipLog, check_points, check_split, digest, drop_repeats, parse_number, read_csv, where
+from kp.data.io import (
+    SkipLog,
+    check_points,
+    check_split,
+    digest,
+    drop_repeats,
+    parse_number,
+    read_csv,
+    similarity_groups,
+    split_groups,
+    where,
+)
 from kp.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -176,6 +188,7 @@ class FacialKeypoints(KeypointDataset):
         test_fraction: float = 0.0,
         seed: int = 0,
         cache_dir: str | Path | None = None,
+        split_by: str = "similarity",
         transform=None,
     ):
         """test_fraction=0 (the default: Kaggle's test.csv has no labels) makes the test split the validation rows."""
@@ -183,6 +196,8 @@ class FacialKeypoints(KeypointDataset):
         check_split(split)
         if subset not in ("complete", "all"):
             raise ValueError(f"subset must be 'complete' or 'all', got {subset!r}")
+        if split_by not in ("similarity", "row"):
+            raise ValueError(f"split_by must be 'similarity' or 'row', got {split_by!r}")
         path = Path(root) / "training.csv"
         if not path.is_file():
             raise DataError(f"{path}: not found (data.dataset.root should hold the Kaggle files)")
@@ -197,17 +212,24 @@ class FacialKeypoints(KeypointDataset):
             skips.report(log)
 
         n = len(data["images"])
-        order = np.random.default_rng(seed).permutation(n)
-        n_val, n_test = round(n * val_fraction), round(n * test_fraction)
-        chosen = {
-            "val": order[:n_val],
-            "test": order[n_val : n_val + n_test] if n_test else order[:n_val],
-            "train": order[n_val + n_test :],
-        }[split]
+        groups = similarity_groups(data["images"]) if split_by == "similarity" else [str(row) for row in range(n)]
+        if split == "train":
+            log.info("%s: split by %s: %d group(s) of %d images", path, split_by, len(set(groups)), n)
+        fractions = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
+        chosen = np.array(
+            split_groups(
+                groups,
+                "val" if split == "test" and not test_fraction else split,
+                fractions,
+                seed,
+                f"{path} by {split_by}",
+                fractions_of="samples",
+            )
+        )
         if subset == "complete":
             chosen = chosen[np.isfinite(data["keypoints"][chosen]).all(axis=(1, 2))]
         self.rows = np.sort(chosen)
-        self.repeats = "val" if split == "test" and not n_test else None
+        self.repeats = "val" if split == "test" and not test_fraction else None  # the test split is val here
         self.images, self.keypoints, self.lines = data["images"], data["keypoints"], data["lines"]
         self.path, self.split = path, split
         log.info("facial %s (subset=%s): %d images", split, subset, len(self.rows))

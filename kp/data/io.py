@@ -14,9 +14,10 @@ Bad-input policy (every loader follows it):
     (`check_points`); an image name the file system refuses is a missing image (`check_image_file`); images above
     `MAX_IMAGE_PIXELS` are refused.
 
-Below the reading helpers are the ones the loaders share for the rest: the split by groups (`split_groups`), the
+Below the reading helpers are the ones the loaders share for the rest: the split by groups (`split_groups`; groups of
+look-alike images where a dataset has no ids, `similarity_groups`), the
 crop to a working size (`crop_and_resize`) and flip pairs from keypoint names or from the config
-(`flip_pairs_from_names`, `resolve_pairs`).
+(`flip_pairs_from_names`, `resolve_pairs`, and `mirror_note`, the run's one log line about them).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import math
 import re
 import sys
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -317,6 +318,40 @@ def split_groups(
     return indices
 
 
+# Difference hashes at most this many of 64 bits apart count as near-duplicates (the doctor's and split_by=similarity's
+# rule): re-encoded, slightly shifted or brightened copies and frames a few milliseconds apart.
+NEAR_BITS = 4
+
+
+def difference_hash(image: np.ndarray) -> int:
+    """64 bits: whether each pixel of a 9×8 grey thumbnail is brighter than its right neighbour (robust to
+    re-encoding, resizing and small brightness changes). image: H×W, H×W×1 (grey) or H×W×3 (RGB)."""
+    grey = (
+        image if image.ndim == 2 else image[:, :, 0] if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    )
+    small = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).ravel()
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def similarity_groups(images: Iterable[np.ndarray], near_bits: int = NEAR_BITS) -> list[str]:
+    """Per image, its group for split_groups where a dataset has no person or video ids (split_by=similarity): images
+    whose difference hashes are at most near_bits apart share a group, and so, transitively, do their look-alikes."""
+    hashes = np.array([difference_hash(image) for image in images], np.uint64)
+    parent = np.arange(len(hashes))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(hashes)):
+        for j in np.flatnonzero(np.bitwise_count(hashes[i + 1 :] ^ hashes[i]) <= near_bits) + i + 1:
+            parent[root(j)] = root(i)
+    return [f"look-alikes#{root(i)}" for i in range(len(hashes))]
+
+
 def nested_subset(groups: Sequence[str], fraction: float, seed: int = 0) -> list[int]:
     """Indices (ascending) of about `fraction` of the samples, in whole groups (groups[i] is sample i's group). The
     groups are shuffled with `seed` whatever the fraction and taken in that order until the share is reached, so the
@@ -364,30 +399,72 @@ def letterbox(
     return crop_and_resize(image, keypoints, ((width - box_w) // 2, (height - box_h) // 2, box_w, box_h), size)
 
 
-# A side word: left/right in any case, or a lone L/R (L_Eye, eyeL, forelegR1) or l/r (l_eye).
-_SIDE = re.compile(r"(?i:left|right)|(?<![A-Z])[LR](?![A-Za-z])|(?<![A-Za-z])[lr](?![A-Za-z])")
-_OTHER_SIDE = {"left": "right", "right": "left", "l": "r", "r": "l"}
+# A side marker: left/right in any case anywhere (left_eye, LeftHand, leftear); an upper-case L or R that no capital
+# precedes and no lower-case letter follows (L_Eye, eyeL, forelegR1, LHip, paw1LH_top: left hind); or a lone l/r
+# (l_eye, paw_r1). "Lip", "Rump" and "tailBase" carry none.
+_SIDE = re.compile(r"(?i:left|right)|(?<![A-Z])[LR](?![a-z])|(?<![A-Za-z])[lr](?![A-Za-z])")
 
 
-def _mirror_name(name: str) -> str:
-    def swap(match: re.Match) -> str:
-        word = match.group(0)
-        other = _OTHER_SIDE[word.lower()]
-        return other.upper() if word.isupper() else other.capitalize() if word[0].isupper() else other
+def _mirror_name(name: str) -> tuple[str, str] | None:
+    """(side "l" or "r", the name in lower case with its side marker(s) blanked), or None where the name carries no
+    side, or two that disagree (left_to_right)."""
+    sides = {match.group(0)[0].lower() for match in _SIDE.finditer(name)}
+    if len(sides) != 1:
+        return None
+    return sides.pop(), _SIDE.sub("\0", name).lower()
 
-    return _SIDE.sub(swap, name)
+
+def guess_flip_pairs(names: Sequence[str]) -> tuple[list[tuple[int, int]], list[str]]:
+    """Pairs (i, j) of names that differ only by their side marker, case aside (left_eye/Right_Eye, L_Eye/R_Eye,
+    eyeL/eyeR); then, among the names still alone, by their side marker and digits, where that match is unique
+    (paw1LH_top/paw4RH_top, lightning-pose's numbered paws). Also returns the names that carry a side and found no
+    partner: mirroring would keep such a point's label on the wrong side."""
+    sided = {i: side_and_rest for i, name in enumerate(names) if (side_and_rest := _mirror_name(name))}
+    pairs: list[tuple[int, int]] = []
+    for rest_of in (lambda rest: rest, lambda rest: re.sub(r"\d+", "", rest)):
+        alone = [i for i in sided if all(i not in pair for pair in pairs)]
+        by_rest: dict[tuple[str, str], list[int]] = {}
+        for i in alone:
+            side, rest = sided[i]
+            by_rest.setdefault((side, rest_of(rest)), []).append(i)
+        for (side, rest), left in by_rest.items():
+            right = by_rest.get(("r", rest), [])
+            if side == "l" and len(left) == 1 and len(right) == 1:
+                pairs.append(tuple(sorted((left[0], right[0]))))
+    paired = {i for pair in pairs for i in pair}
+    return sorted(pairs), [names[i] for i in sided if i not in paired]
 
 
 def flip_pairs_from_names(names: Sequence[str]) -> list[tuple[int, int]] | None:
-    """Pairs (i, j) whose names differ only by their side word: left_eye/right_eye, L_Eye/R_Eye, eyeL/eyeR; None
-    when no name has a partner (the pairs are then unknown, see KeypointMeta.flip_pairs)."""
-    index = {name: i for i, name in enumerate(names)}
-    pairs = []
-    for i, name in enumerate(names):
-        j = index.get(_mirror_name(name))
-        if j is not None and j > i:
-            pairs.append((i, j))
-    return pairs or None
+    """The left/right pairs guessed from the names (guess_flip_pairs); None (unknown, see KeypointMeta.flip_pairs)
+    where none was found or a name with a side has no partner."""
+    pairs, alone = guess_flip_pairs(names)
+    return pairs if pairs and not alone else None
+
+
+def mirror_note(names: Sequence[str], pairs: Sequence[tuple[int, int]] | None) -> str:
+    """The one log line a run gives about mirroring: which pairs it swaps (and whether the names gave them), that
+    none are needed, or that they are unknown, so mirror augmentation and flip test are off, and how to declare them."""
+    declare = (
+        "declare them with data.dataset.flip_pairs=[[left_x, right_x], ...], or data.dataset.flip_pairs=[] "
+        "where no keypoint has a mirror partner"
+    )
+    if pairs is None:
+        _, alone = guess_flip_pairs(names)
+        why = f"no partner for {', '.join(alone)}" if alone else "none found among the names"
+        shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+        return (
+            f"mirror augmentation and flip test are OFF: the left/right pairs of the keypoints ({shown}) are "
+            f"unknown ({why}); {declare}"
+        )
+    if not pairs:
+        return "flip pairs: none needed (flip_pairs: []): mirroring keeps every keypoint's label"
+    source = "guessed from the names" if list(pairs) == flip_pairs_from_names(names) else "as listed"
+    swapped = ", ".join(f"{names[i]}<->{names[j]}" for i, j in pairs)
+    return (
+        f"flip pairs {source}: {swapped} (mirror augmentation and flip test swap them; data.dataset.flip_pairs sets "
+        "them)"
+    )
 
 
 def resolve_pairs(pairs: Sequence[Sequence], names: Sequence[str], what: str) -> list[tuple[int, int]]:

@@ -9,6 +9,8 @@ config can splice in the `augment` group (a dict of named steps, kp/conf/augment
 What it adds to albumentations:
   - mirror images swap left and right: after an odd number of reflections (HorizontalFlip, VerticalFlip, Transpose)
     the keypoints are reordered through the dataset's `meta.flip_pairs`, so "left_eye" stays the person's left eye;
+    where the pairs are unknown the datamodule drops the reflections (`without_mirrors`), and a reflection that
+    still meets unknown pairs is an error, never a left eye labelled on the right;
   - keypoints that leave the frame keep their (outside) coordinates, never clipped; the dataset base class then marks
     them invisible;
   - keypoints already invisible (missing, NaN) ride along at a placeholder and stay invisible;
@@ -129,6 +131,10 @@ class KeypointAugment:
         if image.ndim == 2:  # some steps drop the channel axis of a grey image
             image = image[:, :, None]
         return image, keypoints, visible, affine
+
+    def without_mirrors(self) -> KeypointAugment:
+        """The same pipeline without its reflection steps (for keypoints whose left/right pairs are unknown)."""
+        return KeypointAugment([step for step in self.steps if type(step).__name__ not in REFLECTIONS])
 
     def __repr__(self) -> str:
         return f"KeypointAugment({[type(step).__name__ for step in self.steps]})"

@@ -11,7 +11,6 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only
-import cv2  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
@@ -19,10 +18,10 @@ from omegaconf import open_dict  # noqa: E402
 from rich.progress import track  # noqa: E402
 
 from kp.data.datamodule import SPLITS
+from kp.data.io import NEAR_BITS, difference_hash
 from kp.inference.load import load  # noqa: E402
 
 log = logging.getLogger("kp.evaluation.doctor")
-NEAR_BITS = 4  # difference hashes at most this many of 64 bits apart count as near-duplicates
 SWAP_RATIO = 0.5  # a pair is a swap suspect when swapping it at least halves its distance to the mean shape
 
 
@@ -71,15 +70,6 @@ def read_samples(datamodule) -> list[Sample]:
                 )
             )
     return samples
-
-
-def difference_hash(image: np.ndarray) -> int:
-    """64 bits: whether each pixel of a 9×8 grey thumbnail is brighter than its right neighbour (robust to
-    re-encoding, resizing and small brightness changes)."""
-    grey = image[:, :, 0] if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    small = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).ravel()
-    return int(np.packbits(bits).view(">u8")[0])
 
 
 def find_duplicates(samples: list[Sample], findings: Findings) -> None:

@@ -28,7 +28,7 @@ class ExportGraph(nn.Module):
             raise ConfigError("--flip merges the image's and its mirror's outputs before decoding: it needs --decode")
         module = predictor.module
         if flip:
-            module.meta.flip_permutation(strict=True)  # unknown flip pairs: a clear error, not a failed trace
+            module.meta.flip_permutation()  # unknown flip pairs: a clear error, not a failed trace
         self.net = module.net  # the weights, registered here: tracing the LightningModule itself fails
         self._predict = module.predict
         self.codec = module.codec  # decodes the raw outputs of a --no-decode export for the parity check

@@ -111,7 +111,7 @@ def _write_report(cfg: DictConfig, module, datamodule, best_path: str, run_dir: 
         datamodule,
         "test",
         run_dir.eval_dir("test"),
-        flip=cfg.get("test", {}).get("flip", False),
+        flip=module.flip_test,
         pck_thresholds=cfg.metrics.pck_thresholds,
         pck_norm=cfg.metrics.pck_norm,
         num_worst=cfg.num_examples,

@@ -1,0 +1,52 @@
+"""scripts/benchmark_training.py on a tiny setting: every phase of a step is measured and the table printed (no timing
+is asserted); and the face boxes it compares before and after are kept on disk by content."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+
+import cv2
+import numpy as np
+
+from kp.data import faces
+from tests.helpers import ROOT
+
+
+def _script():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    return importlib.import_module("benchmark_training")
+
+
+def test_a_short_fit_is_split_into_its_phases(capsys):
+    overrides = ["data.dataset.sizes={train:96,val:16,test:16}", "data.batch_size=16", "data.num_workers=0"]
+    [row] = _script().main(
+        ["synthetic_coords", "--steps", "5", "--warmup", "1", "--images", "4", "--overrides", *overrides]
+    )
+    assert row["batch_size"] == 16 and row["startup_s"] >= row["data_s"] >= 0
+    for value in (row["images_per_s"], row["loader_images_per_s"], row["load_s"], row["augment_s"]):
+        assert math.isfinite(value) and value > 0
+    assert set(row["phases"]) == {"wait", "forward", "backward", "optimizer", "rest"}
+    assert row["phases"]["forward"] > 0 and row["phases"]["backward"] > 0 and row["phases"]["optimizer"] > 0
+    out = capsys.readouterr().out
+    assert (
+        f"| synthetic_coords | 16 | {row['startup_s']:.1f} ({row['data_s']:.1f}) | {row['images_per_s']:.1f} |" in out
+    )
+
+
+def test_face_boxes_are_detected_once_per_image_content(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(faces.FaceDetector, "__call__", lambda self, image: calls.append(image.shape) or [(1, 2, 3, 4)])
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"photo{i}.png")
+        cv2.imwrite(str(files[-1]), np.full((8, 8), 40 * i, np.uint8))
+    detector = faces.FaceDetector()
+    assert detector.in_files(files, tmp_path / "cache") == [[(1, 2, 3, 4)]] * 3 and len(calls) == 3
+    assert detector.in_files(files, tmp_path / "cache") == [[(1, 2, 3, 4)]] * 3 and len(calls) == 3  # from disk
+    cv2.imwrite(str(files[0]), np.full((8, 8), 99, np.uint8))  # an edited photo is detected again
+    detector.in_files(files, tmp_path / "cache")
+    assert len(calls) == 4
+    faces.FaceDetector(min_size=30).in_files(files, tmp_path / "cache")  # other settings: other boxes
+    assert len(calls) == 7
