@@ -305,3 +305,11 @@ def test_an_onnx_export_predicts_the_checkpoints_csv(run_dir, tmp_path, flip):
             assert abs(float(row[f"{name}_x"]) - float(want[f"{name}_x"])) <= 0.011
             assert abs(float(row[f"{name}_y"]) - float(want[f"{name}_y"])) <= 0.011
             assert abs(float(row[f"{name}_score"]) - float(want[f"{name}_score"])) <= 2e-4
+
+
+def test_inputs_and_options_in_any_order(monkeypatch):
+    calls = []
+    monkeypatch.setattr("kp.cli.predict.predict_inputs", lambda *args: calls.append(args))
+    main_predict(["model", "a.png", "--out", "o", "b.png", "--flip", "c.mp4", "--every", "2"])
+    model, inputs, out, flip, *_ = calls[0]
+    assert (model, inputs, str(out), flip) == ("model", ["a.png", "b.png", "c.mp4"], "o", True)

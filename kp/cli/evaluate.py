@@ -1,4 +1,5 @@
-"""Evaluate a trained run: `kp evaluate RUN [--split test|val|train|all] [--flip] [key=value ...]`.
+"""Evaluate a trained run: `kp evaluate RUN [--split test|val|train|all] [--flip] [key=value ...]`, options and
+overrides in any order.
 
 Scores the run's best checkpoint (or --checkpoint) on a split of its own dataset, or, with overrides
 (`data.dataset.root=...`, `data=...` with the same keypoints), on other data, and writes the report
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         help="fit the radius again on the val split of the data as given (e.g. new recordings)",
     )
     parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options and key=value overrides in any order
     with user_errors_in_one_line(args.verbose):
         metrics = evaluate_run(
             args.run,

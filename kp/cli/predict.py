@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--start", type=int, default=0, help="videos: first frame")
     parser.add_argument("--end", type=int, default=None, help="videos: stop before this frame")
     parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # inputs and options in any order
     with user_errors_in_one_line(args.verbose):
         predict_inputs(
             args.model,
