@@ -21,6 +21,10 @@ DIR (default `predictions/`) gets
   overlays/<video>.mp4      each video, annotated, one frame per predicted frame
   skipped.csv               unreadable images or frames (file, frame, reason), also listed at the end
 
+predictions.csv grows as the job goes (flushed after every batch): a job killed on a long video leaves a CSV valid
+up to its last complete row, and the same command with --resume goes on from there (the last image or frame written
+is predicted again, in case it was cut short); the overlay videos are drawn at the end, from the rows.
+
 Scores are the heatmap peak (or the visibility probability), times the flip agreement with --flip (README: Scores).
 """
 
@@ -53,6 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=int, default=1, help="videos: every N-th frame")
     parser.add_argument("--start", type=int, default=0, help="videos: first frame")
     parser.add_argument("--end", type=int, default=None, help="videos: stop before this frame")
+    parser.add_argument(
+        "--resume", action="store_true", help="go on with DIR/predictions.csv of a job that stopped: skip what it has"
+    )
     parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
     args = parser.parse_intermixed_args(argv)  # inputs and options in any order
     with user_errors_in_one_line(args.verbose):
@@ -70,4 +77,5 @@ def main(argv: list[str] | None = None) -> None:
             args.every,
             args.start,
             args.end,
+            resume=args.resume,
         )

@@ -4,6 +4,7 @@ frame or face in predictions.csv, overlays, and the DeepLabCut and COCO formats.
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -33,9 +34,11 @@ def predict_inputs(
     start: int = 0,
     end: int | None = None,
     console: Console | None = None,
+    resume: bool = False,
 ) -> dict:
     """Predict every input with a model (a path for kp.load, or a Predictor); write out's files; return the summary
-    (counts, wall time, images/s)."""
+    (counts, wall time, images/s). predictions.csv grows batch by batch; with resume, the images and frames it
+    already has are not predicted again."""
     console = console or Console(stderr=True)
     predictor = model if isinstance(model, Predictor) else load(model)
     images, videos = expand_inputs(inputs)
@@ -49,69 +52,36 @@ def predict_inputs(
         face_crop = tuple(predictor.spec.face_crop)
     out.mkdir(parents=True, exist_ok=True)
     cropper = Cropper(predictor.preprocess, face_crop, keep_source=overlays)
-    writer = Writer(out, predictor.meta.names, faces=face_crop is not None)
+    writer = Writer(out, predictor.meta.names, faces=face_crop is not None, resume=resume)
+    resumed, skipped_before = len(writer.done), len(writer.skipped)
     drawer = Overlays(out, predictor, threshold) if overlays else None
-    sources = (
-        [
-            (
-                None,
-                DataLoader(ImageFiles(images, cropper), batch_size=batch_size, num_workers=workers, collate_fn=collate),
-                len(images),
-            )
-        ]
-        if images
-        else []
-    )
+    sources = []
+    todo = [path for path in images if (str(path), None) not in writer.done]
+    if todo:
+        files = ImageFiles(todo, cropper)
+        sources.append((DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=collate), len(todo)))
     for video in videos:
-        frames = VideoFrames(video, cropper, every, start, end)
-        fps = video_info(video)[1] / every
-        sources.append(
-            (
-                fps,
-                DataLoader(frames, batch_size=batch_size, num_workers=min(workers, 1), collate_fn=collate),
-                len(frames.wanted()),
-            )
-        )
+        done = {frame for file, frame in writer.done if file == str(video)}
+        frames = VideoFrames(video, cropper, every, start, end, done)
+        loader = DataLoader(frames, batch_size=batch_size, num_workers=min(workers, 1), collate_fn=collate)
+        sources.append((loader, len(frames.wanted())))
     started, predicted = time.perf_counter(), 0
-    columns = [
-        TextColumn("[bold]predicting"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[rate]}"),
-    ]
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("predict", total=sum(total for _, _, total in sources), rate="")
-        for fps, loader, _ in sources:
-            for items, batch, affines in loader:
-                keypoints, scores, radius = (
-                    predictor.predict_with_radius(batch, affines, flip) if batch is not None else ([], [], [])
-                )
-                offset = 0
-                for item in items:
-                    if item.error:
-                        writer.skip(item)
-                        continue
-                    n = len(item.tensors)
-                    writer.add(
-                        item, keypoints[offset : offset + n], scores[offset : offset + n], radius[offset : offset + n]
-                    )
-                    if drawer:
-                        drawer.add(
-                            item,
-                            keypoints[offset : offset + n],
-                            scores[offset : offset + n],
-                            radius[offset : offset + n],
-                            fps,
-                        )
-                    offset += n
-                predicted += len(items)
-                progress.update(
-                    task, advance=len(items), rate=f"{predicted / (time.perf_counter() - started):.1f} images/s"
-                )
-    if drawer:
-        drawer.close()
-    written = [writer.write_csv()]
+    with Progress(*PROGRESS, console=console, transient=False) as progress:
+        task = progress.add_task("predicting", total=sum(total for _, total in sources), rate="")
+        try:
+            for loader, _ in sources:
+                for items, batch, affines in loader:
+                    _predict_batch(predictor, items, batch, affines, flip, writer, drawer)
+                    predicted += len(items)
+                    rate = f"{predicted / (time.perf_counter() - started):.1f} images/s"
+                    progress.update(task, advance=len(items), rate=rate)
+        finally:
+            written = [writer.close()]  # what was predicted stays, also when the job dies
+        if drawer:
+            for video in videos:
+                rows = [row for row in writer.rows if row["file"] == str(video)]
+                drawing = progress.add_task(f"drawing {video.name}", total=len(rows), rate="")
+                drawer.video(str(video), rows, video_info(video)[1] / every, partial(progress.advance, drawing))
     if "dlc" in formats:
         written.append(writer.write_dlc(threshold))
     if "coco" in formats:
@@ -120,7 +90,8 @@ def predict_inputs(
     summary = {
         "images": len(images),
         "videos": len(videos),
-        "predicted": predicted - len(writer.skipped),
+        "resumed": resumed,
+        "predicted": predicted - (len(writer.skipped) - skipped_before),  # this run's
         "rows": len(writer.rows),
         "no_face": sum(row["status"] == "no face" for row in writer.rows),
         "skipped": len(writer.skipped),
@@ -137,6 +108,32 @@ def predict_inputs(
     return summary
 
 
+PROGRESS = (
+    TextColumn("[bold]{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TimeRemainingColumn(),
+    TextColumn("{task.fields[rate]}"),
+)
+
+
+def _predict_batch(predictor: Predictor, items, batch, affines, flip: bool, writer: Writer, drawer) -> None:
+    """One DataLoader batch: its rows into the writer (and the file), an overlay per image, unreadable ones skipped."""
+    keypoints, scores, radius = predictor.predict_with_radius(batch, affines, flip) if batch is not None else ([],) * 3
+    offset = 0
+    for item in items:
+        if item.error:
+            writer.skip(item)
+            continue
+        n = len(item.tensors)
+        before = len(writer.rows)
+        writer.add(item, keypoints[offset : offset + n], scores[offset : offset + n], radius[offset : offset + n])
+        if drawer and item.frame is None:
+            drawer.add(item, writer.rows[before:])
+        offset += n
+    writer.flush()
+
+
 def _print_summary(console: Console, summary: dict, skipped: list, out: Path) -> None:
     table = Table(title="kp predict")
     table.add_column("")
@@ -144,6 +141,7 @@ def _print_summary(console: Console, summary: dict, skipped: list, out: Path) ->
     for label, key in [
         ("image files", "images"),
         ("videos", "videos"),
+        ("kept from before (--resume)", "resumed"),
         ("images/frames predicted", "predicted"),
         ("CSV rows", "rows"),
         ("no face found", "no_face"),
