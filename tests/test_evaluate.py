@@ -13,9 +13,10 @@ from torch.utils.data import Dataset
 
 from kp.build import build
 from kp.cli import evaluate as evaluate_command
-from kp.errors import ConfigError
+from kp.errors import ConfigError, InputError
 from kp.evaluation import evaluate, report
 from kp.inference.load import load
+from kp.module import KeypointModule
 from kp.train.loop import train
 from kp.viz.features import filter_montage, plot_features, stage_outputs
 from tests.helpers import TINY_DATA, compose_config, shared_data, write_run_config
@@ -263,3 +264,32 @@ def test_options_and_overrides_in_any_order(monkeypatch, tmp_path, capsys):
         assert (str(run_dir), split, str(out)) == ("run", "all", "o")
         assert overrides == ["data.dataset.root=/x", "data.dataset.seed=3"]
     assert len(calls) == 3
+
+
+def test_a_killed_evaluation_resumes_to_the_uninterrupted_result(run, tmp_path, monkeypatch):
+    """The job dies in its fourth batch of eight; --resume predicts the other five only, and the report's metrics and
+    errors equal those of a job that never stopped."""
+    evaluate.evaluate_run(run, "all", out=tmp_path / "whole")
+    predict_details, calls = KeypointModule.predict_details, []
+
+    def counted(self, *args, **kwargs):
+        calls.append(len(args[0]))
+        if len(calls) == crash_at:
+            raise KeyboardInterrupt
+        return predict_details(self, *args, **kwargs)
+
+    monkeypatch.setattr(KeypointModule, "predict_details", counted)
+    crash_at = 4
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.evaluate_run(run, "all", out=tmp_path / "out")
+    assert len(list((tmp_path / "out" / "progress").glob("batch_*.npz"))) == 3
+    calls.clear()
+    crash_at = None
+    with pytest.raises(InputError, match="cannot resume"):
+        evaluate.evaluate_run(run, "test", out=tmp_path / "out", resume=True)  # another split: another job
+    evaluate.evaluate_run(run, "all", out=tmp_path / "out", resume=True)
+    assert calls == [16] * 5 and not (tmp_path / "out" / "progress").exists()
+    whole, resumed = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("whole", "out"))
+    assert resumed.pop("report").endswith("out/report.md") and whole.pop("report").endswith("whole/report.md")
+    assert resumed == whole
+    assert (tmp_path / "out" / "errors.csv").read_text() == (tmp_path / "whole" / "errors.csv").read_text()

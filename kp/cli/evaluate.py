@@ -9,7 +9,9 @@ group override (`data=dlc`) composes the data config afresh from kp/conf/ with t
 
 Predictions go through the model's one inference path (KeypointModule.predict_details, via kp.load) and the metrics
 through the module's own metric objects, so the values are those of train.py's test for the same split and
-checkpoint. The uncertainty radius comes from the calibration the checkpoint carries for this flip mode; a checkpoint
+checkpoint. The predictions are saved batch by batch in OUT/progress/ (removed once the report is written): after a
+job that was killed, the same command with --resume predicts only the rest, with the same result. The uncertainty
+radius comes from the calibration the checkpoint carries for this flip mode; a checkpoint
 without one is calibrated on the validation split first (kp.calibration), and the calibration is stored in it.
 """
 
@@ -51,6 +53,9 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="fit the radius again on the val split of the data as given (e.g. new recordings)",
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="go on from the predictions a stopped job saved in OUT/progress/"
+    )
     parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
     args = parser.parse_intermixed_args(argv)  # options and key=value overrides in any order
     with user_errors_in_one_line(args.verbose):
@@ -64,5 +69,6 @@ def main(argv: list[str] | None = None) -> None:
             args.alpha,
             args.worst,
             args.recalibrate,
+            args.resume,
         )
     print(f"report: {metrics['report']}")
