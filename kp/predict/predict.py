@@ -3,6 +3,7 @@ frame or face in predictions.csv, overlays, and the DeepLabCut and COCO formats.
 
 from __future__ import annotations
 
+import json
 import time
 from functools import partial
 from pathlib import Path
@@ -16,7 +17,8 @@ from kp.errors import InputError
 from kp.inference.load import load
 from kp.inference.predictor import Predictor
 from kp.predict.sources import Cropper, ImageFiles, VideoFrames, collate, expand_inputs, video_info
-from kp.predict.writers import Overlays, Writer
+from kp.predict.writers import Overlays, Writer, read_rows
+from kp.trajectories.job import sidecar, smooth_file
 
 
 def predict_inputs(
@@ -35,10 +37,12 @@ def predict_inputs(
     end: int | None = None,
     console: Console | None = None,
     resume: bool = False,
+    smooth: str | None = None,
 ) -> dict:
     """Predict every input with a model (a path for kp.load, or a Predictor); write out's files; return the summary
     (counts, wall time, images/s). predictions.csv grows batch by batch; with resume, the images and frames it
-    already has are not predicted again."""
+    already has are not predicted again. smooth (a kp.trajectories method): predictions_smoothed.csv and its figures
+    and report too, and the overlay videos show the smoothed points."""
     console = console or Console(stderr=True)
     predictor = model if isinstance(model, Predictor) else load(model)
     images, videos = expand_inputs(inputs)
@@ -77,11 +81,19 @@ def predict_inputs(
                     progress.update(task, advance=len(items), rate=rate)
         finally:
             written = [writer.close()]  # what was predicted stays, also when the job dies
-        if drawer:
+    rows = writer.rows
+    if flip in predictor.calibrations:  # what the radius means, for kp smooth
+        sidecar(writer.path).write_text(json.dumps({"alpha": predictor.calibrations[flip].alpha, "flip": flip}))
+    if smooth:
+        smoothed = smooth_file(writer.path, smooth, threshold=threshold, console=console)
+        written.append(smoothed.csv)
+        rows = read_rows(smoothed.csv, predictor.meta.names, faces=face_crop is not None)
+    if drawer and videos:
+        with Progress(*PROGRESS, console=console, transient=False) as progress:
             for video in videos:
-                rows = [row for row in writer.rows if row["file"] == str(video)]
-                drawing = progress.add_task(f"drawing {video.name}", total=len(rows), rate="")
-                drawer.video(str(video), rows, video_info(video)[1] / every, partial(progress.advance, drawing))
+                shown = [row for row in rows if row["file"] == str(video)]
+                drawing = progress.add_task(f"drawing {video.name}", total=len(shown), rate="")
+                drawer.video(str(video), shown, video_info(video)[1] / every, partial(progress.advance, drawing))
     if "dlc" in formats:
         written.append(writer.write_dlc(threshold))
     if "coco" in formats:

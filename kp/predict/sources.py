@@ -134,6 +134,8 @@ class VideoFrames(IterableDataset):
 
     def wanted(self) -> list[int]:
         count, _, _ = video_info(self.path)
+        if count <= 0:
+            raise InputError(f"{self.path}: the video has no frames (empty, or its container states none)")
         frames = range(self.start, min(count, self.end) if self.end is not None else count, self.every)
         return [frame for frame in frames if frame not in self.done]
 
