@@ -364,3 +364,33 @@ def test_a_killed_job_resumes_to_the_uninterrupted_result(run_dir, tmp_path, mon
     (tmp_path / "other" / "predictions.csv").write_text("file,frame,status,paw_x,paw_y,paw_score,paw_radius\n")
     with pytest.raises(InputError, match="predictions.csv: its columns are not this model's"):
         predict_inputs(predictor, inputs, tmp_path / "other", resume=True, **options)
+
+
+def test_predict_smooth_writes_both_and_the_video_shows_the_smoothed_points(run_dir, tmp_path, monkeypatch):
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (SIZE, SIZE))
+    for image in synthetic_images(12):
+        writer.write(image[:, :, ::-1])
+    writer.release()
+    drawn = []
+    monkeypatch.setattr(
+        "kp.predict.writers.Overlays._picture", lambda self, image, rows: drawn.append(rows[0]["keypoints"]) or image
+    )
+    main_predict([str(run_dir), str(video), "--out", str(tmp_path / "out"), "--smooth", "kalman", "--workers", "0"])
+    out = tmp_path / "out"
+    raw, smoothed = read_rows(out / "predictions.csv"), read_rows(out / "predictions_smoothed.csv")
+    assert list(raw[0]) == list(smoothed[0]) and len(raw) == len(smoothed) == 12
+    assert json.loads((out / "predictions.json").read_text()) == {"alpha": 0.1, "flip": False}
+    assert (out / "predictions_smoothing" / "nose.png").is_file() and (out / "predictions_smoothing" / "report.md")
+    nose = np.array([[float(row["nose_x"]), float(row["nose_y"])] for row in smoothed if row["nose_x"]])
+    shown = np.array([points[2] for points in drawn])
+    np.testing.assert_allclose(shown[-len(nose) :], nose, atol=1e-3)  # the overlay drew the smoothed nose
+    assert int(cv2.VideoCapture(str(out / "overlays" / "clip.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+
+
+def test_an_empty_video_is_a_one_line_error(run_dir, tmp_path):
+    video = tmp_path / "empty.mp4"
+    cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (SIZE, SIZE)).release()
+    with pytest.raises(SystemExit) as exit_:
+        main_predict([str(run_dir), str(video), "--out", str(tmp_path / "out"), "--smooth", "kalman"])
+    assert "empty.mp4" in str(exit_.value) and "\n" not in str(exit_.value)
