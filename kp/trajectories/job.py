@@ -65,12 +65,12 @@ def smooth_file(
     folder.mkdir(parents=True, exist_ok=True)
     csv_path = write_tracks(smoothed, out / f"{path.stem}_smoothed.csv")
     tracks = [name for name, _ in raw.track_rows()]
+    pairs = [(name, keypoint) for name in tracks for keypoint in raw.names]
     figures = []
-    for name in track(tracks, description="drawing tracks", console=console, transient=True, disable=len(tracks) < 2):
+    for name, keypoint in track(pairs, description="drawing", console=console, transient=True, disable=len(pairs) < 5):
         prefix = f"{_file_name(name)}_" if len(tracks) > 1 else ""
-        for keypoint in raw.names:
-            figure = folder / f"{prefix}{_file_name(keypoint)}.png"
-            figures.append(plot_track(raw, smoothed, keypoint, figure, threshold, name))
+        figure = folder / f"{prefix}{_file_name(keypoint)}.png"
+        figures.append(plot_track(raw, smoothed, keypoint, figure, threshold, name))
     within = _within_radius(raw, smoothed, threshold)
     rows = [{**vars(report), "within_radius": within[(report.track, report.keypoint)]} for report in reports]
     title = f"kp smooth: {method} ({', '.join(f'{k}={v}' for k, v in options.items())}; alpha from {alpha_source})"
