@@ -13,9 +13,10 @@ from torch.utils.data import Dataset
 
 from kp.build import build
 from kp.cli import evaluate as evaluate_command
-from kp.errors import ConfigError
+from kp.errors import ConfigError, InputError
 from kp.evaluation import evaluate, report
 from kp.inference.load import load
+from kp.module import KeypointModule
 from kp.train.loop import train
 from kp.viz.features import filter_montage, plot_features, stage_outputs
 from tests.helpers import TINY_DATA, compose_config, shared_data, write_run_config
@@ -246,3 +247,49 @@ def test_adaptivity_of_an_infinite_radius_is_missing_not_a_warning():
     assert report.radius_adaptivity(errors, 2 * errors, visible) == pytest.approx(
         report.radius_adaptivity(errors, errors, visible)
     )
+
+
+def test_options_and_overrides_in_any_order(monkeypatch, tmp_path, capsys):
+    """The README's order (`RUN --split all --out DIR key=value`) and overrides between options are all accepted."""
+    calls = []
+    monkeypatch.setattr(evaluate_command, "evaluate_run", lambda *args: calls.append(args) or {"report": "r.md"})
+    orders = [
+        ["run", "--split", "all", "--out", "o", "data.dataset.root=/x", "data.dataset.seed=3"],
+        ["run", "data.dataset.root=/x", "--split", "all", "data.dataset.seed=3", "--out", "o"],
+        ["--out", "o", "run", "data.dataset.root=/x", "data.dataset.seed=3", "--split", "all"],
+    ]
+    for argv in orders:
+        evaluate_command.main(argv)
+    for run_dir, split, _, _, out, overrides, *_ in calls:
+        assert (str(run_dir), split, str(out)) == ("run", "all", "o")
+        assert overrides == ["data.dataset.root=/x", "data.dataset.seed=3"]
+    assert len(calls) == 3
+
+
+def test_a_killed_evaluation_resumes_to_the_uninterrupted_result(run, tmp_path, monkeypatch):
+    """The job dies in its fourth batch of eight; --resume predicts the other five only, and the report's metrics and
+    errors equal those of a job that never stopped."""
+    evaluate.evaluate_run(run, "all", out=tmp_path / "whole")
+    predict_details, calls = KeypointModule.predict_details, []
+
+    def counted(self, *args, **kwargs):
+        calls.append(len(args[0]))
+        if len(calls) == crash_at:
+            raise KeyboardInterrupt
+        return predict_details(self, *args, **kwargs)
+
+    monkeypatch.setattr(KeypointModule, "predict_details", counted)
+    crash_at = 4
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.evaluate_run(run, "all", out=tmp_path / "out")
+    assert len(list((tmp_path / "out" / "progress").glob("batch_*.npz"))) == 3
+    calls.clear()
+    crash_at = None
+    with pytest.raises(InputError, match="cannot resume"):
+        evaluate.evaluate_run(run, "test", out=tmp_path / "out", resume=True)  # another split: another job
+    evaluate.evaluate_run(run, "all", out=tmp_path / "out", resume=True)
+    assert calls == [16] * 5 and not (tmp_path / "out" / "progress").exists()
+    whole, resumed = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("whole", "out"))
+    assert resumed.pop("report").endswith("out/report.md") and whole.pop("report").endswith("whole/report.md")
+    assert resumed == whole
+    assert (tmp_path / "out" / "errors.csv").read_text() == (tmp_path / "whole" / "errors.csv").read_text()

@@ -26,9 +26,12 @@ from kp.errors import ExportError, ModelLoadError
 from kp.export.export import export, run
 from kp.export.graph import ExportGraph
 from kp.export.parity import (
+    LATENCY_BUDGET_S,
     PARITY_PX,
+    WARM_UP,
     difference,
     eager_runner,
+    median_ms,
     onnx_runner,
     outputs_of,
     synthetic_images,
@@ -136,9 +139,14 @@ def test_a_model_that_cannot_export_names_the_model_and_the_operator(tmp_path, m
         export(predictor, "onnx", tmp_path / "model.onnx")
 
 
-def test_the_command_writes_models_and_report(tmp_path, capsys):
+def test_the_command_writes_models_and_report(tmp_path, capsys, monkeypatch):
+    shares = []
+    timed = kp.export.parity.median_ms
+    monkeypatch.setattr(kp.export.parity, "median_ms", lambda *args: shares.append(args[3]) or timed(*args))
     checkpoint = tiny_checkpoint(tmp_path, "model=unet", "model.backbone.width=4")
     main([str(checkpoint), "--out", str(tmp_path / "export"), "--flip"])
+    # Three runtimes × two batch sizes share the latency budget.
+    assert shares == [pytest.approx(LATENCY_BUDGET_S / 6)] * 6
     out = tmp_path / "export"
     assert (out / "model.onnx").is_file() and (out / "model.torchscript.pt").is_file()
     report = json.loads((out / "export_report.json").read_text())
@@ -148,10 +156,50 @@ def test_the_command_writes_models_and_report(tmp_path, capsys):
         assert report["formats"][fmt]["size_bytes"] == (out / report["formats"][fmt]["file"]).stat().st_size
     assert set(report["latency_ms"]) == {"1", "32"}
     assert set(report["latency_ms"]["32"]) == {"pytorch", "torchscript", "onnxruntime"}
+    assert all(1 <= calls <= 20 for row in report["latency_calls"].values() for calls in row.values())
     assert report["parameters"] == sum(p.numel() for p in kp.load(checkpoint).module.net.parameters())
     markdown = (out / "export_report.md").read_text()
     assert "| onnx | model.onnx |" in markdown and "| 32 |" in markdown and "ok |" in markdown
     assert "parity within 0.01 px" in capsys.readouterr().out
+
+
+class Clock:
+    """A clock that each runner call moves on by `cost` seconds: call counts without timing anything."""
+
+    def __init__(self, cost: float):
+        self.now, self.cost, self.calls = 0.0, cost, 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def runner(self, images) -> None:
+        self.now += self.cost
+        self.calls += 1
+
+
+@pytest.mark.parametrize(
+    "cost, calls, timed",
+    [
+        (0.01, WARM_UP + 20, 20),  # fast: the full warm-up and 20 timed calls, 0.23 s
+        (1.0, WARM_UP + 2, 2),  # 3 s warming up, 2 timed calls to spend the 5 s
+        (11.7, 2, 1),  # the slow DLC case: one warm-up call spends the budget, one call is timed
+    ],
+)
+def test_latency_calls_stop_when_the_budget_is_spent(cost, calls, timed):
+    clock = Clock(cost)
+    ms, n = median_ms(clock.runner, None, 20, 5.0, clock)
+    assert (clock.calls, n) == (calls, timed) and ms == pytest.approx(1000 * cost)
+
+
+def test_no_latency_keeps_the_parity_check(tmp_path, monkeypatch):
+    monkeypatch.setattr(kp.export.parity, "median_ms", lambda *args: pytest.fail("timed with --no-latency"))
+    checkpoint = tiny_checkpoint(tmp_path, "model=unet", "model.backbone.width=4")
+    main([str(checkpoint), "--out", str(tmp_path / "export"), "--format", "onnx", "--no-latency"])
+    report = json.loads((tmp_path / "export" / "export_report.json").read_text())
+    assert report["latency_ms"] == {} and report["formats"]["onnx"]["parity"]["ok"]
+    assert "Latency not measured" in (tmp_path / "export" / "export_report.md").read_text()
+    with pytest.raises(SystemExit):
+        main([str(checkpoint), "--latency-budget", "0"])
 
 
 def run_dir_of(tmp_path, *overrides: str):

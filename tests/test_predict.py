@@ -305,3 +305,92 @@ def test_an_onnx_export_predicts_the_checkpoints_csv(run_dir, tmp_path, flip):
             assert abs(float(row[f"{name}_x"]) - float(want[f"{name}_x"])) <= 0.011
             assert abs(float(row[f"{name}_y"]) - float(want[f"{name}_y"])) <= 0.011
             assert abs(float(row[f"{name}_score"]) - float(want[f"{name}_score"])) <= 2e-4
+
+
+def test_inputs_and_options_in_any_order(monkeypatch):
+    calls = []
+    monkeypatch.setattr("kp.cli.predict.predict_inputs", lambda *args: calls.append(args))
+    main_predict(["model", "a.png", "--out", "o", "b.png", "--flip", "c.mp4", "--every", "2"])
+    model, inputs, out, flip, *_ = calls[0]
+    assert (model, inputs, str(out), flip) == ("model", ["a.png", "b.png", "c.mp4"], "o", True)
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_killed_job_resumes_to_the_uninterrupted_result(run_dir, tmp_path, monkeypatch):
+    """The job dies in its fourth batch, its last CSV line cut short; --resume predicts what is missing only, and
+    predictions.csv, skipped.csv and the overlay video equal those of a run that never stopped."""
+    write_images(tmp_path / "in", synthetic_images(3))
+    (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (SIZE, SIZE))
+    for image in synthetic_images(9):
+        writer.write(image[:, :, ::-1])
+    writer.release()
+    predictor = kp.load(run_dir)
+    inputs = [str(tmp_path / "in"), str(video)]
+    options = {"batch_size": 2, "workers": 0}
+    predict_inputs(predictor, inputs, tmp_path / "whole", **options)
+
+    predict = predictor.predict_with_radius
+    calls = []
+
+    def crash_in_the_fourth_batch(*args):
+        calls.append(len(args[0]))
+        if len(calls) == 4:
+            raise Crash
+        return predict(*args)
+
+    monkeypatch.setattr(predictor, "predict_with_radius", crash_in_the_fourth_batch)
+    with pytest.raises(Crash):
+        predict_inputs(predictor, inputs, tmp_path / "out", **options)
+    csv_path = tmp_path / "out" / "predictions.csv"
+    before = read_rows(csv_path)
+    assert len(before) == 3 + 2  # three images, the video's frames 0 and 1 (the broken image: skipped, no row)
+    text = csv_path.read_text()
+    csv_path.write_text(text[: len(text) - 20])  # the kill cut the last line short
+    calls.clear()
+    monkeypatch.setattr(predictor, "predict_with_radius", lambda *args: calls.append(len(args[0])) or predict(*args))
+    summary = predict_inputs(predictor, inputs, tmp_path / "out", resume=True, **options)
+    # Kept: three images and the broken one's skip; frame 1 was cut short, frame 0 (then the last written) is redone.
+    assert summary["resumed"] == 4 and sum(calls) == 9
+    for name in ("predictions.csv", "skipped.csv"):
+        assert (tmp_path / "out" / name).read_text() == (tmp_path / "whole" / name).read_text()
+    annotated = cv2.VideoCapture(str(tmp_path / "out" / "overlays" / "clip.mp4"))
+    assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == 9
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "predictions.csv").write_text("file,frame,status,paw_x,paw_y,paw_score,paw_radius\n")
+    with pytest.raises(InputError, match="predictions.csv: its columns are not this model's"):
+        predict_inputs(predictor, inputs, tmp_path / "other", resume=True, **options)
+
+
+def test_predict_smooth_writes_both_and_the_video_shows_the_smoothed_points(run_dir, tmp_path, monkeypatch):
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (SIZE, SIZE))
+    for image in synthetic_images(12):
+        writer.write(image[:, :, ::-1])
+    writer.release()
+    drawn = []
+    monkeypatch.setattr(
+        "kp.predict.writers.Overlays._picture", lambda self, image, rows: drawn.append(rows[0]["keypoints"]) or image
+    )
+    main_predict([str(run_dir), str(video), "--out", str(tmp_path / "out"), "--smooth", "kalman", "--workers", "0"])
+    out = tmp_path / "out"
+    raw, smoothed = read_rows(out / "predictions.csv"), read_rows(out / "predictions_smoothed.csv")
+    assert list(raw[0]) == list(smoothed[0]) and len(raw) == len(smoothed) == 12
+    assert json.loads((out / "predictions.json").read_text()) == {"alpha": 0.1, "flip": False}
+    assert (out / "predictions_smoothing" / "nose.png").is_file() and (out / "predictions_smoothing" / "report.md")
+    nose = np.array([[float(row["nose_x"]), float(row["nose_y"])] for row in smoothed if row["nose_x"]])
+    shown = np.array([points[2] for points in drawn])
+    np.testing.assert_allclose(shown[-len(nose) :], nose, atol=1e-3)  # the overlay drew the smoothed nose
+    assert int(cv2.VideoCapture(str(out / "overlays" / "clip.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+
+
+def test_an_empty_video_is_a_one_line_error(run_dir, tmp_path):
+    video = tmp_path / "empty.mp4"
+    cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (SIZE, SIZE)).release()
+    with pytest.raises(SystemExit) as exit_:
+        main_predict([str(run_dir), str(video), "--out", str(tmp_path / "out"), "--smooth", "kalman"])
+    assert "empty.mp4" in str(exit_.value) and "\n" not in str(exit_.value)

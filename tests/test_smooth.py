@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from kp.cli.smooth import main as main_smooth
 from kp.data.io import DataError
 from kp.trajectories import Tracks, kalman, plot_track, read_tracks, smooth, write_tracks
 from kp.trajectories.smooth import VELOCITY_SD, _smoother
@@ -314,3 +315,58 @@ def test_plot_track(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no keypoint 'tail'"):
         plot_track(tracks, smoothed, "tail", tmp_path / "x.png")
+
+
+def test_kp_smooth_writes_the_csv_figures_and_report(tmp_path, capsys):
+    truth = np.concatenate([wave(80), wave(80, phase=1)], 1)
+    xy = noisy(truth).xy
+    xy[40, 0] += (60, 60)  # one wild frame of the nose
+    write_predictions(tmp_path / "predictions.csv", {"clip.mp4": xy})
+    (tmp_path / "predictions.json").write_text('{"alpha": 0.1, "flip": false}')
+    main_smooth([str(tmp_path / "predictions.csv")])
+    smoothed = read_tracks(tmp_path / "predictions_smoothed.csv")
+    raw = read_tracks(tmp_path / "predictions.csv")
+    assert smoothed.names == ["nose", "tail"] and len(smoothed.frames) == 80
+    assert rmse(smoothed.xy[1:], truth[1:]) < rmse(raw.xy[1:], truth[1:])
+    folder = tmp_path / "predictions_smoothing"
+    assert sorted(p.name for p in folder.glob("*.png")) == ["nose.png", "tail.png"]
+    report = (folder / "report.csv").read_text().splitlines()
+    assert report[0] == "track,keypoint,frames,filled,jump_before,jump_after,within_radius,process_noise"
+    nose, tail = (dict(zip(report[0].split(","), line.split(","))) for line in report[1:])
+    assert (nose["filled"], tail["filled"]) == ("0", "7")  # the tail scores 0.1 every 10th frame (0 is before)
+    assert float(nose["jump_after"]) < float(nose["jump_before"])
+    assert 0.8 < float(tail["within_radius"]) <= 1  # about 1 - alpha: the raw noise is what the radius covers
+    page = (folder / "report.md").read_text()
+    assert "alpha from predictions.json" in page and "![nose](nose.png)" in page
+    printed = capsys.readouterr().err
+    assert "kp smooth: kalman" in printed and "nose" in printed and "tail" in printed
+    main_smooth(
+        [str(tmp_path / "predictions.csv"), "--method", "median", "--window", "3", "--out", str(tmp_path / "m")]
+    )
+    assert (tmp_path / "m" / "predictions_smoothed.csv").is_file()
+    assert "alpha from the default" not in (tmp_path / "m" / "predictions_smoothing" / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["missing.csv"], "data error: missing.csv"),
+        (["other.csv"], "neither a kp predict CSV"),
+        (["predictions.csv", "--method", "median", "--window", "4"], "window must be an odd whole number"),
+        (["predictions.csv", "--window", "5"], "kalman has no option 'window'"),
+        (["predictions.csv", "--alpha", "1"], "alpha must be between 0 and 1"),
+    ],
+)
+def test_kp_smooth_errors_are_one_line(tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    write_predictions(tmp_path / "predictions.csv", {"clip.mp4": noisy(wave(30)).xy}, names=("nose",))
+    (tmp_path / "other.csv").write_text("image,label\na.png,3\n")
+    with pytest.raises(SystemExit) as exit_:
+        main_smooth(argv)
+    assert message in str(exit_.value) and "\n" not in str(exit_.value)
+
+
+def test_kp_smooth_refuses_a_bad_option_value_before_reading(capsys):
+    with pytest.raises(SystemExit):
+        main_smooth(["predictions.csv", "--threshold", "2"])
+    assert "--threshold: must be a number from 0 to 1" in capsys.readouterr().err

@@ -10,6 +10,7 @@ COMMANDS = {
     "train": "train a model (Hydra overrides, as python train.py)",
     "sweep": "sweeps of kp train (Hydra multiruns) with a leaderboard",
     "predict": "keypoints for new images and videos: CSV, overlays",
+    "smooth": "smooth keypoint trajectories of a prediction CSV: Kalman, Savitzky-Golay, median",
     "evaluate": "a trained run's evaluation report on a split: metrics, errors, figures, coverage",
     "export": "ONNX and TorchScript files with a parity and latency report",
     "doctor": "check a dataset's labels: duplicates, swaps, outliers, coverage (doctor/report.md)",

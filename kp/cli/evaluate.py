@@ -1,4 +1,5 @@
-"""Evaluate a trained run: `kp evaluate RUN [--split test|val|train|all] [--flip] [key=value ...]`.
+"""Evaluate a trained run: `kp evaluate RUN [--split test|val|train|all] [--flip] [key=value ...]`, options and
+overrides in any order.
 
 Scores the run's best checkpoint (or --checkpoint) on a split of its own dataset, or, with overrides
 (`data.dataset.root=...`, `data=...` with the same keypoints), on other data, and writes the report
@@ -8,7 +9,9 @@ group override (`data=dlc`) composes the data config afresh from kp/conf/ with t
 
 Predictions go through the model's one inference path (KeypointModule.predict_details, via kp.load) and the metrics
 through the module's own metric objects, so the values are those of train.py's test for the same split and
-checkpoint. The uncertainty radius comes from the calibration the checkpoint carries for this flip mode; a checkpoint
+checkpoint. The predictions are saved batch by batch in OUT/progress/ (removed once the report is written): after a
+job that was killed, the same command with --resume predicts only the rest, with the same result. The uncertainty
+radius comes from the calibration the checkpoint carries for this flip mode; a checkpoint
 without one is calibrated on the validation split first (kp.calibration), and the calibration is stored in it.
 """
 
@@ -50,8 +53,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="fit the radius again on the val split of the data as given (e.g. new recordings)",
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="go on from the predictions a stopped job saved in OUT/progress/"
+    )
     parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options and key=value overrides in any order
     with user_errors_in_one_line(args.verbose):
         metrics = evaluate_run(
             args.run,
@@ -63,5 +69,6 @@ def main(argv: list[str] | None = None) -> None:
             args.alpha,
             args.worst,
             args.recalibrate,
+            args.resume,
         )
     print(f"report: {metrics['report']}")

@@ -1,12 +1,15 @@
 """Export a trained model to ONNX and TorchScript, and prove each export right:
 
     kp export RUN_OR_CHECKPOINT [--format onnx|torchscript|all] [--decode/--no-decode] [--flip]
-                        [--batch dynamic|N] [--out DIR]
+                        [--batch dynamic|N] [--out DIR] [--latency-budget 30 | --no-latency]
 
 Writes DIR/model.onnx and/or DIR/model.torchscript.pt with export_report.md and export_report.json (DIR: RUN/export for
 a run directory, the checkpoint's folder for a checkpoint file). The report gives, per format, the keypoint parity
 against PyTorch on up to 64 validation images (kp.export.parity), latency at batch 1 and 32, file size and parameter
-count; the command fails when an export misses parity (keypoints within 0.01 px).
+count; the command fails when an export misses parity (keypoints within 0.01 px). Latency: the median of up to 20
+calls per runtime and batch size, within --latency-budget seconds for the whole table (default 30, so that a large
+model on a busy CPU exports in about a minute; a slow setting gets fewer calls, at least one); --no-latency leaves it
+out.
 
 --decode (default): the graph takes preprocessed images B×C×H×W (kp.inference.preprocess.Preprocess) and returns
 keypoints B×K×2
@@ -30,6 +33,7 @@ from kp.export.export import (
     FORMATS,
     run,
 )
+from kp.export.parity import LATENCY_BUDGET_S
 
 
 def _batch(value: str) -> int | None:
@@ -38,6 +42,16 @@ def _batch(value: str) -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"--batch takes 'dynamic' or a positive batch size, got {value!r}")
     return int(value)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"--latency-budget takes a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,9 +71,27 @@ def main(argv: list[str] | None = None) -> None:
         "--batch", type=_batch, default=None, metavar="dynamic|N", help="the ONNX graph's batch size (default: dynamic)"
     )
     parser.add_argument("--out", type=Path, help="output folder (default: RUN/export, or the checkpoint's folder)")
+    parser.add_argument(
+        "--latency", action=argparse.BooleanOptionalAction, default=True, help="time the runtimes (default)"
+    )
+    parser.add_argument(
+        "--latency-budget",
+        type=_seconds,
+        default=LATENCY_BUDGET_S,
+        metavar="S",
+        help=f"seconds for the latency table, all runtimes and batch sizes (default {LATENCY_BUDGET_S:g})",
+    )
     parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
     args = parser.parse_args(argv)
     formats = list(FORMATS) if args.format == "all" else [args.format]
     with user_errors_in_one_line(args.verbose):
-        report = run(args.model, formats, args.out, args.decode, args.flip, args.batch)
+        report = run(
+            args.model,
+            formats,
+            args.out,
+            args.decode,
+            args.flip,
+            args.batch,
+            latency_budget_s=args.latency_budget if args.latency else 0,
+        )
     print(f"{report['out']}/export_report.md: parity within {report['limit_px']} px for {', '.join(formats)}")

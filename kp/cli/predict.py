@@ -1,7 +1,7 @@
 """Keypoints for new images and videos from a trained model:
 
     kp predict MODEL INPUT... [--out DIR] [--flip] [--format dlc] [--format coco] [--detect faces]
-    kp predict ...
+    kp predict MODEL VIDEO --smooth kalman
 
 MODEL: a run directory (its best checkpoint), a checkpoint file, or an ONNX file from kp export. INPUT: image files,
 folders (searched
@@ -20,6 +20,13 @@ DIR (default `predictions/`) gets
   overlays/<name>.png       each image with its predictions and their radius circles (off with --no-overlays)
   overlays/<video>.mp4      each video, annotated, one frame per predicted frame
   skipped.csv               unreadable images or frames (file, frame, reason), also listed at the end
+  predictions.json          what the radius means: the calibration's alpha (kp smooth reads it)
+  predictions_smoothed.csv  with --smooth kalman|savgol|median: the trajectories smoothed (kp smooth), with
+                            predictions_smoothing/ (a figure per keypoint, report.md); overlay videos show them
+
+predictions.csv grows as the job goes (flushed after every batch): a job killed on a long video leaves a CSV valid
+up to its last complete row, and the same command with --resume goes on from there (the last image or frame written
+is predicted again, in case it was cut short); the overlay videos are drawn at the end, from the rows.
 
 Scores are the heatmap peak (or the visibility probability), times the flip agreement with --flip (README: Scores).
 """
@@ -32,6 +39,7 @@ from pathlib import Path
 from kp.errors import user_errors_in_one_line
 from kp.predict.predict import predict_inputs
 from kp.predict.writers import FORMATS
+from kp.trajectories.smooth import METHODS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,8 +61,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=int, default=1, help="videos: every N-th frame")
     parser.add_argument("--start", type=int, default=0, help="videos: first frame")
     parser.add_argument("--end", type=int, default=None, help="videos: stop before this frame")
+    parser.add_argument(
+        "--smooth",
+        choices=METHODS,
+        help="also smooth the trajectories (kp smooth): predictions_smoothed.csv, figures, report; videos show them",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="go on with DIR/predictions.csv of a job that stopped: skip what it has"
+    )
     parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # inputs and options in any order
     with user_errors_in_one_line(args.verbose):
         predict_inputs(
             args.model,
@@ -70,4 +86,6 @@ def main(argv: list[str] | None = None) -> None:
             args.every,
             args.start,
             args.end,
+            resume=args.resume,
+            smooth=args.smooth,
         )

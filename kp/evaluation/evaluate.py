@@ -3,7 +3,10 @@ calibrate the uncertainty radius on the validation split, and write the report (
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,11 +15,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import track
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from kp import calibration
 from kp.config import compose_config
-from kp.errors import ConfigError
+from kp.errors import ConfigError, InputError
 from kp.evaluation import report
 from kp.inference.load import load
 from kp.inference.predictor import Predictor
@@ -55,6 +58,9 @@ class SplitPredictions:
         return self.errors / self.source_scale[:, None]
 
 
+COLUMNS = ("pred", "target", "visible", "scores", "difficulty", "pck_norm", "source_scale", "count_true", "count_pred")
+
+
 def predict_split(
     predictor: Predictor,
     dataset: Dataset,
@@ -62,53 +68,104 @@ def predict_split(
     batch_size: int,
     name: str = "test",
     description: str = "predicting",
+    progress: Path | None = None,
+    resume: bool = False,
 ) -> SplitPredictions:
-    """Predict every sample of `dataset` and accumulate the module's metrics under the name `name`."""
+    """Predict every sample of `dataset` and accumulate the module's metrics under the name `name`. With a `progress`
+    folder, each batch's predictions are saved there as they come (one file per batch, written whole or not at all),
+    and `resume` replays the batches saved by a job that stopped and predicts the rest: the same result as one
+    uninterrupted job, since both go through the saved values."""
     module = predictor.module
     for metric in [*module.metrics["test"], module.count_mae["test"]]:
         metric.reset()
-    device = next(module.parameters()).device
-    scale = module.meta.count_scale or 1.0
-    columns: dict[str, list] = {
-        key: []
-        for key in (
-            "ids",
-            "pred",
-            "target",
-            "visible",
-            "scores",
-            "difficulty",
-            "pck_norm",
-            "source_scale",
-            "count_true",
-            "count_pred",
-        )
-    }
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    saved = _Batches(progress, predictor, dataset, name, flip, resume) if progress else None
+    columns: dict[str, list] = {key: [] for key in ("ids", *COLUMNS)}
+    for values in saved.load() if saved else []:
+        _add(module, values, columns)
+    start = len(columns["ids"])
+    loader = DataLoader(Subset(dataset, range(start, len(dataset))), batch_size=batch_size, shuffle=False)
     with torch.no_grad():
         for batch in track(loader, description=description, transient=True, disable=len(loader) < 5):
-            batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
-            prediction = module.predict_details(batch["image"], flip=flip)
-            module.update_metrics("test", prediction.keypoints, batch, prediction.outputs)
-            _, pck_norm = module.normalising_lengths(batch["keypoints"], batch["visible"])
-            columns["ids"] += list(batch["id"])
-            for key, value in (
-                ("pred", prediction.keypoints),
-                ("target", batch["keypoints"]),
-                ("visible", batch["visible"]),
-                ("scores", prediction.scores),
-                ("difficulty", prediction.difficulty),
-                ("pck_norm", pck_norm),
-                ("source_scale", batch["affine"][:, :, :2].det().abs().sqrt()),
-            ):
-                columns[key].append(value.float().cpu().numpy() if key != "visible" else value.cpu().numpy())
-            if "count" in prediction.outputs and "count" in batch:
-                columns["count_true"].append((batch["count"].float() * scale).cpu().numpy().reshape(-1))
-                columns["count_pred"].append((prediction.outputs["count"].float() * scale).cpu().numpy().reshape(-1))
+            values = _predict_batch(module, batch, flip)
+            if saved:
+                saved.save(values)
+            _add(module, values, columns)
     metrics = {f"{name}/{key.split('/', 1)[1]}": float(value) for key, value in module.compute_metrics("test").items()}
     splits = [split for split, size in getattr(dataset, "split_sizes", [(name, len(dataset))]) for _ in range(size)]
     stacked = {key: np.concatenate(value) if value else None for key, value in columns.items() if key != "ids"}
     return SplitPredictions(ids=columns["ids"], splits=splits, metrics=metrics, **stacked)
+
+
+def _predict_batch(module, batch: dict, flip: bool) -> dict[str, np.ndarray]:
+    """A batch's predictions and ground truth as numpy arrays (COLUMNS and ids)."""
+    device = next(module.parameters()).device
+    batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
+    prediction = module.predict_details(batch["image"], flip=flip)
+    _, pck_norm = module.normalising_lengths(batch["keypoints"], batch["visible"])
+    values = {"ids": np.array(batch["id"], dtype=str), "visible": batch["visible"].cpu().numpy()}
+    for key, value in (
+        ("pred", prediction.keypoints),
+        ("target", batch["keypoints"]),
+        ("scores", prediction.scores),
+        ("difficulty", prediction.difficulty),
+        ("pck_norm", pck_norm),
+        ("source_scale", batch["affine"][:, :, :2].det().abs().sqrt()),
+    ):
+        values[key] = value.float().cpu().numpy()
+    if "count" in prediction.outputs and "count" in batch:
+        values["count_true"] = batch["count"].float().cpu().numpy().reshape(-1)
+        values["count_pred"] = prediction.outputs["count"].float().cpu().numpy().reshape(-1)
+    return values
+
+
+def _add(module, values: dict[str, np.ndarray], columns: dict[str, list]) -> None:
+    """A batch's values into the module's metrics and the columns (counts in the dataset's unit)."""
+    device = next(module.parameters()).device
+    tensors = {key: torch.from_numpy(value).to(device) for key, value in values.items() if key != "ids"}
+    batch = {"keypoints": tensors["target"], "visible": tensors["visible"]}
+    outputs = {}
+    if "count_true" in tensors:
+        batch["count"], outputs["count"] = tensors["count_true"], tensors["count_pred"]
+    module.update_metrics("test", tensors["pred"], batch, outputs)
+    scale = module.meta.count_scale or 1.0
+    columns["ids"] += values["ids"].tolist()
+    for key in COLUMNS:
+        if key in values:
+            columns[key].append(values[key] * scale if key.startswith("count") else values[key])
+
+
+class _Batches:
+    """predict_split's saved batches: <folder>/batch_<n>.npz, each written to a temporary name and renamed (a kill
+    leaves whole files only), and job.json saying what they are the predictions of."""
+
+    def __init__(self, folder: Path, predictor: Predictor, dataset: Dataset, name: str, flip: bool, resume: bool):
+        self.folder = Path(folder)
+        job = {"checkpoint": str(predictor.checkpoint), "split": name, "flip": flip, "samples": len(dataset)}
+        if not resume:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        elif (self.folder / "job.json").is_file():
+            before = json.loads((self.folder / "job.json").read_text())
+            if before != job:
+                raise InputError(
+                    f"{self.folder}: cannot resume, the predictions saved there are of {before}, this job is {job}: "
+                    f"leave out --resume to start again"
+                )
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "job.json").write_text(json.dumps(job))
+
+    def load(self) -> list[dict[str, np.ndarray]]:
+        files = sorted(self.folder.glob("batch_*.npz"))
+        loaded = []
+        for path in files:
+            with np.load(path) as data:
+                loaded.append({key: data[key] for key in data.files})
+        return loaded
+
+    def save(self, values: dict[str, np.ndarray]) -> None:
+        path = self.folder / f"batch_{len(list(self.folder.glob('batch_*.npz'))):06d}.npz"
+        temporary = self.folder / "writing.npz"
+        np.savez(temporary, **values)
+        os.replace(temporary, path)
 
 
 def calibrate(
@@ -143,8 +200,11 @@ def evaluate(
     num_worst: int = 16,
     recalibrate: bool = False,
     loggers=(),
+    resume: bool = False,
 ) -> dict:
-    """Calibrate if needed, predict `split` of the datamodule and write the report into `out`; returns its metrics."""
+    """Calibrate if needed, predict `split` of the datamodule and write the report into `out`; returns its metrics.
+    The predictions are saved batch by batch in out/progress/ until the report is written; `resume` goes on from
+    there after a job that stopped."""
     datamodule.setup()
     _check_data_fits(predictor, datamodule)
     predictor.module.configure_metrics(tuple(pck_thresholds), pck_norm, sync_on_compute=False)
@@ -152,8 +212,11 @@ def evaluate(
     if recalibrate or flip not in predictor.calibrations or predictor.calibrations[flip].alpha != alpha:
         calibrate(predictor, datamodule.splits["val"], flip, alpha, batch_size)
     dataset = _split_dataset(datamodule, split)
-    predictions = predict_split(predictor, dataset, flip, batch_size, split, f"evaluating {split}")
-    return report.write(predictions, predictor, dataset, split, out, flip, num_worst, loggers)
+    progress = Path(out) / "progress"
+    predictions = predict_split(predictor, dataset, flip, batch_size, split, f"evaluating {split}", progress, resume)
+    metrics = report.write(predictions, predictor, dataset, split, out, flip, num_worst, loggers)
+    shutil.rmtree(progress)
+    return metrics
 
 
 class _Splits(ConcatDataset):
@@ -213,6 +276,7 @@ def evaluate_run(
     alpha: float = 0.1,
     num_worst: int = 16,
     recalibrate: bool = False,
+    resume: bool = False,
 ) -> dict:
     cfg = data_config(run, list(overrides))
     predictor = load(checkpoint or run)
@@ -232,4 +296,5 @@ def evaluate_run(
         metrics.get("pck_norm", "image"),
         num_worst,
         recalibrate,
+        resume=resume,
     )

@@ -16,7 +16,7 @@ import torch
 
 from kp.errors import ExportError, ModelLoadError
 from kp.export.graph import ExportGraph, metadata, model_name
-from kp.export.parity import check, validation_images, write_report
+from kp.export.parity import LATENCY_BUDGET_S, check, validation_images, write_report
 from kp.inference.checkpoint import resolve_checkpoint
 from kp.inference.load import load
 from kp.inference.predictor import Predictor
@@ -123,9 +123,10 @@ def run(
     latency_batches=(1, 32),
     runs: int = 20,
     max_images: int = 64,
+    latency_budget_s: float = LATENCY_BUDGET_S,
 ) -> dict:
-    """Export, check parity and time: the command's work. Returns the report (also written as JSON and Markdown);
-    ExportError when a format misses parity."""
+    """Export, check parity and time (within latency_budget_s; 0: no latency table): the command's work. Returns the
+    report (also written as JSON and Markdown); ExportError when a format misses parity."""
     predictor = load(model)
     if predictor.module is None:
         raise ModelLoadError(f"{model} is an exported file already: export from the run directory or checkpoint")
@@ -139,7 +140,7 @@ def run(
         print(f"exporting {fmt} to {path}")
         graph, decoder = export(predictor, fmt, path, decode, flip, batch)
         exports[fmt] = (path, graph, decoder)
-    report = check(predictor, exports, images, source, decode, flip, batch, latency_batches, runs)
+    report = check(predictor, exports, images, source, decode, flip, batch, latency_batches, runs, latency_budget_s)
     write_report(report, out)
     failed = [
         f"{fmt}: keypoints differ by up to {row['parity']['max_px']:.4g} px (limit {row['parity']['limit_px']} px)"

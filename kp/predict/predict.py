@@ -3,7 +3,9 @@ frame or face in predictions.csv, overlays, and the DeepLabCut and COCO formats.
 
 from __future__ import annotations
 
+import json
 import time
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -15,7 +17,8 @@ from kp.errors import InputError
 from kp.inference.load import load
 from kp.inference.predictor import Predictor
 from kp.predict.sources import Cropper, ImageFiles, VideoFrames, collate, expand_inputs, video_info
-from kp.predict.writers import Overlays, Writer
+from kp.predict.writers import Overlays, Writer, read_rows
+from kp.trajectories.job import sidecar, smooth_file
 
 
 def predict_inputs(
@@ -33,9 +36,13 @@ def predict_inputs(
     start: int = 0,
     end: int | None = None,
     console: Console | None = None,
+    resume: bool = False,
+    smooth: str | None = None,
 ) -> dict:
     """Predict every input with a model (a path for kp.load, or a Predictor); write out's files; return the summary
-    (counts, wall time, images/s)."""
+    (counts, wall time, images/s). predictions.csv grows batch by batch; with resume, the images and frames it
+    already has are not predicted again. smooth (a kp.trajectories method): predictions_smoothed.csv and its figures
+    and report too, and the overlay videos show the smoothed points."""
     console = console or Console(stderr=True)
     predictor = model if isinstance(model, Predictor) else load(model)
     images, videos = expand_inputs(inputs)
@@ -49,69 +56,44 @@ def predict_inputs(
         face_crop = tuple(predictor.spec.face_crop)
     out.mkdir(parents=True, exist_ok=True)
     cropper = Cropper(predictor.preprocess, face_crop, keep_source=overlays)
-    writer = Writer(out, predictor.meta.names, faces=face_crop is not None)
+    writer = Writer(out, predictor.meta.names, faces=face_crop is not None, resume=resume)
+    resumed, skipped_before = len(writer.done), len(writer.skipped)
     drawer = Overlays(out, predictor, threshold) if overlays else None
-    sources = (
-        [
-            (
-                None,
-                DataLoader(ImageFiles(images, cropper), batch_size=batch_size, num_workers=workers, collate_fn=collate),
-                len(images),
-            )
-        ]
-        if images
-        else []
-    )
+    sources = []
+    todo = [path for path in images if (str(path), None) not in writer.done]
+    if todo:
+        files = ImageFiles(todo, cropper)
+        sources.append((DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=collate), len(todo)))
     for video in videos:
-        frames = VideoFrames(video, cropper, every, start, end)
-        fps = video_info(video)[1] / every
-        sources.append(
-            (
-                fps,
-                DataLoader(frames, batch_size=batch_size, num_workers=min(workers, 1), collate_fn=collate),
-                len(frames.wanted()),
-            )
-        )
+        done = {frame for file, frame in writer.done if file == str(video)}
+        frames = VideoFrames(video, cropper, every, start, end, done)
+        loader = DataLoader(frames, batch_size=batch_size, num_workers=min(workers, 1), collate_fn=collate)
+        sources.append((loader, len(frames.wanted())))
     started, predicted = time.perf_counter(), 0
-    columns = [
-        TextColumn("[bold]predicting"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[rate]}"),
-    ]
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("predict", total=sum(total for _, _, total in sources), rate="")
-        for fps, loader, _ in sources:
-            for items, batch, affines in loader:
-                keypoints, scores, radius = (
-                    predictor.predict_with_radius(batch, affines, flip) if batch is not None else ([], [], [])
-                )
-                offset = 0
-                for item in items:
-                    if item.error:
-                        writer.skip(item)
-                        continue
-                    n = len(item.tensors)
-                    writer.add(
-                        item, keypoints[offset : offset + n], scores[offset : offset + n], radius[offset : offset + n]
-                    )
-                    if drawer:
-                        drawer.add(
-                            item,
-                            keypoints[offset : offset + n],
-                            scores[offset : offset + n],
-                            radius[offset : offset + n],
-                            fps,
-                        )
-                    offset += n
-                predicted += len(items)
-                progress.update(
-                    task, advance=len(items), rate=f"{predicted / (time.perf_counter() - started):.1f} images/s"
-                )
-    if drawer:
-        drawer.close()
-    written = [writer.write_csv()]
+    with Progress(*PROGRESS, console=console, transient=False) as progress:
+        task = progress.add_task("predicting", total=sum(total for _, total in sources), rate="")
+        try:
+            for loader, _ in sources:
+                for items, batch, affines in loader:
+                    _predict_batch(predictor, items, batch, affines, flip, writer, drawer)
+                    predicted += len(items)
+                    rate = f"{predicted / (time.perf_counter() - started):.1f} images/s"
+                    progress.update(task, advance=len(items), rate=rate)
+        finally:
+            written = [writer.close()]  # what was predicted stays, also when the job dies
+    rows = writer.rows
+    if flip in predictor.calibrations:  # what the radius means, for kp smooth
+        sidecar(writer.path).write_text(json.dumps({"alpha": predictor.calibrations[flip].alpha, "flip": flip}))
+    if smooth:
+        smoothed = smooth_file(writer.path, smooth, threshold=threshold, console=console)
+        written.append(smoothed.csv)
+        rows = read_rows(smoothed.csv, predictor.meta.names, faces=face_crop is not None)
+    if drawer and videos:
+        with Progress(*PROGRESS, console=console, transient=False) as progress:
+            for video in videos:
+                shown = [row for row in rows if row["file"] == str(video)]
+                drawing = progress.add_task(f"drawing {video.name}", total=len(shown), rate="")
+                drawer.video(str(video), shown, video_info(video)[1] / every, partial(progress.advance, drawing))
     if "dlc" in formats:
         written.append(writer.write_dlc(threshold))
     if "coco" in formats:
@@ -120,7 +102,8 @@ def predict_inputs(
     summary = {
         "images": len(images),
         "videos": len(videos),
-        "predicted": predicted - len(writer.skipped),
+        "resumed": resumed,
+        "predicted": predicted - (len(writer.skipped) - skipped_before),  # this run's
         "rows": len(writer.rows),
         "no_face": sum(row["status"] == "no face" for row in writer.rows),
         "skipped": len(writer.skipped),
@@ -137,6 +120,32 @@ def predict_inputs(
     return summary
 
 
+PROGRESS = (
+    TextColumn("[bold]{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TimeRemainingColumn(),
+    TextColumn("{task.fields[rate]}"),
+)
+
+
+def _predict_batch(predictor: Predictor, items, batch, affines, flip: bool, writer: Writer, drawer) -> None:
+    """One DataLoader batch: its rows into the writer (and the file), an overlay per image, unreadable ones skipped."""
+    keypoints, scores, radius = predictor.predict_with_radius(batch, affines, flip) if batch is not None else ([],) * 3
+    offset = 0
+    for item in items:
+        if item.error:
+            writer.skip(item)
+            continue
+        n = len(item.tensors)
+        before = len(writer.rows)
+        writer.add(item, keypoints[offset : offset + n], scores[offset : offset + n], radius[offset : offset + n])
+        if drawer and item.frame is None:
+            drawer.add(item, writer.rows[before:])
+        offset += n
+    writer.flush()
+
+
 def _print_summary(console: Console, summary: dict, skipped: list, out: Path) -> None:
     table = Table(title="kp predict")
     table.add_column("")
@@ -144,6 +153,7 @@ def _print_summary(console: Console, summary: dict, skipped: list, out: Path) ->
     for label, key in [
         ("image files", "images"),
         ("videos", "videos"),
+        ("kept from before (--resume)", "resumed"),
         ("images/frames predicted", "predicted"),
         ("CSV rows", "rows"),
         ("no face found", "no_face"),

@@ -122,31 +122,48 @@ def video_info(path: Path) -> tuple[int, float, tuple[int, int]]:
 class VideoFrames(IterableDataset):
     """Frames start, start + every, ... (before `end`) of one video, read in order (one reader: use 0 or 1 worker)."""
 
-    def __init__(self, path: Path, cropper: Cropper, every: int = 1, start: int = 0, end: int | None = None):
+    def __init__(
+        self,
+        path: Path,
+        cropper: Cropper,
+        every: int = 1,
+        start: int = 0,
+        end: int | None = None,
+        done: set[int] = frozenset(),
+    ):
         if every < 1 or start < 0 or (end is not None and end <= start):
             raise InputError(f"--every {every} --start {start} --end {end}: need every >= 1 and 0 <= start < end")
         self.path, self.cropper, self.every, self.start, self.end = path, cropper, every, start, end
+        self.done = done  # frames predicted before (a resumed job): not read again
 
     def wanted(self) -> list[int]:
         count, _, _ = video_info(self.path)
-        return list(range(self.start, min(count, self.end) if self.end is not None else count, self.every))
+        if count <= 0:
+            raise InputError(f"{self.path}: the video has no frames (empty, or its container states none)")
+        frames = range(self.start, min(count, self.end) if self.end is not None else count, self.every)
+        return [frame for frame in frames if frame not in self.done]
 
     def __iter__(self) -> Iterator[Item]:
-        capture = cv2.VideoCapture(str(self.path))
-        wanted = self.wanted()
-        try:
-            frame = 0
-            for target in wanted:
-                while frame < target and capture.grab():  # skip cheaply to the next wanted frame
-                    frame += 1
-                ok, image = capture.read()
+        for frame, image in read_frames(self.path, self.wanted()):
+            if image is None:
+                yield Item(str(self.path), frame, error=f"{self.path}: frame {frame} cannot be decoded")
+            else:
+                yield self.cropper(image, str(self.path), frame)
+
+
+def read_frames(path: Path, wanted: list[int]) -> Iterator[tuple[int, np.ndarray | None]]:
+    """(frame number, RGB image, or None where it cannot be decoded) for the wanted frames, in increasing order."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        frame = 0
+        for target in wanted:
+            while frame < target and capture.grab():  # skip cheaply to the next wanted frame
                 frame += 1
-                if not ok or image is None:
-                    yield Item(str(self.path), target, error=f"{self.path}: frame {target} cannot be decoded")
-                    continue
-                yield self.cropper(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), str(self.path), target)
-        finally:
-            capture.release()
+            ok, image = capture.read()
+            frame += 1
+            yield target, cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if ok and image is not None else None
+    finally:
+        capture.release()
 
 
 def collate(items: list[Item]) -> tuple[list[Item], torch.Tensor | None, np.ndarray | None]:

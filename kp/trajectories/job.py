@@ -1,0 +1,164 @@
+"""`kp smooth` and `kp predict --smooth` (kp/cli/smooth.py): a prediction CSV smoothed into <stem>_smoothed.csv
+beside it, with a figure per keypoint and a report, and the report printed as a table.
+
+The radius's alpha (what the Kalman filter turns the radius into a standard deviation with) comes from --alpha, else
+from the sidecar kp predict writes beside its CSV (<stem>.json: the calibration's alpha), else 0.1, kp's default."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+from kp.errors import ConfigError
+from kp.trajectories.smooth import plot_track, smooth
+from kp.trajectories.tracks import Tracks, read_tracks, write_tracks
+
+DEFAULT_ALPHA = 0.1
+
+
+@dataclass
+class Smoothed:
+    csv: Path  # the smoothed CSV
+    report: Path  # report.md
+    figures: list[Path]
+    rows: list[dict]  # per track and keypoint: Report's fields and within_radius
+
+
+def sidecar(path: Path) -> Path:
+    """Where kp predict says what its CSV's radius means: <stem>.json beside it."""
+    return path.with_suffix(".json")
+
+
+def smooth_file(
+    path: str | Path,
+    method: str = "kalman",
+    out: str | Path | None = None,
+    window: int | None = None,
+    threshold: float = 0.3,
+    alpha: float | None = None,
+    console: Console | None = None,
+) -> Smoothed:
+    """Smooth the CSV at `path` (kp predict or DeepLabCut) and write <stem>_smoothed.csv and, in <stem>_smoothing/, a
+    figure per keypoint and report.md (+ report.csv) into `out` (default: the CSV's folder)."""
+    console = console or Console(stderr=True)
+    path = Path(path)
+    raw = read_tracks(path)  # DataError naming the file: missing, unreadable, another format
+    alpha, alpha_source = _alpha(path, alpha)
+    options = {"score_threshold": threshold}
+    if method == "kalman":
+        options["alpha"] = alpha
+    if window is not None:
+        options["window"] = window
+    try:
+        smoothed, reports = smooth(raw, method, **options)
+    except ValueError as error:
+        raise ConfigError(f"kp smooth --method {method}: {error}") from None
+    out = Path(out) if out else path.parent
+    folder = out / f"{path.stem}_smoothing"
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path = write_tracks(smoothed, out / f"{path.stem}_smoothed.csv")
+    tracks = [name for name, _ in raw.track_rows()]
+    pairs = [(name, keypoint) for name in tracks for keypoint in raw.names]
+    figures = []
+    for name, keypoint in track(pairs, description="drawing", console=console, transient=True, disable=len(pairs) < 5):
+        prefix = f"{_file_name(name)}_" if len(tracks) > 1 else ""
+        figure = folder / f"{prefix}{_file_name(keypoint)}.png"
+        figures.append(plot_track(raw, smoothed, keypoint, figure, threshold, name))
+    within = _within_radius(raw, smoothed, threshold)
+    rows = [{**vars(report), "within_radius": within[(report.track, report.keypoint)]} for report in reports]
+    title = f"kp smooth: {method} ({', '.join(f'{k}={v}' for k, v in options.items())}; alpha from {alpha_source})"
+    report_path = _write_report(folder, path, csv_path, title, rows, figures)
+    console.print(_table(title, rows))
+    console.print(f"written: {csv_path}, {report_path}, {len(figures)} figure(s) in {folder}/")
+    return Smoothed(csv_path, report_path, figures, rows)
+
+
+def _alpha(path: Path, alpha: float | None) -> tuple[float, str]:
+    if alpha is not None:
+        return alpha, "--alpha"
+    meta = sidecar(path)
+    if meta.is_file():
+        try:
+            value = json.loads(meta.read_text()).get("alpha")
+        except (json.JSONDecodeError, AttributeError):
+            raise ConfigError(f"{meta}: not the JSON kp predict writes; remove it or give --alpha") from None
+        if value is not None:
+            return float(value), meta.name
+    return DEFAULT_ALPHA, f"the default {DEFAULT_ALPHA} (no {meta.name}, no --alpha)"
+
+
+def _within_radius(raw: Tracks, smoothed: Tracks, threshold: float) -> dict[tuple[str, str], float]:
+    """Per track and keypoint: the share of confident raw frames with a radius whose smoothed point lies within it."""
+    distance = np.linalg.norm(smoothed.xy - raw.xy, axis=-1)
+    usable = np.isfinite(distance) & np.isfinite(raw.radius) & (np.nan_to_num(raw.score, nan=-1) >= threshold)
+    shares = {}
+    for name, rows in raw.track_rows():
+        for k, keypoint in enumerate(raw.names):
+            ok = usable[rows, k]
+            shares[(name, keypoint)] = (
+                float((distance[rows, k][ok] <= raw.radius[rows, k][ok]).mean()) if ok.any() else math.nan
+            )
+    return shares
+
+
+COLUMNS = {
+    "track": "track",
+    "keypoint": "keypoint",
+    "frames": "frames",
+    "filled": "filled",
+    "jump_before": "mean jump raw (px)",
+    "jump_after": "mean jump smoothed (px)",
+    "within_radius": "within raw radius",
+}
+
+
+def _cell(key: str, value) -> str:
+    if isinstance(value, float):
+        return "-" if not math.isfinite(value) else f"{value:.1%}" if key == "within_radius" else f"{value:.2f}"
+    return str(value)
+
+
+def _table(title: str, rows: list[dict]) -> Table:
+    table = Table(title=title)
+    for key, label in COLUMNS.items():
+        table.add_column(label, justify="left" if key in ("track", "keypoint") else "right")
+    for row in rows:
+        table.add_row(*(_cell(key, row[key]) for key in COLUMNS))
+    return table
+
+
+def _write_report(folder: Path, raw: Path, csv_path: Path, title: str, rows: list[dict], figures: list[Path]) -> Path:
+    header = list(COLUMNS) + ["process_noise"]
+    lines = [",".join(header)] + [",".join(_csv(row[key]) for key in header) for row in rows]
+    (folder / "report.csv").write_text("\n".join(lines) + "\n")
+    page = [f"# {title}", "", f"{raw} -> {csv_path}", ""]
+    page += ["| " + " | ".join(COLUMNS.values()) + " |", "|---" * len(COLUMNS) + "|"]
+    page += ["| " + " | ".join(_cell(key, row[key]) for key in COLUMNS) + " |" for row in rows]
+    page += [
+        "",
+        "filled: frames below the score threshold or without a prediction that got a position (between the first "
+        "and the last confident frame); mean jump: the mean distance between consecutive frames (raw: confident "
+        "ones only); within raw radius: the share of confident raw frames whose smoothed point lies within the "
+        "raw point's calibrated radius.",
+        "",
+    ]
+    page += [f"![{figure.stem}]({figure.name})" for figure in figures]
+    path = folder / "report.md"
+    path.write_text("\n".join(page) + "\n")
+    return path
+
+
+def _csv(value) -> str:
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return f'"{text}"' if "," in text else text
+
+
+def _file_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(text).name or text) or "track"
