@@ -117,7 +117,7 @@ def read_rows(path) -> list[list[str]]:
 def test_refine_picks_the_fooled_frame_and_writes_a_job_kp_reads(dot_model, tmp_path, capsys):
     video = write_video(tmp_path / "clip.mp4")
     job = tmp_path / "job"
-    main_refine(["run", str(video), "--frames", "4", "--out", str(job)])
+    main_refine(["run", str(video), "--frames", "4", "--flip", "--out", str(job)])
     why = read_rows(job / "refine.csv")
     assert why[0] == ["video", "frame", "image", "outlier_score", "reason"]
     assert len(why) == 5 and why[1][1] == str(BAD) and why[1][4].startswith("jump")
@@ -137,7 +137,11 @@ def test_refine_picks_the_fooled_frame_and_writes_a_job_kp_reads(dot_model, tmp_
     assert "kp refine merge" in capsys.readouterr().err
 
 
-def test_refine_errors_are_one_line(dot_model, tmp_path):
+def test_refine_errors_are_one_line(dot_model, tmp_path, monkeypatch):
+    other = DotModel()
+    other.meta = KeypointMeta(names=["ear", "tail"], flip_pairs=[], skeleton=[])
+    monkeypatch.setattr(refine_module, "load", lambda run: other if run == "other" else DotModel())
+    cv2.imwrite(str(tmp_path / "still.png"), np.zeros((SIZE, SIZE, 3), np.uint8))
     empty = tmp_path / "empty.mp4"
     cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"mp4v"), 10, (SIZE, SIZE)).release()
     for argv, message in [
@@ -145,6 +149,11 @@ def test_refine_errors_are_one_line(dot_model, tmp_path):
         (["run", str(empty)], "empty.mp4"),
         (["run"], "needs a run and a video"),
         (["run", str(write_video(tmp_path / "clip.mp4")), "--frames", "0"], "--frames 0"),
+        (
+            ["--runs", "run", "other", "--videos", str(tmp_path / "clip.mp4")],
+            "other: predicts ['ear', 'tail'], run predicts ['nose', 'tail']",
+        ),
+        (["run", str(tmp_path)], "still.png: kp refine picks frames of videos"),
     ]:
         with pytest.raises(SystemExit) as exit:
             main_refine([*argv, "--out", str(tmp_path / "job")])

@@ -31,7 +31,6 @@ from rich.console import Console
 from rich.table import Table
 
 from kp.errors import InputError, user_errors_in_one_line
-from kp.predict.sources import VIDEO_SUFFIXES
 from kp.refine.job import merge
 from kp.refine.refine import refine
 
@@ -48,7 +47,7 @@ def _refine(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="kp refine", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("paths", nargs="*", help="runs, then videos (told apart by the video suffixes)")
+    parser.add_argument("paths", nargs="*", help="runs, then videos")
     parser.add_argument("--runs", nargs="+", default=[], help="the runs, where they are not given first")
     parser.add_argument("--videos", nargs="+", default=[], help="the videos, where they are not given after the runs")
     parser.add_argument("--frames", type=int, default=20, help="how many frames to pick")
@@ -78,14 +77,21 @@ def _refine(argv: list[str]) -> None:
 
 
 def _runs_and_videos(args) -> tuple[list[str], list[str]]:
-    """The runs and the videos: --runs/--videos where given, else the leading paths that are not videos are runs."""
+    """The runs and the videos: --runs/--videos where given; else the leading paths that are models (a run directory
+    with checkpoints/, a .ckpt or .onnx file) are the runs (at least the first path), the rest videos."""
     runs, videos = list(args.runs), list(args.videos)
-    for path in args.paths:
-        is_video = Path(path).suffix.lower() in VIDEO_SUFFIXES or videos or (runs and not Path(path).exists())
-        (videos if is_video else runs).append(path)
+    paths = list(args.paths)
+    if not runs and paths:
+        count = next((i for i, path in enumerate(paths) if not _is_model(Path(path))), len(paths))
+        runs, paths = paths[: max(count, 1)], paths[max(count, 1) :]
+    videos += paths
     if not runs or not videos:
         raise InputError("kp refine needs a run and a video: kp refine RUN VIDEO... (or --runs ... --videos ...)")
     return runs, videos
+
+
+def _is_model(path: Path) -> bool:
+    return path.suffix.lower() in (".ckpt", ".onnx") or (path / "checkpoints").is_dir()
 
 
 def _merge(argv: list[str]) -> None:
