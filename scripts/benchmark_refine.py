@@ -5,7 +5,7 @@ prints), and compare the test error against the number of labelled frames. "Corr
 known label.
 
     nice python scripts/benchmark_refine.py [--project /work/shared/data/mirror_mouse] [--csv-file CollectedData.csv]
-        [--rounds 3] [--add 8] [--first-epochs 30] [--epochs 12] [--size 128] [--out /tmp/benchmark_refine]
+        [--rounds 3] [--add 8] [--first-epochs 30] [--epochs 12] [--size 128] [--seeds 4] [--out /tmp/benchmark_refine]
 
 Writes OUT/results.csv, OUT/refine_vs_random.png and prints a Markdown table. The labelled frames are stills (no
 time order), so the score uses the signals that need none: low score, calibrated radius, flip disagreement.
@@ -53,10 +53,14 @@ class ChosenFrames(DeepLabCutProject):
             self.frames, self._groups = [self.frames[i] for i in kept], [self._groups[i] for i in kept]
 
 
-def train(args, run: Path, chosen: list[str], epochs: int, init_from: Path | None) -> dict:
-    """One kp training on the `chosen` frames; its test metrics."""
+def train(args, run: Path, chosen: list[str], epochs: int, init_from: Path | None, seed: int) -> dict:
+    """One kp training on the `chosen` frames; its test metrics (those of an earlier run of the benchmark where `run`
+    already trained on the same frames)."""
+    listing = "\n".join(chosen) + "\n"
+    if (run / "metrics.json").is_file() and (run / "chosen.txt").read_text() == listing:
+        return json.loads((run / "metrics.json").read_text())  # done before: the benchmark resumes where it stopped
     run.mkdir(parents=True, exist_ok=True)
-    (run / "chosen.txt").write_text("\n".join(chosen) + "\n")
+    (run / "chosen.txt").write_text(listing)
     overrides = [
         "experiment=dlc",
         "data.dataset._target_=benchmark_refine.ChosenFrames",
@@ -69,7 +73,7 @@ def train(args, run: Path, chosen: list[str], epochs: int, init_from: Path | Non
         f"data.dataset.fractions={FRACTIONS}",
         f"data.dataset.flip_pairs={args.flip_pairs}",
         f"trainer.max_epochs={epochs}",
-        f"seed={args.seed}",
+        f"seed={seed}",
         f"hydra.run.dir={run}",
         f"paths.output_dir={run}",
     ] + ([f"model.init_from={init_from}"] if init_from else [])
@@ -112,7 +116,7 @@ def main() -> None:
     parser.add_argument("--first-epochs", type=int, default=30, help="epochs of the first training (ImageNet start)")
     parser.add_argument("--epochs", type=int, default=12, help="epochs of each later round (from the previous run)")
     parser.add_argument("--size", type=int, default=128, help="frames are fitted into size × size")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=4, help="repeats, each with its own start frames and draws")
     parser.add_argument("--out", type=Path, default=Path("/tmp/benchmark_refine"))
     args = parser.parse_args()
 
@@ -125,37 +129,63 @@ def main() -> None:
         flip_pairs=[],
     )
     pool = [str(frame.image) for frame in train_split.frames]
-    rng = np.random.default_rng(args.seed)
+    results = []
+    for seed in range(args.seeds):
+        results += loop(args, pool, seed)
+        write(results, args.out)  # after every seed: a partial benchmark still has its table
+
+
+def loop(args, pool: list[str], seed: int) -> list[tuple]:
+    """One repeat: the shared first training, then each arm's rounds; (seed, arm, round, frames, metrics) rows."""
+    out = args.out / f"seed{seed}"
+    rng = np.random.default_rng(seed)
     start = sorted(rng.choice(pool, size=len(pool) // 4, replace=False).tolist())
-    first = train(args, args.out / "start", start, args.first_epochs, None)
-    results = [("start", 0, len(start), first)]
+    first = train(args, out / "start", start, args.first_epochs, None, seed)
+    results = [(seed, "start", 0, len(start), first)]
     for arm in ("refine", "random"):
-        chosen, run = list(start), args.out / "start"
+        chosen, run = list(start), out / "start"
         for round_ in range(1, args.rounds + 1):
             rest = [path for path in pool if path not in chosen]
             added = refine_picks(run, rest, args.add) if arm == "refine" else rng.choice(rest, args.add, False).tolist()
             chosen += added
-            previous, run = run, args.out / f"{arm}_{round_}"
-            metrics = train(args, run, chosen, args.epochs, previous)
-            results.append((arm, round_, len(chosen), metrics))
-            print(f"{arm} round {round_}: {len(chosen)} frames, test NME {metrics['test/nme']:.4f}", flush=True)
-    write(results, args.out)
+            previous, run = run, out / f"{arm}_{round_}"
+            metrics = train(args, run, chosen, args.epochs, previous, seed)
+            results.append((seed, arm, round_, len(chosen), metrics))
+            print(
+                f"seed {seed}, {arm} round {round_}: {len(chosen)} frames, test NME {metrics['test/nme']:.4f}",
+                flush=True,
+            )
+    return results
 
 
 def write(results: list, out: Path) -> None:
+    """results.csv (every training), the Markdown table (mean and standard deviation over the seeds) and the figure."""
     columns = ("test/nme", "test/rmse", "test/pck_0.05")
     with open(out / "results.csv", "w", newline="") as file:
         writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(["arm", "round", "labelled", *columns])
-        writer.writerows([arm, r, n, *(f"{m[c]:.4f}" for c in columns)] for arm, r, n, m in results)
-    print("| arm | round | labelled frames | test NME | test RMSE (px) | test PCK@0.05 |\n|---|---|---|---|---|---|")
-    for arm, r, n, m in results:
-        print(f"| {arm} | {r} | {n} | {m['test/nme']:.4f} | {m['test/rmse']:.2f} | {m['test/pck_0.05']:.3f} |")
+        writer.writerow(["seed", "arm", "round", "labelled", *columns])
+        writer.writerows([seed, arm, r, n, *(f"{m[c]:.4f}" for c in columns)] for seed, arm, r, n, m in results)
+    seeds = sorted({row[0] for row in results})
+    curves = {}  # arm -> (frames per round, NME seeds × rounds, PCK seeds × rounds)
+    for arm in ("refine", "random"):
+        rows = [[row for row in results if row[0] == seed and row[1] in ("start", arm)] for seed in seeds]
+        frames = [row[3] for row in rows[0]]
+        nme = np.array([[row[4]["test/nme"] for row in seed_rows] for seed_rows in rows])
+        pck = np.array([[row[4]["test/pck_0.05"] for row in seed_rows] for seed_rows in rows])
+        curves[arm] = frames, nme, pck
+    print(f"test error over {len(seeds)} seed(s), mean ± standard deviation\n")
+    print("| labelled frames | refine NME | random NME | refine PCK@0.05 | random PCK@0.05 |\n|---|---|---|---|---|")
+    frames = curves["refine"][0]
+    for i, n in enumerate(frames):
+        cells = [f"{curves[a][1][:, i].mean():.4f} ± {curves[a][1][:, i].std():.4f}" for a in ("refine", "random")]
+        cells += [f"{curves[a][2][:, i].mean():.3f} ± {curves[a][2][:, i].std():.3f}" for a in ("refine", "random")]
+        print(f"| {n}{' (start)' if i == 0 else ''} | " + " | ".join(cells) + " |")
     figure, axis = plt.subplots(figsize=(5, 3.4))
-    start = [row for row in results if row[0] == "start"][0]
     for arm, colour in (("refine", "tab:red"), ("random", "tab:blue")):
-        rows = [start] + [row for row in results if row[0] == arm]
-        axis.plot([r[2] for r in rows], [r[3]["test/nme"] for r in rows], "o-", color=colour, label=arm)
+        frames, nme, _ = curves[arm]
+        for seed_curve in nme:
+            axis.plot(frames, seed_curve, "-", color=colour, alpha=0.25, linewidth=1)
+        axis.plot(frames, nme.mean(axis=0), "o-", color=colour, label=f"{arm} (mean of {len(nme)})")
     axis.set_xlabel("labelled training frames")
     axis.set_ylabel("test NME (lower is better)")
     axis.legend()

@@ -197,11 +197,15 @@ def dlc_project(tmp_path, bodyparts=("tail", "nose")):
 def test_merge_adds_the_frames_once_and_keeps_the_project_as_it_was(tmp_path, capsys):
     job = make_job(tmp_path, {3: [[10, 11], [5, 59]], 8: [[20, 21], [np.nan, np.nan]]})
     project = dlc_project(tmp_path)
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    overrides = ["experiment=dlc", "data.dataset.project=/old", "trainer.max_epochs=8", "paths.output_dir=/old/run"]
+    (tmp_path / "run" / ".hydra" / "overrides.yaml").write_text("\n".join(f"- {o}" for o in overrides))
     old = (project / "labeled-data" / "old" / "CollectedData_me.csv").read_text()
     main_refine(["merge", str(job), str(project)])
     printed = capsys.readouterr().out
     assert "merged 2 frame(s)" in printed and f"model.init_from={tmp_path / 'run'}" in printed
-    assert f"data.dataset.project={project}" in printed
+    assert f"kp train data=dlc experiment=dlc trainer.max_epochs=8 data.dataset.project={project} " in printed
+    assert "/old" not in printed
     assert (project / "labeled-data" / "old" / "CollectedData_me.csv").read_text() == old
     rows = read_rows(project / "labeled-data" / "clip" / "CollectedData_me.csv")
     assert rows[1][1:] == ["tail", "tail", "nose", "nose"]  # the project's column order, the project's scorer

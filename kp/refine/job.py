@@ -208,7 +208,8 @@ def _retrain_command(job: Path, project: Path, root: Path) -> str:
     weights as the start."""
     run = Path(json.loads((job / "refine.json").read_text())["runs"][0])
     overrides_file = run / ".hydra" / "overrides.yaml"
-    mine = ("data.dataset.project=", "data.dataset.csv_file=", "model.init_from=", "data=")
+    # the project and the start weights are new; where the run wrote is the run's own
+    mine = ("data.dataset.project=", "data.dataset.csv_file=", "model.init_from=", "data=", "paths.", "hydra.")
     kept = [
         o
         for o in (yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else [])
