@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -123,7 +124,7 @@ def test_refine_picks_the_fooled_frame_and_writes_a_job_kp_reads(dot_model, tmp_
     assert len(why) == 5 and why[1][1] == str(BAD) and why[1][4].startswith("jump")
     assert len({row[1] for row in why[1:]}) == 4
     assert (job / "refine.png").is_file() and cv2.imread(str(job / "refine.png")).shape[1] == 4 * 320
-    assert json.loads((job / "refine.json").read_text())["runs"] == ["run"]
+    assert json.loads((job / "refine.json").read_text())["runs"] == [str(Path("run").resolve())]
     labels = read_rows(job / "labeled-data" / "clip" / "CollectedData_kp.csv")
     assert [row[0] for row in labels[:3]] == ["scorer", "bodyparts", "coords"]
     assert labels[1][1:] == ["nose", "nose", "tail", "tail"]

@@ -216,4 +216,6 @@ def _retrain_command(job: Path, project: Path, root: Path) -> str:
         if not o.startswith(mine)
     ]
     _, _, _, extra = _project(project)
-    return " ".join(["kp train data=dlc", *kept, f"data.dataset.project={root}", *extra, f"model.init_from={run}"])
+    return " ".join(
+        ["kp train data=dlc", *kept, f"data.dataset.project={root.resolve()}", *extra, f"model.init_from={run}"]
+    )

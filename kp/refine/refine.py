@@ -80,7 +80,7 @@ def refine(
                 )
             )
     picks.sort(key=lambda p: -p.outlier)
-    write_job(out, picks, predictors[0].meta, [str(run) for run in runs], threshold)
+    write_job(out, picks, predictors[0].meta, [str(Path(run).resolve()) for run in runs], threshold)
     contact_sheet(picks, predictors[0].meta, threshold, out / "refine.png")
     return picks
 
