@@ -92,13 +92,13 @@ class DotModel:
         return self.predict_with_radius(images, affines, flip)[:2]
 
 
-def write_video(path, frames=40):
-    """A dot gliding across a grey frame; in frame BAD a brighter speck far away fools the model."""
+def write_video(path, frames=40, bad=BAD):
+    """A dot gliding across a grey frame; in frame `bad` a brighter speck far away fools the model."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (SIZE, SIZE))
     for i in range(frames):
         image = np.full((SIZE, SIZE, 3), 60, np.uint8)
         cv2.circle(image, (8 + i, 20 + i // 2), 4, (200, 200, 200), -1)
-        if i == BAD:
+        if i == bad:
             cv2.circle(image, (SIZE - 8, SIZE - 8), 3, (255, 255, 255), -1)
         writer.write(image)
     writer.release()
@@ -253,3 +253,14 @@ def test_merge_into_a_single_csv_project_and_of_another_keypoint_set(tmp_path):
         merge(job, dlc_project(tmp_path / "x", bodyparts=("ear", "nose")))
     with pytest.raises(DataError, match="not a kp refine job"):
         merge(single, project)
+
+
+def test_frames_of_several_videos_are_written_as_read(dot_model, tmp_path):
+    first, second = write_video(tmp_path / "a.mp4", 40, bad=None), write_video(tmp_path / "b.mp4", 30)
+    main_refine(["--runs", "run", "--videos", str(first), str(second), "--frames", "6", "--out", str(tmp_path / "job")])
+    rows = read_rows(tmp_path / "job" / "refine.csv")[1:]
+    assert len(rows) == 6 and (Path(rows[0][0]).name, rows[0][1]) == ("b.mp4", str(BAD))
+    for video, frame, image, _, _ in rows:
+        assert image == f"labeled-data/{Path(video).stem}/img{int(frame):05d}.png"
+        written = cv2.cvtColor(cv2.imread(str(tmp_path / "job" / image)), cv2.COLOR_BGR2RGB)
+        assert np.array_equal(written, dict(refine_module.read_frames(Path(video), [int(frame)]))[int(frame)])

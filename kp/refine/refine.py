@@ -60,29 +60,32 @@ def refine(
     found = [signals(predictions, threshold) for _, predictions, _ in per_video]
     shared = set.intersection(*(set(f) for f in found))  # every video has the same signals, jump needs 3 frames
     scores, reasons = outlier_scores({name: np.concatenate([f[name] for f in found]) for name in shared})
-    rows = [(video, i) for video, predictions, _ in per_video for i in range(len(predictions.frames))]
     chosen = pick(scores, np.concatenate([embedding for _, _, embedding in per_video]), frames)
-    picks = []
-    for video, predictions, _ in per_video:
-        mine = {rows[c][1]: c for c in chosen if rows[c][0] == video}
-        wanted = {int(predictions.frames[i]): i for i in mine}
-        for frame, image in read_frames(video, sorted(wanted)):
-            i = wanted[frame]
-            picks.append(
-                Pick(
-                    video,
-                    frame,
-                    image,
-                    predictions.keypoints[:, i].mean(axis=0),
-                    predictions.scores[:, i].mean(axis=0),
-                    float(scores[mine[i]]),
-                    reasons[mine[i]],
-                )
-            )
-    picks.sort(key=lambda p: -p.outlier)
+    picks = sorted(_picks(per_video, chosen, scores, reasons), key=lambda p: -p.outlier)
     write_job(out, picks, predictors[0].meta, [str(Path(run).resolve()) for run in runs], threshold)
     contact_sheet(picks, predictors[0].meta, threshold, out / "refine.png")
     return picks
+
+
+def _picks(per_video: list, chosen: np.ndarray, scores: np.ndarray, reasons: list[str]) -> Iterator[Pick]:
+    """The chosen rows (indices into all videos' frames, in order) as Picks, their frames read again from the videos."""
+    offset = 0
+    for video, predictions, _ in per_video:
+        mine = {
+            int(predictions.frames[c - offset]): c for c in chosen if offset <= c < offset + len(predictions.frames)
+        }
+        for frame, image in read_frames(video, sorted(mine)):
+            row, i = mine[frame], mine[frame] - offset
+            yield Pick(
+                video,
+                frame,
+                image,
+                predictions.keypoints[:, i].mean(axis=0),
+                predictions.scores[:, i].mean(axis=0),
+                float(scores[row]),
+                reasons[row],
+            )
+        offset += len(predictions.frames)
 
 
 def _progress(console: Console) -> Progress:
