@@ -15,7 +15,7 @@ PACKAGE = Path(kp.__file__).resolve().parent
 # Each layer may import its own and the layers below it, never one above.
 LAYERS = [
     ["kp.cli", "kp.__main__", "kp"],  # kp: the package root, whose kp.load is the public API
-    ["kp.train", "kp.predict", "kp.export", "kp.evaluation", "kp.viz", "kp.trajectories"],
+    ["kp.train", "kp.predict", "kp.export", "kp.evaluation", "kp.viz", "kp.trajectories", "kp.refine"],
     ["kp.inference"],
     ["kp.build", "kp.module", "kp.config"],
     ["kp.data", "kp.models", "kp.codecs", "kp.losses", "kp.metrics", "kp.calibration"],

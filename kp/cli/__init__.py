@@ -14,6 +14,7 @@ COMMANDS = {
     "evaluate": "a trained run's evaluation report on a split: metrics, errors, figures, coverage",
     "export": "ONNX and TorchScript files with a parity and latency report",
     "doctor": "check a dataset's labels: duplicates, swaps, outliers, coverage (doctor/report.md)",
+    "refine": "pick the video frames a model gets wrong as a labelling job; merge the corrected labels back",
     "preview": "a picture of a dataset's samples and targets",
     "features": "a look inside a trained network for one image",
     "submit": "a Kaggle facial-keypoints submission",

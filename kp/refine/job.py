@@ -1,0 +1,221 @@
+"""A labelling job in DeepLabCut's layout, and its merge into the user's project.
+
+The job folder (kp refine --out) is a small DeepLabCut project:
+  config.yaml                                   scorer, bodyparts, skeleton (DeepLabCut's keys)
+  labeled-data/<video>/img<frame>.png           the frames to label, as decoded
+  labeled-data/<video>/CollectedData_kp.csv     the model's predictions as machine labels: three header rows
+                                                (scorer, bodyparts, coords), then one row per frame indexed by its
+                                                path (labeled-data/<video>/img<frame>.png, as kp predict --format dlc
+                                                writes); a point scored below the threshold is left empty
+  refine.csv                                    per frame: video, frame, outlier score, why it was picked
+  refine.json                                   the runs that predicted, to retrain from
+  refine.png                                    the contact sheet
+Open it in napari-deeplabcut (drag labeled-data/<video> in) or DeepLabCut's GUI, correct the points, save, then
+`kp refine merge JOB PROJECT`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from kp.data.base import KeypointMeta
+from kp.data.dlc import DeepLabCutProject
+from kp.data.io import read_csv
+from kp.errors import DataError
+
+SCORER = "kp"  # the job's labels are the model's until someone corrects them
+SAME = 0.01  # px: labels closer than this are the same label
+
+
+@dataclass
+class Pick:
+    """One frame chosen for labelling."""
+
+    video: Path
+    frame: int
+    image: np.ndarray  # H×W×3 RGB
+    keypoints: np.ndarray  # K×2 pixels
+    scores: np.ndarray  # K
+    outlier: float  # the outlier score (kp.refine.score)
+    reason: str
+
+    @property
+    def index(self) -> str:
+        """The frame's path in the project: labeled-data/<video>/img<frame>.png."""
+        return f"labeled-data/{self.video.stem}/img{self.frame:05d}.png"
+
+
+def write_job(out: Path, picks: list[Pick], meta: KeypointMeta, runs: list[str], threshold: float) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    skeleton = [[meta.names[i], meta.names[j]] for i, j in meta.skeleton]
+    config = {"scorer": SCORER, "bodyparts": list(meta.names), "skeleton": skeleton}
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for video in dict.fromkeys(pick.video.stem for pick in picks):
+        rows = []
+        for pick in (p for p in picks if p.video.stem == video):
+            (out / pick.index).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(out / pick.index), cv2.cvtColor(pick.image, cv2.COLOR_RGB2BGR))
+            rows.append([pick.index] + _cells(pick.keypoints, pick.scores >= threshold))
+        _write_labels(out / "labeled-data" / video / f"CollectedData_{SCORER}.csv", meta.names, rows)
+    with open(out / "refine.csv", "w", newline="") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(["video", "frame", "image", "outlier_score", "reason"])
+        writer.writerows([str(p.video), p.frame, p.index, f"{p.outlier:.3f}", p.reason] for p in picks)
+    (out / "refine.json").write_text(json.dumps({"runs": runs, "bodyparts": list(meta.names)}, indent=1))
+
+
+def read_job(job: Path) -> DeepLabCutProject:
+    """The job's frames through kp's DeepLabCut loader (all of them: one split)."""
+    if not (job / "refine.json").is_file():
+        raise DataError(f"{job}: not a kp refine job (no refine.json): give the folder kp refine --out wrote")
+    return DeepLabCutProject(
+        "train", str(job), split_by="frame", fractions={"train": 1.0, "val": 0.0, "test": 0.0}, flip_pairs=[]
+    )
+
+
+def merge(job: Path, project: Path) -> tuple[int, int, str]:
+    """Add the job's frames (images and labels) to `project`: a DeepLabCut project folder (config.yaml), a single-CSV
+    folder (one CollectedData*.csv at its root) or that CSV file. Existing rows are kept byte for byte. Returns
+    (frames added, frames already there with the same labels, the command to retrain)."""
+    frames = read_job(job)
+    if not frames.frames:
+        raise DataError(f"{job}: no labelled frame to merge ({'; '.join(frames.issues) or 'empty label files'})")
+    names = frames.meta.names
+    root, label_file_of, parts, extra = _project(project)
+    if sorted(parts) != sorted(names):
+        raise DataError(
+            f"{project}: body parts {parts} differ from the job's {names} (a model of another keypoint set)"
+        )
+    order = [names.index(part) for part in parts]
+    new: dict[Path, list[list[str]]] = {}
+    tables: dict[Path, dict] = {}
+    already = 0
+    for frame in frames.frames:
+        index = frame.image.relative_to(job).as_posix()
+        label_file = label_file_of(index)
+        cells = _cells(frame.keypoints[order], frame.labelled[order])
+        existing = tables.setdefault(label_file, _existing_rows(label_file))
+        if index in existing:
+            if not _same(existing[index][1], cells):
+                raise DataError(
+                    f"{label_file}:{existing[index][0]}: {index} is already labelled, differently: rename the job's "
+                    "frame or remove that row, then merge again"
+                )
+            already += 1
+            continue
+        target = root / index
+        if target.exists() and target.read_bytes() != frame.image.read_bytes():
+            raise DataError(f"{target}: another image with this name is already in the project; rename one of them")
+        new.setdefault(label_file, []).append([index] + cells)
+    if not new:
+        raise DataError(f"{job}: already merged into {project} (all {already} frames are there with the same labels)")
+    for label_file, rows in new.items():
+        for row in rows:
+            (root / row[0]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(job / row[0], root / row[0])
+        _append_labels(label_file, parts, rows)
+    return sum(len(rows) for rows in new.values()), already, _retrain_command(job, project, root)
+
+
+def _project(project: Path):
+    """(root folder, index -> its label file, the project's body parts in column order, data overrides)."""
+    if (project / "config.yaml").is_file():
+        config = yaml.safe_load((project / "config.yaml").read_text()) or {}
+        scorer, parts = config.get("scorer"), [str(p) for p in config.get("bodyparts") or []]
+        if not scorer or not parts:
+            raise DataError(f"{project / 'config.yaml'}: needs `scorer` and a non-empty `bodyparts` list")
+        return project, lambda index: project / Path(index).parent / f"CollectedData_{scorer}.csv", parts, []
+    label_file = project if project.is_file() else None
+    if project.is_dir():
+        found = sorted(project.glob("*.csv"))
+        if len(found) != 1:
+            raise DataError(
+                f"{project}: neither a DeepLabCut project (config.yaml) nor a folder with one label CSV "
+                f"({len(found)} CSV files): give the label file itself"
+            )
+        label_file = found[0]
+    if label_file is None:
+        raise DataError(f"{project}: no such file or folder")
+    rows = read_csv(label_file)
+    if len(rows) < 3 or rows[1][1][:1] != ["bodyparts"]:
+        raise DataError(f"{label_file}: expected three header rows scorer, bodyparts, coords")
+    parts = list(dict.fromkeys(name for name in rows[1][1][1:] if name))
+    return label_file.parent, lambda index: label_file, parts, [f"data.dataset.csv_file={label_file.name}"]
+
+
+def _cells(keypoints: np.ndarray, labelled: np.ndarray) -> list[str]:
+    return [f"{v:.2f}" if ok else "" for point, ok in zip(keypoints, labelled) for v in point]
+
+
+def _same(a: list[str], b: list[str]) -> bool:
+    """Two rows of x, y cells hold the same labels (empty where the other is empty, numbers within SAME px)."""
+    return len(a) == len(b) and all(
+        (x.strip() == "") == (y.strip() == "") and (not x.strip() or abs(float(x) - float(y)) < SAME)
+        for x, y in zip(a, b)
+    )
+
+
+def _existing_rows(label_file: Path) -> dict[str, tuple[int, list[str]]]:
+    """index -> (line, its x, y cells) of a label file's rows (one or three index columns); empty if no file."""
+    if not label_file.is_file():
+        return {}
+    rows = read_csv(label_file)
+    coords = rows[2][1] if len(rows) > 2 else []
+    width = next((i for i, name in enumerate(coords) if name in ("x", "y")), len(coords))
+    return {
+        "/".join(f for f in fields[:width] if f).replace("\\", "/"): (line, fields[width:]) for line, fields in rows[3:]
+    }
+
+
+def _write_labels(path: Path, names: list[str], rows: list[list[str]]) -> None:
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(["scorer"] + [SCORER] * 2 * len(names))
+        writer.writerow(["bodyparts"] + [name for name in names for _ in "xy"])
+        writer.writerow(["coords"] + ["x", "y"] * len(names))
+        writer.writerows(rows)
+
+
+def _append_labels(path: Path, parts: list[str], rows: list[list[str]]) -> None:
+    """Append rows to a label file (with one index column; a three-column file gets its index split), creating it
+    with the header where it does not exist."""
+    if not path.is_file():
+        _write_labels(path, parts, rows)
+        return
+    data = path.read_bytes()
+    newline = "\r\n" if b"\r\n" in data else "\n"
+    coords = read_csv(path)[2][1]
+    width = next((i for i, name in enumerate(coords) if name in ("x", "y")), len(coords))
+    with open(path, "a", newline="") as file:
+        if data and not data.endswith(b"\n"):
+            file.write(newline)
+        writer = csv.writer(file, lineterminator=newline)
+        for row in rows:
+            index = row[0].split("/", 2) if width == 3 else [row[0]]
+            writer.writerow(index + row[1:])
+
+
+def _retrain_command(job: Path, project: Path, root: Path) -> str:
+    """kp train with the first run's own overrides (its .hydra/overrides.yaml), the merged project, and the run's
+    weights as the start."""
+    run = Path(json.loads((job / "refine.json").read_text())["runs"][0])
+    overrides_file = run / ".hydra" / "overrides.yaml"
+    # the project and the start weights are new; where the run wrote is the run's own
+    mine = ("data.dataset.project=", "data.dataset.csv_file=", "model.init_from=", "data=", "paths.", "hydra.")
+    kept = [
+        o
+        for o in (yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else [])
+        if not o.startswith(mine)
+    ]
+    _, _, _, extra = _project(project)
+    return " ".join(
+        ["kp train data=dlc", *kept, f"data.dataset.project={root.resolve()}", *extra, f"model.init_from={run}"]
+    )
