@@ -23,6 +23,7 @@ from kp.codecs import flip_test
 from kp.data.synthetic import SyntheticKeypoints
 from kp.errors import InputError, ModelLoadError
 from kp.export.export import export
+from kp.predict.overlay import draw
 from kp.predict.predict import predict_inputs
 from kp.train.loop import train
 from tests.helpers import ROOT, compose_config, shared_data
@@ -394,3 +395,14 @@ def test_an_empty_video_is_a_one_line_error(run_dir, tmp_path):
     with pytest.raises(SystemExit) as exit_:
         main_predict([str(run_dir), str(video), "--out", str(tmp_path / "out"), "--smooth", "kalman"])
     assert "empty.mp4" in str(exit_.value) and "\n" not in str(exit_.value)
+
+
+def test_overlay_leaves_out_points_a_smoothed_track_has_not_reached():
+    """A smoothed track is NaN before its first confident frame: that point and its skeleton lines are not drawn;
+    the other points are."""
+    meta = SyntheticKeypoints("train", sizes={"train": 1, "val": 1, "test": 1}, image_size=32).meta
+    image = np.zeros((32, 32, 3), np.uint8)
+    points = np.array([[[8.0, 8.0], *[[np.nan, np.nan]] * (meta.num_keypoints - 1)]])
+    drawn = draw(image, points, np.ones((1, meta.num_keypoints)), meta, threshold=0.3)
+    changed = np.argwhere(drawn.any(axis=2))
+    assert len(changed) and np.abs(changed - [8, 8]).max() <= 4  # only around the one finite point

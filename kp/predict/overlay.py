@@ -26,7 +26,8 @@ def draw(
     radius: np.ndarray | None = None,
 ) -> np.ndarray:
     """A copy of `image` (H×W×3 RGB or H×W×1 grey uint8) with every instance's keypoints (N×K×2, N×K scores) and,
-    where given and finite, their uncertainty radii (N×K, pixels) as thin circles."""
+    where given and finite, their uncertainty radii (N×K, pixels) as thin circles. A point that is NaN (a smoothed
+    track before its first or after its last confident frame) is not drawn, nor are its skeleton lines."""
     canvas = (
         image
         if image.ndim == 3 and image.shape[2] == 3
@@ -39,10 +40,15 @@ def draw(
         if box is not None:
             x, y, w, h = box
             cv2.rectangle(solid, (x, y), (x + w, y + h), (80, 160, 255), scale)
+        drawable = np.isfinite(points).all(axis=1)
         for i, j in meta.skeleton:
+            if not (drawable[i] and drawable[j]):
+                continue
             layer = solid if min(point_scores[i], point_scores[j]) >= threshold else faint
             cv2.line(layer, _pixel(points[i]), _pixel(points[j]), (255, 255, 255), scale, cv2.LINE_AA)
         for k, (point, score) in enumerate(zip(points, point_scores)):
+            if not drawable[k]:
+                continue
             layer = solid if score >= threshold else faint
             if radius is not None and np.isfinite(radius[index][k]):
                 cv2.circle(
