@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 
 from kp.codecs import CoordsCodec, HeatmapCodec, flip_test
 from kp.data.base import KeypointMeta
+from kp.errors import ConfigError
 
 SIZE = 64
 
@@ -178,6 +179,6 @@ def test_heatmap_spread_is_small_for_a_sharp_peak_and_large_for_two(stride):
 
 def test_mirroring_needs_known_flip_pairs():
     unknown = KeypointMeta(names=["a", "b"], flip_pairs=None)
-    with pytest.raises(ValueError, match="flip_pairs=\\[\\[left_x, right_x\\], ...\\], or \\[\\]"):
+    with pytest.raises(ConfigError, match="flip_pairs=\\[\\[left_x, right_x\\], ...\\], or \\[\\]"):
         unknown.flip_permutation()
     assert KeypointMeta(names=["a", "b"], flip_pairs=[]).flip_permutation() == [0, 1]

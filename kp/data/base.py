@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from kp.errors import ConfigError
 from kp.geometry import IDENTITY, compose
 
 
@@ -50,8 +51,8 @@ class KeypointMeta:
     def flip_permutation(self) -> list[int]:
         """Index map that reorders keypoints after a horizontal flip; unknown flip pairs are an error (the datamodule
         and the module switch mirroring off before that can happen)."""
-        if self.flip_pairs is None:
-            raise ValueError(
+        if self.flip_pairs is None:  # a ConfigError: kp evaluate --flip and kp export --flip report it in one line
+            raise ConfigError(
                 f"mirroring needs the flip pairs of the keypoints {self.names}, and none were listed or "
                 f"guessed from the names: set data.dataset.flip_pairs=[[left_x, right_x], ...], or [] "
                 f"when no keypoint has a mirror partner"
