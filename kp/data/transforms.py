@@ -17,7 +17,8 @@ What it adds to albumentations:
   - the geometry it applied comes back as an affine, measured by carrying probe points through the pipeline (every
     geometric step here is affine), so predictions on a transformed image can be taken back to the original;
   - the random state is reseeded from torch's per-process seed, so DataLoader workers do not repeat each other's (or
-    the previous epoch's) augmentations and a seeded run is reproducible.
+    the previous epoch's) augmentations and a seeded run is reproducible; all steps draw from one generator, so each
+    step's chance and parameters are independent of the others'.
 
 albumentations scales keypoints about pixel corners (x' = x * s) while cv2.resize, which moves the image, scales about
 pixel centres (x' = (x + 0.5) * s - 0.5, the project's convention): up to half a pixel of systematic error. Use the
@@ -27,6 +28,7 @@ originals are refused.
 
 from __future__ import annotations
 
+import random
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -115,7 +117,12 @@ class KeypointAugment:
     def __call__(self, image: np.ndarray, keypoints: np.ndarray, visible: np.ndarray, meta):
         # Each sample's randomness is drawn from torch's generator: seeded by seed_everything, distinct in every
         # DataLoader worker and epoch, and saved in checkpoints, so a resumed run continues the same augmentations.
-        self.pipeline.set_random_seed(int(torch.randint(2**32, ())))
+        # One generator shared by every step, drawn from in turn. albumentations' set_random_seed would give each
+        # step its own generator with the *same* seed: every step's "apply?" draw is then the same number, so the
+        # steps nest (every mirrored image was also rotated and zoomed, every blurred one mirrored), the training set
+        # is no longer mirror-symmetric, and the model learns to place keypoints differently on mirrored faces.
+        seed = int(torch.randint(2**32, ()))
+        self.pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
         visible = visible & np.isfinite(keypoints).all(axis=1)
         placeholder = np.where(visible[:, None], keypoints, 0.0).astype(np.float32)
         height, width = image.shape[:2]
