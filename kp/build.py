@@ -90,6 +90,7 @@ def build(cfg: DictConfig, datamodule=None):
         pck_norm=cfg.metrics.pck_norm,
         flip_test=cfg.get("test", {}).get("flip", False),
         spec=asdict(spec),
+        channels_last=cfg.get("channels_last", False),
     )
     return datamodule, module
 

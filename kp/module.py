@@ -50,14 +50,20 @@ class KeypointModule(L.LightningModule):
         pck_norm: str = "image",
         flip_test: bool = False,
         spec: dict | None = None,
+        channels_last: bool = False,
     ):
         """pck_norm: "image" (the input's longer side) or "pair" (the distance of meta.norm_pair, like NME).
         flip_test: validation and test predict with test-time flip (`predict`); off where the flip pairs are unknown
         (the datamodule's log says so and how to declare them). spec: the kp.build.InferenceSpec as a dict, saved in
-        every checkpoint so that kp.load can rebuild the model on its own."""
+        every checkpoint so that kp.load can rebuild the model on its own. channels_last: weights and images in the
+        channels-last memory layout, which runs the convolutions 1.3 to 2 times faster on CPU (docs: Benchmarks); the
+        results are the same up to float rounding."""
         super().__init__()
         self.net, self.codec, self.meta = net, codec, meta
         self.flip_test, self.spec = flip_test and meta.flip_pairs is not None, spec
+        self.channels_last = channels_last
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
         self.losses = nn.ModuleDict(losses)
         self.input_size = tuple(input_size)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -89,6 +95,8 @@ class KeypointModule(L.LightningModule):
         self.count_mae = nn.ModuleDict({split: MeanAbsoluteError(**sync) for split in ("val", "test")})
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
 
     def predict(
@@ -109,11 +117,11 @@ class KeypointModule(L.LightningModule):
         pixels (kp.calibration.difficulty, from the prediction's spread, combined with the flip disagreement under
         flip test, and the scores; kp.calibration scales it into a radius) and the network's outputs for the image
         itself."""
-        outputs = self.net(images) if outputs is None else outputs
+        outputs = self(images) if outputs is None else outputs
         if not flip:
             keypoints, scores = self.codec.decode(outputs)
             return DecodedBatch(keypoints, scores, difficulty(self.codec.spread(outputs), scores), outputs)
-        mirrored = self.net(images.flip(-1))
+        mirrored = self(images.flip(-1))
         keypoints, scores, disagreement = flip_test(self.codec, outputs, mirrored, self.meta.flip_permutation())
         spread = torch.hypot(self.codec.spread(outputs), disagreement)
         return DecodedBatch(keypoints, scores, difficulty(spread, scores), outputs)
@@ -147,7 +155,7 @@ class KeypointModule(L.LightningModule):
         return total
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(self.net(batch["image"]), batch, "train")
+        loss = self._loss(self(batch["image"]), batch, "train")
         if not torch.isfinite(loss):
             # Stop before the optimiser applies it: no later checkpoint overwrites the last good one.
             checkpoints = getattr(self.trainer.checkpoint_callback, "dirpath", None) or "none saved"
@@ -159,7 +167,7 @@ class KeypointModule(L.LightningModule):
         return loss
 
     def _evaluate(self, batch: dict, split: str) -> None:
-        outputs = self.net(batch["image"])
+        outputs = self(batch["image"])
         self._loss(outputs, batch, split)
         pred, _ = self.predict(batch["image"], flip=self.flip_test, outputs=outputs)
         self.update_metrics(split, pred, batch, outputs)

@@ -14,9 +14,11 @@ Printed per preset:
     hooks around it), and the rest between one step's end and the next step's start less the wait (logging, progress
     bar).
 The first steps (`--warmup`) are not timed. On a GPU the device is synchronised at each mark. Each row starts as a new
-process would (the loaders' in-process caches emptied). facial68 gets two rows, before and after its face boxes were
-kept on disk (kp.data.faces.FaceDetector.in_files): a first start with an empty cache folder of the run's own detects
-every face, as every start did before; the second start reads the boxes back.
+process would (the loaders' in-process caches emptied). Each preset gets two rows in the same run, before and now:
+before with the default memory layout (`channels_last=false`) and, for facial68, a first start with an empty face-box
+cache of the run's own, which detects every face as every start did before the boxes were kept on disk
+(kp.data.faces.FaceDetector.in_files); now with channels-last weights and images (the default) and the boxes read
+back. `--now-only` times only the second.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ from kp.train.quiet import quiet  # noqa: E402
 
 PRESETS = ("facial68", "cards", "dlc", "mirror_mouse")
 PHASES = ("wait", "forward", "backward", "optimizer", "rest")
+# The rows of each preset: before (the default memory layout; facial68's faces detected at the start, as every start
+# did before the boxes were kept on disk) and now (channels-last; the boxes read back).
+BEFORE_AND_NOW = [("before (default layout, faces detected)", "false"), ("now (channels-last, cached boxes)", "true")]
 
 
 def _sync(device: torch.device) -> None:
@@ -245,11 +250,11 @@ def fresh_start() -> None:
     facial68._read_labels.cache_clear()
 
 
-def measure(preset: str, options, label: str) -> dict:
-    """One row: the preset's short fit, its loader alone, and its per-image costs."""
+def measure(preset: str, options, label: str, settings: list[str]) -> dict:
+    """One row: the preset's short fit with `settings`, its loader alone, and its per-image costs."""
     fresh_start()
     with tempfile.TemporaryDirectory() as out:
-        cfg = short_fit_config([f"experiment={preset}", *options.overrides], options.steps, Path(out))
+        cfg = short_fit_config([f"experiment={preset}", *settings, *options.overrides], options.steps, Path(out))
         timing = timed_fit(cfg, options.warmup, loader_batches=options.steps, cost_images=options.images)
     return {"preset": label, **timing.__dict__}
 
@@ -277,23 +282,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--warmup", type=int, default=5, help="first steps not timed")
     parser.add_argument("--images", type=int, default=32, help="images timed one by one for load and augment")
     parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides for every preset")
+    parser.add_argument("--now-only", action="store_true", help="only the row of the current settings")
     options = parser.parse_args(argv)
     quiet()
     rows = []
     with tempfile.TemporaryDirectory() as cache:
-        for preset in options.presets:
-            if preset != "facial68":
-                rows.append(measure(preset, options, preset))
-                continue
-            # Before and after the face boxes were kept on disk: a first start detects every face, as every start
-            # did before; the next start reads them back (an empty cache folder of this run's own).
-            saved = os.environ.get("XDG_CACHE_HOME")
-            os.environ["XDG_CACHE_HOME"] = cache
-            try:
-                rows.append(measure(preset, options, "facial68, faces detected (every start before the cache)"))
-                rows.append(measure(preset, options, "facial68, face boxes from the cache"))
-            finally:
-                os.environ.pop("XDG_CACHE_HOME") if saved is None else os.environ.update(XDG_CACHE_HOME=saved)
+        # An empty face-box cache of this run's own: the first facial68 start detects every face, as every start
+        # did before the boxes were kept on disk; the next reads them back.
+        saved = os.environ.get("XDG_CACHE_HOME")
+        os.environ["XDG_CACHE_HOME"] = cache
+        try:
+            for preset in options.presets:
+                for label, layout in BEFORE_AND_NOW[options.now_only :]:
+                    rows.append(measure(preset, options, f"{preset}, {label}", [f"channels_last={layout}"]))
+        finally:
+            os.environ.pop("XDG_CACHE_HOME") if saved is None else os.environ.update(XDG_CACHE_HOME=saved)
     for line in table(rows):
         print(line)
     return rows

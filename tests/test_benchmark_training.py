@@ -1,5 +1,6 @@
-"""scripts/benchmark_training.py on a tiny setting: every phase of a step is measured and the table printed (no timing
-is asserted); and the face boxes it compares before and after are kept on disk by content."""
+"""scripts/benchmark_training.py on a tiny setting: every phase of a step is measured, before (default memory layout)
+and now (channels-last), and the table printed (no timing is asserted); and the face boxes it compares before and
+after are kept on disk by content."""
 
 from __future__ import annotations
 
@@ -21,18 +22,17 @@ def _script():
 
 def test_a_short_fit_is_split_into_its_phases(capsys):
     overrides = ["data.dataset.sizes={train:96,val:16,test:16}", "data.batch_size=16", "data.num_workers=0"]
-    [row] = _script().main(
+    before, row = _script().main(
         ["synthetic_coords", "--steps", "5", "--warmup", "1", "--images", "4", "--overrides", *overrides]
     )
+    assert before["preset"].startswith("synthetic_coords, before") and row["preset"].startswith("synthetic_coords, now")
     assert row["batch_size"] == 16 and row["startup_s"] >= row["data_s"] >= 0
     for value in (row["images_per_s"], row["loader_images_per_s"], row["load_s"], row["augment_s"]):
         assert math.isfinite(value) and value > 0
     assert set(row["phases"]) == {"wait", "forward", "backward", "optimizer", "rest"}
     assert row["phases"]["forward"] > 0 and row["phases"]["backward"] > 0 and row["phases"]["optimizer"] > 0
     out = capsys.readouterr().out
-    assert (
-        f"| synthetic_coords | 16 | {row['startup_s']:.1f} ({row['data_s']:.1f}) | {row['images_per_s']:.1f} |" in out
-    )
+    assert f"| {row['preset']} | 16 | {row['startup_s']:.1f} ({row['data_s']:.1f}) | {row['images_per_s']:.1f} |" in out
 
 
 def test_face_boxes_are_detected_once_per_image_content(tmp_path, monkeypatch):

@@ -100,6 +100,8 @@ def test_evaluate_command_writes_consistent_files(run, tmp_path, capsys):
     assert seen["error_source_px"].to_numpy() == pytest.approx(seen["error_px"].to_numpy(), rel=1e-5)
     assert metrics["val/rmse_source_px"] == pytest.approx(metrics["val/rmse"], rel=1e-5)
     assert metrics["val/mean_error_source_px"] == pytest.approx(seen["error_source_px"].mean(), rel=1e-5)
+    assert metrics["val/offset_x_px"] == pytest.approx((seen["pred_x"] - seen["gt_x"]).mean(), rel=1e-4, abs=1e-6)
+    assert metrics["val/offset_y_px"] == pytest.approx((seen["pred_y"] - seen["gt_y"]).mean(), rel=1e-4, abs=1e-6)
 
     curve = pd.read_csv(out / "pck_curve.csv")
     assert curve["threshold"].iloc[0] == 0 and curve["threshold"].iloc[-1] == pytest.approx(0.2)
@@ -293,3 +295,29 @@ def test_a_killed_evaluation_resumes_to_the_uninterrupted_result(run, tmp_path, 
     assert resumed.pop("report").endswith("out/report.md") and whole.pop("report").endswith("whole/report.md")
     assert resumed == whole
     assert (tmp_path / "out" / "errors.csv").read_text() == (tmp_path / "whole" / "errors.csv").read_text()
+
+
+def test_report_names_a_systematic_offset_and_what_to_do():
+    """A mean signed error that is a large share of the RMSE (labels drawn at x + c under mirror augmentation) gets a
+    sentence in the report; noise does not."""
+    result = {
+        "val/rmse": 1.2,
+        "val/offset_x_px": -1.1,
+        "val/offset_y_px": 0.02,
+        "val/coverage": 0.9,
+        "val/median_radius_px": 2.0,
+        "val/radius_adaptivity": 2.0,
+        "val/error_adaptivity": 3.0,
+        "val/coverage_worst_tenth": 0.8,
+        "checkpoint": "best.ckpt",
+        "samples": 10,
+        "flip": False,
+        "missing": {},
+        "unlabelled_samples": 0,
+        "calibration": {"alpha": 0.1, "flip": False},
+    }
+    table = pd.DataFrame({"keypoint": ["nose"], "mean_px": [1.0]})
+    page = report._report_page(result, "val", table, {}, "the input's longer side")
+    assert "sit -1.1 px in x and 0.02 px in y" in page and "augment.hflip=null" in page
+    result["val/offset_x_px"] = 0.1
+    assert "systematic offset" not in report._report_page(result, "val", table, {}, "the input's longer side")

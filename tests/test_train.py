@@ -88,3 +88,27 @@ def test_runs_started_together_get_their_own_directories(tmp_path):
 
 
 # Sweeps (each job in its own directory, failing jobs, the leaderboard): tests/test_sweep.py
+
+
+@pytest.mark.parametrize("model", ["unet", "efficientnet_lite0"])
+def test_channels_last_layout_changes_speed_not_results(model):
+    """channels_last=true (the default) keeps the weights and the images channels-last; outputs and gradients are the
+    default layout's up to float rounding, and its checkpoints load into a default-layout model."""
+    import torch
+
+    from kp.build import build
+
+    _, plain = build(compose_config(*TINY_DATA, f"model={model}", "channels_last=false"))
+    _, fast = build(compose_config(*TINY_DATA, f"model={model}"))
+    fast.load_state_dict(plain.state_dict())
+    convs = [p for p in fast.net.parameters() if p.ndim == 4 and p.shape[-1] > 1]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert not all(p.is_contiguous(memory_format=torch.channels_last) for p in plain.net.parameters() if p.ndim == 4)
+    images = torch.randn(4, 3, 64, 64)
+    outputs = [module(images)["keypoints"] for module in (plain, fast)]
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
+    for output in outputs:
+        output.pow(2).mean().backward()
+    for a, b in zip(plain.net.parameters(), fast.net.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-5)
+    plain.load_state_dict(fast.state_dict())  # a channels-last checkpoint loads anywhere

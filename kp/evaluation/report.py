@@ -28,6 +28,7 @@ from kp.viz import plot_predictions
 PCK_CURVE_MAX = 0.2  # the PCK curve runs from 0 to this fraction of the PCK normalising length
 PCK_CURVE_STEPS = 41
 MIN_TENTHS_SAMPLES = 10  # the radius adaptivity and the worst tenth's coverage need a tenth of at least one sample
+OFFSET_NOTE = 0.25  # the report names a mean signed error above this share of the RMSE: systematic, not noise
 _FRAME = re.compile(r"^(.*?)[:#](\d+)$")  # `file:line` (CSV row) and `file#annotation` ids
 
 
@@ -57,10 +58,13 @@ def write(p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: i
             f"{split}/median_error_px": _quantile(visible_errors, 0.5),
             f"{split}/p90_error_px": _quantile(visible_errors, 0.9),
             # in the source images' pixels (a DeepLabCut frame's, before the loader's resize): rmse as defined above
-            # (per
-            # coordinate), and the mean distance, which is what DeepLabCut reports as its "RMSE"
+            # (per coordinate), and the mean distance, which is what DeepLabCut reports as its "RMSE"
             f"{split}/rmse_source_px": _mean(p.source_errors[p.visible] ** 2 / 2) ** 0.5,
             f"{split}/mean_error_source_px": _mean(p.source_errors[p.visible]),
+            # the mean signed error: labels drawn in a convention that a mirror does not keep (x + c instead of x)
+            # show here as an x offset after mirror augmentation, which cannot learn it (docs: Flip test)
+            f"{split}/offset_x_px": _mean((p.pred[..., 0] - p.target[..., 0])[p.visible]),
+            f"{split}/offset_y_px": _mean((p.pred[..., 1] - p.target[..., 1])[p.visible]),
             f"{split}/coverage": float(covered.sum() / p.visible.sum()) if p.visible.any() else math.nan,
             f"{split}/median_radius_px": _quantile(radius[p.visible], 0.5),
             f"{split}/radius_adaptivity": radius_adaptivity(errors, radius, p.visible),
@@ -312,6 +316,15 @@ def _report_page(result: dict, split: str, table: pd.DataFrame, pictures: dict, 
             "",
             f"{result['unlabelled_samples']} samples have no labelled keypoint and are left out of every "
             f"average: {listed}{more}",
+        ]
+    dx, dy, rmse = (result.get(f"{split}/{key}") for key in ("offset_x_px", "offset_y_px", "rmse"))
+    if dx is not None and rmse and max(abs(dx), abs(dy)) > OFFSET_NOTE * rmse:
+        lines += [
+            "",
+            f"The predictions sit {_format(dx)} px in x and {_format(dy)} px in y from the labels on average: a "
+            f"systematic offset, not noise. An x offset after mirror augmentation means the labels' x is not "
+            f"mirror-symmetric (drawn at x + c, which a mirror turns into x - c): train without the mirror "
+            f"(`augment.hflip=null`) to learn that convention; see the docs, Evaluation: Flip test.",
         ]
     lines += [
         "",
