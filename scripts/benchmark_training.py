@@ -18,7 +18,8 @@ process would (the loaders' in-process caches emptied). Each preset gets two row
 before with the default memory layout (`channels_last=false`) and, for facial68, a first start with an empty face-box
 cache of the run's own, which detects every face as every start did before the boxes were kept on disk
 (kp.data.faces.FaceDetector.in_files); now with channels-last weights and images (the default) and the boxes read
-back. `--now-only` times only the second.
+back. `--now-only` times only the second; `--compile` adds a third row with the network in torch.compile, whose
+compilation is in the "first step" column (the steps timed come after it).
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ class FitTiming:
     phases: dict[str, float] = field(default_factory=dict)
     loader_images_per_s: float = float("nan")
     batch_size: int = 0
+    first_step_s: float = float("nan")  # with torch.compile, the compilation
     load_s: float = float("nan")  # per image: the dataset's load (decoding, crop, resize), and its augmentation
     augment_s: float = float("nan")
 
@@ -139,18 +141,26 @@ def short_fit_config(overrides: list[str], steps: int, output_dir: Path) -> Dict
 
 
 def timed_fit(
-    cfg: DictConfig, warmup: int, loader_batches: int = 0, datamodule=None, cost_images: int = 0
+    cfg: DictConfig,
+    warmup: int,
+    loader_batches: int = 0,
+    datamodule=None,
+    cost_images: int = 0,
+    compiled: bool = False,
 ) -> FitTiming:
     """Build (the data part timed on its own) and fit `cfg` with a PhaseTimer; loader_batches > 0 also reads that
     many batches of the training DataLoader alone, before the fit. datamodule: one already set up from cfg.data, to
     fit again (its set-up then counts nothing). cost_images > 0: also time that many images' load and augmentation
-    one by one (per_image_costs)."""
+    one by one (per_image_costs). compiled: the network wrapped in torch.compile (its compilation falls in the
+    first step)."""
     start = time.perf_counter()
     if datamodule is None:
         datamodule = instantiate(cfg.data)
         datamodule.setup()
     data_s = time.perf_counter() - start
     datamodule, module = build(cfg, datamodule)
+    if compiled:
+        module.net = torch.compile(module.net)
     built_s = time.perf_counter() - start
     loader_rate = loader_images_per_second(datamodule, loader_batches) if loader_batches else float("nan")
     costs = per_image_costs(datamodule.splits["train"], cost_images) if cost_images else (float("nan"),) * 2
@@ -179,6 +189,7 @@ def timed_fit(
         phases=_phase_medians(timer, waits, warmup),
         loader_images_per_s=loader_rate,
         batch_size=timer.images[0] if timer.images else 0,
+        first_step_s=timer.marks[0]["end"] - timer.marks[0]["start"] if timer.marks else float("nan"),
         load_s=costs[0],
         augment_s=costs[1],
     )
@@ -250,27 +261,28 @@ def fresh_start() -> None:
     facial68._read_labels.cache_clear()
 
 
-def measure(preset: str, options, label: str, settings: list[str]) -> dict:
-    """One row: the preset's short fit with `settings`, its loader alone, and its per-image costs."""
+def measure(preset: str, options, label: str, settings: list[str], compiled: bool = False) -> dict:
+    """One row: the preset's short fit with `settings` (its network compiled or not), its loader alone, and its
+    per-image costs."""
     fresh_start()
     with tempfile.TemporaryDirectory() as out:
         cfg = short_fit_config([f"experiment={preset}", *settings, *options.overrides], options.steps, Path(out))
-        timing = timed_fit(cfg, options.warmup, loader_batches=options.steps, cost_images=options.images)
+        timing = timed_fit(cfg, options.warmup, options.steps, cost_images=options.images, compiled=compiled)
     return {"preset": label, **timing.__dict__}
 
 
 def table(rows: list[dict]) -> list[str]:
     lines = [
-        "| preset | batch | start-up s (data) | train img/s | loader img/s | load ms/img | augment ms/img | "
-        "wait ms/step | forward ms | backward ms | optimiser ms | rest ms |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| preset | batch | start-up s (data) | first step s | train img/s | loader img/s | load ms/img | "
+        "augment ms/img | wait ms/step | forward ms | backward ms | optimiser ms | rest ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         phases = " | ".join(f"{row['phases'][phase] * 1000:.0f}" for phase in PHASES)
         lines.append(
             f"| {row['preset']} | {row['batch_size']} | {row['startup_s']:.1f} ({row['data_s']:.1f}) | "
-            f"{row['images_per_s']:.1f} | {row['loader_images_per_s']:.1f} | {row['load_s'] * 1000:.1f} | "
-            f"{row['augment_s'] * 1000:.1f} | {phases} |"
+            f"{row['first_step_s']:.1f} | {row['images_per_s']:.1f} | {row['loader_images_per_s']:.1f} | "
+            f"{row['load_s'] * 1000:.1f} | {row['augment_s'] * 1000:.1f} | {phases} |"
         )
     return lines
 
@@ -283,6 +295,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--images", type=int, default=32, help="images timed one by one for load and augment")
     parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides for every preset")
     parser.add_argument("--now-only", action="store_true", help="only the row of the current settings")
+    parser.add_argument("--compile", action="store_true", help="also a row with the network in torch.compile")
     options = parser.parse_args(argv)
     quiet()
     rows = []
@@ -295,6 +308,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for preset in options.presets:
                 for label, layout in BEFORE_AND_NOW[options.now_only :]:
                     rows.append(measure(preset, options, f"{preset}, {label}", [f"channels_last={layout}"]))
+                if options.compile:
+                    rows.append(measure(preset, options, f"{preset}, now + torch.compile", [], compiled=True))
         finally:
             os.environ.pop("XDG_CACHE_HOME") if saved is None else os.environ.update(XDG_CACHE_HOME=saved)
     for line in table(rows):

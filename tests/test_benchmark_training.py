@@ -27,12 +27,14 @@ def test_a_short_fit_is_split_into_its_phases(capsys):
     )
     assert before["preset"].startswith("synthetic_coords, before") and row["preset"].startswith("synthetic_coords, now")
     assert row["batch_size"] == 16 and row["startup_s"] >= row["data_s"] >= 0
-    for value in (row["images_per_s"], row["loader_images_per_s"], row["load_s"], row["augment_s"]):
+    for key in ("images_per_s", "loader_images_per_s", "load_s", "augment_s", "first_step_s"):
+        value = row[key]
         assert math.isfinite(value) and value > 0
     assert set(row["phases"]) == {"wait", "forward", "backward", "optimizer", "rest"}
     assert row["phases"]["forward"] > 0 and row["phases"]["backward"] > 0 and row["phases"]["optimizer"] > 0
     out = capsys.readouterr().out
-    assert f"| {row['preset']} | 16 | {row['startup_s']:.1f} ({row['data_s']:.1f}) | {row['images_per_s']:.1f} |" in out
+    startup = f"{row['startup_s']:.1f} ({row['data_s']:.1f})"
+    assert f"| {row['preset']} | 16 | {startup} | {row['first_step_s']:.1f} | {row['images_per_s']:.1f} |" in out
 
 
 def test_face_boxes_are_detected_once_per_image_content(tmp_path, monkeypatch):

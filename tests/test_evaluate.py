@@ -321,3 +321,22 @@ def test_report_names_a_systematic_offset_and_what_to_do():
     assert "sit -1.1 px in x and 0.02 px in y" in page and "augment.hflip=null" in page
     result["val/offset_x_px"] = 0.1
     assert "systematic offset" not in report._report_page(result, "val", table, {}, "the input's longer side")
+
+
+def test_flip_offsets_script_agrees_with_the_reports_with_and_without_flip(run, tmp_path, capsys):
+    """scripts/flip_offsets.py: the image's and flip test's mean signed errors are the reports' offsets."""
+    import sys
+
+    from tests.helpers import ROOT
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import flip_offsets
+
+    result = flip_offsets.main([str(run), "--split", "val", "--batches", "100"])
+    for kind, flip in (("image", False), ("flip test", True)):
+        metrics = evaluate.evaluate_run(run, "val", flip=flip, out=tmp_path / kind)
+        expected = [metrics["val/offset_x_px"], metrics["val/offset_y_px"]]
+        assert result["overall"][flip_offsets.KINDS.index(kind)] == pytest.approx(expected, abs=1e-4)
+    assert result["mirror"].shape == (len(NAMES), 2)
+    out = capsys.readouterr().out
+    assert out.count("\n| ") == 1 + len(NAMES) and "| all | " in out
