@@ -339,4 +339,4 @@ def test_flip_offsets_script_agrees_with_the_reports_with_and_without_flip(run, 
         assert result["overall"][flip_offsets.KINDS.index(kind)] == pytest.approx(expected, abs=1e-4)
     assert result["mirror"].shape == (len(NAMES), 2)
     out = capsys.readouterr().out
-    assert out.count("\n| ") == 1 + len(NAMES) and "| all | " in out
+    assert out.count("\n| ") == 2 + len(NAMES) and "| all | " in out  # header, all, one row per keypoint
