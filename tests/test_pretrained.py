@@ -240,8 +240,8 @@ def test_init_from_a_missing_path_is_one_line(tmp_path):
 
 def dlc_test_rmse(tmp_path, pretrained: bool, epochs: int = 10) -> float:
     """A short training (experiment=dlc at 128×160) on the DeepLabCut demo; the test RMSE in pixels of that size.
-    Measured: 1.9 px with ImageNet weights, 12.9 px from random ones (the mean pose gives about 11): the pretrained
-    net starts to localise between epochs 8 and 10, the random one much later."""
+    Measured: 2.0 px with ImageNet weights, 3.0 px from random ones (the mean pose gives about 11), 2026-12-05;
+    before the augmentation steps drew independently, the random one reached only 12.9 px."""
     project = shared_data("dlc_reaching")
     lite0_weights()
     cfg = compose_config(
@@ -275,4 +275,4 @@ def dlc_test_rmse(tmp_path, pretrained: bool, epochs: int = 10) -> float:
 def test_imagenet_weights_beat_random_ones_on_the_dlc_demo(tmp_path):
     pretrained = dlc_test_rmse(tmp_path, True)
     scratch = dlc_test_rmse(tmp_path, False)
-    assert pretrained < 0.5 * scratch, f"test RMSE {pretrained:.1f} px pretrained vs {scratch:.1f} px from scratch"
+    assert pretrained < 0.8 * scratch, f"test RMSE {pretrained:.1f} px pretrained vs {scratch:.1f} px from scratch"

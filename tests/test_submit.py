@@ -35,7 +35,8 @@ def test_submission_from_a_trained_run_answers_every_lookup_row(tmp_path):
         rows = list(csv.DictReader(file))
     assert [row["RowId"] for row in rows] == wanted
     values = [float(row["Location"]) for row in rows]
-    assert all(0.0 <= v <= 96.0 for v in values) and len(set(values)) > 100  # real, varied predictions
+    # real, varied predictions: one constant face would give at most 30 distinct values (15 points × 2)
+    assert all(0.0 <= v <= 96.0 for v in values) and len(set(values)) > 45
 
 
 def test_submission_refuses_a_model_of_other_data(tmp_path):
