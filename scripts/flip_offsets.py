@@ -37,7 +37,7 @@ KINDS = ("image", "mirror", "flip test")
 @torch.no_grad()
 def flip_offsets(run: Path, split: str = "val", batches: int = 12) -> dict[str, np.ndarray]:
     """kind -> K×2 mean signed error (x, y) per keypoint, input pixels (NaN where a keypoint is never labelled), and
-    "overall" -> 3×2, one row per kind over all labelled points."""
+    "overall" -> 3×2, one row per kind over all labelled points; "keypoints" -> the K names."""
     predictor = load(run)
     module = predictor.module.eval()
     datamodule = instantiate(data_config(run, []).data)
@@ -63,6 +63,7 @@ def flip_offsets(run: Path, split: str = "val", batches: int = 12) -> dict[str, 
         result[kind] = np.nanmean(signed, 0)
         result.setdefault("overall", []).append(np.nanmean(signed.reshape(-1, 2), 0))
     result["overall"] = np.array(result["overall"])
+    result["keypoints"] = np.array(predictor.meta.names)
     return result
 
 
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
     args = parser.parse_args(argv)
     with user_errors_in_one_line():
         result = flip_offsets(args.run, args.split, args.batches)
-    names = load(args.run).meta.names
+    names = result["keypoints"]
     print(f"mean signed error (input px) on {args.split}, x / y:")
     print("| keypoint | " + " | ".join(KINDS) + " |\n|---|---|---|---|")
     rows = [(name, [result[kind][k] for kind in KINDS]) for k, name in enumerate(names)]
