@@ -123,7 +123,7 @@ class KeypointModule(L.LightningModule):
             return DecodedBatch(keypoints, scores, difficulty(self.codec.spread(outputs), scores), outputs)
         mirrored = self(images.flip(-1))
         keypoints, scores, disagreement = flip_test(self.codec, outputs, mirrored, self.meta.flip_permutation())
-        spread = torch.hypot(self.codec.spread(outputs), disagreement)
+        spread = (self.codec.spread(outputs) ** 2 + disagreement**2).sqrt()  # not hypot: it does not export to ONNX
         return DecodedBatch(keypoints, scores, difficulty(spread, scores), outputs)
 
     def _loss(self, outputs: dict, batch: dict, split: str) -> torch.Tensor:

@@ -5,6 +5,7 @@ through kp.load, without running torch."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 
@@ -17,13 +18,14 @@ from omegaconf import OmegaConf
 
 import kp
 import kp.export.parity
+from kp import calibration
 from kp.build import build
 from kp.cli.export import main
 from kp.cli.predict import main as predict_main
 from kp.codecs import HeatmapCodec
 from kp.config import CONF_DIR
 from kp.errors import ExportError, ModelLoadError
-from kp.export.export import export, run
+from kp.export.export import RADIUS_PARITY, export, run
 from kp.export.graph import ExportGraph
 from kp.export.parity import (
     LATENCY_BUDGET_S,
@@ -107,7 +109,8 @@ def test_onnx_metadata_describes_the_model(tmp_path):
     assert json.loads(props["skeleton"]) == [[0, 1], [0, 2], [1, 2], [2, 3], [2, 4], [3, 4]]
     assert json.loads(props["input_shape"]) == [3, 32, 32] and props["channels"] == "rgb"
     assert "255" in json.loads(props["preprocessing"])["about"]
-    assert json.loads(props["outputs"]) == ["keypoints", "scores"] and json.loads(props["batch"]) == 4
+    assert json.loads(props["outputs"]) == ["keypoints", "scores", "difficulty"] and json.loads(props["batch"]) == 4
+    assert json.loads(props["calibration"]) is None  # an uncalibrated checkpoint
     batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch_dim.dim_value == 4  # --batch 4: a fixed batch size in the graph
 
@@ -295,3 +298,66 @@ def test_onnx_files_that_kp_cannot_use_are_refused(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(ModelLoadError, match="junk.onnx: not a readable ONNX model"):
         kp.load(tmp_path / "junk.onnx")
+
+
+def calibrated_checkpoint(tmp_path):
+    """tiny_checkpoint with a calibration for both flip modes, as kp evaluate stores it."""
+    checkpoint = tiny_checkpoint(tmp_path, "model=unet", "model.backbone.width=4")
+    for flip in (False, True):
+        scale = [1.5, 2.0, 2.5, 3.0, 0.5] if flip else [0.7, 1.1, 1.3, 0.9, 2.0]
+        calibration.store(checkpoint, calibration.Calibration(0.1, flip, scale, [40] * 5, [False] * 5))
+    return checkpoint
+
+
+def predict_csv(model, images, out, *flags: str) -> list[dict]:
+    predict_main([str(model), str(images), "--out", str(out), "--no-overlays", "--workers", "0", *flags])
+    with open(out / "predictions.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+@pytest.mark.parametrize("flip", [False, True], ids=["plain", "flip"])
+def test_an_onnx_file_keeps_the_checkpoints_calibrated_radius(tmp_path, flip):
+    checkpoint = calibrated_checkpoint(tmp_path)
+    flags = ["--flip"] if flip else []
+    main([str(checkpoint), "--out", str(tmp_path / "export"), "--format", "onnx", "--no-latency", *flags])
+    report = json.loads((tmp_path / "export" / "export_report.json").read_text())
+    radius = report["formats"]["onnx"]["radius"]
+    assert radius["ok"] and radius["max_relative"] <= radius["limit_relative"] == RADIUS_PARITY
+    assert "calibrated radius within" in (tmp_path / "export" / "export_report.md").read_text()
+    props = {prop.key: prop.value for prop in onnx.load(str(tmp_path / "export" / "model.onnx")).metadata_props}
+    assert json.loads(props["calibration"])["scale"] == kp.load(checkpoint).calibrations[flip].scale
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    for i, shape in enumerate([(32, 32, 3), (40, 56, 3), (64, 48, 3)]):  # letterboxed: the radius is rescaled too
+        cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), rng.integers(0, 256, shape, dtype=np.uint8))
+    expected = predict_csv(checkpoint, tmp_path / "images", tmp_path / "checkpoint", *flags)
+    rows = predict_csv(tmp_path / "export" / "model.onnx", tmp_path / "images", tmp_path / "onnx", *flags)
+    names = kp.load(checkpoint).meta.names
+    assert len(rows) == 3 and [row["file"] for row in rows] == [row["file"] for row in expected]
+    for row, want in zip(rows, expected):
+        for name in names:  # the parity limit, plus the CSV's rounding to 3 decimals
+            want_radius = float(want[f"{name}_radius"])
+            assert (
+                want_radius > 0
+                and abs(float(row[f"{name}_radius"]) - want_radius) <= RADIUS_PARITY * want_radius + 1e-3
+            )
+
+
+def test_an_onnx_file_exported_before_the_radius_still_predicts_and_says_to_export_again(tmp_path, capsys):
+    checkpoint = calibrated_checkpoint(tmp_path)
+    export(kp.load(checkpoint), "onnx", tmp_path / "model.onnx")
+    old = onnx.load(str(tmp_path / "model.onnx"))  # what kp export wrote before: no difficulty, no calibration
+    old.graph.output.remove(next(output for output in old.graph.output if output.name == "difficulty"))
+    old.metadata_props.remove(next(prop for prop in old.metadata_props if prop.key == "calibration"))
+    onnx.save(old, str(tmp_path / "old.onnx"))
+
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), np.full((32, 32, 3), 128, np.uint8))
+    expected = predict_csv(tmp_path / "model.onnx", images, tmp_path / "new")
+    rows = predict_csv(tmp_path / "old.onnx", images, tmp_path / "old")
+    assert rows[0]["nose_x"] == expected[0]["nose_x"] and rows[0]["nose_radius"] == "" != expected[0]["nose_radius"]
+    said = " ".join(capsys.readouterr().err.split())  # rich wraps the line at the console's width
+    assert said.count("no uncertainty radius") == 1  # the new file's run says nothing: it has the radius
+    assert "old.onnx was exported before kp kept the radius in ONNX files: export it again" in said

@@ -12,6 +12,7 @@ import re
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from kp.errors import ExportError, ModelLoadError
@@ -19,11 +20,13 @@ from kp.export.graph import ExportGraph, metadata, model_name
 from kp.export.parity import LATENCY_BUDGET_S, check, validation_images, write_report
 from kp.inference.checkpoint import resolve_checkpoint
 from kp.inference.load import load
+from kp.inference.onnx import OnnxPredictor
 from kp.inference.predictor import Predictor
 from kp.run_dir import RunDir
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 OPSET = 17
+RADIUS_PARITY = 1e-3  # the ONNX file's calibrated radius may differ from PyTorch's by this fraction of it
 # The closest decoder that exports, for a heatmap decoder that does not (tried in order).
 CLOSER_DECODERS = {"dark": ["quarter", "argmax"], "average": ["argmax"], "quarter": ["argmax"]}
 
@@ -109,6 +112,21 @@ def with_decoder(predictor: Predictor, decoder: str) -> Predictor:
     return variant
 
 
+def radius_parity(path: Path, graph: ExportGraph, images: torch.Tensor) -> dict:
+    """The ONNX file's calibrated radius, as kp.load(path) predicts it, against its eager twin's difficulty scaled by
+    the same calibration: the largest difference, as a fraction of the radius. Empty without a calibration."""
+    if graph.calibration is None:
+        return {}
+    exported = OnnxPredictor(path).predict_with_radius(images.numpy(), flip=graph.flip).radius
+    with torch.inference_mode():
+        reference = graph.calibration.radius(graph(images)[2])
+    finite = np.isfinite(reference)  # inf: a keypoint too rarely visible to calibrate, in both
+    relative = np.abs(exported - reference)[finite] / np.maximum(reference[finite], 1e-6)
+    worst = float(relative.max()) if relative.size else 0.0
+    print(f"onnx: calibrated radius within {worst:.2g} of PyTorch's")
+    return {"max_relative": worst, "limit_relative": RADIUS_PARITY, "ok": worst <= RADIUS_PARITY}
+
+
 def default_out(model: Path) -> Path:
     return RunDir(model).export_dir if model.is_dir() else resolve_checkpoint(model).parent
 
@@ -141,12 +159,17 @@ def run(
         graph, decoder = export(predictor, fmt, path, decode, flip, batch)
         exports[fmt] = (path, graph, decoder)
     report = check(predictor, exports, images, source, decode, flip, batch, latency_batches, runs, latency_budget_s)
+    if "onnx" in exports and decode:
+        report["formats"]["onnx"]["radius"] = radius_parity(exports["onnx"][0], exports["onnx"][1], images)
     write_report(report, out)
     failed = [
         f"{fmt}: keypoints differ by up to {row['parity']['max_px']:.4g} px (limit {row['parity']['limit_px']} px)"
         for fmt, row in report["formats"].items()
         if not row["parity"]["ok"]
     ]
+    radius = report["formats"].get("onnx", {}).get("radius", {})
+    if not radius.get("ok", True):
+        failed.append(f"onnx: radii differ by up to {radius['max_relative']:.3g} of the radius (limit {RADIUS_PARITY})")
     if failed:
         raise ExportError(f"parity missed ({'; '.join(failed)}); see {out / 'export_report.md'}")
     return report

@@ -19,8 +19,10 @@ PREPROCESSING = (
 
 
 class ExportGraph(nn.Module):
-    """What an exported file computes: images -> (keypoints, scores) through KeypointModule.predict (decode), or the
-    network's raw outputs in `output_names` order."""
+    """What an exported file computes: images -> (keypoints, scores, difficulty) through
+    KeypointModule.predict_details (decode), or the network's raw outputs in `output_names` order. The difficulty
+    (kp.calibration.difficulty, B×K input pixels) times the calibration's scale in the metadata is the uncertainty
+    radius: an exported model keeps its calibration."""
 
     def __init__(self, predictor: Predictor, decode: bool = True, flip: bool = False):
         super().__init__()
@@ -30,16 +32,20 @@ class ExportGraph(nn.Module):
         if flip:
             module.meta.flip_permutation()  # unknown flip pairs: a clear error, not a failed trace
         self.net = module.net  # the weights, registered here: tracing the LightningModule itself fails
-        self._predict = module.predict
+        self._predict = module.predict_details
         self.codec = module.codec  # decodes the raw outputs of a --no-decode export for the parity check
         self.decode, self.flip = decode, flip
+        # the radius's scale for this flip mode (kp.calibration), stored in the metadata: None when uncalibrated
+        self.calibration = predictor.calibrations.get(flip) if decode else None
         with torch.no_grad():
             outputs = self.net.eval()(torch.zeros(1, *predictor.input_shape))
-        self.output_names = ["keypoints", "scores"] if decode else [name for name in RAW_OUTPUTS if name in outputs]
+        decoded = ["keypoints", "scores", "difficulty"]
+        self.output_names = decoded if decode else [name for name in RAW_OUTPUTS if name in outputs]
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.decode:
-            return self._predict(images, flip=self.flip)
+            prediction = self._predict(images, flip=self.flip)
+            return prediction.keypoints, prediction.scores, prediction.difficulty
         outputs = self.net(images)
         return tuple(outputs[name] for name in self.output_names)
 
@@ -60,9 +66,12 @@ def metadata(predictor: Predictor, graph: ExportGraph, decoder: str | None, batc
         "channels": "rgb" if spec.input_shape[0] == 3 else "grey",
         "preprocessing": json.dumps({"about": PREPROCESSING, "fit_size": spec.fit_size, "transforms": spec.transforms}),
         "outputs": json.dumps(graph.output_names),
-        "decoded": json.dumps(graph.decode),  # keypoints in input pixels (x = column, y = row) and scores
+        "decoded": json.dumps(graph.decode),  # keypoints in input pixels (x = column, y = row), scores, difficulty
         "decoder": json.dumps(decoder),
         "flip": json.dumps(graph.flip),
+        # radius = scale × the difficulty output (kp.calibration.Calibration); null: the checkpoint had none for
+        # this flip mode (kp evaluate fits one, then export again)
+        "calibration": json.dumps(graph.calibration.to_dict() if graph.calibration else None),
         "batch": json.dumps(batch),  # null: any batch size
         "kp_spec": json.dumps(asdict(spec)),  # kp.build.InferenceSpec: what kp.load rebuilds the predictor from
     }

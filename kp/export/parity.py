@@ -245,6 +245,13 @@ def write_report(report: dict, out: Path) -> None:
                 f"stands in for it, {other['max_px']:.3g} px at most ({other['mean_px']:.3g} px on average) "
                 f"from the run's keypoints.",
             ]
+    radius = report["formats"].get("onnx", {}).get("radius")
+    if radius:  # kp.export.export.radius_parity
+        lines += [
+            "",
+            f"onnx: the calibrated radius within {radius['max_relative']:.2g} of PyTorch's (limit "
+            f"{radius['limit_relative']:g}): {'ok' if radius['ok'] else 'MISSED'}.",
+        ]
     lines += ["", *_latency_lines(report)]
     (out / "export_report.md").write_text("\n".join(lines) + "\n")
 

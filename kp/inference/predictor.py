@@ -69,6 +69,21 @@ class Predictor:
         1 - alpha (in the same pixels as the keypoints; NaN when the model has no calibration for this flip mode)."""
         raise NotImplementedError
 
+    def radius(self, difficulty: np.ndarray, affines: np.ndarray | torch.Tensor | None, flip: bool) -> np.ndarray:
+        """B×K difficulties (input pixels) -> calibrated radii in the keypoints' pixels (NaN without a calibration)."""
+        fitted = self.calibrations.get(flip)
+        radius = fitted.radius(difficulty) if fitted else np.full(difficulty.shape, np.nan)
+        if affines is not None:  # lengths shrink or grow with the affine's scale
+            radius = radius / np.array([geometry.scale(a) for a in np.asarray(affines, np.float64)])[:, None]
+        return radius
+
+    def radius_hint(self, flip: bool) -> str:
+        """Why the radius is missing (kp predict prints it when the model has no calibration for this flip mode)."""
+        return (
+            f"the model has no calibration for flip={flip}; "
+            f"`kp evaluate RUN{' --flip' if flip else ''}` calibrates it on the validation split"
+        )
+
     def predict(self, images, flip: bool = False, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """Raw images (a list of H×W×C uint8 arrays, RGB or grey, any size) -> keypoints N×K×2 in each image's own
         pixels and scores N×K."""
@@ -103,8 +118,5 @@ class TorchPredictor(Predictor):
         device = next(self.module.parameters()).device
         prediction = self.module.predict_details(images.to(device), flip=flip)
         keypoints = to_source(prediction.keypoints.float().cpu().numpy(), affines)
-        fitted = self.calibrations.get(flip)
-        radius = fitted.radius(prediction.difficulty) if fitted else np.full(keypoints.shape[:2], np.nan)
-        if affines is not None:  # lengths shrink or grow with the affine's scale
-            radius = radius / np.array([geometry.scale(a) for a in np.asarray(affines, np.float64)])[:, None]
+        radius = self.radius(prediction.difficulty.float().cpu().numpy(), affines, flip)
         return Predictions(keypoints, prediction.scores.float().cpu().numpy(), radius)

@@ -113,10 +113,7 @@ def predict_inputs(
     }
     _print_summary(console, summary, writer.skipped, out)
     if flip not in predictor.calibrations:  # say why the radius columns are empty
-        console.print(
-            f"no uncertainty radius: the model has no calibration for flip={flip}; "
-            f"`kp evaluate RUN{' --flip' if flip else ''}` calibrates it on the validation split"
-        )
+        console.print(f"no uncertainty radius: {predictor.radius_hint(flip)}")
     return summary
 
 
