@@ -17,6 +17,10 @@ DIR (default `predictions/`) gets
   CollectedData_kp.csv      with --format dlc: DeepLabCut's labelled-data layout (three header rows; points scored
                             below --threshold left empty, as unlabelled)
   predictions_coco.json     with --format coco: COCO keypoint results (x, y, score triples)
+  <video>DLC_kp.csv         with --format dlc-poses: DeepLabCut's pose-estimation output (x, y, likelihood; row i is
+                            frame i), one per video, and images_DLC_kp.csv for still images (movement reads them)
+  predictions.slp / .nwb    with --format slp / nwb: SLEAP labels / NWB (ndx-pose) of predicted instances, through
+                            sleap-io (pip install -e ".[formats]"); an existing .nwb is refused, not overwritten
   overlays/<name>.png       each image with its predictions and their radius circles (off with --no-overlays)
   overlays/<video>.mp4      each video, annotated, one frame per predicted frame
   skipped.csv               unreadable images or frames (file, frame, reason), also listed at the end

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from kp.errors import InputError
 from kp.inference.load import load
 from kp.inference.predictor import Predictor
+from kp.predict import pose_files
 from kp.predict.sources import Cropper, ImageFiles, VideoFrames, collate, expand_inputs, video_info
 from kp.predict.writers import Overlays, Writer, read_rows
 from kp.trajectories.job import sidecar, smooth_file
@@ -46,6 +47,7 @@ def predict_inputs(
     console = console or Console(stderr=True)
     predictor = model if isinstance(model, Predictor) else load(model)
     images, videos = expand_inputs(inputs)
+    pose_files.check_targets(out, formats, images)
     face_crop = None
     if detect == "faces":
         if not predictor.spec.face_crop:
@@ -98,6 +100,7 @@ def predict_inputs(
         written.append(writer.write_dlc(threshold))
     if "coco" in formats:
         written.append(writer.write_coco())
+    written += pose_files.write(writer.rows, predictor.meta, out, formats)
     wall = time.perf_counter() - started
     summary = {
         "images": len(images),

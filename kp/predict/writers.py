@@ -12,10 +12,11 @@ import numpy as np
 
 from kp.errors import InputError
 from kp.inference.predictor import Predictor
+from kp.predict import pose_files
 from kp.predict.overlay import draw
 from kp.predict.sources import Item, read_frames
 
-FORMATS = ("dlc", "coco")
+FORMATS = ("dlc", "coco", *pose_files.FORMATS)
 
 
 def columns(names: list[str], faces: bool) -> list[str]:
