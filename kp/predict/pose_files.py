@@ -31,7 +31,10 @@ SCORER = "kp"
 
 
 def check_targets(out: Path, formats: tuple[str, ...], images: list) -> None:
-    """Refuse, before predicting, what the formats cannot write: an existing NWB file, still images in NWB."""
+    """Refuse, before predicting, what the formats cannot write: an existing NWB file, still images in NWB, either
+    SLEAP format without sleap-io."""
+    if "slp" in formats or "nwb" in formats:
+        sleap_io()  # the extra it needs, before the run rather than after it
     if "nwb" not in formats:
         return
     target = out / "predictions.nwb"
@@ -42,7 +45,6 @@ def check_targets(out: Path, formats: tuple[str, ...], images: list) -> None:
             f"--format nwb holds the predictions of videos, and {len(images)} still image(s) are among the inputs "
             f"(the first: {images[0]}): predict them without --format nwb"
         )
-    sleap_io()  # the extra it needs, before the run rather than after it
 
 
 def write(rows: list[dict], meta: KeypointMeta, out: Path, formats: tuple[str, ...]) -> list[Path]:
