@@ -117,17 +117,14 @@ def to_labels(rows: list[dict], meta: KeypointMeta):
         name="kp",  # NWB needs a skeleton name
     )
     predicted = [row for row in rows if row["keypoints"] is not None]
-    stills = list(dict.fromkeys(row["file"] for row in predicted if row["frame"] is None))
-    videos = {
-        file: sio.Video.from_filename(file)
-        for file in dict.fromkeys(r["file"] for r in predicted)
-        if file not in stills
-    }
+    stills = {file: i for i, file in enumerate(dict.fromkeys(r["file"] for r in predicted if r["frame"] is None))}
+    sources = dict.fromkeys(r["file"] for r in predicted if r["frame"] is not None)
+    videos = {file: sio.Video.from_filename(file) for file in sources}
     if stills:
-        videos[None] = sio.Video.from_filename(stills)
+        videos[None] = sio.Video.from_filename(list(stills))
     frames = defaultdict(list)
     for row in predicted:
-        key = (None, stills.index(row["file"])) if row["frame"] is None else (row["file"], row["frame"])
+        key = (None, stills[row["file"]]) if row["frame"] is None else (row["file"], row["frame"])
         scores = np.asarray(row["scores"], np.float64)
         frames[key].append(
             sio.PredictedInstance.from_numpy(
