@@ -128,6 +128,19 @@ def test_predicted_frames_and_missing_images_are_left_out_and_counted(tmp_path):
     assert len(splits["train"].issues) == 1 and "images/007.png is missing" in splits["train"].issues[0]
 
 
+def test_a_video_found_nowhere_is_named(tmp_path):
+    path, _ = write_slp(tmp_path / "project")
+    moved = tmp_path / "elsewhere" / "labels.slp"  # the .slp alone: its images are not beside it
+    moved.parent.mkdir()
+    path.rename(moved)
+    with pytest.raises(
+        DataError,
+        match=r"no usable labelled frame \(1 skipped; the first: .*video images/000.png "
+        r"\(and 19 more images\) not found, nor beside the .slp",
+    ):
+        SleapLabels("train", str(moved), *FIT)
+
+
 def test_several_instances_on_a_frame_end_in_one_line_or_the_first_is_taken(tmp_path):
     path, written = write_slp(tmp_path, second_instance_on=4)
     with pytest.raises(DataError) as refused:
