@@ -19,7 +19,7 @@ from kp.build import build
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.datamodule import KeypointDataModule
 from kp.data.dlc import DeepLabCutProject
-from kp.data.io import flip_pairs_from_names, guess_flip_pairs, mirror_note
+from kp.data.keypoint_pairs import flip_pairs_from_names, guess_flip_pairs, mirror_note
 from kp.data.transforms import KeypointAugment
 from kp.train.loop import train
 from tests.helpers import compose_config, random_weights, shared_data

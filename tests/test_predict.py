@@ -23,9 +23,9 @@ from kp.codecs import flip_test
 from kp.data.synthetic import SyntheticKeypoints
 from kp.errors import InputError, ModelLoadError
 from kp.export.export import export
-from kp.predict.overlay import draw
 from kp.predict.predict import predict_inputs
 from kp.train.loop import train
+from kp.viz.overlay import draw
 from tests.helpers import ROOT, compose_config, shared_data
 
 SIZE = 48

@@ -15,7 +15,7 @@ import yaml
 from kp.data import facial
 from kp.data.dlc import DeepLabCutProject
 from kp.data.facial import FacialKeypoints
-from kp.data.io import difference_hash, similarity_groups, split_groups
+from kp.data.splits import difference_hash, similarity_groups, split_groups
 
 SPLITS = ("train", "val", "test")
 

@@ -20,19 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import (
-    SkipLog,
-    check_image_file,
-    check_points,
-    crop_and_resize,
-    flip_pairs_from_names,
-    image_size,
-    read_image,
-    read_text,
-    resolve_pairs,
-    split_groups,
-)
+from kp.data.io import MAX_PIXELS, SkipLog, check_image_file, check_points, image_size, read_image, read_text
+from kp.data.keypoint_pairs import flip_pairs_from_names, resolve_pairs
+from kp.data.splits import split_groups
 from kp.errors import DataError
+from kp.geometry import crop_and_resize
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +44,7 @@ class CocoKeypoints(KeypointDataset):
         fractions: Mapping[str, float] | None = None,
         seed: int = 0,
         transform=None,
+        max_pixels: int = MAX_PIXELS,
     ):
         """ann_file: one JSON split by image with `fractions`, or a mapping {train: ..., val: ..., test: ...} of one
         JSON per split. image_dir: where file_name is relative to (default: the JSON's folder). size: the square
@@ -59,7 +52,7 @@ class CocoKeypoints(KeypointDataset):
         this category (name or id); default all, which must share their keypoints. names: keypoint names where the
         category has none (face sets), or to rename. flip_pairs: [[name, name], ...] instead of the guess from names.
         occluded_visible: train on v=1 points too (some converters, e.g. of face sets, write v=1 for every point)."""
-        super().__init__(transform)
+        super().__init__(transform, max_pixels)
         one_file_per_split = isinstance(ann_file, Mapping)
         if one_file_per_split and split not in ann_file:
             raise DataError(f"ann_file has no file for the {split} split: {dict(ann_file)}")
@@ -103,7 +96,7 @@ class CocoKeypoints(KeypointDataset):
                 if sample is not None:
                     check_image_file(image_path, where)
                     # The points are checked against the image: its size from the JSON, else from its header.
-                    sizes.append(_size(image) or image_size(image_path))
+                    sizes.append(_size(image) or image_size(image_path, max_pixels))
             except DataError as error:
                 skips.skip(f"{path}: {error}")
                 continue
@@ -254,7 +247,7 @@ class CocoKeypoints(KeypointDataset):
 
     def load(self, index: int) -> RawSample:
         image_path, keypoints, visible, box = self.samples[index]
-        image = read_image(image_path)
+        image = read_image(image_path, max_pixels=self.max_pixels)
         image, keypoints, affine = crop_and_resize(image, keypoints, box, (self.size, self.size))
         return RawSample(image=image, keypoints=keypoints, visible=visible, id=self.ids[index], affine=affine)
 

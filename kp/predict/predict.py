@@ -13,12 +13,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from torch.utils.data import DataLoader
 
+from kp.data.video import video_info
 from kp.errors import InputError
+from kp.formats.predictions_csv import read_rows, sidecar
 from kp.inference.load import load
 from kp.inference.predictor import Predictor
-from kp.predict.sources import Cropper, ImageFiles, VideoFrames, collate, expand_inputs, video_info
-from kp.predict.writers import Overlays, Writer, read_rows
-from kp.trajectories.job import sidecar, smooth_file
+from kp.inference.sources import Cropper, ImageFiles, VideoFrames, collate, expand_inputs
+from kp.predict.writers import Overlays, Writer
+from kp.trajectories.smooth_csv import smooth_file
 
 
 def predict_inputs(

@@ -34,7 +34,7 @@ from kp.data.dlc import DeepLabCutProject
 from kp.data.facial import NAMES as FACIAL_NAMES
 from kp.data.facial import FacialKeypoints
 from kp.data.facial68 import Facial68
-from kp.data.io import SPLITS
+from kp.data.splits import SPLITS
 from kp.geometry import apply, invert
 
 N = 4  # samples per dataset: 2 train, 1 val, 1 test when split by fractions
