@@ -132,7 +132,9 @@ class Dots(KeypointDataset):
 def test_unknown_pairs_switch_mirroring_and_flip_test_off(pairs, mirrored, caplog):
     meta = KeypointMeta(names=["a", "b"], flip_pairs=pairs)
     always_mirror = {split: KeypointAugment([A.HorizontalFlip(p=1)]) for split in ("train", "val", "test")}
-    datamodule = KeypointDataModule(lambda split, transform: Dots(meta, transform), transforms=always_mirror)
+    datamodule = KeypointDataModule(
+        lambda split, transform, max_pixels: Dots(meta, transform), transforms=always_mirror
+    )
     with caplog.at_level(logging.INFO):
         datamodule.setup()
     assert ("flip test are OFF" in caplog.text) == (not mirrored)

@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from kp.refine.job import Pick, merge, read_job, write_job
 
 import kp.refine.refine as refine_module
 from kp.cli.refine import main as main_refine
@@ -19,6 +18,7 @@ from kp.data.base import KeypointMeta
 from kp.data.dlc import DeepLabCutProject
 from kp.errors import DataError
 from kp.inference.predictor import Predictions
+from kp.refine.labelling_job import Pick, merge, read_job, write_job
 from kp.refine.pick import pick
 from kp.refine.score import FramePredictions, outlier_scores, robust_z, signals
 

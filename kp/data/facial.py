@@ -10,7 +10,7 @@ Files (the Kaggle layout, in `root`):
 subset=complete keeps the rows with all 15 keypoints (the original's 2140-image setting); subset=all keeps every row,
 missing keypoints invisible, so they are masked out of the loss. The split is drawn over all rows before the subset is
 applied, so both settings hold out the same faces. The layout has no person ids: split_by=similarity (the default)
-keeps look-alike images (kp.data.io.similarity_groups) on one side of the split; split_by=row deals rows.
+keeps look-alike images (kp.data.splits.similarity_groups) on one side of the split; split_by=row deals rows.
 
 Parsing 9216 numbers per row takes seconds, so training.csv is parsed once into an .npz file in `cache_dir`, named by
 the hash of the CSV's content (an edited CSV is parsed again; a copy elsewhere reuses the cache).

@@ -139,8 +139,14 @@ def _header_size(path: str | Path, source, max_pixels: int) -> tuple[int, int] |
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(source) as header:
                 width, height = header.size
-    except Image.DecompressionBombError as error:
-        raise DataError(f"{path}: {error}: shrink it") from None
+    except Image.DecompressionBombError as error:  # PIL's message holds the pixel count, not the sides
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        pixels = int(found.group(1)) if found else 0
+        limit = max_pixels if pixels > max_pixels else 2 * Image.MAX_IMAGE_PIXELS
+        raise DataError(
+            f"{path}: image is {pixels / 1e6:g} megapixels, above the limit of {limit / 1e6:g} megapixels"
+            + (": shrink it, or raise data.max_image_megapixels" if limit == max_pixels else " (PIL's): shrink it")
+        ) from None
     except Exception:  # noqa: BLE001 - not an image PIL knows: cv2 decides
         return None
     _check_pixels(path, width, height, max_pixels)

@@ -936,7 +936,7 @@ def _open_dm(fmt: Format, root: Path, open=None, **options):
     from kp.data.datamodule import KeypointDataModule
 
     open = open or (lambda split: fmt.open(root, split, (0.5, 0.25, 0.25)))
-    dm = KeypointDataModule(lambda split, transform: open(split), **options)
+    dm = KeypointDataModule(lambda split, transform, max_pixels: open(split), **options)
     dm.setup()
     return dm.splits["train"]
 
