@@ -36,11 +36,12 @@ class KeypointDataModule(L.LightningDataModule):
         max_image_megapixels: float = 100,
         train_fraction: float = 1.0,
     ):
-        """`dataset` is called as dataset(split=..., transform=...) for each of train/val/test (a Hydra partial);
-        `transforms` maps a split name to its augmentation pipeline (None: no augmentation). allow_leaks: the same
-        image (same bytes) in two splits is a warning instead of an error. max_image_megapixels: larger images are
-        refused before decoding. train_fraction: train on this share of the training split only, in whole groups
-        (people, videos), nested (the 25 % subset lies inside the 50 % one): learning curves."""
+        """`dataset` is called as dataset(split=..., transform=..., max_pixels=...) for each of train/val/test (a
+        Hydra partial); `transforms` maps a split name to its augmentation pipeline (None: no augmentation).
+        allow_leaks: the same image (same bytes) in two splits is a warning instead of an error.
+        max_image_megapixels: the datasets refuse larger images before decoding (their max_pixels). train_fraction:
+        train on this share of the training split only, in whole groups (people, videos), nested (the 25 % subset
+        lies inside the 50 % one): learning curves."""
         super().__init__()
         self.allow_leaks = allow_leaks
         self.max_pixels = int(max_image_megapixels * 1e6)  # given to each split's dataset
