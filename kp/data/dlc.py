@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.io import (
@@ -42,13 +41,12 @@ from kp.data.io import (
     image_size,
     parse_number,
     read_image,
-    read_text,
     where,
 )
 from kp.data.keypoint_pairs import flip_pairs_from_names, resolve_pairs
 from kp.data.splits import SPLITS, similarity_groups, split_groups
 from kp.errors import DataError
-from kp.formats import dlc_csv
+from kp.formats import dlc_config, dlc_csv
 from kp.geometry import letterbox
 
 log = logging.getLogger(__name__)
@@ -152,7 +150,7 @@ def _label_files(project: Path, csv_file: str | None) -> tuple[list[Path], list[
             raise DataError(f"{label_file}: not found (data.dataset.csv_file is relative to data.dataset.project)")
         return [label_file], dlc_csv.bodyparts(label_file), []
     config_path = project / "config.yaml"
-    scorer, bodyparts, skeleton = _read_config(config_path)
+    scorer, bodyparts, skeleton = dlc_config.read(config_path)
     label_files = sorted((project / "labeled-data").glob(f"*/CollectedData_{scorer}.csv"))
     if not label_files:
         raise DataError(
@@ -160,27 +158,6 @@ def _label_files(project: Path, csv_file: str | None) -> tuple[list[Path], list[
             "frames in DeepLabCut first, or name the one label file with data.dataset.csv_file=CollectedData.csv"
         )
     return label_files, bodyparts, skeleton
-
-
-def _read_config(path: Path) -> tuple[str, list[str], list]:
-    """scorer, bodyparts and skeleton (pairs of body part names) of a DeepLabCut config.yaml."""
-    if not path.is_file():
-        raise DataError(
-            f"{path}: not found: a DeepLabCut project folder holds config.yaml, or give its one label "
-            "file with data.dataset.csv_file=CollectedData.csv"
-        )
-    try:
-        config = yaml.safe_load(read_text(path))
-    except yaml.YAMLError as error:
-        raise DataError(f"{path}: not valid YAML ({error})") from None
-    if not isinstance(config, dict):
-        raise DataError(f"{path}: not a DeepLabCut config (expected a mapping with scorer and bodyparts)")
-    if config.get("multianimalproject"):
-        raise DataError(f"{path}: multi-animal projects (an extra `individuals` header row) are not supported")
-    bodyparts = config.get("bodyparts")
-    if not config.get("scorer") or not isinstance(bodyparts, list) or not bodyparts:
-        raise DataError(f"{path}: needs `scorer` and a non-empty `bodyparts` list")
-    return str(config["scorer"]), [str(b) for b in bodyparts], config.get("skeleton") or []
 
 
 def _every_split_gets_one(groups: int, fractions: Mapping[str, float]) -> bool:

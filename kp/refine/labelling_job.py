@@ -29,7 +29,7 @@ import yaml
 from kp.data.base import KeypointMeta
 from kp.data.dlc import DeepLabCutProject
 from kp.errors import DataError
-from kp.formats import dlc_csv
+from kp.formats import dlc_config, dlc_csv
 
 SCORER = "kp"  # the job's labels are the model's until someone corrects them
 SAME = 0.01  # px: labels closer than this are the same label
@@ -56,8 +56,7 @@ class Pick:
 def write_job(out: Path, picks: list[Pick], meta: KeypointMeta, runs: list[str], threshold: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
     skeleton = [[meta.names[i], meta.names[j]] for i, j in meta.skeleton]
-    config = {"scorer": SCORER, "bodyparts": list(meta.names), "skeleton": skeleton}
-    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    dlc_config.write(out / "config.yaml", SCORER, meta.names, skeleton)
     for video in dict.fromkeys(pick.video.stem for pick in picks):
         rows = []
         for pick in (p for p in picks if p.video.stem == video):
@@ -128,10 +127,7 @@ def merge(job: Path, project: Path) -> tuple[int, int, str]:
 def _project(project: Path):
     """(root folder, index -> its label file, the project's body parts in column order, data overrides)."""
     if (project / "config.yaml").is_file():
-        config = yaml.safe_load((project / "config.yaml").read_text()) or {}
-        scorer, parts = config.get("scorer"), [str(p) for p in config.get("bodyparts") or []]
-        if not scorer or not parts:
-            raise DataError(f"{project / 'config.yaml'}: needs `scorer` and a non-empty `bodyparts` list")
+        scorer, parts, _ = dlc_config.read(project / "config.yaml")
         return project, lambda index: project / Path(index).parent / f"CollectedData_{scorer}.csv", parts, []
     label_file = project if project.is_file() else None
     if project.is_dir():
