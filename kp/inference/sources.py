@@ -1,6 +1,7 @@
-"""What `kp predict` reads: image files, folders, globs and videos, as batches of preprocessed crops that remember
-where they came from. Sources yield images and ids only (no labels); an unreadable image or frame becomes an item with
-an error, counted and listed by the caller, never the end of the job."""
+"""What `kp predict` and `kp refine` read: image files, folders, globs and videos (kp.data.video's reader), as batches
+of preprocessed crops that remember where they came from. Sources yield images and ids only (no labels); an
+unreadable image or frame becomes an item with an error, counted and listed by the caller, never the end of the
+job."""
 
 from __future__ import annotations
 
