@@ -68,3 +68,27 @@ def test_video_frames_are_read_in_order_and_a_missing_one_comes_back_as_none(tmp
     assert sorted(frames) == [1, 4] + [9] and frames[9] is None
     assert frames[1].shape == (24, 32, 3) and abs(int(frames[1].mean()) - 40) <= 3
     assert abs(int(frames[4].mean()) - 160) <= 3  # the fourth frame after the first, not a neighbour
+
+
+def test_the_datamodule_gives_its_pixel_limit_to_every_split(tmp_path):
+    from kp.data.datamodule import KeypointDataModule
+    from kp.data.dlc import DeepLabCutProject
+
+    project = tmp_path / "project"
+    (project / "labeled-data" / "v").mkdir(parents=True)
+    (project / "config.yaml").write_text("scorer: me\nbodyparts: [nose]\n")
+    rows = ["scorer,me,me", "bodyparts,nose,nose", "coords,x,y"]
+    for i in range(4):
+        cv2.imwrite(str(project / "labeled-data" / "v" / f"img{i}.png"), np.full((10, 300, 3), 40 * i, np.uint8))
+        rows.append(f"labeled-data/v/img{i}.png,{10 + i},5")
+    (project / "labeled-data" / "v" / "CollectedData_me.csv").write_text("\n".join(rows) + "\n")
+    fractions = {"train": 0.5, "val": 0.25, "test": 0.25}
+
+    def dataset(split, transform, max_pixels):
+        return DeepLabCutProject(split, str(project), split_by="frame", fractions=fractions, max_pixels=max_pixels)
+
+    datamodule = KeypointDataModule(dataset, max_image_megapixels=0.004)
+    datamodule.setup()
+    assert {split: data.max_pixels for split, data in datamodule.splits.items()} == dict.fromkeys(fractions, 4000)
+    with pytest.raises(DataError, match="no usable labelled frame .* above the limit of 0.002 megapixels"):
+        KeypointDataModule(dataset, max_image_megapixels=0.002).setup()  # every 3000-pixel frame refused
