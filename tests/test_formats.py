@@ -49,20 +49,20 @@ def test_an_analysis_file_has_likelihood_columns_where_asked_for(tmp_path):
         dlc_csv.read(path)
 
 
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("scorer,A,A\nindividuals,m,m\nbodyparts,p,p\ncoords,x,y\n", "multi-animal DeepLabCut labels"),
-        ("scorer,A,A\ncoords,x,y\nbodyparts,p,p\n", "expected three header rows scorer, bodyparts, coords; found"),
-        ("scorer,A,A\nbodyparts,p\ncoords,x,y\n", "labels.csv:2: 2 columns, the coords row has 3"),
-        ("scorer,A\nbodyparts,p\ncoords,x\n", "every body part needs an x and a y column"),
-    ],
-)
-def test_dlc_files_of_another_shape_are_one_line_errors(tmp_path, text, message):
-    path = tmp_path / "labels.csv"
-    path.write_text(text)
-    with pytest.raises(DataError, match=message) as error:
-        dlc_csv.read(path)
+# Each a file of another shape, and the one line it gets.
+REFUSED = {
+    "scorer,A,A\nindividuals,m,m\nbodyparts,p,p\ncoords,x,y\n": "multi-animal DeepLabCut labels",
+    "scorer,A,A\ncoords,x,y\nbodyparts,p,p\n": "expected three header rows scorer, bodyparts, coords; found",
+    "scorer,A,A\nbodyparts,p\ncoords,x,y\n": "labels.csv:2: 2 columns, the coords row has 3",
+    "scorer,A\nbodyparts,p\ncoords,x\n": "every body part needs an x and a y column",
+}
+
+
+@pytest.mark.parametrize("text", REFUSED)
+def test_dlc_files_of_another_shape_are_one_line_errors(tmp_path, text):
+    (tmp_path / "labels.csv").write_text(text)
+    with pytest.raises(DataError, match=REFUSED[text]) as error:
+        dlc_csv.read(tmp_path / "labels.csv")
     assert "\n" not in str(error.value)
 
 
