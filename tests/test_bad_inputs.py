@@ -93,7 +93,7 @@ def test_skips_are_counted_and_listed_in_data_issues_csv(tmp_path):
         lines[2].replace("p1_01.png", "p9.png").replace(",1,20,", ",1,abc,").replace("video1", "video9"),
     ]
     path.write_text("\n".join(lines) + "\n")
-    datamodule = KeypointDataModule(lambda split, transform: fmt.open(tmp_path, split, (0.5, 0.25, 0.25)))
+    datamodule = KeypointDataModule(lambda split, transform, max_pixels: fmt.open(tmp_path, split, (0.5, 0.25, 0.25)))
     datamodule.setup()
     datamodule.write_issues(tmp_path / "data_issues.csv")
     with open(tmp_path / "data_issues.csv", newline="") as f:
@@ -119,7 +119,7 @@ def test_mirror_augmentation_without_left_right_pairs_is_switched_off_at_start(t
     fmt.label_file(tmp_path).write_text(json.dumps(data))
     hflip = KeypointAugment([A.HorizontalFlip(p=0.5)])
     datamodule = KeypointDataModule(
-        lambda split, transform: fmt.open(tmp_path, split, (0.5, 0.25, 0.25), transform=transform),
+        lambda split, transform, max_pixels: fmt.open(tmp_path, split, (0.5, 0.25, 0.25), transform=transform),
         transforms={"train": hflip},
     )
     datamodule.setup()

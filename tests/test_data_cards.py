@@ -174,7 +174,7 @@ def test_train_fraction_keeps_whole_videos_nested_and_leaves_val_and_test_alone(
     def datamodule(fraction):
         # the fixture's frames are identical images: allow_leaks
         dm = KeypointDataModule(
-            lambda split, transform: load(tmp_path, split, transform=transform),
+            lambda split, transform, max_pixels: load(tmp_path, split, transform=transform),
             allow_leaks=True,
             train_fraction=fraction,
         )
@@ -194,7 +194,7 @@ def test_train_fraction_keeps_whole_videos_nested_and_leaves_val_and_test_alone(
     sample = kept[0.25].splits["train"][0]
     assert sample["id"] == str(full.splits["train"].frames[kept[0.25].splits["train"].indices[0]].image)
     with pytest.raises(ValueError, match=r"train_fraction must be in \(0, 1\], got 0"):
-        KeypointDataModule(lambda split, transform: load(tmp_path, split), train_fraction=0)
+        KeypointDataModule(lambda split, transform, max_pixels: load(tmp_path, split), train_fraction=0)
 
 
 def test_train_fraction_outside_0_1_is_a_one_line_configuration_error():

@@ -174,7 +174,9 @@ def test_cat_missing_folder_corrupt_image_and_empty_split(cats):
         data[0]
 
     # two images: 60/20/20 gives one to train, one to val, none to test
-    datamodule = KeypointDataModule(lambda split, transform: CatHeads(split, cats, folders=["CAT_02", "CAT_03"]))
+    datamodule = KeypointDataModule(
+        lambda split, transform, max_pixels: CatHeads(split, cats, folders=["CAT_02", "CAT_03"])
+    )
     with pytest.raises(ValueError, match="cats: the test split is empty"):
         datamodule.setup()
 

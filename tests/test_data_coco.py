@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kp.data.coco import CocoKeypoints
-from kp.data.io import flip_pairs_from_names
+from kp.data.keypoint_pairs import flip_pairs_from_names
 from kp.errors import DataError
 from tests.helpers import shared_data
 

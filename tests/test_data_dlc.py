@@ -152,7 +152,7 @@ def test_bad_rows_are_skipped_counted_and_named(tmp_path, caplog):
             lambda video, rows: rows[1].__setitem__(slice(5, 7), ["tail", "tail"]),
             r"body parts \['left_paw', 'right_paw', 'tail'\]",
         ),
-        (lambda video, rows: rows.insert(1, ["individuals"] + ["mouse"] * 6), "multi-animal labels"),
+        (lambda video, rows: rows.insert(1, ["individuals"] + ["mouse"] * 6), "multi-animal DeepLabCut labels"),
         (lambda video, rows: rows[2].__setitem__(3, "likelihood"), "column 4 is 'likelihood'"),
     ],
 )
@@ -247,7 +247,7 @@ def test_single_csv_layout_splits_by_video_folder_or_by_frame(tmp_path, caplog):
     )
     assert (
         len(train) == 2
-        and "split by frame: 4 group(s) of 4 frames (1 video folder(s), too few for one in every split, and 1 "
+        and "split by frame: 4 group(s) of 4 frames (1 video(s), too few for one in every split, and 1 "
         "group(s) of look-alike"
         in caplog.text
     )

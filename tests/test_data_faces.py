@@ -119,7 +119,7 @@ def test_facial_wrong_header_is_an_error_at_start(tmp_path):
 
 def test_facial_empty_split_is_an_error_at_start(kaggle, tmp_path):
     datamodule = KeypointDataModule(
-        lambda split, transform: FacialKeypoints(split, kaggle, val_fraction=0.0, cache_dir=tmp_path)
+        lambda split, transform, max_pixels: FacialKeypoints(split, kaggle, val_fraction=0.0, cache_dir=tmp_path)
     )
     with pytest.raises(ValueError, match="The val split of .*training.csv by similarity is empty"):
         datamodule.setup()

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from kp import geometry
-from kp.data.io import letterbox
 from kp.data.slp import SleapLabels
 from kp.data.synthetic import SyntheticKeypoints
 from kp.errors import ConfigError, DataError
+from kp.geometry import letterbox
 from kp.train.loop import train
 from tests.helpers import compose_config
 

@@ -19,7 +19,7 @@ from kp.build import build
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.datamodule import KeypointDataModule
 from kp.data.dlc import DeepLabCutProject
-from kp.data.io import flip_pairs_from_names, guess_flip_pairs, mirror_note
+from kp.data.keypoint_pairs import flip_pairs_from_names, guess_flip_pairs, mirror_note
 from kp.data.transforms import KeypointAugment
 from kp.train.loop import train
 from tests.helpers import compose_config, random_weights, shared_data
@@ -132,7 +132,9 @@ class Dots(KeypointDataset):
 def test_unknown_pairs_switch_mirroring_and_flip_test_off(pairs, mirrored, caplog):
     meta = KeypointMeta(names=["a", "b"], flip_pairs=pairs)
     always_mirror = {split: KeypointAugment([A.HorizontalFlip(p=1)]) for split in ("train", "val", "test")}
-    datamodule = KeypointDataModule(lambda split, transform: Dots(meta, transform), transforms=always_mirror)
+    datamodule = KeypointDataModule(
+        lambda split, transform, max_pixels: Dots(meta, transform), transforms=always_mirror
+    )
     with caplog.at_level(logging.INFO):
         datamodule.setup()
     assert ("flip test are OFF" in caplog.text) == (not mirrored)

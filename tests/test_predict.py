@@ -23,9 +23,9 @@ from kp.codecs import flip_test
 from kp.data.synthetic import SyntheticKeypoints
 from kp.errors import InputError, ModelLoadError
 from kp.export.export import export
-from kp.predict.overlay import draw
 from kp.predict.predict import predict_inputs
 from kp.train.loop import train
+from kp.viz.overlay import draw
 from tests.helpers import ROOT, compose_config, shared_data
 
 SIZE = 48
@@ -387,6 +387,23 @@ def test_predict_smooth_writes_both_and_the_video_shows_the_smoothed_points(run_
     shown = np.array([points[2] for points in drawn])
     np.testing.assert_allclose(shown[-len(nose) :], nose, atol=1e-3)  # the overlay drew the smoothed nose
     assert int(cv2.VideoCapture(str(out / "overlays" / "clip.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+
+
+def test_smoothing_with_every_score_below_the_threshold_is_one_line_not_an_empty_csv(run_dir, tmp_path):
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (SIZE, SIZE))
+    for image in synthetic_images(6):
+        writer.write(image[:, :, ::-1])
+    writer.release()
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        main_predict([str(run_dir), str(video), "--out", str(out), "--smooth", "kalman", "--threshold", "1"])
+    message = str(exit_.value)
+    assert "every score is below --threshold 1 (the highest is 0." in message and "lower --threshold" in message
+    assert "\n" not in message
+    highest = max(float(row["nose_score"]) for row in read_rows(out / "predictions.csv"))
+    assert f"(the highest is {highest:.3f})" in message  # the raw predictions stay, nothing smoothed or drawn
+    assert not (out / "predictions_smoothed.csv").exists() and not (out / "overlays" / "clip.mp4").exists()
 
 
 def test_an_empty_video_is_a_one_line_error(run_dir, tmp_path):

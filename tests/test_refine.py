@@ -16,9 +16,10 @@ import kp.refine.refine as refine_module
 from kp.cli.refine import main as main_refine
 from kp.data.base import KeypointMeta
 from kp.data.dlc import DeepLabCutProject
+from kp.data.video import read_frames
 from kp.errors import DataError
 from kp.inference.predictor import Predictions
-from kp.refine.job import Pick, merge, read_job, write_job
+from kp.refine.labelling_job import Pick, merge, read_job, write_job
 from kp.refine.pick import pick
 from kp.refine.score import FramePredictions, outlier_scores, robust_z, signals
 
@@ -263,4 +264,17 @@ def test_frames_of_several_videos_are_written_as_read(dot_model, tmp_path):
     for video, frame, image, _, _ in rows:
         assert image == f"labeled-data/{Path(video).stem}/img{int(frame):05d}.png"
         written = cv2.cvtColor(cv2.imread(str(tmp_path / "job" / image)), cv2.COLOR_BGR2RGB)
-        assert np.array_equal(written, dict(refine_module.read_frames(Path(video), [int(frame)]))[int(frame)])
+        assert np.array_equal(written, dict(read_frames(Path(video), [int(frame)]))[int(frame)])
+
+
+def test_a_frame_that_cannot_be_decoded_is_counted_and_said_never_picked(dot_model, tmp_path, monkeypatch, capsys):
+    from kp.inference import sources
+
+    def losing_frame_7(path, wanted):  # the one reader's contract: an undecodable frame comes back as None
+        for frame, image in read_frames(path, wanted):
+            yield frame, None if frame == 7 else image
+
+    monkeypatch.setattr(sources, "read_frames", losing_frame_7)
+    main_refine(["run", str(write_video(tmp_path / "clip.mp4")), "--frames", "4", "--out", str(tmp_path / "job")])
+    assert "clip.mp4: 1 frame(s) cannot be decoded, left out: 7" in " ".join(capsys.readouterr().err.split())
+    assert "7" not in [row[1] for row in read_rows(tmp_path / "job" / "refine.csv")[1:]]

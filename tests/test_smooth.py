@@ -4,14 +4,16 @@ on synthetic tracks whose truth is known."""
 import csv
 import math
 
+import cv2
 import numpy as np
 import pytest
 
 from kp.cli.smooth import main as main_smooth
-from kp.data.io import DataError
-from kp.trajectories import Tracks, kalman, plot_track, read_tracks, smooth, write_tracks
+from kp.errors import DataError
+from kp.trajectories import Tracks, kalman, read_tracks, smooth, write_tracks
 from kp.trajectories.smooth import VELOCITY_SD, _smoother
 from kp.trajectories.tracks import Layout
+from kp.viz.trajectory import plot_track
 from tests.helpers import shared_data
 
 FACTOR = math.sqrt(-2 * math.log(0.1))  # radius / σ of a 2-D Gaussian at alpha = 0.1
@@ -291,7 +293,7 @@ def test_bad_options_raise_one_line(method, options, message):
     "text, message",
     [
         (None, "cannot read"),
-        ("a,b\n1,2\n", "neither a kp predict CSV"),
+        ("a,b\n1,2\n", "whose first row is .a, b.: not a layout kp smooth reads; expected a kp predict CSV"),
         ("scorer,A,A\nindividuals,m1,m1\nbodyparts,p,p\ncoords,x,y\n0,1,2\n", "multi-animal"),
         ("file,frame,status,p_x,p_y,p_score\nv.mp4,0,ok,1,2\n", "5 columns, the header has 6"),
         ("file,frame,status,p_x,p_y,p_score\nv.mp4,0,ok,1,abc,0.9\n", "p y 'abc' is not a number"),
@@ -351,7 +353,9 @@ def test_kp_smooth_writes_the_csv_figures_and_report(tmp_path, capsys):
     "argv, message",
     [
         (["missing.csv"], "data error: missing.csv"),
-        (["other.csv"], "neither a kp predict CSV"),
+        (["other.csv"], "other.csv: a CSV of 2 row(s) and 2 column(s) whose first row is 'image, label': not a layout"),
+        (["image.png"], "image.png: a PNG image, not a text file"),
+        (["confident.csv", "--threshold", "0.95"], "every score is below --threshold 0.95 (the highest is 0.900)"),
         (["predictions.csv", "--method", "median", "--window", "4"], "window must be an odd whole number"),
         (["predictions.csv", "--window", "5"], "kalman has no option 'window'"),
         (["predictions.csv", "--alpha", "1"], "alpha must be between 0 and 1"),
@@ -361,6 +365,8 @@ def test_kp_smooth_errors_are_one_line(tmp_path, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
     write_predictions(tmp_path / "predictions.csv", {"clip.mp4": noisy(wave(30)).xy}, names=("nose",))
     (tmp_path / "other.csv").write_text("image,label\na.png,3\n")
+    cv2.imwrite(str(tmp_path / "image.png"), np.zeros((4, 4, 3), np.uint8))
+    write_predictions(tmp_path / "confident.csv", {"clip.mp4": noisy(wave(30)).xy}, names=("nose",))
     with pytest.raises(SystemExit) as exit_:
         main_smooth(argv)
     assert message in str(exit_.value) and "\n" not in str(exit_.value)

@@ -15,7 +15,7 @@ import yaml
 from kp.data import facial
 from kp.data.dlc import DeepLabCutProject
 from kp.data.facial import FacialKeypoints
-from kp.data.io import difference_hash, similarity_groups, split_groups
+from kp.data.splits import difference_hash, similarity_groups, split_groups
 
 SPLITS = ("train", "val", "test")
 
@@ -99,9 +99,7 @@ def test_a_deeplabcut_project_of_one_video_splits_by_look_alikes(tmp_path, caplo
     project = write_one_video_project(tmp_path / "project", images)
     with caplog.at_level(logging.INFO, logger="kp.data.dlc"):
         splits = {s: DeepLabCutProject(s, str(project), width=32, height=24, split_by="auto") for s in SPLITS}
-    assert "split by similarity: 10 group(s) of 40 frames (1 video folder(s), too few for one in every split)" in (
-        caplog.text
-    )
+    assert "split by similarity: 10 group(s) of 40 frames (1 video(s), too few for one in every split)" in (caplog.text)
     scene_of = {f"img{i:03d}.png": k for i, k in enumerate(scene)}
     scenes_in = {s: {scene_of[frame.image.name] for frame in data.frames} for s, data in splits.items()}
     assert sum(len(data) for data in splits.values()) == 40

@@ -58,7 +58,7 @@ def test_left_keypoints_appear_on_the_right_of_an_upright_face():
 
 def test_datamodule_batches_and_reports_shapes():
     dm = KeypointDataModule(
-        lambda split, transform: SyntheticKeypoints(split, SIZES, transform=transform), batch_size=16
+        lambda split, transform, max_pixels: SyntheticKeypoints(split, SIZES, transform=transform), batch_size=16
     )
     assert dm.input_shape == (3, 64, 64) and dm.meta.num_keypoints == 5
     batch = next(iter(dm.train_dataloader()))
@@ -67,6 +67,6 @@ def test_datamodule_batches_and_reports_shapes():
 
 
 def test_datamodule_rejects_an_empty_split():
-    dm = KeypointDataModule(lambda split, transform: SyntheticKeypoints(split, {**SIZES, "val": 0}))
+    dm = KeypointDataModule(lambda split, transform, max_pixels: SyntheticKeypoints(split, {**SIZES, "val": 0}))
     with pytest.raises(ValueError, match="SyntheticKeypoints: the val split is empty"):
         dm.setup()

@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kp.errors import InputError, user_errors_in_one_line
-from kp.refine.job import merge
+from kp.refine.labelling_job import merge
 from kp.refine.refine import refine
 
 

@@ -24,8 +24,8 @@ import argparse
 from pathlib import Path
 
 from kp.errors import user_errors_in_one_line
-from kp.trajectories.job import smooth_file
 from kp.trajectories.smooth import METHODS
+from kp.trajectories.smooth_csv import smooth_file
 
 
 def _fraction(text: str) -> float:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from kp.data.io import MAX_PIXELS
 from kp.errors import ConfigError
 from kp.geometry import IDENTITY, compose
 
@@ -93,10 +94,12 @@ class KeypointDataset(Dataset):
     # for the same image in two splits passes over; None: none.
     repeats: str | None = None
 
-    def __init__(self, transform=None):
+    def __init__(self, transform=None, max_pixels: int = MAX_PIXELS):
         # `transform` is a callable (image, keypoints, visible, meta) -> (image, keypoints, visible) applied to the
-        # raw numpy sample; it gets the meta for the flip pairs. See kp.data.transforms.
+        # raw numpy sample; it gets the meta for the flip pairs. See kp.data.transforms. Images above max_pixels are
+        # refused from their header (the datamodule's max_image_megapixels).
         self.transform = transform
+        self.max_pixels = max_pixels
 
     def load(self, index: int) -> RawSample:
         raise NotImplementedError
@@ -153,7 +156,7 @@ class Subset(KeypointDataset):
     """The samples `indices` of `data`, which keeps its meta, sizes, source and transform (data.train_fraction)."""
 
     def __init__(self, data: KeypointDataset, indices: list[int]):
-        super().__init__(data.transform)
+        super().__init__(data.transform, data.max_pixels)
         self.data, self.indices = data, list(indices)
         self.meta, self.fit_size, self.face_crop = data.meta, data.fit_size, data.face_crop
         self.source, self.issues, self.repeats = data.source, data.issues, data.repeats

@@ -23,18 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import (
-    SkipLog,
-    check_image_file,
-    crop_and_resize,
-    drop_repeats,
-    parse_number,
-    read_csv,
-    read_image,
-    split_groups,
-    where,
-)
+from kp.data.io import MAX_PIXELS, SkipLog, check_image_file, drop_repeats, parse_number, read_csv, read_image, where
+from kp.data.splits import split_groups
 from kp.errors import DataError
+from kp.geometry import crop_and_resize
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +71,11 @@ class CardPacks(KeypointDataset):
         fractions: Mapping[str, float] | None = None,
         seed: int = 0,
         transform=None,
+        max_pixels: int = MAX_PIXELS,
     ):
         """root: the folder of csv_file and image_dir. width × height: the working size every frame is resized to
         (the frames are 640×480; the seed used 160×120 and 80×60). fractions: of the videos per split."""
-        super().__init__(transform)
+        super().__init__(transform, max_pixels)
         self.size = self.fit_size = (width, height)
         csv_path = Path(root) / csv_file
         self.source = str(csv_path)
@@ -123,7 +116,7 @@ class CardPacks(KeypointDataset):
 
     def load(self, index: int) -> RawSample:
         frame = self.frames[index]
-        image = read_image(frame.image)
+        image = read_image(frame.image, max_pixels=self.max_pixels)
         height, width = image.shape[:2]
         # Fractions of the image's extent [-0.5, W - 0.5] -> pixel centres at integers.
         keypoints = frame.corners * np.array([width, height], np.float32) - 0.5

@@ -19,10 +19,9 @@ import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.io import (
-    SPLITS,
+    MAX_PIXELS,
     SkipLog,
     check_points,
-    check_split,
     drop_repeats,
     image_size,
     parse_number,
@@ -30,6 +29,7 @@ from kp.data.io import (
     read_text,
     where,
 )
+from kp.data.splits import SPLITS, check_split
 from kp.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -112,8 +112,9 @@ class CatHeads(KeypointDataset):
         border: int = 20,
         fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
         transform=None,
+        max_pixels: int = MAX_PIXELS,
     ):
-        super().__init__(transform)
+        super().__init__(transform, max_pixels)
         check_split(split)
         if preprocess not in ("seed", "none"):
             raise ValueError(f"preprocess must be 'seed' or 'none', got {preprocess!r}")
@@ -127,7 +128,7 @@ class CatHeads(KeypointDataset):
         self.fit_size = (resize, resize) if preprocess == "seed" else None
 
         self.source = str(root)
-        images, labels, visible, self.issues = self._scan(Path(root), folders, report=split == "train")
+        images, labels, visible, self.issues = self._scan(Path(root), folders, split == "train", max_pixels)
         bounds = np.round(np.cumsum([0, *fractions]) / sum(fractions) * len(images)).astype(int)
         start, stop = bounds[SPLITS.index(split)], bounds[SPLITS.index(split) + 1]
         self.images, self.labels, self.visible = images[start:stop], labels[start:stop], visible[start:stop]
@@ -141,7 +142,7 @@ class CatHeads(KeypointDataset):
 
     @staticmethod
     def _scan(
-        root: Path, folders: list[str], report: bool
+        root: Path, folders: list[str], report: bool, max_pixels: int
     ) -> tuple[list[Path], list[np.ndarray], np.ndarray, list[str]]:
         """The images with their 9×2 labels and which of those are labelled, and the reasons for what was left out."""
         missing = [folder for folder in folders if not (root / folder).is_dir()]
@@ -166,7 +167,7 @@ class CatHeads(KeypointDataset):
                 try:
                     if not label.is_file():
                         raise DataError(f"{file}: no label file {label.name}")
-                    size, points = image_size(file), read_cat_file(label)
+                    size, points = image_size(file, max_pixels), read_cat_file(label)
                 except DataError as error:
                     skips.skip(str(error))
                     continue
@@ -193,7 +194,7 @@ class CatHeads(KeypointDataset):
         return len(self.images)
 
     def load(self, index: int) -> RawSample:
-        image = read_image(self.images[index])
+        image = read_image(self.images[index], max_pixels=self.max_pixels)
         keypoints = self.labels[index][self.kept]
         affine = None
         if self.preprocess == "seed":

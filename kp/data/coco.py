@@ -20,19 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import (
-    SkipLog,
-    check_image_file,
-    check_points,
-    crop_and_resize,
-    flip_pairs_from_names,
-    image_size,
-    read_image,
-    read_text,
-    resolve_pairs,
-    split_groups,
-)
+from kp.data.io import MAX_PIXELS, SkipLog, check_image_file, check_points, image_size, read_image, read_text
+from kp.data.keypoint_pairs import flip_pairs_from_names, resolve_pairs
+from kp.data.splits import split_groups
 from kp.errors import DataError
+from kp.geometry import crop_and_resize
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +44,7 @@ class CocoKeypoints(KeypointDataset):
         fractions: Mapping[str, float] | None = None,
         seed: int = 0,
         transform=None,
+        max_pixels: int = MAX_PIXELS,
     ):
         """ann_file: one JSON split by image with `fractions`, or a mapping {train: ..., val: ..., test: ...} of one
         JSON per split. image_dir: where file_name is relative to (default: the JSON's folder). size: the square
@@ -59,7 +52,7 @@ class CocoKeypoints(KeypointDataset):
         this category (name or id); default all, which must share their keypoints. names: keypoint names where the
         category has none (face sets), or to rename. flip_pairs: [[name, name], ...] instead of the guess from names.
         occluded_visible: train on v=1 points too (some converters, e.g. of face sets, write v=1 for every point)."""
-        super().__init__(transform)
+        super().__init__(transform, max_pixels)
         one_file_per_split = isinstance(ann_file, Mapping)
         if one_file_per_split and split not in ann_file:
             raise DataError(f"ann_file has no file for the {split} split: {dict(ann_file)}")
@@ -84,9 +77,34 @@ class CocoKeypoints(KeypointDataset):
                 seed,
                 f"{path} by image",
             )
-        samples, ids, places, sizes, unlabelled, skips = [], [], [], [], 0, SkipLog(str(path))
-        for i in chosen:
-            annotation = annotations[i]
+        skips = SkipLog(str(path))
+        self.samples, self.ids, unlabelled = self._read_samples(
+            [annotations[i] for i in chosen], images, image_root, key_names, path, skips
+        )
+        if one_file_per_split or split == "train":
+            whole_file.report(log)
+        skips.report(log)
+        self.source, self.issues = str(path), whole_file.reasons + skips.reasons
+        if unlabelled:
+            log.info("%s: left out %d %s annotations without labelled keypoints", path, unlabelled, split)
+        self._refuse_unusable(split, path)
+        pairs = (
+            resolve_pairs(flip_pairs, key_names, f"{path} flip_pairs")
+            if flip_pairs is not None
+            else flip_pairs_from_names(key_names)
+        )
+        self.meta = KeypointMeta(
+            names=key_names, flip_pairs=pairs, skeleton=self._skeleton(category_entry, len(key_names), path)
+        )
+
+    def _read_samples(
+        self, annotations: list[dict], images: dict, image_root: Path, key_names: list[str], path: Path, skips: SkipLog
+    ) -> tuple[list[tuple], list[str], int]:
+        """(samples: image path, keypoints, visible, box; their ids; how many annotations had no labelled keypoint).
+        A bad annotation is skipped into `skips`, as is one whose points fail check_points (a point just outside its
+        image is left unlabelled); one of another kind of file is a DataError."""
+        samples, ids, places, sizes, unlabelled = [], [], [], [], 0
+        for annotation in annotations:
             where = f"annotation id {annotation['id']}"
             if annotation["image_id"] not in images:
                 raise DataError(f"{path}: {where} refers to image_id {annotation['image_id']}, which is not in images")
@@ -103,7 +121,7 @@ class CocoKeypoints(KeypointDataset):
                 if sample is not None:
                     check_image_file(image_path, where)
                     # The points are checked against the image: its size from the JSON, else from its header.
-                    sizes.append(_size(image) or image_size(image_path))
+                    sizes.append(_size(image) or image_size(image_path, self.max_pixels))
             except DataError as error:
                 skips.skip(f"{path}: {error}")
                 continue
@@ -115,18 +133,14 @@ class CocoKeypoints(KeypointDataset):
             places.append(f"{path}: {where}")
         points = [np.where(labelled[:, None], keypoints, np.nan) for _, keypoints, labelled, _, _ in samples]
         good, labelled = check_points(points, sizes, places, key_names, path, skips)
-        self.samples = [
+        kept = [
             (image_path, keypoints, visible & still, box)
             for (image_path, keypoints, _, visible, box), still, ok in zip(samples, labelled, good)
             if ok
         ]
-        self.ids = [id_ for id_, ok in zip(ids, good) if ok]
-        if one_file_per_split or split == "train":
-            whole_file.report(log)
-        skips.report(log)
-        self.source, self.issues = str(path), whole_file.reasons + skips.reasons
-        if unlabelled:
-            log.info("%s: left out %d %s annotations without labelled keypoints", path, unlabelled, split)
+        return kept, [id_ for id_, ok in zip(ids, good) if ok], unlabelled
+
+    def _refuse_unusable(self, split: str, path: Path) -> None:
         if not self.samples:
             raise DataError(f"{path}: no usable annotation in the {split} split")
         if not any(visible.any() for _, _, visible, _ in self.samples):
@@ -135,15 +149,6 @@ class CocoKeypoints(KeypointDataset):
                 "If this file marks every labelled point v=1, as many face and hand converters do, set "
                 "occluded_visible=true"
             )
-
-        pairs = (
-            resolve_pairs(flip_pairs, key_names, f"{path} flip_pairs")
-            if flip_pairs is not None
-            else flip_pairs_from_names(key_names)
-        )
-        self.meta = KeypointMeta(
-            names=key_names, flip_pairs=pairs, skeleton=self._skeleton(category_entry, len(key_names), path)
-        )
 
     @staticmethod
     def _select_category(data: dict, category: str | int | None, path: Path, skips: SkipLog) -> tuple[list[dict], dict]:
@@ -254,7 +259,7 @@ class CocoKeypoints(KeypointDataset):
 
     def load(self, index: int) -> RawSample:
         image_path, keypoints, visible, box = self.samples[index]
-        image = read_image(image_path)
+        image = read_image(image_path, max_pixels=self.max_pixels)
         image, keypoints, affine = crop_and_resize(image, keypoints, box, (self.size, self.size))
         return RawSample(image=image, keypoints=keypoints, visible=visible, id=self.ids[index], affine=affine)
 

@@ -15,12 +15,12 @@ from torch.utils.data import DataLoader
 
 from kp.data import io
 from kp.data.base import KeypointDataset, KeypointMeta, Subset
+from kp.data.keypoint_pairs import mirror_note
+from kp.data.splits import SPLITS, nested_subset
 from kp.data.transforms import KeypointAugment
 from kp.errors import DataError
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
 
 
 class KeypointDataModule(L.LightningDataModule):
@@ -36,14 +36,15 @@ class KeypointDataModule(L.LightningDataModule):
         max_image_megapixels: float = 100,
         train_fraction: float = 1.0,
     ):
-        """`dataset` is called as dataset(split=..., transform=...) for each of train/val/test (a Hydra partial);
-        `transforms` maps a split name to its augmentation pipeline (None: no augmentation). allow_leaks: the same
-        image (same bytes) in two splits is a warning instead of an error. max_image_megapixels: larger images are
-        refused before decoding. train_fraction: train on this share of the training split only, in whole groups
-        (people, videos), nested (the 25 % subset lies inside the 50 % one): learning curves."""
+        """`dataset` is called as dataset(split=..., transform=..., max_pixels=...) for each of train/val/test (a
+        Hydra partial); `transforms` maps a split name to its augmentation pipeline (None: no augmentation).
+        allow_leaks: the same image (same bytes) in two splits is a warning instead of an error.
+        max_image_megapixels: the datasets refuse larger images before decoding (their max_pixels). train_fraction:
+        train on this share of the training split only, in whole groups (people, videos), nested (the 25 % subset
+        lies inside the 50 % one): learning curves."""
         super().__init__()
         self.allow_leaks = allow_leaks
-        io.MAX_IMAGE_PIXELS = int(max_image_megapixels * 1e6)  # read by every loader's read_image
+        self.max_pixels = int(max_image_megapixels * 1e6)  # given to each split's dataset
         self.dataset = dataset
         self.transforms = dict(transforms or {})
         self.batch_size = batch_size
@@ -60,7 +61,7 @@ class KeypointDataModule(L.LightningDataModule):
             return
         for split in SPLITS:
             try:
-                data = self.dataset(split=split, transform=self.transforms.get(split))
+                data = self.dataset(split=split, transform=self.transforms.get(split), max_pixels=self.max_pixels)
             except DataError:  # a ValueError too, and already names its file
                 raise
             except ValueError as error:  # a dataset's refusal of its options (data.dataset.*): one line, no traceback
@@ -103,7 +104,7 @@ class KeypointDataModule(L.LightningDataModule):
         """The nested share of the training split; the checks of setup() then apply to it (a share with no labelled
         keypoint is refused like a split with none)."""
         groups = train.groups() or [str(i) for i in range(len(train))]
-        kept = io.nested_subset(groups, self.train_fraction)
+        kept = nested_subset(groups, self.train_fraction)
         log.info(
             "data.train_fraction=%g: training on %d of %d images (%d of %d groups)",
             self.train_fraction,
@@ -115,11 +116,11 @@ class KeypointDataModule(L.LightningDataModule):
         return Subset(train, kept)
 
     def _check_hflip(self) -> None:
-        """One log line on mirroring (kp.data.io.mirror_note); where the left/right pairs are unknown, the
+        """One log line on mirroring (kp.data.keypoint_pairs.mirror_note); where the left/right pairs are unknown, the
         reflections leave every split's augmentation (the module leaves flip test off likewise)."""
         train = self.splits["train"]
         meta = train.meta
-        note = f"{train.source or type(train).__name__}: {io.mirror_note(meta.names, meta.flip_pairs)}"
+        note = f"{train.source or type(train).__name__}: {mirror_note(meta.names, meta.flip_pairs)}"
         if meta.flip_pairs is not None:
             log.info(note)
             return

@@ -12,8 +12,8 @@ The single-CSV layout (lightning-pose, and labels exported from DeepLabCut): the
 
 Frames of one video are near-duplicates, so the split is by video (split_by=video; a frame's video is its image's
 folder); a project with fewer videos than splits needs split_by=similarity (whole groups of look-alike frames per
-split: kp.data.io.similarity_groups) or split_by=frame (any frame anywhere: optimistic, frames a few milliseconds apart
-land on both sides). split_by=auto picks video where there are enough videos for one in every split, else
+split: kp.data.splits.similarity_groups) or split_by=frame (any frame anywhere: optimistic, frames a few milliseconds
+apart land on both sides). split_by=auto picks video where there are enough videos for one in every split, else
 similarity, and logs which and how many groups it formed.
 
 Bad input (kp.data.io's policy): a missing config or label file, header rows of another shape, or body parts that differ
@@ -30,28 +30,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.io import (
-    SPLITS,
+    MAX_PIXELS,
     SkipLog,
     check_image_file,
     check_points,
     drop_repeats,
-    flip_pairs_from_names,
     image_size,
-    letterbox,
     parse_number,
-    read_csv,
     read_image,
-    read_text,
-    resolve_pairs,
-    similarity_groups,
-    split_groups,
     where,
 )
+from kp.data.keypoint_pairs import flip_pairs_from_names, resolve_pairs
+from kp.data.splits import choose_groups, similarity_groups, split_groups
 from kp.errors import DataError
+from kp.formats import dlc_config, dlc_csv
+from kp.geometry import letterbox
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +58,9 @@ class Frame:
     keypoints: np.ndarray  # K×2 pixels, 0 where not labelled
     labelled: np.ndarray  # K bool
     video: str
+
+
+SPLIT_BY = ("video", "similarity", "frame", "auto")
 
 
 class DeepLabCutProject(KeypointDataset):
@@ -77,36 +76,21 @@ class DeepLabCutProject(KeypointDataset):
         flip_pairs: list[list] | None = None,
         csv_file: str | None = None,
         transform=None,
+        max_pixels: int = MAX_PIXELS,
     ):
         """project: the folder with config.yaml (or with csv_file). width × height: the size every frame is fitted
         into. split_by: video (whole videos per split), similarity, frame or auto (see the module's doc). flip_pairs:
         [[bodypart, bodypart], ...] instead of the guess from the names. csv_file: the one label file of the
         single-CSV layout, relative to project (body parts from its header; no config.yaml)."""
-        super().__init__(transform)
-        if split_by not in ("video", "similarity", "frame", "auto"):
+        super().__init__(transform, max_pixels)
+        if split_by not in SPLIT_BY:
             raise ValueError(f"split_by must be video, similarity, frame or auto, got {split_by!r}")
         self.size = self.fit_size = (width, height)
         project = Path(project)
-        config_path = project / "config.yaml"
-        if csv_file:
-            label_files = [project / csv_file]
-            if not label_files[0].is_file():
-                raise DataError(
-                    f"{label_files[0]}: not found (data.dataset.csv_file is relative to data.dataset.project)"
-                )
-            bodyparts, skeleton = _header_bodyparts(label_files[0]), []
-        else:
-            scorer, bodyparts, skeleton = _read_config(config_path)
-            label_files = sorted((project / "labeled-data").glob(f"*/CollectedData_{scorer}.csv"))
-            if not label_files:
-                raise DataError(
-                    f"{project / 'labeled-data'}: no <video>/CollectedData_{scorer}.csv (scorer from "
-                    f"{config_path}): label frames in DeepLabCut first, or name the one label file "
-                    "with data.dataset.csv_file=CollectedData.csv"
-                )
+        label_files, bodyparts, skeleton = _label_files(project, csv_file)
         # The file list with modification times keys the cache: the three splits read the labels once.
         stamp = tuple((path, path.stat().st_mtime_ns) for path in label_files)
-        frames, self.issues = _read_frames(project, tuple(bodyparts), stamp)
+        frames, self.issues = _read_frames(project, tuple(bodyparts), stamp, max_pixels)
         # Messages name the label file, or the pattern of the project's label files.
         self.source = str(
             label_files[0] if len(label_files) == 1 else project / "labeled-data" / "*" / label_files[0].name
@@ -115,23 +99,33 @@ class DeepLabCutProject(KeypointDataset):
             why = f"the first: {self.issues[0]}" if self.issues else "the label files hold only their header rows"
             raise DataError(f"{self.source}: no usable labelled frame ({len(self.issues)} row(s) skipped; {why})")
         fractions = fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
-        split_by, groups, why = _groups(frames, split_by, fractions)
-        if split == "train":
-            log.info(
-                "%s: split by %s: %d group(s) of %d frames%s", self.source, split_by, len(set(groups)), len(frames), why
-            )
-        of = "samples" if split_by == "similarity" else "groups"  # look-alike groups differ much in size
-        chosen = split_groups(groups, split, fractions, seed, f"{project} by {split_by}", fractions_of=of)
-        self.frames = [frames[i] for i in chosen]
-        self._groups = [groups[i] for i in chosen]
+        chosen, groups = self._split(frames, split, split_by, fractions, seed, project)
+        self.frames, self._groups = [frames[i] for i in chosen], [groups[i] for i in chosen]
         pairs = (
             resolve_pairs(flip_pairs, bodyparts, "flip_pairs")
             if flip_pairs is not None
             else flip_pairs_from_names(bodyparts)
         )
-        self.meta = KeypointMeta(
-            names=bodyparts, flip_pairs=pairs, skeleton=resolve_pairs(skeleton, bodyparts, f"{config_path} skeleton")
+        skeleton = resolve_pairs(skeleton, bodyparts, f"{project / 'config.yaml'} skeleton")
+        self.meta = KeypointMeta(names=bodyparts, flip_pairs=pairs, skeleton=skeleton)
+
+    def _split(
+        self, frames: list[Frame], split: str, split_by: str, fractions: Mapping[str, float], seed: int, project: Path
+    ) -> tuple[list[int], list[str]]:
+        """(the indices of the split's frames, every frame's group), with one log line (train) on how it split."""
+        split_by, groups, why = choose_groups(
+            split_by,
+            [frame.video for frame in frames],
+            lambda: _look_alikes(tuple(frame.image for frame in frames), self.max_pixels),
+            [str(frame.image) for frame in frames],
+            fractions,
         )
+        if split == "train":
+            log.info(
+                "%s: split by %s: %d group(s) of %d frames%s", self.source, split_by, len(set(groups)), len(frames), why
+            )
+        of = "samples" if split_by == "similarity" else "groups"  # look-alike groups differ much in size
+        return split_groups(groups, split, fractions, seed, f"{project} by {split_by}", fractions_of=of), groups
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -147,109 +141,69 @@ class DeepLabCutProject(KeypointDataset):
 
     def load(self, index: int) -> RawSample:
         frame = self.frames[index]
-        image, keypoints, affine = letterbox(read_image(frame.image), frame.keypoints, self.size)
+        image, keypoints, affine = letterbox(
+            read_image(frame.image, max_pixels=self.max_pixels), frame.keypoints, self.size
+        )
         return RawSample(image=image, keypoints=keypoints, visible=frame.labelled, id=str(frame.image), affine=affine)
 
 
-def _read_config(path: Path) -> tuple[str, list[str], list]:
-    """scorer, bodyparts and skeleton (pairs of body part names) of a DeepLabCut config.yaml."""
-    if not path.is_file():
+def _label_files(project: Path, csv_file: str | None) -> tuple[list[Path], list[str], list]:
+    """(label files, body parts, skeleton by name): the one csv_file of the single-CSV layout, else config.yaml's
+    scorer's CollectedData files under labeled-data/."""
+    if csv_file:
+        label_file = project / csv_file
+        if not label_file.is_file():
+            raise DataError(f"{label_file}: not found (data.dataset.csv_file is relative to data.dataset.project)")
+        return [label_file], dlc_csv.bodyparts(label_file), []
+    config_path = project / "config.yaml"
+    scorer, bodyparts, skeleton = dlc_config.read(config_path)
+    label_files = sorted((project / "labeled-data").glob(f"*/CollectedData_{scorer}.csv"))
+    if not label_files:
         raise DataError(
-            f"{path}: not found: a DeepLabCut project folder holds config.yaml, or give its one label "
-            "file with data.dataset.csv_file=CollectedData.csv"
+            f"{project / 'labeled-data'}: no <video>/CollectedData_{scorer}.csv (scorer from {config_path}): label "
+            "frames in DeepLabCut first, or name the one label file with data.dataset.csv_file=CollectedData.csv"
         )
-    try:
-        config = yaml.safe_load(read_text(path))
-    except yaml.YAMLError as error:
-        raise DataError(f"{path}: not valid YAML ({error})") from None
-    if not isinstance(config, dict):
-        raise DataError(f"{path}: not a DeepLabCut config (expected a mapping with scorer and bodyparts)")
-    if config.get("multianimalproject"):
-        raise DataError(f"{path}: multi-animal projects (an extra `individuals` header row) are not supported")
-    bodyparts = config.get("bodyparts")
-    if not config.get("scorer") or not isinstance(bodyparts, list) or not bodyparts:
-        raise DataError(f"{path}: needs `scorer` and a non-empty `bodyparts` list")
-    return str(config["scorer"]), [str(b) for b in bodyparts], config.get("skeleton") or []
-
-
-def _every_split_gets_one(groups: int, fractions: Mapping[str, float]) -> bool:
-    """Whether dealing `groups` groups out by `fractions` (as split_groups does) leaves no split with a share empty."""
-    ends = np.round(np.cumsum([fractions[s] for s in SPLITS]) * groups).astype(int)
-    return all(end > start or fractions[s] == 0 for s, start, end in zip(SPLITS, [0, *ends[:-1]], ends))
-
-
-def _groups(frames: list[Frame], split_by: str, fractions: Mapping[str, float]) -> tuple[str, list[str], str]:
-    """(split_by, each frame's group, what auto saw): auto takes video folders where there are enough for one in every
-    split, else groups of look-alike frames where there are enough of those, else single frames."""
-    videos = [frame.video for frame in frames]
-    if split_by == "video" or split_by == "auto" and _every_split_gets_one(len(set(videos)), fractions):
-        return "video", videos, ""
-    why = f" ({len(set(videos))} video folder(s), too few for one in every split)" if split_by == "auto" else ""
-    if split_by in ("similarity", "auto"):
-        look_alikes = list(_look_alikes(tuple(frame.image for frame in frames)))
-        if split_by == "similarity" or _every_split_gets_one(len(set(look_alikes)), fractions):
-            return "similarity", look_alikes, why
-        why = f"{why[:-1]}, and {len(set(look_alikes))} group(s) of look-alike frames, too few as well)"
-    return "frame", [str(frame.image) for frame in frames], why
+    return label_files, bodyparts, skeleton
 
 
 @functools.lru_cache(maxsize=4)
-def _look_alikes(images: tuple[Path, ...]) -> tuple[str, ...]:
+def _look_alikes(images: tuple[Path, ...], max_pixels: int) -> tuple[str, ...]:
     """similarity_groups of the frames (decoded once for the three splits)."""
-    return tuple(similarity_groups(read_image(image) for image in images))
-
-
-def _header_bodyparts(csv_path: Path) -> list[str]:
-    """The body parts of a label file's header, in column order (the single-CSV layout has no config.yaml)."""
-    rows = read_csv(csv_path)
-    if len(rows) < 3 or rows[1][1][:1] != ["bodyparts"]:
-        raise DataError(f"{csv_path}: expected three header rows scorer, bodyparts, coords")
-    return list(dict.fromkeys(name for name in rows[1][1][1:] if name))
+    return tuple(similarity_groups(read_image(image, max_pixels=max_pixels) for image in images))
 
 
 @functools.lru_cache(maxsize=4)
-def _read_frames(project: Path, bodyparts: tuple[str, ...], stamp: tuple) -> tuple[list[Frame], list[str]]:
+def _read_frames(
+    project: Path, bodyparts: tuple[str, ...], stamp: tuple, max_pixels: int
+) -> tuple[list[Frame], list[str]]:
     frames, issues = [], []
     for csv_path, _ in stamp:
         skips = SkipLog(str(csv_path))
-        frames += _read_label_file(project, csv_path, bodyparts, skips)
+        frames += _read_label_file(project, csv_path, bodyparts, skips, max_pixels)
         skips.report(log)
         issues += skips.reasons
     return frames, issues
 
 
-def _read_label_file(project: Path, csv_path: Path, bodyparts: tuple[str, ...], skips: SkipLog) -> list[Frame]:
-    rows = read_csv(csv_path)
-    heads = [fields[0] for _, fields in rows[:3]]
-    if heads != ["scorer", "bodyparts", "coords"]:
-        if "individuals" in heads:
-            raise DataError(f"{csv_path}: multi-animal labels (an `individuals` header row) are not supported")
-        raise DataError(f"{csv_path}: expected three header rows scorer, bodyparts, coords; found {heads}")
-    parts_row, coords_row = rows[1][1], rows[2][1]
-    # The index takes one column (a path) or three (labeled-data, video, file): count up to the first coordinate.
-    index_width = next((i for i, name in enumerate(coords_row) if name in ("x", "y")), len(coords_row))
-    columns: dict[str, dict[str, int]] = {}
-    for i in range(index_width, len(coords_row)):
-        if coords_row[i] not in ("x", "y"):
-            raise DataError(
-                f"{where(csv_path, 3)}: column {i + 1} is {coords_row[i]!r}; expected x and y per body part"
-            )
-        columns.setdefault(parts_row[i], {})[coords_row[i]] = i
-    if sorted(columns) != sorted(bodyparts) or any(len(xy) != 2 for xy in columns.values()):
+def _read_label_file(
+    project: Path, csv_path: Path, bodyparts: tuple[str, ...], skips: SkipLog, max_pixels: int
+) -> list[Frame]:
+    table = dlc_csv.read(csv_path)
+    if sorted(table.columns) != sorted(bodyparts) or any(len(xy) != 2 for xy in table.columns.values()):
         raise DataError(
-            f"{csv_path}: body parts {list(columns)} (with x and y each) differ from config.yaml's {list(bodyparts)}"
+            f"{csv_path}: body parts {table.bodyparts} (with x and y each) differ from config.yaml's {list(bodyparts)}"
         )
+    width = len(table.header[2])
     frames, places, sizes = [], [], []
-    for line, fields in rows[3:]:
+    for line, fields in table.rows:
         at = where(csv_path, line)
         try:
-            if len(fields) != len(coords_row):
-                raise DataError(f"{at}: {len(fields)} columns, the header has {len(coords_row)}")
-            keypoints, labelled = _parse_points(fields, columns, bodyparts, at)
-            # Windows-made projects write the index with backslashes.
-            image = project / "/".join(fields[:index_width]).replace("\\", "/")
+            if len(fields) != width:
+                raise DataError(f"{at}: {len(fields)} columns, the header has {width}")
+            keypoints, labelled = _parse_points(fields, table.columns, bodyparts, at)
+            image = project / table.index(fields)
             check_image_file(image, at)
-            size = image_size(image)
+            size = image_size(image, max_pixels)
         except DataError as error:
             skips.skip(str(error))
             continue

@@ -10,7 +10,7 @@ Files (the Kaggle layout, in `root`):
 subset=complete keeps the rows with all 15 keypoints (the original's 2140-image setting); subset=all keeps every row,
 missing keypoints invisible, so they are masked out of the loss. The split is drawn over all rows before the subset is
 applied, so both settings hold out the same faces. The layout has no person ids: split_by=similarity (the default)
-keeps look-alike images (kp.data.io.similarity_groups) on one side of the split; split_by=row deals rows.
+keeps look-alike images (kp.data.splits.similarity_groups) on one side of the split; split_by=row deals rows.
 
 Parsing 9216 numbers per row takes seconds, so training.csv is parsed once into an .npz file in `cache_dir`, named by
 the hash of the CSV's content (an edited CSV is parsed again; a copy elsewhere reuses the cache).
@@ -30,18 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.io import (
-    SkipLog,
-    check_points,
-    check_split,
-    digest,
-    drop_repeats,
-    parse_number,
-    read_csv,
-    similarity_groups,
-    split_groups,
-    where,
-)
+from kp.data.io import MAX_PIXELS, SkipLog, check_points, digest, drop_repeats, parse_number, read_csv, where
+from kp.data.splits import check_split, similarity_groups, split_groups
 from kp.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -190,9 +180,10 @@ class FacialKeypoints(KeypointDataset):
         cache_dir: str | Path | None = None,
         split_by: str = "similarity",
         transform=None,
+        max_pixels: int = MAX_PIXELS,
     ):
         """test_fraction=0 (the default: Kaggle's test.csv has no labels) makes the test split the validation rows."""
-        super().__init__(transform)
+        super().__init__(transform, max_pixels)
         check_split(split)
         if subset not in ("complete", "all"):
             raise ValueError(f"subset must be 'complete' or 'all', got {subset!r}")

@@ -32,20 +32,20 @@ import numpy as np
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.faces import FaceDetector, face_crop_box
 from kp.data.io import (
+    MAX_PIXELS,
     SkipLog,
     check_image_file,
     check_points,
-    check_split,
-    crop_and_resize,
     drop_repeats,
     image_size,
     parse_number,
     read_csv,
     read_image,
-    split_groups,
     where,
 )
+from kp.data.splits import check_split, split_groups
 from kp.errors import DataError
+from kp.geometry import crop_and_resize
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,10 @@ class Facial68(KeypointDataset):
         seed: int = 0,
         crop: str = "photo",
         transform=None,
+        max_pixels: int = MAX_PIXELS,
     ):
         """crop: "photo" (the whole photo) or "face" (the photo cut down to its face, as in the module docstring)."""
-        super().__init__(transform)
+        super().__init__(transform, max_pixels)
         check_split(split)
         if crop not in CROPS:
             raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
@@ -116,7 +117,7 @@ class Facial68(KeypointDataset):
         self.source = str(root / "keypoints.csv")
         labels = root / "keypoints.csv"
         files, keypoints, visible, places, self.issues = _read_labels(
-            labels, root / "images", labels.stat().st_mtime_ns if labels.exists() else 0
+            labels, root / "images", labels.stat().st_mtime_ns if labels.exists() else 0, max_pixels
         )
         # People in a seeded random order fill test, then val, up to their share of the images; the rest is train.
         fractions = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
@@ -159,7 +160,7 @@ class Facial68(KeypointDataset):
                 width = float((points.max(0) - points.min(0)).max()) / span
                 centre = centre - (0.0, shift * width)
             else:
-                photo_width, photo_height = image_size(path)
+                photo_width, photo_height = image_size(path, self.max_pixels)
                 width = min(photo_width, photo_height) / PHOTO_IN_BOXES
                 centre = np.array([(photo_width - 1) / 2, (photo_height - 1) / 2])
             boxes.append((centre[0] - width / 2, centre[1] - width / 2, width, width))
@@ -188,8 +189,12 @@ class Facial68(KeypointDataset):
         return [(f"{place} ({f.name})", f) for place, f in zip(self.places, self.files)]
 
     def load(self, index: int) -> RawSample:
-        image, keypoints, affine = read_image(self.files[index]), self.keypoints[index], None
-        if self.boxes is not None:  # crop="face": as kp.predict.sources.Cropper cuts a detected face
+        image, keypoints, affine = (
+            read_image(self.files[index], max_pixels=self.max_pixels),
+            self.keypoints[index],
+            None,
+        )
+        if self.boxes is not None:  # crop="face": as kp.inference.sources.Cropper cuts a detected face
             box = self.boxes[index]
             image, keypoints, affine = crop_and_resize(image, keypoints, box, box[2:])
         return RawSample(
@@ -211,7 +216,7 @@ def _detect_faces(files: tuple[Path, ...]) -> list[list[tuple[int, int, int, int
 # Cached: the three splits read the file (and every image's size) once, and its bad rows are logged once.
 @functools.lru_cache(maxsize=4)
 def _read_labels(
-    path: Path, image_dir: Path, mtime_ns: int
+    path: Path, image_dir: Path, mtime_ns: int, max_pixels: int
 ) -> tuple[list[Path], np.ndarray, np.ndarray, list[str], list[str]]:
     """The images, their keypoints N×68×2 and which are labelled (N×68), the rows they come from, and the reasons
     for what was left out."""
@@ -234,7 +239,7 @@ def _read_labels(
             points = [parse_number(text, at, f"column {header[i + 1]}") for i, text in enumerate(row[1:])]
             image = image_dir / row[0]
             check_image_file(image, at)
-            size = image_size(image)
+            size = image_size(image, max_pixels)
         except DataError as error:
             skips.skip(str(error))
             continue

@@ -8,16 +8,15 @@ Bad-input policy (every loader follows it):
     (`SkipLog`);
   - an image file that exists but cannot be decoded is only found when it is loaded: `DataError` then, naming it;
   - nothing doubtful passes silently: label files are read as UTF-8 (with or without BOM) or refused naming the
-    encoding to convert from (`read_text`, `read_csv`); a stray quote that swallows rows is an error at its line;
-    coordinates that look normalised or scaled are an error naming the likely scale (`check_units`); a sample with a
-    point far outside its image is skipped, a point just beyond its edge left out of the labels, both counted
-    (`check_points`); an image name the file system refuses is a missing image (`check_image_file`); images above
-    `MAX_IMAGE_PIXELS` are refused.
+    encoding to convert from, or what the file is where it is no text at all (`read_text`, `read_csv`); a stray
+    quote that swallows rows is an error at its line; coordinates that look normalised or scaled are an error naming
+    the likely scale (`check_units`); a sample with a point far outside its image is skipped, a point just beyond its
+    edge left out of the labels, both counted (`check_points`); an image name the file system refuses is a missing
+    image (`check_image_file`); images above the pixel limit (`max_pixels`, data.max_image_megapixels) are refused
+    from their header, before decoding.
 
-Below the reading helpers are the ones the loaders share for the rest: the split by groups (`split_groups`; groups of
-look-alike images where a dataset has no ids, `similarity_groups`), the
-crop to a working size (`crop_and_resize`) and flip pairs from keypoint names or from the config
-(`flip_pairs_from_names`, `resolve_pairs`, and `mirror_note`, the run's one log line about them).
+The rest of what loaders share has its own module: the splits (kp.data.splits), flip pairs and skeletons by name
+(kp.data.keypoint_pairs), crops and letterboxes (kp.geometry) and the file formats (kp.formats).
 """
 
 from __future__ import annotations
@@ -29,8 +28,8 @@ import logging
 import math
 import re
 import sys
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -38,15 +37,12 @@ import numpy as np
 from PIL import Image
 
 from kp.errors import DataError
-from kp.geometry import apply
 
-SPLITS = ("train", "val", "test")
-# Images larger than this are refused before they are decoded (a 100 000 × 100 000 PNG would take 30 GB); the
-# datamodule's max_image_megapixels sets it.
-MAX_IMAGE_PIXELS = 100_000_000
+# Images larger than this are refused before they are decoded (a 100 000 × 100 000 PNG would take 30 GB); a
+# datamodule's max_image_megapixels gives its loaders another.
+MAX_PIXELS = 100_000_000
 # Label files with fields longer than the csv module's default 128 KiB (Kaggle's 9216-pixel images come close) read.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-Image.MAX_IMAGE_PIXELS = None  # PIL's own limit raises its own error: MAX_IMAGE_PIXELS above is the one kp applies
 
 
 def where(path: str | Path, line: int | None = None) -> str:
@@ -106,8 +102,9 @@ def _truncated(data: bytes) -> bool:
     return False
 
 
-def read_image(path: str | Path, grey: bool = False) -> np.ndarray:
-    """Decode an image by its content, whatever its extension says (PNG bytes under a .jpg name are fine).
+def read_image(path: str | Path, grey: bool = False, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode an image by its content, whatever its extension says (PNG bytes under a .jpg name are fine); one
+    above max_pixels is refused from its header.
 
     Returns uint8 RGB H×W×3, or H×W×1 when grey=True; an alpha channel is dropped.
     """
@@ -115,9 +112,10 @@ def read_image(path: str | Path, grey: bool = False) -> np.ndarray:
         data = Path(path).read_bytes()
     except OSError as error:
         raise DataError(f"{path}: cannot read image ({error.strerror or error})") from None
-    _check_size(path, data)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
-    if image is None or _truncated(data):
+    _header_size(path, io.BytesIO(data), max_pixels)
+    # A cut-off file is refused before OpenCV sees it: its decoder would print its own warning above kp's message.
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data and not _truncated(data) else None
+    if image is None:
         raise DataError(f"{path}: corrupt or unsupported image ({len(data)} bytes)")
     if image.dtype == np.uint16:  # 16-bit PNG or TIFF
         image = (image >> 8).astype(np.uint8)
@@ -132,27 +130,65 @@ def read_image(path: str | Path, grey: bool = False) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _check_size(path: str | Path, data: bytes) -> None:
-    """Refuse an image above MAX_IMAGE_PIXELS from its header, before decoding allocates it."""
+def _header_size(path: str | Path, source, max_pixels: int) -> tuple[int, int] | None:
+    """(width, height) from an image's header, without decoding it; a DataError above max_pixels, None where PIL does
+    not know the format (cv2 decides then). PIL's own decompression-bomb guard stays on: its warning is kp's check
+    here, its refusal (at twice PIL.Image.MAX_IMAGE_PIXELS) a DataError as well."""
     try:
-        with Image.open(io.BytesIO(data)) as header:
-            width, height = header.size
-    except Exception:  # noqa: BLE001 - not an image PIL knows: cv2 decides below
-        return
-    if width * height > MAX_IMAGE_PIXELS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as header:
+                width, height = header.size
+    except Image.DecompressionBombError as error:  # PIL's message holds the pixel count, not the sides
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        pixels = int(found.group(1)) if found else 0
+        limit = max_pixels if pixels > max_pixels else 2 * Image.MAX_IMAGE_PIXELS
         raise DataError(
-            f"{path}: image is {width}×{height} pixels, above the limit of {MAX_IMAGE_PIXELS / 1e6:g} "
+            f"{path}: image is {pixels / 1e6:g} megapixels, above the limit of {limit / 1e6:g} megapixels"
+            + (": shrink it, or raise data.max_image_megapixels" if limit == max_pixels else " (PIL's): shrink it")
+        ) from None
+    except Exception:  # noqa: BLE001 - not an image PIL knows: cv2 decides
+        return None
+    _check_pixels(path, width, height, max_pixels)
+    return width, height
+
+
+def _check_pixels(path: str | Path, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise DataError(
+            f"{path}: image is {width}×{height} pixels, above the limit of {max_pixels / 1e6:g} "
             "megapixels: shrink it, or raise data.max_image_megapixels"
         )
 
 
+# What a file is where it is no text at all, by its first bytes: an image, a video or an archive given for a CSV.
+_BINARY = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"II*\0": "a TIFF image",
+    b"MM\0*": "a TIFF image",
+    b"RIFF": "a RIFF file (AVI video or WAV)",
+    b"\x1aE\xdf\xa3": "a Matroska video",
+    b"PK\x03\x04": "a ZIP archive (an Excel .xlsx?)",
+    b"\x89HDF": "an HDF5 file",
+    b"%PDF": "a PDF",
+    b"\x1f\x8b": "a gzip archive",
+}
+
+
 def read_text(path: str | Path) -> str:
     """A label file's text: UTF-8 with or without a byte-order mark; any other encoding is a DataError that names
-    the encoding to convert from."""
+    the encoding to convert from, and a file that is no text (an image, a video) one that says what it is."""
     try:
         data = Path(path).read_bytes()
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
+    kind = next((kind for magic, kind in _BINARY.items() if data.startswith(magic)), None)
+    if kind is None and data[4:8] == b"ftyp":
+        kind = "an MP4 or MOV video"
+    if kind:
+        raise DataError(f"{path}: {kind}, not a text file: give the CSV (or YAML) file itself")
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         raise DataError(f"{path}: UTF-16 text; kp reads UTF-8: convert it, e.g. iconv -f UTF-16 -t UTF-8 {path}")
     try:
@@ -259,228 +295,6 @@ def far_outside(points: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return ((points < -0.5 * sizes) | (points > 1.5 * sizes)).any(axis=-1)
 
 
-def check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-
-
-def split_groups(
-    groups: Sequence[str],
-    split: str,
-    fractions: Mapping[str, float],
-    seed: int,
-    what: str,
-    fractions_of: str = "groups",
-) -> list[int]:
-    """Indices (ascending) of the samples that fall into `split`, where groups[i] is sample i's group (video, image,
-    person). Whole groups are shuffled with `seed` and handed out in that order, so near-duplicate frames of one group
-    never straddle two splits. `what` names the data and its groups for the error messages (e.g. "cardpoints.csv by
-    videoId"); a split left empty is a DataError.
-
-    fractions_of says what `fractions` count:
-      - "groups": of the groups; the first train share of the shuffled groups is train, then val, then test (a split
-        whose share rounds to no group is empty);
-      - "samples": of the samples; groups fill test, then val, until each holds its share of the samples (the last
-        group may overshoot it), and the rest is train. Any split with a share above 0 gets a group while groups last,
-        and the sizes follow the sample counts where groups differ much in size (people with 1 or 50 photos)."""
-    check_split(split)
-    if (
-        set(fractions) != set(SPLITS)
-        or any(fractions[s] < 0 for s in SPLITS)
-        or not math.isclose(sum(fractions[s] for s in SPLITS), 1.0, abs_tol=1e-6)
-    ):
-        raise ValueError(f"fractions must give train, val and test, each >= 0 and summing to 1; got {dict(fractions)}")
-    if fractions_of not in ("groups", "samples"):
-        raise ValueError(f"fractions_of must be 'groups' or 'samples', got {fractions_of!r}")
-    unique = sorted(set(groups))
-    order = [unique[i] for i in np.random.default_rng(seed).permutation(len(unique))]
-    if fractions_of == "groups":
-        ends = np.round(np.cumsum([fractions[s] for s in SPLITS]) * len(unique)).astype(int)
-        k = SPLITS.index(split)
-        chosen = set(order[(ends[k - 1] if k else 0) : ends[k]])
-    else:
-        size = Counter(groups)
-        wanted = {s: fractions[s] * len(groups) for s in ("test", "val")}
-        filled = {"test": 0, "val": 0}
-        chosen = set()
-        for group in order:
-            goes_to = next((s for s in ("test", "val") if filled[s] < wanted[s]), "train")
-            if goes_to != "train":
-                filled[goes_to] += size[group]
-            if goes_to == split:
-                chosen.add(group)
-    indices = [i for i, group in enumerate(groups) if group in chosen]
-    if not indices:
-        raise DataError(
-            f"The {split} split of {what} is empty: {len(unique)} group(s) dealt out by fractions {dict(fractions)} "
-            f"of the {fractions_of}. Add data or change the fractions (or split_by, where the dataset has it)."
-        )
-    return indices
-
-
-# Difference hashes at most this many of 64 bits apart count as near-duplicates (the doctor's and split_by=similarity's
-# rule): re-encoded, slightly shifted or brightened copies and frames a few milliseconds apart.
-NEAR_BITS = 4
-
-
-def difference_hash(image: np.ndarray) -> int:
-    """64 bits: whether each pixel of a 9×8 grey thumbnail is brighter than its right neighbour (robust to
-    re-encoding, resizing and small brightness changes). image: H×W, H×W×1 (grey) or H×W×3 (RGB)."""
-    grey = (
-        image if image.ndim == 2 else image[:, :, 0] if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    )
-    small = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).ravel()
-    return int(np.packbits(bits).view(">u8")[0])
-
-
-def similarity_groups(images: Iterable[np.ndarray], near_bits: int = NEAR_BITS) -> list[str]:
-    """Per image, its group for split_groups where a dataset has no person or video ids (split_by=similarity): images
-    whose difference hashes are at most near_bits apart share a group, and so, transitively, do their look-alikes."""
-    hashes = np.array([difference_hash(image) for image in images], np.uint64)
-    parent = np.arange(len(hashes))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in range(len(hashes)):
-        for j in np.flatnonzero(np.bitwise_count(hashes[i + 1 :] ^ hashes[i]) <= near_bits) + i + 1:
-            parent[root(j)] = root(i)
-    return [f"look-alikes#{root(i)}" for i in range(len(hashes))]
-
-
-def nested_subset(groups: Sequence[str], fraction: float, seed: int = 0) -> list[int]:
-    """Indices (ascending) of about `fraction` of the samples, in whole groups (groups[i] is sample i's group). The
-    groups are shuffled with `seed` whatever the fraction and taken in that order until the share is reached, so the
-    subsets are nested: the 25 % one lies inside the 50 % one, and a learning curve compares like with like."""
-    unique = sorted(set(groups))
-    order = [unique[i] for i in np.random.default_rng(seed).permutation(len(unique))]
-    size, wanted, chosen, taken = Counter(groups), fraction * len(groups), set(), 0
-    for group in order:
-        if chosen and taken >= wanted - 1e-9:
-            break
-        chosen.add(group)
-        taken += size[group]
-    return [i for i, group in enumerate(groups) if group in chosen]
-
-
-def crop_and_resize(
-    image: np.ndarray, keypoints: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cut box = (x0, y0, w, h) in whole pixels out of `image` (zeros where it leaves the image) and resize it to
-    size = (width, height); keypoints (x = column, y = row, pixel centres at integers) move with it. Returns the
-    image, the keypoints and the 2×3 affine from `image` pixels to the result's."""
-    x0, y0, w, h = box
-    height, width = image.shape[:2]
-    pad = max(0, -x0, -y0, x0 + w - width, y0 + h - height)
-    if pad:
-        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-    crop = image[y0 + pad : y0 + pad + h, x0 + pad : x0 + pad + w]
-    out_w, out_h = size
-    shrinking = out_w < w or out_h < h
-    resized = cv2.resize(crop, (out_w, out_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    # cv2.resize maps pixel edges onto pixel edges: a centre x goes to (x - x0 + 0.5) * scale - 0.5.
-    sx, sy = out_w / w, out_h / h
-    affine = np.array([[sx, 0.0, (0.5 - x0) * sx - 0.5], [0.0, sy, (0.5 - y0) * sy - 0.5]])
-    return resized, apply(affine, np.asarray(keypoints, np.float64)).astype(np.float32), affine
-
-
-def letterbox(
-    image: np.ndarray, keypoints: np.ndarray, size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scale the whole image to fit size = (width, height), keeping its aspect ratio, centred and padded with black
-    (crop_and_resize of the box of the output's aspect ratio that just holds the image)."""
-    height, width = image.shape[:2]
-    scale = min(size[0] / width, size[1] / height)
-    box_w, box_h = round(size[0] / scale), round(size[1] / scale)
-    return crop_and_resize(image, keypoints, ((width - box_w) // 2, (height - box_h) // 2, box_w, box_h), size)
-
-
-# A side marker: left/right in any case anywhere (left_eye, LeftHand, leftear); an upper-case L or R that no capital
-# precedes and no lower-case letter follows (L_Eye, eyeL, forelegR1, LHip, paw1LH_top: left hind); or a lone l/r
-# (l_eye, paw_r1). "Lip", "Rump" and "tailBase" carry none.
-_SIDE = re.compile(r"(?i:left|right)|(?<![A-Z])[LR](?![a-z])|(?<![A-Za-z])[lr](?![A-Za-z])")
-
-
-def _mirror_name(name: str) -> tuple[str, str] | None:
-    """(side "l" or "r", the name in lower case with its side marker(s) blanked), or None where the name carries no
-    side, or two that disagree (left_to_right)."""
-    sides = {match.group(0)[0].lower() for match in _SIDE.finditer(name)}
-    if len(sides) != 1:
-        return None
-    return sides.pop(), _SIDE.sub("\0", name).lower()
-
-
-def guess_flip_pairs(names: Sequence[str]) -> tuple[list[tuple[int, int]], list[str]]:
-    """Pairs (i, j) of names that differ only by their side marker, case aside (left_eye/Right_Eye, L_Eye/R_Eye,
-    eyeL/eyeR); then, among the names still alone, by their side marker and digits, where that match is unique
-    (paw1LH_top/paw4RH_top, lightning-pose's numbered paws). Also returns the names that carry a side and found no
-    partner: mirroring would keep such a point's label on the wrong side."""
-    sided = {i: side_and_rest for i, name in enumerate(names) if (side_and_rest := _mirror_name(name))}
-    pairs: list[tuple[int, int]] = []
-    for rest_of in (lambda rest: rest, lambda rest: re.sub(r"\d+", "", rest)):
-        alone = [i for i in sided if all(i not in pair for pair in pairs)]
-        by_rest: dict[tuple[str, str], list[int]] = {}
-        for i in alone:
-            side, rest = sided[i]
-            by_rest.setdefault((side, rest_of(rest)), []).append(i)
-        for (side, rest), left in by_rest.items():
-            right = by_rest.get(("r", rest), [])
-            if side == "l" and len(left) == 1 and len(right) == 1:
-                pairs.append(tuple(sorted((left[0], right[0]))))
-    paired = {i for pair in pairs for i in pair}
-    return sorted(pairs), [names[i] for i in sided if i not in paired]
-
-
-def flip_pairs_from_names(names: Sequence[str]) -> list[tuple[int, int]] | None:
-    """The left/right pairs guessed from the names (guess_flip_pairs); None (unknown, see KeypointMeta.flip_pairs)
-    where none was found or a name with a side has no partner."""
-    pairs, alone = guess_flip_pairs(names)
-    return pairs if pairs and not alone else None
-
-
-def mirror_note(names: Sequence[str], pairs: Sequence[tuple[int, int]] | None) -> str:
-    """The one log line a run gives about mirroring: which pairs it swaps (and whether the names gave them), that
-    none are needed, or that they are unknown, so mirror augmentation and flip test are off, and how to declare them."""
-    declare = (
-        "declare them with data.dataset.flip_pairs=[[left_x, right_x], ...], or data.dataset.flip_pairs=[] "
-        "where no keypoint has a mirror partner"
-    )
-    if pairs is None:
-        _, alone = guess_flip_pairs(names)
-        why = f"no partner for {', '.join(alone)}" if alone else "none found among the names"
-        shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
-        return (
-            f"mirror augmentation and flip test are OFF: the left/right pairs of the keypoints ({shown}) are "
-            f"unknown ({why}); {declare}"
-        )
-    if not pairs:
-        return "flip pairs: none needed (flip_pairs: []): mirroring keeps every keypoint's label"
-    source = "guessed from the names" if list(pairs) == flip_pairs_from_names(names) else "as listed"
-    swapped = ", ".join(f"{names[i]}<->{names[j]}" for i, j in pairs)
-    return (
-        f"flip pairs {source}: {swapped} (mirror augmentation and flip test swap them; data.dataset.flip_pairs sets "
-        "them)"
-    )
-
-
-def resolve_pairs(pairs: Sequence[Sequence], names: Sequence[str], what: str) -> list[tuple[int, int]]:
-    """Config pairs given by keypoint name (or by 0-based index) -> index pairs."""
-    index = {name: i for i, name in enumerate(names)}
-    resolved = []
-    for pair in pairs:
-        if len(pair) != 2:
-            raise ValueError(f"{what}: {list(pair)} is not a pair")
-        ids = [p if isinstance(p, int) else index.get(p) for p in pair]
-        if any(i is None or not 0 <= i < len(names) for i in ids):
-            raise ValueError(f"{what}: {list(pair)} names an unknown keypoint; keypoints are {list(names)}")
-        resolved.append(tuple(ids))
-    return resolved
-
-
 def drop_repeats(
     keys: Sequence[str],
     labels: Sequence[np.ndarray],
@@ -507,19 +321,17 @@ def drop_repeats(
     return kept
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image file from its header, without decoding it; DataError where it is no image."""
+def image_size(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of an image file from its header, without decoding it; DataError where it is no image or
+    one above max_pixels."""
     try:
-        with Image.open(path) as header:
-            width, height = header.size
+        with open(path, "rb") as file:
+            size = _header_size(path, file, max_pixels)
     except OSError as error:
         raise DataError(f"{path}: not a readable image ({error})") from None
-    if width * height > MAX_IMAGE_PIXELS:
-        raise DataError(
-            f"{path}: image is {width}×{height} pixels, above the limit of {MAX_IMAGE_PIXELS / 1e6:g} "
-            "megapixels: shrink it, or raise data.max_image_megapixels"
-        )
-    return width, height
+    if size is None:
+        raise DataError(f"{path}: not a readable image (no image format PIL knows)")
+    return size
 
 
 def check_image_file(image: Path, at: str) -> None:

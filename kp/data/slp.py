@@ -29,21 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
-from kp.data.dlc import _every_split_gets_one
-from kp.data.io import (
-    SkipLog,
-    check_image_file,
-    check_points,
-    drop_repeats,
-    flip_pairs_from_names,
-    image_size,
-    letterbox,
-    read_image,
-    resolve_pairs,
-    similarity_groups,
-    split_groups,
-)
+from kp.data.io import MAX_PIXELS, SkipLog, check_image_file, check_points, drop_repeats, image_size, read_image
+from kp.data.keypoint_pairs import flip_pairs_from_names, resolve_pairs
+from kp.data.splits import choose_groups, similarity_groups, split_groups
 from kp.errors import ConfigError, DataError
+from kp.geometry import letterbox
 
 log = logging.getLogger(__name__)
 INSTANCES = ("one", "first")
@@ -80,11 +70,12 @@ class SleapLabels(KeypointDataset):
         flip_pairs: list[list] | None = None,
         instances: str = "one",
         transform=None,
+        max_pixels: int = MAX_PIXELS,
     ):
         """path: the .slp file. width × height: the size every frame is fitted into. split_by: video, similarity,
         frame or auto (see kp.data.dlc). flip_pairs: [[node, node], ...] instead of the skeleton's symmetries.
         instances: one (a frame with several labelled instances is an error) or first (take the first)."""
-        super().__init__(transform)
+        super().__init__(transform, max_pixels)
         if split_by not in ("video", "similarity", "frame", "auto"):
             raise ValueError(f"split_by must be video, similarity, frame or auto, got {split_by!r}")
         if instances not in INSTANCES:
@@ -93,15 +84,21 @@ class SleapLabels(KeypointDataset):
         self.source = str(path)
         if not Path(path).is_file():
             raise DataError(f"{path}: not found: set data.dataset.path to your SLEAP labels file (.slp)")
-        project = _read_project(Path(path), instances, Path(path).stat().st_mtime_ns)
+        project = _read_project(Path(path), instances, Path(path).stat().st_mtime_ns, max_pixels)
         self.videos, names, self.issues = project.videos, project.names, project.issues
         if not project.frames:
             why = f"the first: {self.issues[0]}" if self.issues else "it has no frame labelled by a person"
             raise DataError(f"{path}: no usable labelled frame ({len(self.issues)} skipped; {why})")
         fractions = fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
-        split_by, groups = self._groups(project.frames, split_by, fractions)
+        split_by, groups, why = choose_groups(
+            split_by,
+            [str(frame.video) for frame in project.frames],
+            lambda: similarity_groups(self._pixels(frame) for frame in project.frames),
+            [frame.name for frame in project.frames],
+            fractions,
+        )
         if split == "train":
-            log.info("%s: split by %s: %d group(s) of %d frames", path, split_by, len(set(groups)), len(groups))
+            log.info("%s: split by %s: %d group(s) of %d frames%s", path, split_by, len(set(groups)), len(groups), why)
         of = "samples" if split_by == "similarity" else "groups"  # look-alike groups differ much in size
         chosen = split_groups(groups, split, fractions, seed, f"{path} by {split_by}", fractions_of=of)
         self.frames = [project.frames[i] for i in chosen]
@@ -136,21 +133,9 @@ class SleapLabels(KeypointDataset):
     def _pixels(self, frame: Frame) -> np.ndarray:
         """The frame's image, H×W×3 uint8 RGB."""
         if frame.image is not None:
-            return read_image(frame.image)
+            return read_image(frame.image, max_pixels=self.max_pixels)
         image = np.asarray(self.videos[frame.video][frame.index])
         return np.repeat(image, 3, axis=2) if image.ndim == 3 and image.shape[2] == 1 else image
-
-    def _groups(self, frames: list[Frame], split_by: str, fractions: Mapping[str, float]) -> tuple[str, list[str]]:
-        """(split_by, each frame's group), as kp.data.dlc splits: auto takes whole videos where there are enough for
-        one in every split, else look-alike groups where there are enough of those, else single frames."""
-        videos = [str(frame.video) for frame in frames]
-        if split_by == "video" or split_by == "auto" and _every_split_gets_one(len(set(videos)), fractions):
-            return "video", videos
-        if split_by in ("similarity", "auto"):
-            look_alikes = similarity_groups(self._pixels(frame) for frame in frames)
-            if split_by == "similarity" or _every_split_gets_one(len(set(look_alikes)), fractions):
-                return "similarity", look_alikes
-        return "frame", [frame.name for frame in frames]
 
 
 @dataclass(frozen=True)
@@ -164,7 +149,7 @@ class Project:
 
 
 @functools.lru_cache(maxsize=4)
-def _read_project(path: Path, instances: str, mtime: int) -> Project:
+def _read_project(path: Path, instances: str, mtime: int, max_pixels: int) -> Project:
     """The labels file read once for the three splits (mtime keys the cache)."""
     sio = sleap_io()
     try:
@@ -193,7 +178,7 @@ def _read_project(path: Path, instances: str, mtime: int) -> Project:
         try:
             if image:
                 check_image_file(image, f"{path}: frame {labelled_frame.frame_idx}")
-            size = image_size(image) if image else _video_size(labelled_frame.video)
+            size = image_size(image, max_pixels) if image else _video_size(labelled_frame.video)
         except DataError as error:
             skips.skip(str(error))
             continue

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
+from kp.data.io import MAX_PIXELS
 
 NAMES = ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]
 # Keypoints in the face's own frame: unit = face half-height, x to the image's right, y down.
@@ -46,8 +47,9 @@ class SyntheticKeypoints(KeypointDataset):
         max_count: int = 5,
         max_rotation: float = 30.0,
         transform=None,
+        max_pixels: int = MAX_PIXELS,
     ):
-        super().__init__(transform)
+        super().__init__(transform, max_pixels)
         if split not in SPLIT_IDS:
             raise ValueError(f"split must be one of {list(SPLIT_IDS)}, got {split!r}")
         sizes = sizes or {"train": 4096, "val": 256, "test": 256}

@@ -18,7 +18,7 @@ from omegaconf import open_dict  # noqa: E402
 from rich.progress import track  # noqa: E402
 
 from kp.data.datamodule import SPLITS
-from kp.data.io import NEAR_BITS, difference_hash
+from kp.data.splits import NEAR_BITS, difference_hash
 from kp.inference.load import load  # noqa: E402
 
 log = logging.getLogger("kp.evaluation.doctor")

@@ -10,8 +10,8 @@ from hydra.utils import instantiate
 
 from kp import geometry
 from kp.build import InferenceSpec
-from kp.data.io import letterbox
 from kp.errors import ModelLoadError
+from kp.geometry import letterbox
 
 
 class Preprocess:

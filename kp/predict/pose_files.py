@@ -16,7 +16,6 @@ predictions.csv (kp.predict.writers.Writer.rows).
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 from kp.data.base import KeypointMeta
 from kp.data.slp import sleap_io
 from kp.errors import InputError
+from kp.formats import dlc_csv
 
 FORMATS = ("dlc-poses", "slp", "nwb")
 SCORER = "kp"
@@ -84,15 +84,8 @@ def write_dlc_poses(rows: list[dict], names: list[str], out: Path) -> list[Path]
 
 
 def _write_dlc_file(path: Path, rows: list[dict], names: list[str], faces: int, by_frame: bool) -> Path:
-    individuals = [f"face{i}" for i in range(faces)] or [None]
-    width = 3 * len(names) * len(individuals)
-    header = [["scorer"] + [SCORER] * width]
-    if faces:
-        header.append(["individuals"] + [who for who in individuals for _ in range(3 * len(names))])
-    header += [
-        ["bodyparts"] + [name for _ in individuals for name in names for _ in range(3)],
-        ["coords"] + ["x", "y", "likelihood"] * len(names) * len(individuals),
-    ]
+    individuals = [f"face{i}" for i in range(faces)]
+    width = 3 * len(names) * max(faces, 1)
     lines: dict = defaultdict(lambda: [""] * width)
     for row in rows:
         cells = lines[row["frame"] if by_frame else row["file"]]
@@ -100,11 +93,8 @@ def _write_dlc_file(path: Path, rows: list[dict], names: list[str], faces: int, 
         for k, ((x, y), score) in enumerate(zip(row["keypoints"], row["scores"])):
             cells[start + 3 * k : start + 3 * k + 3] = [f"{x:.3f}", f"{y:.3f}", f"{score:.4f}"]
     keys = range(max(lines) + 1) if by_frame else list(lines)
-    with open(path, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerows(header)
-        writer.writerows([key, *lines[key]] if key in lines else [key] + [""] * width for key in keys)
-    return path
+    table = [[key, *lines[key]] if key in lines else [key] + [""] * width for key in keys]
+    return dlc_csv.write(path, SCORER, names, table, coords=("x", "y", "likelihood"), individuals=individuals)
 
 
 def to_labels(rows: list[dict], meta: KeypointMeta):

@@ -13,13 +13,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from torch.utils.data import DataLoader
 
+from kp.data.video import video_info
 from kp.errors import InputError
+from kp.formats.predictions_csv import read_rows, sidecar
 from kp.inference.load import load
 from kp.inference.predictor import Predictor
+from kp.inference.sources import Cropper, ImageFiles, VideoFrames, collate, expand_inputs
 from kp.predict import pose_files
-from kp.predict.sources import Cropper, ImageFiles, VideoFrames, collate, expand_inputs, video_info
-from kp.predict.writers import Overlays, Writer, read_rows
-from kp.trajectories.job import sidecar, smooth_file
+from kp.predict.writers import Overlays, Writer
+from kp.trajectories.smooth_csv import smooth_file
 
 
 def predict_inputs(
@@ -48,41 +50,18 @@ def predict_inputs(
     predictor = model if isinstance(model, Predictor) else load(model)
     images, videos = expand_inputs(inputs)
     pose_files.check_targets(out, formats, images)
-    face_crop = None
-    if detect == "faces":
-        if not predictor.spec.face_crop:
-            raise InputError(
-                f"--detect faces needs a face-landmark model (data=facial or facial68); {model} was "
-                f"trained on {predictor.spec.dataset}"
-            )
-        face_crop = tuple(predictor.spec.face_crop)
+    face_crop = _face_crop(predictor, detect, model)
     out.mkdir(parents=True, exist_ok=True)
     cropper = Cropper(predictor.preprocess, face_crop, keep_source=overlays)
     writer = Writer(out, predictor.meta.names, faces=face_crop is not None, resume=resume)
     resumed, skipped_before = len(writer.done), len(writer.skipped)
     drawer = Overlays(out, predictor, threshold) if overlays else None
-    sources = []
-    todo = [path for path in images if (str(path), None) not in writer.done]
-    if todo:
-        files = ImageFiles(todo, cropper)
-        sources.append((DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=collate), len(todo)))
-    for video in videos:
-        done = {frame for file, frame in writer.done if file == str(video)}
-        frames = VideoFrames(video, cropper, every, start, end, done)
-        loader = DataLoader(frames, batch_size=batch_size, num_workers=min(workers, 1), collate_fn=collate)
-        sources.append((loader, len(frames.wanted())))
-    started, predicted = time.perf_counter(), 0
-    with Progress(*PROGRESS, console=console, transient=False) as progress:
-        task = progress.add_task("predicting", total=sum(total for _, total in sources), rate="")
-        try:
-            for loader, _ in sources:
-                for items, batch, affines in loader:
-                    _predict_batch(predictor, items, batch, affines, flip, writer, drawer)
-                    predicted += len(items)
-                    rate = f"{predicted / (time.perf_counter() - started):.1f} images/s"
-                    progress.update(task, advance=len(items), rate=rate)
-        finally:
-            written = [writer.close()]  # what was predicted stays, also when the job dies
+    sources = _sources(images, videos, writer, cropper, batch_size, workers, every, start, end)
+    started = time.perf_counter()
+    try:
+        predicted = _predict_all(predictor, sources, flip, writer, drawer, console)
+    finally:
+        written = [writer.close()]  # what was predicted stays, also when the job dies
     rows = writer.rows
     if flip in predictor.calibrations:  # what the radius means, for kp smooth
         sidecar(writer.path).write_text(json.dumps({"alpha": predictor.calibrations[flip].alpha, "flip": flip}))
@@ -91,15 +70,9 @@ def predict_inputs(
         written.append(smoothed.csv)
         rows = read_rows(smoothed.csv, predictor.meta.names, faces=face_crop is not None)
     if drawer and videos:
-        with Progress(*PROGRESS, console=console, transient=False) as progress:
-            for video in videos:
-                shown = [row for row in rows if row["file"] == str(video)]
-                drawing = progress.add_task(f"drawing {video.name}", total=len(shown), rate="")
-                drawer.video(str(video), shown, video_info(video)[1] / every, partial(progress.advance, drawing))
-    if "dlc" in formats:
-        written.append(writer.write_dlc(threshold))
-    if "coco" in formats:
-        written.append(writer.write_coco())
+        _draw_videos(drawer, videos, rows, every, console)
+    written += [writer.write_dlc(threshold)] if "dlc" in formats else []
+    written += [writer.write_coco()] if "coco" in formats else []
     written += pose_files.write(writer.rows, predictor.meta, out, formats)
     wall = time.perf_counter() - started
     summary = {
@@ -118,6 +91,68 @@ def predict_inputs(
     if flip not in predictor.calibrations:  # say why the radius columns are empty
         console.print(f"no uncertainty radius: {predictor.radius_hint(flip)}")
     return summary
+
+
+def _face_crop(predictor: Predictor, detect: str | None, model) -> tuple[float, float] | None:
+    """The crop around each detected face (--detect faces), as the model's training images framed faces."""
+    if detect != "faces":
+        return None
+    if not predictor.spec.face_crop:
+        raise InputError(
+            f"--detect faces needs a face-landmark model (data=facial or facial68); {model} was "
+            f"trained on {predictor.spec.dataset}"
+        )
+    return tuple(predictor.spec.face_crop)
+
+
+def _sources(
+    images: list[Path],
+    videos: list[Path],
+    writer: Writer,
+    cropper: Cropper,
+    batch_size: int,
+    workers: int,
+    every: int,
+    start: int,
+    end: int | None,
+) -> list[tuple[DataLoader, int]]:
+    """(DataLoader, items to predict) for the image files and for each video, less what the writer already has."""
+    sources = []
+    todo = [path for path in images if (str(path), None) not in writer.done]
+    if todo:
+        files = ImageFiles(todo, cropper)
+        sources.append((DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=collate), len(todo)))
+    for video in videos:
+        done = {frame for file, frame in writer.done if file == str(video)}
+        frames = VideoFrames(video, cropper, every, start, end, done)
+        loader = DataLoader(frames, batch_size=batch_size, num_workers=min(workers, 1), collate_fn=collate)
+        sources.append((loader, len(frames.wanted())))
+    return sources
+
+
+def _predict_all(
+    predictor: Predictor, sources: list[tuple[DataLoader, int]], flip: bool, writer: Writer, drawer, console: Console
+) -> int:
+    """Every source's batches through the model into the writer (and overlays), with a progress bar; the count."""
+    started, predicted = time.perf_counter(), 0
+    with Progress(*PROGRESS, console=console, transient=False) as progress:
+        task = progress.add_task("predicting", total=sum(total for _, total in sources), rate="")
+        for loader, _ in sources:
+            for items, batch, affines in loader:
+                _predict_batch(predictor, items, batch, affines, flip, writer, drawer)
+                predicted += len(items)
+                rate = f"{predicted / (time.perf_counter() - started):.1f} images/s"
+                progress.update(task, advance=len(items), rate=rate)
+    return predicted
+
+
+def _draw_videos(drawer: Overlays, videos: list[Path], rows: list[dict], every: int, console: Console) -> None:
+    """overlays/<video>.mp4 per video, from its finished rows, at the frame rate of the frames predicted."""
+    with Progress(*PROGRESS, console=console, transient=False) as progress:
+        for video in videos:
+            shown = [row for row in rows if row["file"] == str(video)]
+            drawing = progress.add_task(f"drawing {video.name}", total=len(shown), rate="")
+            drawer.video(str(video), shown, video_info(video)[1] / every, partial(progress.advance, drawing))
 
 
 PROGRESS = (

@@ -10,66 +10,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kp.errors import InputError
+from kp.data.video import read_frames
+from kp.formats import dlc_csv, predictions_csv
 from kp.inference.predictor import Predictor
+from kp.inference.sources import Item
 from kp.predict import pose_files
-from kp.predict.overlay import draw
-from kp.predict.sources import Item, read_frames
+from kp.viz.overlay import draw
 
 FORMATS = ("dlc", "coco", *pose_files.FORMATS)
 
 
-def columns(names: list[str], faces: bool) -> list[str]:
-    """predictions.csv's header."""
-    header = ["file", "frame"] + (["face", "box_x", "box_y", "box_w", "box_h"] if faces else []) + ["status"]
-    return header + [f"{name}_{column}" for name in names for column in ("x", "y", "score", "radius")]
-
-
-def read_rows(path: Path, names: list[str], faces: bool) -> list[dict]:
-    """predictions.csv's complete rows, as the Writer holds them; InputError when its columns are not those of this
-    model (and --detect), so that a job is never resumed into another model's file."""
-    with open(path, newline="") as file:
-        lines = list(csv.reader(file))
-    header = lines[0] if lines else []
-    if header != columns(names, faces):
-        raise InputError(
-            f"{path}: its columns are not this model's ({len(names)} keypoints{', faces' if faces else ''}): "
-            f"resume with the model and options that wrote it, or write to another --out"
-        )
-    rows = []
-    for values in lines[1:]:
-        if len(values) != len(header):  # the last line of a killed job, cut short
-            break
-        cells = dict(zip(header, values))
-        points = np.array([[cells[f"{n}_{c}"] or "nan" for c in ("x", "y", "score", "radius")] for n in names])
-        ok = cells["status"] == "ok"
-        rows.append(
-            {
-                "file": cells["file"],
-                "frame": int(cells["frame"]) if cells["frame"] else None,
-                "face": int(cells["face"]) if faces and cells["face"] else None,
-                "box": tuple(int(cells[f"box_{c}"]) for c in "xywh") if faces and cells["box_x"] else None,
-                "status": cells["status"],
-                "keypoints": points[:, :2].astype(float) if ok else None,
-                "scores": points[:, 2].astype(float) if ok else None,
-                "radius": points[:, 3].astype(float) if ok else None,
-            }
-        )
-    return rows
-
-
 def _key(row: dict) -> tuple[str, int | None]:
     return row["file"], row["frame"]
-
-
-def _read_skipped(path: Path) -> list[tuple[str, int | None, str]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as file:
-        return [
-            (file_, int(frame) if frame else None, reason)
-            for file_, frame, reason in [values for values in list(csv.reader(file))[1:] if len(values) == 3]
-        ]
 
 
 class Writer:
@@ -81,19 +33,19 @@ class Writer:
     def __init__(self, out: Path, names: list[str], faces: bool, resume: bool = False):
         self.out, self.names, self.faces = out, names, faces
         self.path = out / "predictions.csv"
-        self.header = columns(names, faces)
+        self.header = predictions_csv.columns(names, faces)
         self.rows: list[dict] = []
         self.skipped: list[tuple[str, int | None, str]] = []
         if resume and self.path.is_file():
-            self.rows = read_rows(self.path, names, faces)
+            self.rows = predictions_csv.read_rows(self.path, names, faces)
             last = _key(self.rows[-1]) if self.rows else None
             self.rows = [row for row in self.rows if _key(row) != last]
-            self.skipped = _read_skipped(out / "skipped.csv")
+            self.skipped = predictions_csv.read_skipped(out / "skipped.csv")
         self.done = {_key(row) for row in self.rows} | {(file, frame) for file, frame, _ in self.skipped}
         self.file = open(self.path, "w", newline="")  # the kept rows written again: a cut-short last line goes
         self.csv = csv.writer(self.file)
         self.csv.writerow(self.header)
-        self.csv.writerows(self._values(row) for row in self.rows)
+        self.csv.writerows(predictions_csv.values(row, names, faces) for row in self.rows)
         self.flush()
 
     def add(self, item: Item, keypoints: np.ndarray, scores: np.ndarray, radius: np.ndarray) -> None:
@@ -125,7 +77,7 @@ class Writer:
                 }
             )
         self.rows += added
-        self.csv.writerows(self._values(row) for row in added)
+        self.csv.writerows(predictions_csv.values(row, self.names, self.faces) for row in added)
 
     def skip(self, item: Item) -> None:
         self.skipped.append((item.file, item.frame, item.error))
@@ -134,49 +86,28 @@ class Writer:
         """Everything added so far into the files (after each batch)."""
         self.file.flush()
         if self.skipped:
-            with open(self.out / "skipped.csv", "w", newline="") as file:
-                writer = csv.writer(file)
-                writer.writerow(["file", "frame", "reason"])
-                writer.writerows(
-                    [file_, "" if frame is None else frame, reason] for file_, frame, reason in self.skipped
-                )
+            predictions_csv.write_skipped(self.out / "skipped.csv", self.skipped)
 
     def close(self) -> Path:
         self.flush()
         self.file.close()
         return self.path
 
-    def _values(self, row: dict) -> list:
-        values = [row["file"], "" if row["frame"] is None else row["frame"]]
-        if self.faces:
-            values += ["" if row["face"] is None else row["face"], *(row["box"] or [""] * 4)]
-        values.append(row["status"])
-        if row["keypoints"] is None:
-            return values + [""] * (4 * len(self.names))
-        for (x, y), score, radius in zip(row["keypoints"], row["scores"], row["radius"]):
-            values += [f"{x:.3f}", f"{y:.3f}", f"{score:.4f}", f"{radius:.3f}" if np.isfinite(radius) else ""]
-        return values
-
     def _row_name(self, row: dict) -> str:
         """A DeepLabCut-style image path: the file, or <video>/img<frame>.png for a frame; #face<i> after the first."""
-        name = row["file"] if row["frame"] is None else f"{Path(row['file']).stem}/img{row['frame']:05d}.png"
+        name = row["file"] if row["frame"] is None else f"{Path(row['file']).stem}/{dlc_csv.frame_image(row['frame'])}"
         return name if not row["face"] else f"{name}#face{row['face']}"
 
     def write_dlc(self, threshold: float) -> Path:
-        path = self.out / "CollectedData_kp.csv"
-        with open(path, "w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(["scorer"] + ["kp"] * 2 * len(self.names))
-            writer.writerow(["bodyparts"] + [name for name in self.names for _ in "xy"])
-            writer.writerow(["coords"] + ["x", "y"] * len(self.names))
-            for row in self.rows:
-                if row["keypoints"] is None:
-                    continue
-                values = [self._row_name(row)]
+        rows = []
+        for row in self.rows:
+            if row["keypoints"] is not None:
+                cells = [self._row_name(row)]
                 for (x, y), score in zip(row["keypoints"], row["scores"]):
-                    values += [f"{x:.3f}", f"{y:.3f}"] if score >= threshold else ["", ""]
-                writer.writerow(values)
-        return path
+                    cells += [f"{x:.3f}", f"{y:.3f}"] if score >= threshold else ["", ""]
+                rows.append(cells)
+        # The csv module's own line ends (\r\n), as kp predict has always written this file.
+        return dlc_csv.write(self.out / "CollectedData_kp.csv", "kp", self.names, rows, lineterminator="\r\n")
 
     def write_coco(self) -> Path:
         path = self.out / "predictions_coco.json"

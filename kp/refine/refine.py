@@ -1,30 +1,27 @@
 """`kp refine` (kp/cli/refine.py): predict videos with one or more runs, score every frame by how wrong the model
 probably is (kp.refine.score), pick varied bad frames (kp.refine.pick) and write them as a labelling job
-(kp.refine.job) with a contact sheet."""
+(kp.refine.labelling_job) with a contact sheet (kp.viz.contact_sheet). A frame that cannot be decoded is left
+out, counted and said."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader
 
-from kp.data.base import KeypointMeta
+from kp.data.video import read_frames
 from kp.errors import InputError
 from kp.inference.load import load
 from kp.inference.predictor import Predictor
-from kp.predict.overlay import draw
-from kp.predict.sources import Cropper, VideoFrames, collate, expand_inputs
-from kp.refine.job import Pick, write_job
+from kp.inference.sources import Cropper, VideoFrames, collate, expand_inputs
+from kp.refine.labelling_job import Pick, write_job
 from kp.refine.pick import pick, thumbnail
 from kp.refine.score import FramePredictions, outlier_scores, signals
-
-TILE = 320  # px: the width of a frame in the contact sheet
+from kp.viz.contact_sheet import contact_sheet
 
 
 def refine(
@@ -55,26 +52,35 @@ def refine(
     per_video = []
     with _progress(console) as progress:
         for video in videos:
-            predictions, embedding = _predict_video(predictors, video, every, flip, batch_size, progress)
+            predictions, embedding, bad = _predict_video(predictors, video, every, flip, batch_size, progress)
+            if bad:
+                shown = ", ".join(str(frame) for frame in bad[:10]) + (" ..." if len(bad) > 10 else "")
+                console.print(f"{video}: {len(bad)} frame(s) cannot be decoded, left out: {shown}")
             per_video.append((video, predictions, embedding))
     found = [signals(predictions, threshold) for _, predictions, _ in per_video]
     shared = set.intersection(*(set(f) for f in found))  # every video has the same signals, jump needs 3 frames
     scores, reasons = outlier_scores({name: np.concatenate([f[name] for f in found]) for name in shared})
     chosen = pick(scores, np.concatenate([embedding for _, _, embedding in per_video]), frames)
-    picks = sorted(_picks(per_video, chosen, scores, reasons), key=lambda p: -p.outlier)
+    picks = sorted(_picks(per_video, chosen, scores, reasons, console), key=lambda p: -p.outlier)
     write_job(out, picks, predictors[0].meta, [str(Path(run).resolve()) for run in runs], threshold)
     contact_sheet(picks, predictors[0].meta, threshold, out / "refine.png")
     return picks
 
 
-def _picks(per_video: list, chosen: np.ndarray, scores: np.ndarray, reasons: list[str]) -> Iterator[Pick]:
-    """The chosen rows (indices into all videos' frames, in order) as Picks, their frames read again from the videos."""
+def _picks(
+    per_video: list, chosen: np.ndarray, scores: np.ndarray, reasons: list[str], console: Console
+) -> Iterator[Pick]:
+    """The chosen rows (indices into all videos' frames, in order) as Picks, their frames read again from the videos
+    (one decoded the first time and not the second is said and left out)."""
     offset = 0
     for video, predictions, _ in per_video:
         mine = {
             int(predictions.frames[c - offset]): c for c in chosen if offset <= c < offset + len(predictions.frames)
         }
         for frame, image in read_frames(video, sorted(mine)):
+            if image is None:
+                console.print(f"{video}: frame {frame} cannot be decoded a second time: left out of the job")
+                continue
             row, i = mine[frame], mine[frame] - offset
             yield Pick(
                 video,
@@ -95,9 +101,10 @@ def _progress(console: Console) -> Progress:
 
 def _predict_video(
     predictors: list[Predictor], video: Path, every: int, flip: bool, batch_size: int, progress: Progress
-) -> tuple[FramePredictions, np.ndarray]:
-    """Every run's predictions on the frames of `video` (every `every`-th), and each frame's thumbnail embedding."""
-    results, embedding = [], {}
+) -> tuple[FramePredictions, np.ndarray, list[int]]:
+    """Every run's predictions on the frames of `video` (every `every`-th), each frame's thumbnail embedding, and the
+    frames that could not be decoded."""
+    results, embedding, bad = [], {}, set()
     for number, predictor in enumerate(predictors, 1):
         source = VideoFrames(video, Cropper(predictor.preprocess, keep_source=number == 1), every)
         total = len(source.wanted())
@@ -107,6 +114,7 @@ def _predict_video(
         task = progress.add_task(label, total=total)
         found: dict[int, tuple] = {}
         for items, batch, affines in DataLoader(source, batch_size=batch_size, num_workers=0, collate_fn=collate):
+            bad.update(item.frame for item in items if item.error)
             if batch is not None:
                 plain = predictor.predict_with_radius(batch, affines)
                 mirrored = predictor.predict_batch(batch, affines, flip=True)[0] if flip else plain.keypoints
@@ -122,42 +130,4 @@ def _predict_video(
         raise InputError(f"{video}: no frame could be decoded (an empty or broken video)")
     stacked = [np.array([[found[f][part] for f in frames] for found in results]) for part in range(4)]
     predictions = FramePredictions(np.array(frames), *stacked[:3], flipped=stacked[3] if flip else None)
-    return predictions, np.array([embedding[f] for f in frames])
-
-
-def read_frames(video: Path, frames: list[int]) -> Iterator[tuple[int, np.ndarray]]:
-    """(frame, RGB image) for the given frame numbers (ascending), read in one pass."""
-    capture = cv2.VideoCapture(str(video))
-    try:
-        position = 0
-        for target in frames:
-            while position < target and capture.grab():
-                position += 1
-            ok, image = capture.read()
-            position += 1
-            if ok:
-                yield target, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    finally:
-        capture.release()
-
-
-def contact_sheet(picks: list[Pick], meta: KeypointMeta, threshold: float, path: Path, columns: int = 5) -> None:
-    """The picked frames with their predictions (no radius circles: at this size they hide the frame), each captioned
-    with its video, frame and why it was picked."""
-    tiles = []
-    for number, p in enumerate(picks, 1):
-        picture = draw(p.image, p.keypoints[None], p.scores[None], meta, threshold)
-        height = round(picture.shape[0] * TILE / picture.shape[1])
-        picture = cv2.resize(picture, (TILE, height), interpolation=cv2.INTER_AREA)
-        band = np.full((40, TILE, 3), 255, np.uint8)
-        cv2.putText(band, f"{number}. {p.video.stem} #{p.frame}", (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
-        cv2.putText(band, p.reason, (6, 34), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (160, 0, 0), 1)
-        tiles.append(np.vstack([band, picture]))
-    if not tiles:
-        return
-    height = max(tile.shape[0] for tile in tiles)
-    tiles = [np.pad(tile, ((0, height - tile.shape[0]), (0, 0), (0, 0)), constant_values=255) for tile in tiles]
-    columns = min(columns, len(tiles))
-    tiles += [np.full_like(tiles[0], 255)] * (math.ceil(len(tiles) / columns) * columns - len(tiles))
-    rows = [np.hstack(tiles[i : i + columns]) for i in range(0, len(tiles), columns)]
-    cv2.imwrite(str(path), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+    return predictions, np.array([embedding[f] for f in frames]), sorted(bad)

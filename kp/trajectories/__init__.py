@@ -1,6 +1,6 @@
 """Keypoint trajectories over video frames: read a prediction CSV as tracks, smooth them, write them back."""
 
-from kp.trajectories.smooth import KalmanFit, Report, kalman, median, plot_track, savgol, smooth
+from kp.trajectories.smooth import KalmanFit, Report, kalman, median, savgol, smooth
 from kp.trajectories.tracks import Tracks, read_tracks, write_tracks
 
 __all__ = [
@@ -9,7 +9,6 @@ __all__ = [
     "Tracks",
     "kalman",
     "median",
-    "plot_track",
     "read_tracks",
     "savgol",
     "smooth",

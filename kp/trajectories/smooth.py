@@ -31,7 +31,6 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -94,7 +93,7 @@ def kalman(tracks: Tracks, score_threshold: float = 0.3, alpha: float = 0.1) -> 
     _check_threshold(score_threshold)
     if not _number(alpha) or not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1 (the radius's miss rate), got {alpha}")
-    confident = _confident(tracks, score_threshold)
+    confident = tracks.confident(score_threshold)
     xy, sd = np.full_like(tracks.xy, np.nan), np.full(tracks.score.shape, np.nan)
     process_noise, noise = {}, {}
     for track, rows in tracks.track_rows():
@@ -140,43 +139,6 @@ def median(tracks: Tracks, window: int = 5, score_threshold: float = 0.3) -> np.
         return np.median(np.lib.stride_tricks.sliding_window_view(padded, window, axis=0), axis=-1)
 
     return _by_segment(tracks, score_threshold, run)
-
-
-def plot_track(
-    tracks_raw: Tracks,
-    tracks_smooth: Tracks,
-    keypoint: str | int,
-    path: str | Path,
-    score_threshold: float = 0.3,
-    track: str | None = None,
-) -> Path:
-    """x and y of one keypoint over time: raw faint, smoothed bold, frames below the score threshold marked in red
-    (crosses at their raw position, ticks along the bottom). `track`: which track (default the first)."""
-    from matplotlib.figure import Figure  # no pyplot: the Agg canvas, no global backend state
-
-    names = tracks_raw.names
-    if keypoint not in names and not (isinstance(keypoint, int) and 0 <= keypoint < len(names)):
-        raise ValueError(f"no keypoint {keypoint!r}: the tracks have {', '.join(names)}")
-    k = names.index(keypoint) if keypoint in names else keypoint
-    found = dict(tracks_raw.track_rows())
-    if track is not None and track not in found:
-        raise ValueError(f"no track {track!r}: the tracks are {', '.join(found)}")
-    track = next(iter(found)) if track is None else track
-    rows = found[track]
-    t, low = tracks_raw.frames[rows], ~_confident(tracks_raw, score_threshold)[rows, k]
-    figure = Figure(figsize=(10, 5), layout="constrained")
-    axes = figure.subplots(2, 1, sharex=True)
-    for c, axis in enumerate(axes):
-        axis.plot(t, tracks_raw.xy[rows, k, c], color="0.5", lw=0.8, alpha=0.5, label="raw")
-        axis.plot(t, tracks_smooth.xy[rows, k, c], color="C0", lw=2, label="smoothed")
-        axis.plot(t[low], tracks_raw.xy[rows, k, c][low], "x", color="C3", ms=4, label=f"score < {score_threshold}")
-        axis.plot(t[low], np.zeros(low.sum()), "|", color="C3", ms=8, transform=axis.get_xaxis_transform())
-        axis.set_ylabel(f"{'xy'[c]} (px)")
-    axes[0].set_title(f"{names[k]}" + (f"  ({track})" if track else ""))
-    axes[0].legend(loc="best", fontsize="small")
-    axes[1].set_xlabel("frame")
-    figure.savefig(path, dpi=120)
-    return Path(path)
 
 
 def _filter(z, ok, sigma2, scale2, q, dt, keep=False):
@@ -270,10 +232,6 @@ def _noise_estimate(z, ok):
     return out
 
 
-def _confident(tracks: Tracks, threshold: float) -> np.ndarray:
-    return np.isfinite(tracks.xy).all(axis=-1) & (np.nan_to_num(tracks.score, nan=-1.0) >= threshold)
-
-
 def _inside(ok: np.ndarray) -> np.ndarray:
     """n×K: frames from each keypoint's first to its last confident frame (all False for a keypoint with none)."""
     index = np.arange(len(ok))[:, None]
@@ -285,7 +243,7 @@ def _by_segment(tracks: Tracks, threshold: float, run) -> np.ndarray:
     """`run` (m×2 -> m×2) over each keypoint's first..last confident frames of each track, the missing ones linearly
     interpolated first."""
     _check_threshold(threshold)
-    confident = _confident(tracks, threshold)
+    confident = tracks.confident(threshold)
     out = np.full_like(tracks.xy, np.nan)
     for _, rows in tracks.track_rows():
         t, ok = tracks.frames[rows], confident[rows]
@@ -298,7 +256,7 @@ def _by_segment(tracks: Tracks, threshold: float, run) -> np.ndarray:
 
 
 def _report(raw: Tracks, smoothed: Tracks, threshold: float, fit: KalmanFit | None) -> list[Report]:
-    confident = _confident(raw, threshold)
+    confident = raw.confident(threshold)
     reports = []
     for track, rows in raw.track_rows():
         for k, name in enumerate(raw.names):

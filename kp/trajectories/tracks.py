@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kp.data.io import DataError, parse_number, read_csv, where
+from kp.data.io import parse_number, read_csv, where
+from kp.errors import DataError
+from kp.formats import dlc_csv, predictions_csv
 
 EXPECTED = (
     "a kp predict CSV (header file, frame, ..., <keypoint>_x, <keypoint>_y, <keypoint>_score) or a DeepLabCut "
@@ -54,6 +56,10 @@ class Tracks:
     groups: np.ndarray  # N str: the track each row belongs to
     layout: Layout = field(repr=False)  # the file's own rows, to write back
 
+    def confident(self, threshold: float) -> np.ndarray:
+        """N×K: which points have a position and a score at or above the threshold."""
+        return np.isfinite(self.xy).all(axis=-1) & (np.nan_to_num(self.score, nan=-1.0) >= threshold)
+
     def track_rows(self) -> list[tuple[str, np.ndarray]]:
         """(track, its row indices in time order) for every track, in order of first appearance."""
         _, first, inverse = np.unique(self.groups.astype(str), return_index=True, return_inverse=True)
@@ -75,17 +81,22 @@ def read_tracks(path: str | Path) -> Tracks:
         raise DataError(f"{path}: empty; expected {EXPECTED}")
     with open(path, "rb") as file:
         newline = "\r\n" if file.readline().endswith(b"\r\n") else "\n"
-    heads = [fields[0].strip() for _, fields in rows[:3]]
-    if heads[:1] == ["scorer"] and len(heads) > 1 and heads[1] == "individuals":
-        raise DataError(f"{path}: multi-animal DeepLabCut output (an `individuals` header row) is not supported")
-    if heads == ["scorer", "bodyparts", "coords"]:
+    header = [name.strip() for name in rows[0][1]]
+    if header[0] == "scorer":
         tracks = _read_dlc(path, rows)
-    elif "file" in rows[0][1] and "frame" in rows[0][1] and any(c.endswith("_x") for c in rows[0][1]):
+    elif predictions_csv.is_predictions(header):
         tracks = _read_kp(path, rows)
     else:
-        raise DataError(f"{path}: neither {EXPECTED}")
+        raise DataError(f"{path}: {_what_it_is(rows)}: not a layout kp smooth reads; expected {EXPECTED}")
     tracks.layout.newline = newline
     return tracks
+
+
+def _what_it_is(rows: list[tuple[int, list[str]]]) -> str:
+    """A CSV in a few words: its size and its first row, shortened."""
+    first = ", ".join(rows[0][1])
+    first = first if len(first) <= 60 else first[:57] + "..."
+    return f"a CSV of {len(rows)} row(s) and {len(rows[0][1])} column(s) whose first row is {first!r}"
 
 
 def write_tracks(tracks: Tracks, path: str | Path, like: str | Path | None = None) -> Path:
@@ -117,8 +128,7 @@ def _number(value: float) -> str:
 def _read_kp(path: Path, rows: list[tuple[int, list[str]]]) -> Tracks:
     header = [name.strip() for name in rows[0][1]]
     column = {name: i for i, name in enumerate(header)}
-    # A keypoint has all three columns (box_x, box_y of --detect faces have no score).
-    names = [n[:-2] for n in header if n.endswith("_x") and {n[:-2] + "_y", n[:-2] + "_score"} <= set(column)]
+    names = predictions_csv.keypoint_names(header)
     if not names:
         raise DataError(f"{path}: no <keypoint>_x, <keypoint>_y, <keypoint>_score columns; expected {EXPECTED}")
     layout = Layout(
@@ -147,34 +157,22 @@ def _read_kp(path: Path, rows: list[tuple[int, list[str]]]) -> Tracks:
 
 
 def _read_dlc(path: Path, rows: list[tuple[int, list[str]]]) -> Tracks:
-    parts, coords = rows[1][1], [c.strip() for c in rows[2][1]]
-    _check_width(path, rows[1][0], parts, len(coords))
-    # The index takes one column (a frame number or image path) or three (labeled-data, video, file).
-    width = next((i for i, c in enumerate(coords) if c in ("x", "y", "likelihood")), len(coords))
-    columns: dict[str, dict[str, int]] = {}
-    for i in range(width, len(coords)):
-        if coords[i] not in ("x", "y", "likelihood"):
-            raise DataError(
-                f"{where(path, rows[2][0])}: column {i + 1} is {coords[i]!r}; expected x, y "
-                "(and likelihood) per body part"
-            )
-        columns.setdefault(parts[i].strip(), {})[coords[i]] = i
-    names = list(columns)
-    if not names or any(not {"x", "y"} <= set(c) for c in columns.values()):
-        raise DataError(f"{path}: every body part needs an x and a y column; expected {EXPECTED}")
+    table = dlc_csv.parse(path, rows, coords=("x", "y", "likelihood"))
+    names = table.bodyparts
     layout = Layout(
         "dlc",
-        [fields for _, fields in rows[:3]],
-        [fields for _, fields in rows[3:]],
-        x=[columns[n]["x"] for n in names],
-        y=[columns[n]["y"] for n in names],
-        score=[columns[n].get("likelihood") for n in names],
+        table.header,
+        [fields for _, fields in table.rows],
+        x=[table.columns[n]["x"] for n in names],
+        y=[table.columns[n]["y"] for n in names],
+        score=[table.columns[n].get("likelihood") for n in names],
         radius=[None] * len(names),
     )
+    width = len(table.header[2])
     keys, times, index = [], [], []
-    for line, fields in rows[3:]:
-        _check_width(path, line, fields, len(coords))
-        name = "/".join(f for f in fields[:width] if f).replace("\\", "/")
+    for line, fields in table.rows:
+        _check_width(path, line, fields, width)
+        name = table.index(fields)
         index.append(name)
         # An analysis file's index is the frame number (one video); labelled data's is an image path.
         if name.isdigit():
@@ -183,7 +181,7 @@ def _read_dlc(path: Path, rows: list[tuple[int, list[str]]]) -> Tracks:
         else:
             keys.append(str(Path(name).parent) + "/")
             times.append(None)
-    return _tracks(path, rows[3:], names, layout, keys, _fill_times(keys, times, index))
+    return _tracks(path, table.rows, names, layout, keys, _fill_times(keys, times, index))
 
 
 def _check_width(path: Path, line: int, fields: list[str], width: int) -> None:

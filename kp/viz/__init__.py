@@ -1,5 +1,7 @@
 """Pictures: predictions against the ground truth (predictions.py), a dataset as the model sees it (preview.py,
-`kp preview`) and a look inside a trained network (features.py, `kp features`)."""
+`kp preview`), a look inside a trained network (features.py, `kp features`), predictions over an image or frame
+(overlay.py, kp predict's overlays), kp refine's contact sheet (contact_sheet.py) and a keypoint's track raw against
+smoothed (trajectory.py, kp smooth's figures)."""
 
 import matplotlib
 

@@ -34,7 +34,7 @@ from kp.data.dlc import DeepLabCutProject
 from kp.data.facial import NAMES as FACIAL_NAMES
 from kp.data.facial import FacialKeypoints
 from kp.data.facial68 import Facial68
-from kp.data.io import SPLITS
+from kp.data.splits import SPLITS
 from kp.geometry import apply, invert
 
 N = 4  # samples per dataset: 2 train, 1 val, 1 test when split by fractions
@@ -936,7 +936,7 @@ def _open_dm(fmt: Format, root: Path, open=None, **options):
     from kp.data.datamodule import KeypointDataModule
 
     open = open or (lambda split: fmt.open(root, split, (0.5, 0.25, 0.25)))
-    dm = KeypointDataModule(lambda split, transform: open(split), **options)
+    dm = KeypointDataModule(lambda split, transform, max_pixels: open(split), **options)
     dm.setup()
     return dm.splits["train"]
 

@@ -1,6 +1,7 @@
-"""What `kp predict` reads: image files, folders, globs and videos, as batches of preprocessed crops that remember
-where they came from. Sources yield images and ids only (no labels); an unreadable image or frame becomes an item with
-an error, counted and listed by the caller, never the end of the job."""
+"""What `kp predict` and `kp refine` read: image files, folders, globs and videos (kp.data.video's reader), as batches
+of preprocessed crops that remember where they came from. Sources yield images and ids only (no labels); an
+unreadable image or frame becomes an item with an error, counted and listed by the caller, never the end of the
+job."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from kp import geometry
 from kp.data.faces import FaceDetector, face_crop_box
-from kp.data.io import crop_and_resize, read_image
+from kp.data.io import read_image
+from kp.data.video import read_frames, undecodable, video_info
 from kp.errors import DataError, InputError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
@@ -84,7 +85,7 @@ class Cropper:
             return item
         for box in self.detector(image):
             crop_box = face_crop_box(box, *self.face_crop)
-            crop, _, to_crop = crop_and_resize(image, np.zeros((0, 2), np.float32), crop_box, crop_box[2:])
+            crop, _, to_crop = geometry.crop_and_resize(image, np.zeros((0, 2), np.float32), crop_box, crop_box[2:])
             tensor, affine = self.preprocess(crop)
             item.tensors.append(tensor)
             item.affines.append(geometry.compose(affine, to_crop))
@@ -105,18 +106,6 @@ class ImageFiles(Dataset):
             return self.cropper(read_image(path), str(path))
         except DataError as error:
             return Item(str(path), error=str(error))
-
-
-def video_info(path: Path) -> tuple[int, float, tuple[int, int]]:
-    """(frame count, frames per second, (width, height)) as the container states them."""
-    capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            raise InputError(f"{path}: OpenCV cannot open this video")
-        size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS) or 30.0, size
-    finally:
-        capture.release()
 
 
 class VideoFrames(IterableDataset):
@@ -146,24 +135,9 @@ class VideoFrames(IterableDataset):
     def __iter__(self) -> Iterator[Item]:
         for frame, image in read_frames(self.path, self.wanted()):
             if image is None:
-                yield Item(str(self.path), frame, error=f"{self.path}: frame {frame} cannot be decoded")
+                yield Item(str(self.path), frame, error=undecodable(self.path, frame))
             else:
                 yield self.cropper(image, str(self.path), frame)
-
-
-def read_frames(path: Path, wanted: list[int]) -> Iterator[tuple[int, np.ndarray | None]]:
-    """(frame number, RGB image, or None where it cannot be decoded) for the wanted frames, in increasing order."""
-    capture = cv2.VideoCapture(str(path))
-    try:
-        frame = 0
-        for target in wanted:
-            while frame < target and capture.grab():  # skip cheaply to the next wanted frame
-                frame += 1
-            ok, image = capture.read()
-            frame += 1
-            yield target, cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if ok and image is not None else None
-    finally:
-        capture.release()
 
 
 def collate(items: list[Item]) -> tuple[list[Item], torch.Tensor | None, np.ndarray | None]:

@@ -1,11 +1,13 @@
 """`kp smooth` and `kp predict --smooth` (kp/cli/smooth.py): a prediction CSV smoothed into <stem>_smoothed.csv
-beside it, with a figure per keypoint and a report, and the report printed as a table.
+beside it, with a figure per keypoint (kp.viz.trajectory) and a report, and the report printed as a table. A file
+whose every score lies below the threshold is refused in one line, never smoothed into empty tracks.
 
 The radius's alpha (what the Kalman filter turns the radius into a standard deviation with) comes from --alpha, else
 from the sidecar kp predict writes beside its CSV (<stem>.json: the calibration's alpha), else 0.1, kp's default."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from dataclasses import dataclass
@@ -16,9 +18,11 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from kp.errors import ConfigError
-from kp.trajectories.smooth import plot_track, smooth
+from kp.errors import ConfigError, InputError
+from kp.formats.predictions_csv import sidecar
+from kp.trajectories.smooth import smooth
 from kp.trajectories.tracks import Tracks, read_tracks, write_tracks
+from kp.viz.trajectory import plot_track
 
 DEFAULT_ALPHA = 0.1
 
@@ -29,11 +33,6 @@ class Smoothed:
     report: Path  # report.md
     figures: list[Path]
     rows: list[dict]  # per track and keypoint: Report's fields and within_radius
-
-
-def sidecar(path: Path) -> Path:
-    """Where kp predict says what its CSV's radius means: <stem>.json beside it."""
-    return path.with_suffix(".json")
 
 
 def smooth_file(
@@ -50,6 +49,7 @@ def smooth_file(
     console = console or Console(stderr=True)
     path = Path(path)
     raw = read_tracks(path)  # DataError naming the file: missing, unreadable, another format
+    _check_confident(path, raw, threshold)
     alpha, alpha_source = _alpha(path, alpha)
     options = {"score_threshold": threshold}
     if method == "kalman":
@@ -78,6 +78,19 @@ def smooth_file(
     console.print(_table(title, rows))
     console.print(f"written: {csv_path}, {report_path}, {len(figures)} figure(s) in {folder}/")
     return Smoothed(csv_path, report_path, figures, rows)
+
+
+def _check_confident(path: Path, tracks: Tracks, threshold: float) -> None:
+    """Smoothing counts points scored below the threshold as missing: where all are, it would write empty tracks."""
+    if tracks.confident(threshold).any():
+        return
+    scores = tracks.score[np.isfinite(tracks.xy).all(axis=-1) & np.isfinite(tracks.score)]
+    if not len(scores):
+        raise InputError(f"{path}: no keypoint has a position and a score: nothing to smooth")
+    raise InputError(
+        f"{path}: every score is below --threshold {threshold:g} (the highest is {scores.max():.3f}): nothing to "
+        f"smooth; lower --threshold below {scores.max():.3f}, or predict with a better model"
+    )
 
 
 def _alpha(path: Path, alpha: float | None) -> tuple[float, str]:
@@ -136,8 +149,10 @@ def _table(title: str, rows: list[dict]) -> Table:
 
 def _write_report(folder: Path, raw: Path, csv_path: Path, title: str, rows: list[dict], figures: list[Path]) -> Path:
     header = list(COLUMNS) + ["process_noise"]
-    lines = [",".join(header)] + [",".join(_csv(row[key]) for key in header) for row in rows]
-    (folder / "report.csv").write_text("\n".join(lines) + "\n")
+    with open(folder / "report.csv", "w", newline="") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([_csv(row[key]) for key in header] for row in rows)
     page = [f"# {title}", "", f"{raw} -> {csv_path}", ""]
     page += ["| " + " | ".join(COLUMNS.values()) + " |", "|---" * len(COLUMNS) + "|"]
     page += ["| " + " | ".join(_cell(key, row[key]) for key in COLUMNS) + " |" for row in rows]
@@ -156,8 +171,7 @@ def _write_report(folder: Path, raw: Path, csv_path: Path, title: str, rows: lis
 
 
 def _csv(value) -> str:
-    text = f"{value:.6g}" if isinstance(value, float) else str(value)
-    return f'"{text}"' if "," in text else text
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _file_name(text: str) -> str:

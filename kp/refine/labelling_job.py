@@ -28,8 +28,8 @@ import yaml
 
 from kp.data.base import KeypointMeta
 from kp.data.dlc import DeepLabCutProject
-from kp.data.io import read_csv
 from kp.errors import DataError
+from kp.formats import dlc_config, dlc_csv
 
 SCORER = "kp"  # the job's labels are the model's until someone corrects them
 SAME = 0.01  # px: labels closer than this are the same label
@@ -50,21 +50,20 @@ class Pick:
     @property
     def index(self) -> str:
         """The frame's path in the project: labeled-data/<video>/img<frame>.png."""
-        return f"labeled-data/{self.video.stem}/img{self.frame:05d}.png"
+        return f"labeled-data/{self.video.stem}/{dlc_csv.frame_image(self.frame)}"
 
 
 def write_job(out: Path, picks: list[Pick], meta: KeypointMeta, runs: list[str], threshold: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
     skeleton = [[meta.names[i], meta.names[j]] for i, j in meta.skeleton]
-    config = {"scorer": SCORER, "bodyparts": list(meta.names), "skeleton": skeleton}
-    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    dlc_config.write(out / "config.yaml", SCORER, meta.names, skeleton)
     for video in dict.fromkeys(pick.video.stem for pick in picks):
         rows = []
         for pick in (p for p in picks if p.video.stem == video):
             (out / pick.index).parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(out / pick.index), cv2.cvtColor(pick.image, cv2.COLOR_RGB2BGR))
             rows.append([pick.index] + _cells(pick.keypoints, pick.scores >= threshold))
-        _write_labels(out / "labeled-data" / video / f"CollectedData_{SCORER}.csv", meta.names, rows)
+        dlc_csv.write(out / "labeled-data" / video / f"CollectedData_{SCORER}.csv", SCORER, meta.names, rows)
     with open(out / "refine.csv", "w", newline="") as file:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(["video", "frame", "image", "outlier_score", "reason"])
@@ -102,7 +101,7 @@ def merge(job: Path, project: Path) -> tuple[int, int, str]:
         index = frame.image.relative_to(job).as_posix()
         label_file = label_file_of(index)
         cells = _cells(frame.keypoints[order], frame.labelled[order])
-        existing = tables.setdefault(label_file, _existing_rows(label_file))
+        existing = tables.setdefault(label_file, dlc_csv.labels_by_index(label_file))
         if index in existing:
             if not _same(existing[index][1], cells):
                 raise DataError(
@@ -121,17 +120,14 @@ def merge(job: Path, project: Path) -> tuple[int, int, str]:
         for row in rows:
             (root / row[0]).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(job / row[0], root / row[0])
-        _append_labels(label_file, parts, rows)
+        dlc_csv.append(label_file, SCORER, parts, rows)
     return sum(len(rows) for rows in new.values()), already, _retrain_command(job, project, root)
 
 
 def _project(project: Path):
     """(root folder, index -> its label file, the project's body parts in column order, data overrides)."""
     if (project / "config.yaml").is_file():
-        config = yaml.safe_load((project / "config.yaml").read_text()) or {}
-        scorer, parts = config.get("scorer"), [str(p) for p in config.get("bodyparts") or []]
-        if not scorer or not parts:
-            raise DataError(f"{project / 'config.yaml'}: needs `scorer` and a non-empty `bodyparts` list")
+        scorer, parts, _ = dlc_config.read(project / "config.yaml")
         return project, lambda index: project / Path(index).parent / f"CollectedData_{scorer}.csv", parts, []
     label_file = project if project.is_file() else None
     if project.is_dir():
@@ -144,10 +140,7 @@ def _project(project: Path):
         label_file = found[0]
     if label_file is None:
         raise DataError(f"{project}: no such file or folder")
-    rows = read_csv(label_file)
-    if len(rows) < 3 or rows[1][1][:1] != ["bodyparts"]:
-        raise DataError(f"{label_file}: expected three header rows scorer, bodyparts, coords")
-    parts = list(dict.fromkeys(name for name in rows[1][1][1:] if name))
+    parts = dlc_csv.bodyparts(label_file)
     return label_file.parent, lambda index: label_file, parts, [f"data.dataset.csv_file={label_file.name}"]
 
 
@@ -161,46 +154,6 @@ def _same(a: list[str], b: list[str]) -> bool:
         (x.strip() == "") == (y.strip() == "") and (not x.strip() or abs(float(x) - float(y)) < SAME)
         for x, y in zip(a, b)
     )
-
-
-def _existing_rows(label_file: Path) -> dict[str, tuple[int, list[str]]]:
-    """index -> (line, its x, y cells) of a label file's rows (one or three index columns); empty if no file."""
-    if not label_file.is_file():
-        return {}
-    rows = read_csv(label_file)
-    coords = rows[2][1] if len(rows) > 2 else []
-    width = next((i for i, name in enumerate(coords) if name in ("x", "y")), len(coords))
-    return {
-        "/".join(f for f in fields[:width] if f).replace("\\", "/"): (line, fields[width:]) for line, fields in rows[3:]
-    }
-
-
-def _write_labels(path: Path, names: list[str], rows: list[list[str]]) -> None:
-    with open(path, "w", newline="") as file:
-        writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(["scorer"] + [SCORER] * 2 * len(names))
-        writer.writerow(["bodyparts"] + [name for name in names for _ in "xy"])
-        writer.writerow(["coords"] + ["x", "y"] * len(names))
-        writer.writerows(rows)
-
-
-def _append_labels(path: Path, parts: list[str], rows: list[list[str]]) -> None:
-    """Append rows to a label file (with one index column; a three-column file gets its index split), creating it
-    with the header where it does not exist."""
-    if not path.is_file():
-        _write_labels(path, parts, rows)
-        return
-    data = path.read_bytes()
-    newline = "\r\n" if b"\r\n" in data else "\n"
-    coords = read_csv(path)[2][1]
-    width = next((i for i, name in enumerate(coords) if name in ("x", "y")), len(coords))
-    with open(path, "a", newline="") as file:
-        if data and not data.endswith(b"\n"):
-            file.write(newline)
-        writer = csv.writer(file, lineterminator=newline)
-        for row in rows:
-            index = row[0].split("/", 2) if width == 3 else [row[0]]
-            writer.writerow(index + row[1:])
 
 
 def _retrain_command(job: Path, project: Path, root: Path) -> str:
