@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from kp.data import io
 from kp.data.base import KeypointDataset, KeypointMeta, Subset
 from kp.data.keypoint_pairs import mirror_note
-from kp.data.splits import SPLITS, nested_subset
+from kp.data.splits import SPLITS, nested_subset, write_recorded
 from kp.data.transforms import KeypointAugment
 from kp.errors import DataError
 
@@ -130,32 +130,65 @@ class KeypointDataModule(L.LightningDataModule):
                 data.transform = data.transform.without_mirrors()
 
     def _check_duplicates(self) -> None:
-        """The same image bytes under two names: a warning within a split, an error across splits (a leak that
-        flatters the validation and test metrics) unless allow_leaks."""
-        where: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))  # hash -> split -> names
+        """Every sample in one split only: the same image file (by path) or the same image bytes (by content) in two
+        splits is an error (a leak that flatters the validation and test metrics) unless allow_leaks; under two names
+        within a split, a warning. A split that is another one by design (facial's test = val) is left out."""
+        where: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))  # file or bytes -> split -> names
         for split, data in self.splits.items():
-            if data.repeats in self.splits:  # a split that is another one by design (facial: test = val)
+            if data.repeats in self.splits:
+                log.warning(
+                    "%s: the %s split is the %s split by the dataset's settings (facial: test_fraction=0), so its "
+                    "figures are %s figures",
+                    data.source or type(data).__name__,
+                    split,
+                    data.repeats,
+                    data.repeats,
+                )
                 continue
             for name, source in data.image_sources() or []:
-                where[io.digest(source)][split].add(name)
-        within = [names for splits in where.values() for names in splits.values() if len(names) > 1]
+                where[f"bytes {io.digest(source)}"][split].add(name)
+                if isinstance(source, Path):
+                    where[f"file {source.resolve()}"][split].add(name)
+        within = [
+            names
+            for key, splits in where.items()
+            if key.startswith("bytes")
+            for names in splits.values()
+            if len(names) > 1
+        ]
         if within:
             log.warning(
                 "%d image(s) appear more than once within a split under other names: %s",
                 len(within),
                 "; ".join(" = ".join(sorted(names)) for names in within[:5]),
             )
-        across = [splits for splits in where.values() if len(splits) > 1]
+        across = {
+            " = ".join(f"{split}:{name}" for split, names in splits.items() for name in sorted(names)): splits
+            for splits in where.values()
+            if len(splits) > 1
+        }
         if across:
-            listed = "; ".join(
-                " = ".join(f"{split}:{name}" for split, names in splits.items() for name in sorted(names))
-                for splits in across[:5]
-            )
+            first, splits = next(iter(across.items()))
             source = self.splits["train"].source or type(self.splits["train"]).__name__
-            message = f"{source}: {len(across)} image(s) appear in more than one split (same bytes): {listed}"
+            message = (
+                f"{source}: {len(across)} image(s) appear in more than one split (same file or same bytes); the "
+                f"first is in both {' and '.join(splits)}: {first}"
+            )
             if not self.allow_leaks:
                 raise DataError(f"{message}. Remove the copies, or set data.allow_leaks=true to train anyway")
             log.warning(message)
+
+    def write_splits(self, path: Path) -> None:
+        """splits.csv in the run directory: split, sample for every sample (kp.data.splits.write_recorded), which a
+        retrain on a project that grew reads back (data.dataset.splits_from) to keep every frame on its side."""
+        write_recorded(
+            path,
+            {
+                split: [name for name, _ in data.image_sources() or []]
+                for split, data in self.splits.items()
+                if data.repeats not in self.splits
+            },
+        )
 
     @property
     def meta(self) -> KeypointMeta:

@@ -44,7 +44,14 @@ from kp.data.io import (
     where,
 )
 from kp.data.keypoint_pairs import flip_pairs_from_names, resolve_pairs
-from kp.data.splits import choose_groups, similarity_groups, split_groups
+from kp.data.splits import (
+    choose_groups,
+    describe_recorded,
+    read_recorded,
+    recorded_split,
+    similarity_groups,
+    split_groups,
+)
 from kp.errors import DataError
 from kp.formats import dlc_config, dlc_csv
 from kp.geometry import letterbox
@@ -75,18 +82,21 @@ class DeepLabCutProject(KeypointDataset):
         seed: int = 0,
         flip_pairs: list[list] | None = None,
         csv_file: str | None = None,
+        splits_from: str | None = None,
         transform=None,
         max_pixels: int = MAX_PIXELS,
     ):
         """project: the folder with config.yaml (or with csv_file). width × height: the size every frame is fitted
         into. split_by: video (whole videos per split), similarity, frame or auto (see the module's doc). flip_pairs:
         [[bodypart, bodypart], ...] instead of the guess from the names. csv_file: the one label file of the
-        single-CSV layout, relative to project (body parts from its header; no config.yaml)."""
+        single-CSV layout, relative to project (body parts from its header; no config.yaml). splits_from: a run
+        directory (or its splits.csv): every frame it lists keeps its split there, new frames go to train unless their
+        video or look-alikes are held out (kp.data.splits.recorded_split), so a project that grew keeps its test set."""
         super().__init__(transform, max_pixels)
         if split_by not in SPLIT_BY:
             raise ValueError(f"split_by must be video, similarity, frame or auto, got {split_by!r}")
         self.size = self.fit_size = (width, height)
-        project = Path(project)
+        self.project = project = Path(project)
         label_files, bodyparts, skeleton = _label_files(project, csv_file)
         # The file list with modification times keys the cache: the three splits read the labels once.
         stamp = tuple((path, path.stat().st_mtime_ns) for path in label_files)
@@ -99,7 +109,7 @@ class DeepLabCutProject(KeypointDataset):
             why = f"the first: {self.issues[0]}" if self.issues else "the label files hold only their header rows"
             raise DataError(f"{self.source}: no usable labelled frame ({len(self.issues)} row(s) skipped; {why})")
         fractions = fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
-        chosen, groups = self._split(frames, split, split_by, fractions, seed, project)
+        chosen, groups = self._split(frames, split, split_by, fractions, seed, splits_from)
         self.frames, self._groups = [frames[i] for i in chosen], [groups[i] for i in chosen]
         pairs = (
             resolve_pairs(flip_pairs, bodyparts, "flip_pairs")
@@ -110,7 +120,13 @@ class DeepLabCutProject(KeypointDataset):
         self.meta = KeypointMeta(names=bodyparts, flip_pairs=pairs, skeleton=skeleton)
 
     def _split(
-        self, frames: list[Frame], split: str, split_by: str, fractions: Mapping[str, float], seed: int, project: Path
+        self,
+        frames: list[Frame],
+        split: str,
+        split_by: str,
+        fractions: Mapping[str, float],
+        seed: int,
+        splits_from: str | None,
     ) -> tuple[list[int], list[str]]:
         """(the indices of the split's frames, every frame's group), with one log line (train) on how it split."""
         split_by, groups, why = choose_groups(
@@ -124,8 +140,18 @@ class DeepLabCutProject(KeypointDataset):
             log.info(
                 "%s: split by %s: %d group(s) of %d frames%s", self.source, split_by, len(set(groups)), len(frames), why
             )
+        what = f"{self.project} by {split_by}"
+        if splits_from:
+            names, recorded = [self._name(frame) for frame in frames], read_recorded(splits_from)
+            if split == "train":
+                log.info("%s: %s", self.source, describe_recorded(names, recorded, splits_from))
+            return recorded_split(names, groups, split, recorded, what), groups
         of = "samples" if split_by == "similarity" else "groups"  # look-alike groups differ much in size
-        return split_groups(groups, split, fractions, seed, f"{project} by {split_by}", fractions_of=of), groups
+        return split_groups(groups, split, fractions, seed, what, fractions_of=of), groups
+
+    def _name(self, frame: Frame) -> str:
+        """The frame's name in splits.csv and messages: its path in the project (labeled-data/<video>/<file>)."""
+        return frame.image.relative_to(self.project).as_posix()
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -137,7 +163,7 @@ class DeepLabCutProject(KeypointDataset):
         return self._groups
 
     def image_sources(self) -> list[tuple[str, Path]]:
-        return [(str(frame.image), frame.image) for frame in self.frames]
+        return [(self._name(frame), frame.image) for frame in self.frames]
 
     def load(self, index: int) -> RawSample:
         frame = self.frames[index]
@@ -176,18 +202,31 @@ def _look_alikes(images: tuple[Path, ...], max_pixels: int) -> tuple[str, ...]:
 def _read_frames(
     project: Path, bodyparts: tuple[str, ...], stamp: tuple, max_pixels: int
 ) -> tuple[list[Frame], list[str]]:
-    frames, issues = [], []
+    """Every label file's frames; a frame listed again, in its own or another video's label file, is one frame
+    (kp.data.io.drop_repeats: the same labels skipped and counted, other labels an error), so that no image can land
+    in two splits or twice in one."""
+    frames, places, issues = [], [], []
     for csv_path, _ in stamp:
         skips = SkipLog(str(csv_path))
-        frames += _read_label_file(project, csv_path, bodyparts, skips, max_pixels)
+        found, at = _read_label_file(project, csv_path, bodyparts, skips, max_pixels)
+        frames, places = frames + found, places + at
         skips.report(log)
         issues += skips.reasons
-    return frames, issues
+    skips = SkipLog(str(project))
+    kept = drop_repeats(
+        [str(f.image) for f in frames],
+        [np.where(f.labelled[:, None], f.keypoints, np.nan) for f in frames],
+        places,
+        skips,
+    )
+    skips.report(log)
+    return [frames[i] for i in kept], issues + skips.reasons
 
 
 def _read_label_file(
     project: Path, csv_path: Path, bodyparts: tuple[str, ...], skips: SkipLog, max_pixels: int
-) -> list[Frame]:
+) -> tuple[list[Frame], list[str]]:
+    """The file's usable frames and where each was read (file:line)."""
     table = dlc_csv.read(csv_path)
     if sorted(table.columns) != sorted(bodyparts) or any(len(xy) != 2 for xy in table.columns.values()):
         raise DataError(
@@ -214,13 +253,7 @@ def _read_label_file(
     good, labelled = check_points(points, sizes, places, bodyparts, csv_path, skips)
     frames = [Frame(f.image, f.keypoints, mask, f.video) for f, mask, ok in zip(frames, labelled, good) if ok]
     places = [p for p, ok in zip(places, good) if ok]
-    kept = drop_repeats(
-        [str(f.image) for f in frames],
-        [np.where(f.labelled[:, None], f.keypoints, np.nan) for f in frames],
-        places,
-        skips,
-    )
-    return [frames[i] for i in kept]
+    return frames, places
 
 
 def _parse_points(fields: list[str], columns: dict[str, dict[str, int]], bodyparts: tuple[str, ...], at: str):

@@ -31,7 +31,14 @@ import numpy as np
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.io import MAX_PIXELS, SkipLog, check_image_file, check_points, drop_repeats, image_size, read_image
 from kp.data.keypoint_pairs import flip_pairs_from_names, resolve_pairs
-from kp.data.splits import choose_groups, similarity_groups, split_groups
+from kp.data.splits import (
+    choose_groups,
+    describe_recorded,
+    read_recorded,
+    recorded_split,
+    similarity_groups,
+    split_groups,
+)
 from kp.errors import ConfigError, DataError
 from kp.geometry import letterbox
 
@@ -69,12 +76,14 @@ class SleapLabels(KeypointDataset):
         seed: int = 0,
         flip_pairs: list[list] | None = None,
         instances: str = "one",
+        splits_from: str | None = None,
         transform=None,
         max_pixels: int = MAX_PIXELS,
     ):
         """path: the .slp file. width × height: the size every frame is fitted into. split_by: video, similarity,
         frame or auto (see kp.data.dlc). flip_pairs: [[node, node], ...] instead of the skeleton's symmetries.
-        instances: one (a frame with several labelled instances is an error) or first (take the first)."""
+        instances: one (a frame with several labelled instances is an error) or first (take the first).
+        splits_from: a run directory (or its splits.csv) whose split the frames keep (see kp.data.dlc)."""
         super().__init__(transform, max_pixels)
         if split_by not in ("video", "similarity", "frame", "auto"):
             raise ValueError(f"split_by must be video, similarity, frame or auto, got {split_by!r}")
@@ -100,7 +109,13 @@ class SleapLabels(KeypointDataset):
         if split == "train":
             log.info("%s: split by %s: %d group(s) of %d frames%s", path, split_by, len(set(groups)), len(groups), why)
         of = "samples" if split_by == "similarity" else "groups"  # look-alike groups differ much in size
-        chosen = split_groups(groups, split, fractions, seed, f"{path} by {split_by}", fractions_of=of)
+        if splits_from:
+            names_of, recorded = [frame.name for frame in project.frames], read_recorded(splits_from)
+            if split == "train":
+                log.info("%s: %s", path, describe_recorded(names_of, recorded, splits_from))
+            chosen = recorded_split(names_of, groups, split, recorded, f"{path} by {split_by}")
+        else:
+            chosen = split_groups(groups, split, fractions, seed, f"{path} by {split_by}", fractions_of=of)
         self.frames = [project.frames[i] for i in chosen]
         self._groups_of = [groups[i] for i in chosen]
         pairs = (

@@ -4,9 +4,11 @@ subsets of data.train_fraction."""
 
 from __future__ import annotations
 
+import csv
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -149,3 +151,75 @@ def nested_subset(groups: Sequence[str], fraction: float, seed: int = 0) -> list
         chosen.add(group)
         taken += size[group]
     return [i for i, group in enumerate(groups) if group in chosen]
+
+
+# The split a run trained with, one row per sample (kp.data.datamodule writes it into the run directory): a retrain
+# on a project that grew reads it back (data.dataset.splits_from) so that no frame changes sides.
+SPLITS_FILE = "splits.csv"
+
+
+def read_recorded(path: str | Path) -> dict[str, str]:
+    """sample -> split from a run's splits.csv (path: the file or the run directory that holds it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / SPLITS_FILE
+    if not path.is_file():
+        raise DataError(
+            f"{path}: not found (data.dataset.splits_from: a run directory with {SPLITS_FILE}, or the file)"
+        )
+    with open(path, newline="") as file:
+        rows = list(csv.reader(file))
+    if not rows or rows[0] != ["split", "sample"]:
+        raise DataError(f"{path}: not a kp {SPLITS_FILE} (its header should be split,sample)")
+    recorded = {}
+    for line, row in enumerate(rows[1:], 2):
+        if len(row) != 2 or row[0] not in SPLITS:
+            raise DataError(f"{path}:{line}: expected a split ({', '.join(SPLITS)}) and a sample, got {row}")
+        if recorded.setdefault(row[1], row[0]) != row[0]:
+            raise DataError(f"{path}:{line}: {row[1]} is recorded in both {recorded[row[1]]} and {row[0]}")
+    return recorded
+
+
+def write_recorded(path: Path, samples: Mapping[str, Sequence[str]]) -> None:
+    """splits.csv: split, sample for every sample of every split (samples: split -> its samples' names)."""
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(["split", "sample"])
+        writer.writerows([split, name] for split in SPLITS for name in samples.get(split, []))
+
+
+def recorded_split(
+    names: Sequence[str], groups: Sequence[str], split: str, recorded: Mapping[str, str], what: str
+) -> list[int]:
+    """Indices (ascending) of the samples in `split` when the split is the recorded one: a recorded sample keeps its
+    split; a new one goes where the recorded samples of its group went (a new frame of a held-out video, or a
+    look-alike of a held-out frame, stays out of training; where its group holds several, the most held-out: test,
+    then val), and to train where its group is new. So adding frames moves no frame to another split."""
+    check_split(split)
+    rank = {"train": 0, "val": 1, "test": 2}
+    of_group: dict[str, str] = {}
+    for name, group in zip(names, groups):
+        if name in recorded and rank[recorded[name]] >= rank[of_group.get(group, "train")]:
+            of_group[group] = recorded[name]
+    indices = [
+        i
+        for i, (name, group) in enumerate(zip(names, groups))
+        if recorded.get(name, of_group.get(group, "train")) == split
+    ]
+    if not indices:
+        raise DataError(
+            f"The {split} split of {what} is empty in the recorded split ({len(recorded)} recorded samples, "
+            f"{sum(name in recorded for name in names)} of them in the data): check data.dataset.splits_from"
+        )
+    return indices
+
+
+def describe_recorded(names: Sequence[str], recorded: Mapping[str, str], source: str) -> str:
+    """One log line: how many samples kept their recorded split, how many are new and how many recorded are gone."""
+    kept = sum(name in recorded for name in names)
+    gone = len(recorded) - kept
+    return (
+        f"split as recorded in {source}: {kept} sample(s) keep their split, {len(names) - kept} new one(s) go to "
+        f"train unless their video or look-alikes are held out"
+        + (f"; {gone} recorded sample(s) are gone" if gone else "")
+    )

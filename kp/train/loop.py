@@ -24,6 +24,7 @@ from rich.table import Table
 
 from kp.build import InferenceSpec, build
 from kp.config import check_types
+from kp.data.splits import SPLITS_FILE
 from kp.errors import ConfigError
 from kp.evaluation.evaluate import evaluate
 from kp.inference.checkpoint import check_weights_fit, read_checkpoint
@@ -62,6 +63,7 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, loggers: list) -> float:
     ckpt_path = _checkpoint_to_resume(cfg, output_dir)
     datamodule, module = build(cfg)
     datamodule.write_issues(RunDir(output_dir).data_issues)
+    datamodule.write_splits(output_dir / SPLITS_FILE)
     if ckpt_path:  # readable, intact and of this config's model, before Lightning loads it
         check_weights_fit(read_checkpoint(ckpt_path, require_spec=False), module, ckpt_path)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
