@@ -18,6 +18,7 @@ from kp.data.base import KeypointMeta
 from kp.data.dlc import DeepLabCutProject
 from kp.data.video import read_frames
 from kp.errors import DataError
+from kp.formats import dlc_csv
 from kp.inference.predictor import Predictions
 from kp.refine.labelling_job import Pick, merge, read_job, write_job
 from kp.refine.pick import pick
@@ -162,22 +163,30 @@ def test_refine_errors_are_one_line(dot_model, tmp_path, monkeypatch):
         assert message in str(exit.value) and "\n" not in str(exit.value)
 
 
-def make_job(tmp_path, points, name="job"):
-    """A corrected job: frames 3 and 8 of clip.mp4 with the given nose, tail points (NaN: unlabelled)."""
+def make_job(tmp_path, points, name="job", reviewed=True):
+    """A job of frames 3 and 8 of clip.mp4 with the given nose, tail points (NaN: unlabelled): the model's labels
+    where not reviewed; where reviewed, the model was 5 px off and a person set the points (the label file
+    rewritten, as napari-deeplabcut saves it)."""
     picks = [
         Pick(
             tmp_path / "clip.mp4",
             frame,
             np.full((SIZE, SIZE, 3), frame, np.uint8),
-            np.array(xy, float),
+            np.array(xy, float) + (5 if reviewed else 0),
             np.where(np.isnan(np.array(xy, float)[:, 0]), 0.0, 0.9),
             1.0,
             "score 0.5",
         )
         for frame, xy in points.items()
     ]
-    write_job(tmp_path / name, picks, DotModel.meta, [str(tmp_path / "run")], threshold=0.3)
-    return tmp_path / name
+    job = tmp_path / name
+    write_job(job, picks, DotModel.meta, [str(tmp_path / "run")], threshold=0.3)
+    if reviewed:
+        rows = [
+            [p.index] + ["" if np.isnan(v) else f"{v:.2f}" for point in points[p.frame] for v in point] for p in picks
+        ]
+        dlc_csv.write(job / "labeled-data" / "clip" / "CollectedData_kp.csv", "kp", NAMES, rows)
+    return job
 
 
 def dlc_project(tmp_path, bodyparts=("tail", "nose")):
@@ -229,7 +238,8 @@ def test_merge_adds_the_frames_once_and_keeps_the_project_as_it_was(tmp_path, ca
     assert not (project / "labeled-data" / "clip" / "img00009.png").exists()
     # the same frame with the same labels plus a new one: the new one only
     again = make_job(tmp_path, {3: [[10, 11], [5, 59]], 9: [[1, 1], [2, 2]]}, name="again")
-    assert merge(again, project)[:2] == (1, 1)
+    done = merge(again, project)
+    assert (done.added, done.already, done.unreviewed) == (1, 1, [])
 
 
 def test_merge_into_a_single_csv_project_and_of_another_keypoint_set(tmp_path):
@@ -240,8 +250,8 @@ def test_merge_into_a_single_csv_project_and_of_another_keypoint_set(tmp_path):
     rows = read_rows(project / "labeled-data" / "old" / "CollectedData_me.csv")
     with open(single / "CollectedData.csv", "w", newline="") as file:
         csv.writer(file).writerows([[r[0], *r[3:]] for r in rows[:3]] + [["labeled-data/img1.png", "1", "2", "3", "4"]])
-    added, already, command = merge(job, single)
-    assert (added, already) == (1, 0) and "data.dataset.csv_file=CollectedData.csv" in command
+    done = merge(job, single)
+    assert (done.added, done.already) == (1, 0) and "data.dataset.csv_file=CollectedData.csv" in done.retrain
     assert read_rows(single / "CollectedData.csv")[-1] == [
         "labeled-data/clip/img00003.png",
         "5.00",

@@ -16,9 +16,14 @@ DIR (default `refine/`) is a small DeepLabCut project to open in napari-deeplabc
                                    machine labels (points scored below --threshold left empty)
   config.yaml, refine.csv (why each frame was picked), refine.json, refine.png (the contact sheet)
 
-`kp refine merge JOB PROJECT` adds the corrected frames to PROJECT (a DeepLabCut project folder, or a single-CSV
-folder or its CSV file) without touching its existing rows, refuses a frame already there with other labels, and
-prints the command that retrains from the run.
+--format labelstudio also writes labelstudio/tasks.json (the model's points as pre-annotations scored by the
+frame's outlier score) and labelstudio/config.xml, for Label Studio (docs/refine.md).
+
+`kp refine merge JOB PROJECT` (JOB: the job folder, or Label Studio's JSON export of its tasks) adds the reviewed
+frames (a frame still holding the model's labels is left out, named, unless --accept-unreviewed) to PROJECT (a
+DeepLabCut project folder, or a single-CSV folder or its CSV file) without touching its existing rows, refuses a
+frame already there with other labels, records them in PROJECT's kp_merges.csv, and prints the command that
+retrains from the run (keeping its split).
 """
 
 from __future__ import annotations
@@ -56,13 +61,25 @@ def _refine(argv: list[str]) -> None:
     parser.add_argument("--threshold", type=float, default=0.3, help="points scored below it are left unlabelled")
     parser.add_argument("--out", type=Path, default=Path("refine"))
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--format", action="append", choices=["labelstudio"], default=[], help="also write Label Studio's tasks"
+    )
     parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     with user_errors_in_one_line(args.verbose):
         runs, videos = _runs_and_videos(args)
         picks = refine(
-            runs, videos, args.out, args.frames, args.every, args.flip, args.threshold, args.batch_size, console
+            runs,
+            videos,
+            args.out,
+            args.frames,
+            args.every,
+            args.flip,
+            args.threshold,
+            args.batch_size,
+            console,
+            formats=tuple(args.format),
         )
         table = Table(title=f"kp refine: {len(picks)} frames to label")
         for column in ("", "video", "frame", "outlier score", "why"):
@@ -98,9 +115,22 @@ def _merge(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="kp refine merge", description=__doc__)
     parser.add_argument("job", type=Path, help="the folder kp refine wrote, its labels corrected")
     parser.add_argument("project", type=Path, help="a DeepLabCut project folder, or a single-CSV folder or file")
+    parser.add_argument(
+        "--accept-unreviewed", action="store_true", help="also merge frames still holding the model's labels"
+    )
     parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
     args = parser.parse_args(argv)
     with user_errors_in_one_line(args.verbose):
-        added, already, command = merge(args.job, args.project)
-        print(f"merged {added} frame(s) into {args.project}" + (f" ({already} were there already)" if already else ""))
-        print(f"retrain from the run:\n  {command}")
+        done = merge(args.job, args.project, args.accept_unreviewed)
+        print(
+            f"merged {done.added} frame(s) into {args.project}"
+            + (f" ({done.already} were there already)" if done.already else "")
+        )
+        if done.unreviewed:
+            verb = (
+                "merged as the model labelled them"
+                if args.accept_unreviewed
+                else "left out (--accept-unreviewed takes them)"
+            )
+            print(f"{len(done.unreviewed)} frame(s) nobody changed, {verb}: {', '.join(done.unreviewed)}")
+        print(f"retrain from the run:\n  {done.retrain}")

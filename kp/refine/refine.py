@@ -34,8 +34,10 @@ def refine(
     threshold: float = 0.3,
     batch_size: int = 32,
     console: Console | None = None,
+    formats: tuple[str, ...] = (),
 ) -> list[Pick]:
-    """Pick `frames` frames of the videos to label and write the job to `out`; return the picks."""
+    """Pick `frames` frames of the videos to label and write the job to `out` (formats: ("labelstudio",) adds Label
+    Studio's tasks); return the picks."""
     console = console or Console(stderr=True)
     if frames < 1:
         raise InputError(f"--frames {frames}: pick at least one frame")
@@ -62,7 +64,7 @@ def refine(
     scores, reasons = outlier_scores({name: np.concatenate([f[name] for f in found]) for name in shared})
     chosen = pick(scores, np.concatenate([embedding for _, _, embedding in per_video]), frames)
     picks = sorted(_picks(per_video, chosen, scores, reasons, console), key=lambda p: -p.outlier)
-    write_job(out, picks, predictors[0].meta, [str(Path(run).resolve()) for run in runs], threshold)
+    write_job(out, picks, predictors[0].meta, [str(Path(run).resolve()) for run in runs], threshold, formats)
     contact_sheet(picks, predictors[0].meta, threshold, out / "refine.png")
     return picks
 
