@@ -12,11 +12,18 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+import torch
 
+import kp.refine.refine as refine_module
 from kp.cli.refine import main as main_refine
+from kp.data.base import KeypointMeta
+from kp.data.splits import read_recorded
 from kp.errors import DataError
-from kp.formats import labelstudio
+from kp.formats import dlc_csv, labelstudio
+from kp.inference.predictor import Predictions
 from kp.refine.labelling_job import MACHINE, RECORD, Pick, merge, write_job
+from kp.train.loop import train
+from tests.helpers import compose_config, random_weights, shared_data
 from tests.test_refine import NAMES, SIZE, DotModel, dlc_project, make_job, read_rows
 
 
@@ -163,3 +170,70 @@ def test_labelstudio_percent_and_pixels_round_trip(tmp_path):
     path.write_text(json.dumps([{**written, "annotations": [{"result": written["predictions"][0]["result"]}]}]))
     keypoints, labelled = labelstudio.read_export(path, names)["labeled-data/v/img.png"]
     assert labelled.all() and np.allclose(keypoints, task.keypoints, atol=1e-3)
+
+
+class BrightestPixel:
+    """A stand-in for the trained model in kp refine: every body part near the frame's brightest pixel."""
+
+    def __init__(self, names):
+        self.meta = KeypointMeta(names=names, flip_pairs=[], skeleton=[])
+
+    def preprocess(self, image):
+        return torch.from_numpy(image[..., 0].astype(np.float32)), np.eye(3)[:2]
+
+    def predict_with_radius(self, images, affines=None, flip=False):
+        width = images.shape[-1]
+        flat = images.flatten(1).argmax(1).numpy()
+        spot = np.stack([flat % width, flat // width], -1).astype(float)
+        keypoints = spot[:, None] + np.arange(len(self.meta.names))[None, :, None]
+        n, k = keypoints.shape[:2]
+        return Predictions(keypoints, np.full((n, k), 0.9), np.full((n, k), np.nan))
+
+    def predict_batch(self, images, affines=None, flip=False):
+        return self.predict_with_radius(images, affines, flip)[:2]
+
+
+QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null", "debug=fast_dev_run", "data.batch_size=4"]
+
+
+@pytest.mark.slow
+def test_refine_label_merge_retrain_on_a_copy_of_mirror_mouse_keeps_the_split(tmp_path, monkeypatch, capsys):
+    source = shared_data("mirror_mouse")
+    project = tmp_path / "mirror_mouse"
+    shutil.copytree(source, project, ignore=shutil.ignore_patterns("videos"))
+    run = tmp_path / "run"
+    overrides = ["experiment=mirror_mouse", f"data.dataset.project={project}", "data.num_workers=0"]
+    train(random_weights(compose_config(*overrides, *QUIET, output_dir=run)))
+    (run / ".hydra").mkdir(exist_ok=True)
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    before = read_recorded(run)
+    assert len(before) == 90 and sum(split == "test" for split in before.values()) >= 9
+
+    names = dlc_csv.bodyparts(project / "CollectedData.csv")
+    monkeypatch.setattr(refine_module, "load", lambda path: BrightestPixel(names))
+    video = source / "videos" / "test_vid.mp4"
+    job = tmp_path / "job"
+    main_refine([str(run), str(video), "--every", "50", "--frames", "5", "--format", "labelstudio", "--out", str(job)])
+    tasks = json.loads((job / "labelstudio" / "tasks.json").read_text())
+    assert len(tasks) == 5 and [t["predictions"][0]["score"] for t in tasks] == sorted(
+        (t["predictions"][0]["score"] for t in tasks), reverse=True
+    )
+    with pytest.raises(SystemExit, match="none of its 5 frame"):  # nobody labelled: refused, the project untouched
+        main_refine(["merge", str(export(job, tmp_path, {})), str(project)])
+    assert not (project / "labeled-data" / "test_vid").exists()
+
+    capsys.readouterr()
+    corrected = export(job, tmp_path, {i: {names[0]: 1.0} for i in range(5)})
+    main_refine(["merge", str(corrected), str(project)])
+    printed = capsys.readouterr().out
+    assert "merged 5 frame(s)" in printed
+    command = printed.split("retrain from the run:")[1].split()
+    assert command[:2] == ["kp", "train"] and f"+data.dataset.splits_from={run}" in command
+    # fast_dev_run saved no weights to start from: the rest of the command as printed
+    retrain = [arg for arg in command[2:] if not arg.startswith("model.init_from=")] + ["data.num_workers=0"]
+    train(random_weights(compose_config(*retrain, *QUIET, output_dir=tmp_path / "retrain")))
+    after = read_recorded(tmp_path / "retrain")
+    assert {name: after[name] for name in before} == before  # every old frame on its side: the test set kept
+    new = sorted(set(after) - set(before))
+    assert len(new) == 5 and all(name.startswith("labeled-data/test_vid/") for name in new)
+    assert {after[name] for name in new} == {"train"}

@@ -138,16 +138,15 @@ def merge(job: Path, project: Path, accept_unreviewed: bool = False) -> Merged:
     job = labelstudio.job_of(export) if export else job
     frames = read_job(job)
     names = frames.meta.names
-    corrected = _corrected(job, frames, export)
-    if not corrected:
-        raise DataError(f"{job}: no labelled frame to merge ({'; '.join(frames.issues) or 'empty label files'})")
     machine = dlc_csv.labels_by_index(job / MACHINE)
     if not machine and not accept_unreviewed:
         raise DataError(
             f"{job / MACHINE}: not found (a job from an older kp), so reviewed frames cannot be told from the "
             "model's: merge with --accept-unreviewed to take every frame as it is"
         )
-    unreviewed = [i for i, cells in corrected.items() if i in machine and _same(machine[i][1], _cells(*cells))]
+    corrected, unreviewed = _corrected(job, frames, export, machine)
+    if not corrected:
+        raise DataError(f"{job}: no labelled frame to merge ({'; '.join(frames.issues) or 'empty label files'})")
     if len(unreviewed) == len(corrected) and not accept_unreviewed:
         raise DataError(
             f"{export or job}: none of its {len(corrected)} frame(s) was changed from the model's labels (nobody "
@@ -191,17 +190,25 @@ def merge(job: Path, project: Path, accept_unreviewed: bool = False) -> Merged:
     return Merged(sum(len(rows) for rows in new.values()), already, unreviewed, _retrain_command(job, project, root))
 
 
-def _corrected(job: Path, frames: DeepLabCutProject, export: Path | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """index -> (K×2 pixels, K labelled): the job's labels as corrected, from its label files or from Label Studio's
-    export (a task nobody submitted keeps the model's labels, and so counts as unreviewed)."""
+def _corrected(
+    job: Path, frames: DeepLabCutProject, export: Path | None, machine: dict[str, tuple[int, list[str]]]
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
+    """(index -> (K×2 pixels, K labelled): the job's labels as corrected, from its label files or from Label Studio's
+    export; the frames nobody changed). A frame is unchanged where its label row (or its submitted annotation) holds
+    the machine labels' cells as written, before the loader's checks, or where nobody submitted its task."""
     labels = {f.image.relative_to(job).as_posix(): (f.keypoints, f.labelled) for f in frames.frames}
     if export is None:
-        return labels
+        rows = {}
+        for label_file in sorted(job.glob(f"labeled-data/*/CollectedData_{SCORER}.csv")):
+            rows.update(dlc_csv.labels_by_index(label_file))
+        same = [i for i in labels if i in machine and i in rows and _same(machine[i][1], rows[i][1])]
+        return labels, same
     found = labelstudio.read_export(export, frames.meta.names)
     missing = sorted(set(found) - set(labels))
     if missing:
         raise DataError(f"{export}: task {missing[0]} is not a frame of the job {job}")
-    return {index: found[index] or labels[index] for index in found}
+    same = [i for i, got in found.items() if got is None or i in machine and _same(machine[i][1], _cells(*got))]
+    return {index: found[index] or labels[index] for index in found}, same
 
 
 def _record(path: Path, job: Path, added: list[str], unreviewed: list[str]) -> None:
