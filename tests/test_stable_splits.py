@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from kp.data.coco import CocoKeypoints
 from kp.data.datamodule import KeypointDataModule
 from kp.data.dlc import DeepLabCutProject
 from kp.data.facial import NAMES as FACIAL_NAMES
@@ -21,6 +22,7 @@ from kp.data.splits import SPLITS, read_recorded, recorded_split
 from kp.data.video import read_frames
 from kp.errors import DataError
 from tests.helpers import shared_data
+from tests.test_data_coco import write_coco
 from tests.test_data_dlc import write_project
 
 THIRDS = {"train": 1 / 3, "val": 1 / 3, "test": 1 / 3}
@@ -183,3 +185,32 @@ def test_a_three_row_kaggle_file_says_when_test_is_validation(tmp_path, caplog):
     rows = split_rows(test_fraction=0.0)  # test = val by design (Kaggle's test.csv has no labels): said in one line
     assert rows["test"] == rows["val"]
     assert "the test split is the val split by the dataset's settings" in caplog.text
+
+
+def test_a_coco_file_that_grew_keeps_every_old_image_on_its_side(tmp_path):
+    def more_images(data):
+        for i in range(4, 7):
+            cv2.imwrite(str(tmp_path / f"img{i}.png"), np.full((80, 100, 3), 20 * i, np.uint8))
+            data["images"].append({"id": i, "file_name": f"img{i}.png", "width": 100, "height": 80})
+            data["annotations"].append({**data["annotations"][2], "id": 100 + i, "image_id": i})
+
+    def split_of(**options):
+        dataset = functools.partial(
+            CocoKeypoints,
+            ann_file=str(tmp_path / "things.json"),
+            size=32,
+            fractions={"train": 0.5, "val": 0.25, "test": 0.25},
+            **options,
+        )
+        data = KeypointDataModule(dataset)
+        data.setup()
+        return data
+
+    write_coco(tmp_path)
+    split_of().write_splits(tmp_path / "splits.csv")
+    recorded = read_recorded(tmp_path / "splits.csv")
+    assert sorted(recorded) == ["img0.png", "img1.png", "img2.png", "img3.png"]
+    write_coco(tmp_path, edit=more_images)
+    after = sides(split_of(splits_from=str(tmp_path / "splits.csv")))
+    assert {name: after[name] for name in recorded} == recorded
+    assert [after[f"img{i}.png"] for i in range(4, 7)] == ["train"] * 3

@@ -22,7 +22,7 @@ import numpy as np
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.io import MAX_PIXELS, SkipLog, check_image_file, check_points, image_size, read_image, read_text
 from kp.data.keypoint_pairs import flip_pairs_from_names, resolve_pairs
-from kp.data.splits import split_groups
+from kp.data.splits import describe_recorded, read_recorded, recorded_split, split_groups
 from kp.errors import DataError
 from kp.geometry import crop_and_resize
 
@@ -43,6 +43,7 @@ class CocoKeypoints(KeypointDataset):
         occluded_visible: bool = False,
         fractions: Mapping[str, float] | None = None,
         seed: int = 0,
+        splits_from: str | None = None,
         transform=None,
         max_pixels: int = MAX_PIXELS,
     ):
@@ -51,7 +52,9 @@ class CocoKeypoints(KeypointDataset):
         crop's side in pixels; margin: added around the box, as a fraction of its longer side. category: keep only
         this category (name or id); default all, which must share their keypoints. names: keypoint names where the
         category has none (face sets), or to rename. flip_pairs: [[name, name], ...] instead of the guess from names.
-        occluded_visible: train on v=1 points too (some converters, e.g. of face sets, write v=1 for every point)."""
+        occluded_visible: train on v=1 points too (some converters, e.g. of face sets, write v=1 for every point).
+        splits_from: a run directory (or its splits.csv) whose split every image it lists keeps; new images go to
+        train (one JSON split by image only; kp.data.splits.recorded_split)."""
         super().__init__(transform, max_pixels)
         one_file_per_split = isinstance(ann_file, Mapping)
         if one_file_per_split and split not in ann_file:
@@ -60,7 +63,7 @@ class CocoKeypoints(KeypointDataset):
         self.size, self.margin, self.occluded_visible = size, margin, occluded_visible
         self.fit_size = (size, size)  # a new image has no box: the whole of it, letterboxed
         data = _load_json(path)
-        image_root = Path(image_dir) if image_dir is not None else path.parent
+        self.image_root = image_root = Path(image_dir) if image_dir is not None else path.parent
         images = _images_by_id(data["images"], path)
         whole_file = SkipLog(str(path))  # what is left out of the file before its split: logged once, by train
         annotations, category_entry = self._select_category(data, category, path, whole_file)
@@ -69,6 +72,13 @@ class CocoKeypoints(KeypointDataset):
 
         if one_file_per_split:
             chosen = range(len(annotations))
+        elif splits_from:
+            files = [self._file_name(image_root / images[a["image_id"]]["file_name"]) for a in annotations]
+            recorded = read_recorded(splits_from)
+            if split == "train":
+                log.info("%s: %s", path, describe_recorded(sorted(set(files)), recorded, splits_from))
+            groups = [str(a["image_id"]) for a in annotations]
+            chosen = recorded_split(files, groups, split, recorded, f"{path} by image")
         else:
             chosen = split_groups(
                 [str(a["image_id"]) for a in annotations],
@@ -255,7 +265,13 @@ class CocoKeypoints(KeypointDataset):
         return [str(image_path) for image_path, *_ in self.samples]
 
     def image_sources(self) -> list[tuple[str, Path]]:
-        return [(str(image_path), image_path) for image_path, *_ in self.samples]
+        # named by file_name (relative to the image folder, as the JSON says it): splits.csv's names, which a moved
+        # project keeps
+        return [(self._file_name(image_path), image_path) for image_path, *_ in self.samples]
+
+    def _file_name(self, image_path: Path) -> str:
+        root = self.image_root
+        return image_path.relative_to(root).as_posix() if image_path.is_relative_to(root) else str(image_path)
 
     def load(self, index: int) -> RawSample:
         image_path, keypoints, visible, box = self.samples[index]
