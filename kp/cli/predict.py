@@ -32,6 +32,11 @@ predictions.csv grows as the job goes (flushed after every batch): a job killed 
 up to its last complete row, and the same command with --resume goes on from there (the last image or frame written
 is predicted again, in case it was cut short); the overlay videos are drawn at the end, from the rows.
 
+--each-video (many videos: `kp predict MODEL videos/ --each-video`): each video gets DIR/<video name>/ with the files
+above and summary.json when it is finished; a table at the end gives each video's frames, seconds, frames/s, mean
+score and share of scores below --threshold. A rerun skips the finished videos and resumes a stopped one; a video that
+cannot be read is skipped, counted and named, the rest done.
+
 Scores are the heatmap peak (or the visibility probability), times the flip agreement with --flip (README: Scores).
 """
 
@@ -41,7 +46,7 @@ import argparse
 from pathlib import Path
 
 from kp.errors import user_errors_in_one_line
-from kp.predict.predict import predict_inputs
+from kp.predict.predict import predict_inputs, predict_videos
 from kp.predict.writers import FORMATS
 from kp.trajectories.smooth import METHODS
 
@@ -73,9 +78,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="go on with DIR/predictions.csv of a job that stopped: skip what it has"
     )
+    parser.add_argument(
+        "--each-video",
+        action="store_true",
+        help="a folder DIR/<video>/ per video, a table of them; reruns skip done ones",
+    )
     parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
     args = parser.parse_intermixed_args(argv)  # inputs and options in any order
     with user_errors_in_one_line(args.verbose):
+        if args.each_video:  # every option but --resume, which is implied: a stopped video goes on
+            own = ("model", "inputs", "out", "verbose", "resume", "each_video", "format")
+            options = {key: value for key, value in vars(args).items() if key not in own}
+            predict_videos(args.model, args.inputs, args.out, formats=tuple(args.format), **options)
+            return
         predict_inputs(
             args.model,
             args.inputs,

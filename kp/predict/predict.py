@@ -1,5 +1,6 @@
 """Keypoints for new images and videos from a trained model (`kp predict`, kp/cli/predict.py): one row per image,
-frame or face in predictions.csv, overlays, and the DeepLabCut and COCO formats."""
+frame or face in predictions.csv, overlays, and the DeepLabCut and COCO formats; with --each-video, a folder per
+video and a table of them all (predict_videos)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from rich.table import Table
 from torch.utils.data import DataLoader
 
 from kp.data.video import video_info
-from kp.errors import InputError
+from kp.errors import DataError, InputError
 from kp.formats.predictions_csv import read_rows, sidecar
 from kp.inference.load import load
 from kp.inference.predictor import Predictor
@@ -91,6 +92,79 @@ def predict_inputs(
     if flip not in predictor.calibrations:  # say why the radius columns are empty
         console.print(f"no uncertainty radius: {predictor.radius_hint(flip)}")
     return summary
+
+
+VIDEO_SUMMARY = "summary.json"  # in a video's folder: written when its job is finished, read on a rerun
+
+
+def predict_videos(
+    model: str | Path | Predictor, inputs: list[str], out: Path, console: Console | None = None, **options
+) -> list[dict]:
+    """kp predict --each-video: every video of `inputs` (files, folders, globs) into out/<video name>/, with
+    predict_inputs's files and options. A video whose folder holds summary.json (a finished job) is not predicted
+    again; a folder without it (a job that stopped) is resumed; a video that cannot be read is skipped, counted and
+    said, the rest done. Ends with a table: frames, seconds, frames/s, mean score and the share of scores below the
+    threshold per video. Returns the table's rows."""
+    console = console or Console(stderr=True)
+    predictor = model if isinstance(model, Predictor) else load(model)
+    images, videos = expand_inputs(inputs)
+    if images:
+        raise InputError(f"{images[0]}: --each-video predicts videos; give the {len(images)} image file(s) apart")
+    folders = [video.stem for video in videos]
+    twice = next((name for name in folders if folders.count(name) > 1), None)
+    if twice:
+        raise InputError(f"two videos are named {twice}: --each-video writes one folder per video name; rename one")
+    threshold = options.get("threshold", 0.3)
+    table, failed = [], []
+    for number, video in enumerate(videos, 1):
+        folder = out / video.stem
+        if (folder / VIDEO_SUMMARY).is_file():
+            table.append({**json.loads((folder / VIDEO_SUMMARY).read_text()), "status": "done before"})
+            continue
+        console.print(f"[bold]video {number} of {len(videos)}: {video}")
+        try:
+            video_info(video)  # an unreadable video leaves no folder behind
+            options["resume"] = (folder / "predictions.csv").is_file()
+            summary = predict_inputs(predictor, [str(video)], folder, console=console, **options)
+        except (InputError, DataError) as error:  # an unreadable video: the others go on
+            failed.append((video, str(error)))
+            continue
+        row = {"video": str(video), "folder": str(folder), **_score_summary(folder, predictor, threshold)}
+        row.update(seconds=summary["wall_s"], frames_per_s=summary["images_per_s"])
+        (folder / VIDEO_SUMMARY).write_text(json.dumps(row, indent=1))
+        table.append({**row, "status": "predicted"})
+    _print_videos(console, table, failed, threshold)
+    return table
+
+
+def _score_summary(folder: Path, predictor: Predictor, threshold: float) -> dict:
+    """frames, mean keypoint score and the share of scores below the threshold, from the folder's predictions.csv."""
+    rows = read_rows(folder / "predictions.csv", predictor.meta.names, faces=False)
+    scores = [score for row in rows if row["scores"] is not None for score in row["scores"]]
+    return {
+        "frames": len(rows),
+        "mean_score": sum(scores) / len(scores) if scores else float("nan"),
+        "below_threshold": sum(score < threshold for score in scores) / len(scores) if scores else float("nan"),
+    }
+
+
+def _print_videos(console: Console, table: list[dict], failed: list[tuple[Path, str]], threshold: float) -> None:
+    summary = Table(title=f"kp predict --each-video: {len(table)} video(s) done, {len(failed)} skipped")
+    for column in ("video", "frames", "seconds", "frames/s", "mean score", f"scores < {threshold:g}", ""):
+        summary.add_column(column, justify="left" if column == "video" else "right", overflow="fold")
+    for row in table:
+        summary.add_row(
+            Path(row["video"]).name,
+            str(row["frames"]),
+            f"{row['seconds']:.1f}",
+            f"{row['frames_per_s']:.1f}",
+            f"{row['mean_score']:.3f}",
+            f"{100 * row['below_threshold']:.1f} %",
+            row["status"],
+        )
+    console.print(summary)
+    for video, reason in failed:
+        console.print(f"  skipped: {reason}" if str(video) in reason else f"  skipped: {video}: {reason}")
 
 
 def _face_crop(predictor: Predictor, detect: str | None, model) -> tuple[float, float] | None:
