@@ -237,3 +237,14 @@ def test_refine_label_merge_retrain_on_a_copy_of_mirror_mouse_keeps_the_split(tm
     new = sorted(set(after) - set(before))
     assert len(new) == 5 and all(name.startswith("labeled-data/test_vid/") for name in new)
     assert {after[name] for name in new} == {"train"}
+
+
+def test_a_job_without_machine_labels_merges_only_when_unreviewed_frames_are_accepted(tmp_path):
+    job = make_job(tmp_path, {3: [[10, 11], [5, 59]]})
+    (job / MACHINE).unlink()  # a job written by an older kp
+    project = dlc_project(tmp_path)
+    with pytest.raises(DataError, match="machine_labels.csv: not found \\(a job from an older kp\\)"):
+        merge(job, project)
+    done = merge(job, project, accept_unreviewed=True)
+    assert (done.added, done.unreviewed) == (1, ["labeled-data/clip/img00003.png"])
+    assert read_rows(project / RECORD)[1][2:] == ["labeled-data/clip/img00003.png", "accepted unreviewed"]

@@ -197,6 +197,8 @@ def _corrected(
     export; the frames nobody changed). A frame is unchanged where its label row (or its submitted annotation) holds
     the machine labels' cells as written, before the loader's checks, or where nobody submitted its task."""
     labels = {f.image.relative_to(job).as_posix(): (f.keypoints, f.labelled) for f in frames.frames}
+    if not machine:  # a job from an older kp: nothing tells a reviewed frame (merged only with accept_unreviewed)
+        return labels, list(labels)
     if export is None:
         rows = {}
         for label_file in sorted(job.glob(f"labeled-data/*/CollectedData_{SCORER}.csv")):
