@@ -70,7 +70,7 @@ def test_temporal_loss_is_zero_on_a_constant_track_and_known_on_a_jump():
     track[3:, 0] += torch.tensor([3.0, 4.0])  # keypoint 0 jumps 5 px between frames 2 and 3
     # one pair of 4×2 costs 5 - 2 = 3
     assert term(track, scores).item() == pytest.approx(3 / 8)
-    # a low score in frame 3 of keypoint 0 masks its pairs (2, 3) and (3, 4): 3 / 6 ... and the jump is gone
+    # a low score in frame 3 of keypoint 0 masks its pairs (2, 3) and (3, 4), the jump among them
     scores[3, 0] = 0.1
     assert TemporalLoss(epsilon=2.0, score_threshold=0.5)(track, scores).item() == 0
     # clips in a batch: B×T×K×2
@@ -180,7 +180,8 @@ def test_guess_views_on_mirror_mouse():
         "paw1LH", "paw2LF", "paw3RF", "paw4RH", "tailBase", "tailMid", "nose",
     ]  # fmt: skip
     assert all(bottom == top.replace("_top", "_bot") for top, bottom in groups)
-    labels = np.array([[float(v) if v else math.nan for v in row[1:]] for row in rows[3:]]).reshape(len(rows) - 3, -1, 2)
+    labels = np.array([[float(v) if v else math.nan for v in row[1:]] for row in rows[3:]])
+    labels = labels.reshape(len(labels), -1, 2)
     term = MultiviewPCALoss().fit(names, labels)
     # the two views of one rig: 3 components hold nearly all of the variance
     assert term.subspace.explained > 0.99

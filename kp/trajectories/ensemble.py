@@ -47,9 +47,7 @@ def ensemble_stats(predictions: np.ndarray, scores: np.ndarray) -> tuple[np.ndar
     (population variance, ddof 0, as EKS) and the mean score N×K; NaN where no member has the keypoint."""
     predictions, scores = np.asarray(predictions, float), np.asarray(scores, float)
     if predictions.ndim != 4 or predictions.shape[-1] != 2 or scores.shape != predictions.shape[:3]:
-        raise ValueError(
-            f"expected predictions M×N×K×2 and scores M×N×K, got {predictions.shape} and {scores.shape}"
-        )
+        raise ValueError(f"expected predictions M×N×K×2 and scores M×N×K, got {predictions.shape} and {scores.shape}")
     missing = ~np.isfinite(predictions).all(-1) | ~np.isfinite(scores)
     predictions = np.where(missing[..., None], np.nan, predictions)
     with warnings.catch_warnings():  # an all-missing keypoint is NaN, as documented, not a warning
@@ -81,10 +79,9 @@ def ensemble_smooth(
     best = q[loglik.argmax(axis=0), np.arange(ok.shape[1])]
     mean, var = _smoother(z, ok, r, np.ones((1, ok.shape[1])), best[None], dt)
     inside = _inside(ok)
-    sd = np.repeat(np.sqrt(var)[..., None], 2, axis=-1)
-    return EnsembleFit(
-        np.where(inside[..., None], mean, np.nan), np.where(inside[..., None], sd, np.nan), best, median, variance, score
-    )
+    xy = np.where(inside[..., None], mean, np.nan)
+    sd = np.where(inside[..., None], np.repeat(np.sqrt(var)[..., None], 2, axis=-1), np.nan)
+    return EnsembleFit(xy, sd, best, median, variance, score)
 
 
 def subspace_smooth(
