@@ -185,3 +185,23 @@ def test_guess_views_on_mirror_mouse():
     term = MultiviewPCALoss().fit(names, labels)
     # the two views of one rig: 3 components hold nearly all of the variance
     assert term.subspace.explained > 0.99
+
+
+def test_the_terms_are_declared_like_the_loss_group_s():
+    """What a `loss` config entry will say once training feeds unlabelled clips: _target_, weight, warm-up, options."""
+    from hydra.utils import instantiate
+
+    terms = {
+        "temporal": {
+            "_target_": "kp.unsupervised_losses.TemporalLoss",
+            "weight": 0.5,
+            "epsilon": 4.0,
+            "warmup_start": 2,
+        },
+        "pose_pca": {"_target_": "kp.unsupervised_losses.PosePCALoss", "weight": 1.0, "percentile": 95.0},
+        "multiview_pca": {"_target_": "kp.unsupervised_losses.MultiviewPCALoss", "views": [["a_top", "a_bot"]]},
+    }
+    built = {name: instantiate(term) for name, term in terms.items()}
+    assert built["temporal"].weight_at(1) == 0 and built["temporal"].weight_at(2) == 0.5
+    assert built["pose_pca"].percentile == 95.0 and built["multiview_pca"].views == [["a_top", "a_bot"]]
+    assert all(term.requires == ("keypoints",) for term in built.values())
