@@ -169,7 +169,7 @@ class MultiviewPCALoss(PosePCALoss):
     def fit(self, names: list[str], poses: np.ndarray) -> MultiviewPCALoss:
         groups = resolve_views(names, self.views)
         self.index = torch.tensor(groups)
-        samples = poses[:, self.index].reshape(-1, 2 * self.index.shape[1])  # (N·P)×2V
+        samples = poses[:, np.array(groups)].reshape(-1, 2 * self.index.shape[1])  # (N·P)×2V
         samples = samples[np.isfinite(samples).all(axis=1)]
         needed = 2 * self.index.shape[1]
         if len(samples) < needed:
