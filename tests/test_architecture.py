@@ -18,7 +18,16 @@ LAYERS = [
     ["kp.train", "kp.predict", "kp.export", "kp.evaluation", "kp.viz", "kp.trajectories", "kp.refine"],
     ["kp.inference"],
     ["kp.build", "kp.module", "kp.config"],
-    ["kp.data", "kp.formats", "kp.models", "kp.codecs", "kp.losses", "kp.metrics", "kp.calibration"],
+    [
+        "kp.data",
+        "kp.formats",
+        "kp.models",
+        "kp.codecs",
+        "kp.losses",
+        "kp.unsupervised_losses",
+        "kp.metrics",
+        "kp.calibration",
+    ],
     ["kp.geometry", "kp.errors", "kp.run_dir"],
 ]
 
