@@ -11,7 +11,7 @@ import pytest
 from kp.cli.smooth import main as main_smooth
 from kp.errors import DataError
 from kp.trajectories import Tracks, kalman, read_tracks, smooth, write_tracks
-from kp.trajectories.smooth import VELOCITY_SD, _smoother
+from kp.trajectories.smooth import VELOCITY_SD, rts_smoother
 from kp.trajectories.tracks import Layout
 from kp.viz.trajectory import plot_track
 from tests.helpers import shared_data
@@ -151,7 +151,7 @@ def test_smoother_equals_the_exact_gaussian_posterior():
         precision[2 * t, 2 * t] += 1 / r[t]
         b[2 * t] += z[t, 0, 0] / r[t]
     mean, cov = np.linalg.solve(precision, b), np.linalg.inv(precision)
-    positions, variances = _smoother(
+    positions, variances = rts_smoother(
         z, ok[:, None], r[:, None], np.ones((1, 1)), np.full((1, 1), q), np.diff(frames).astype(float)
     )
     np.testing.assert_allclose(positions[:, 0, 0], mean[::2], rtol=1e-6, atol=1e-6)

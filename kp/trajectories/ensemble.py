@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kp.trajectories.smooth import LAMBDAS, MIN_SIGMA, _filter, _inside, _smoother
+from kp.trajectories.smooth import LAMBDAS, MIN_SIGMA, between_observations, kalman_filter, rts_smoother
 from kp.unsupervised_losses import MultiviewPCALoss, PosePCALoss
 
 LATENT_SD = 1e3  # px: the prior on the first frame's PCA coefficients, flat in effect
@@ -75,10 +75,10 @@ def ensemble_smooth(
     z, dt = np.nan_to_num(median), _steps(frames, len(median))
     base2 = np.array([np.median(r[ok[:, k], k]) if ok[:, k].any() else 1.0 for k in range(ok.shape[1])])
     q = LAMBDAS[:, None] * base2  # G×K candidates, as kalman() fits them
-    loglik, _ = _filter(z, ok, r, np.ones_like(q), q, dt)
+    loglik, _ = kalman_filter(z, ok, r, np.ones_like(q), q, dt)
     best = q[loglik.argmax(axis=0), np.arange(ok.shape[1])]
-    mean, var = _smoother(z, ok, r, np.ones((1, ok.shape[1])), best[None], dt)
-    inside = _inside(ok)
+    mean, var = rts_smoother(z, ok, r, np.ones((1, ok.shape[1])), best[None], dt)
+    inside = between_observations(ok)
     xy = np.where(inside[..., None], mean, np.nan)
     sd = np.where(inside[..., None], np.repeat(np.sqrt(var)[..., None], 2, axis=-1), np.nan)
     return EnsembleFit(xy, sd, best, median, variance, score)
@@ -112,7 +112,7 @@ def subspace_smooth(
         loglik, _ = _latent_filter(y, var, seen, mean, components, candidates, dt)
         q = candidates[loglik.argmax()]
         xy, coordinate_var = _latent_smoother(y, var, seen, mean, components, q, dt)
-        inside = np.repeat(_inside(ok[:, group])[..., None], 2, axis=-1)
+        inside = np.repeat(between_observations(ok[:, group])[..., None], 2, axis=-1)
         fit.xy[:, group] = np.where(inside, xy.reshape(inside.shape), np.nan)
         fit.sd[:, group] = np.where(inside, np.sqrt(coordinate_var).reshape(inside.shape), np.nan)
         fit.process_noise[group] = q
