@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import kp
 
 PACKAGE = Path(kp.__file__).resolve().parent
@@ -103,3 +105,12 @@ def test_every_command_module_has_the_same_shape():
         assert ast.get_docstring(tree), f"kp/cli/{name}.py: the docstring is the command's help"
         functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
         assert "main" in functions and [a.arg for a in functions["main"].args.args] == ["argv"], name
+
+
+def test_the_wheel_ships_every_package():
+    """pyproject.toml names each package (the configs' folder, conf/, is mapped to kp.conf): a new kp/ subpackage
+    must join the list or the installed kp would miss it."""
+    tomllib = pytest.importorskip("tomllib")
+    listed = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    on_disk = {module_name(path) for path in PACKAGE.rglob("__init__.py")}
+    assert sorted(listed) == sorted(on_disk | {"kp.conf"})
