@@ -323,6 +323,42 @@ def test_report_names_a_systematic_offset_and_what_to_do():
     assert "systematic offset" not in report._report_page(result, "val", table, {}, "the input's longer side")
 
 
+def test_report_on_a_small_split_says_what_is_missing_not_none():
+    """Under 10 labelled samples the worst-tenth figures cannot be computed: the prose names the reason (issue 29:
+    it printed "None×" and "coverage is None"); with no visible keypoint at all, coverage says why too."""
+    result = {
+        "test/rmse": 3.0,
+        "test/offset_x_px": 0.0,
+        "test/offset_y_px": 0.0,
+        "test/coverage": 0.9,
+        "test/median_radius_px": 2.0,
+        "test/radius_adaptivity": None,
+        "test/error_adaptivity": None,
+        "test/coverage_worst_tenth": None,
+        "checkpoint": "best.ckpt",
+        "samples": 6,
+        "flip": False,
+        "missing": {
+            f"test/{key}": "fewer than 10 labelled samples (6 here)"
+            for key in ("radius_adaptivity", "error_adaptivity", "coverage_worst_tenth")
+        },
+        "unlabelled_samples": 0,
+        "calibration": {"alpha": 0.1, "flip": False},
+    }
+    table = pd.DataFrame({"keypoint": ["nose|tip"], "mean_px": [1.0]})
+    page = report._report_page(result, "test", table, {}, "the input's longer side")
+    assert "None" not in page
+    assert (
+        "Coverage here: **0.9**; median radius 2 px. The worst tenth of samples is not compared with the best "
+        "tenth: fewer than 10 labelled samples (6 here)." in page
+    )
+    assert "| radius_adaptivity | missing |" in page and "| nose\\|tip | 1 |" in page  # a | in a name is escaped
+    result.update({"test/coverage": None, "test/median_radius_px": None})
+    result["missing"]["test/coverage"] = "no visible keypoint in the split"
+    page = report._report_page(result, "test", table, {}, "the input's longer side")
+    assert "None" not in page and "Coverage is not measured here: no visible keypoint in the split." in page
+
+
 def test_flip_offsets_script_agrees_with_the_reports_with_and_without_flip(run, tmp_path, capsys):
     """scripts/flip_offsets.py: the image's and flip test's mean signed errors are the reports' offsets."""
     import sys

@@ -1,10 +1,10 @@
 """Pictures: predictions against the ground truth (predictions.py), a dataset as the model sees it (preview.py,
-`kp preview`) and a look inside a trained network (features.py, `kp features`)."""
+`kp preview`) and a look inside a trained network (features.py, `kp features`), the evaluation report's figures
+(evaluation.py) and the label doctor's (doctor.py).
 
-import matplotlib
+Every figure is a `matplotlib.figure.Figure` drawn straight to a file (Agg canvas): no pyplot, no global backend,
+nothing left open, safe on headless machines and in threads."""
 
-matplotlib.use("Agg")  # files only: training runs on headless machines
-
-from kp.viz.predictions import plot_predictions  # noqa: E402
+from kp.viz.predictions import plot_predictions
 
 __all__ = ["plot_predictions"]
