@@ -166,7 +166,7 @@ DATA_LOADERS = {  # data option -> (batch_size, num_workers, persistent_workers)
     "facial68": (32, 2, True),
     "synthetic": (32, 0, False),
 }
-MODEL_HEADS = {  # model option -> (head_width, regression_hidden, dropout); None: KeypointNet's own default
+MODEL_HEADS = {  # model option -> (head_width, regression_hidden, dropout); None: HeadOptions' own default
     "cards_unet": (64, None, None),
     "efficientnet_lite0": (64, 256, 0.0),
     "fcn": (64, None, None),
@@ -220,7 +220,7 @@ def test_every_data_config_keeps_the_shared_datamodule_and_its_own_values(option
 @pytest.mark.parametrize("option", sorted(MODEL_HEADS))
 def test_every_model_config_keeps_the_shared_heads_and_its_own_values(option, tmp_path):
     model = compose_config(f"model={option}", output_dir=tmp_path).model
-    assert model._target_ == "kp.models.KeypointNet" and model._partial_ is True
+    assert model._target_ == "kp.models.KeypointNet.from_config" and model._partial_ is True
     assert model.backbone._target_.startswith("kp.models.") and model.backbone._partial_ is True
     assert (model.init_from, model.coords_head, model.head_features) == (
         None,
