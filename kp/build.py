@@ -88,7 +88,7 @@ def build(cfg: DictConfig, datamodule=None):
         scheduler,
         pck_thresholds=tuple(cfg.metrics.pck_thresholds),
         pck_norm=cfg.metrics.pck_norm,
-        flip_test=cfg.get("test", {}).get("flip", False),
+        flip_test=cfg.metrics.get("flip", False),
         spec=asdict(spec),
         channels_last=cfg.get("channels_last", False),
     )

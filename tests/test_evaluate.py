@@ -272,15 +272,15 @@ def test_a_killed_evaluation_resumes_to_the_uninterrupted_result(run, tmp_path, 
     """The job dies in its fourth batch of eight; --resume predicts the other five only, and the report's metrics and
     errors equal those of a job that never stopped."""
     evaluate.evaluate_run(run, "all", out=tmp_path / "whole")
-    predict_details, calls = KeypointModule.predict_details, []
+    locate_details, calls = KeypointModule.locate_details, []
 
     def counted(self, *args, **kwargs):
         calls.append(len(args[0]))
         if len(calls) == crash_at:
             raise KeyboardInterrupt
-        return predict_details(self, *args, **kwargs)
+        return locate_details(self, *args, **kwargs)
 
-    monkeypatch.setattr(KeypointModule, "predict_details", counted)
+    monkeypatch.setattr(KeypointModule, "locate_details", counted)
     crash_at = 4
     with pytest.raises(KeyboardInterrupt):
         evaluate.evaluate_run(run, "all", out=tmp_path / "out")
@@ -361,12 +361,7 @@ def test_report_on_a_small_split_says_what_is_missing_not_none():
 
 def test_flip_offsets_script_agrees_with_the_reports_with_and_without_flip(run, tmp_path, capsys):
     """scripts/flip_offsets.py: the image's and flip test's mean signed errors are the reports' offsets."""
-    import sys
-
-    from tests.helpers import ROOT
-
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import flip_offsets
+    from scripts import flip_offsets
 
     result = flip_offsets.main([str(run), "--split", "val", "--batches", "100"])
     for kind, flip in (("image", False), ("flip test", True)):

@@ -19,7 +19,7 @@ PREPROCESSING = (
 
 
 class ExportGraph(nn.Module):
-    """What an exported file computes: images -> (keypoints, scores) through KeypointModule.predict (decode), or the
+    """What an exported file computes: images -> (keypoints, scores) through KeypointModule.locate (decode), or the
     network's raw outputs in `output_names` order."""
 
     def __init__(self, predictor: Predictor, decode: bool = True, flip: bool = False):
@@ -30,7 +30,7 @@ class ExportGraph(nn.Module):
         if flip:
             module.meta.flip_permutation()  # unknown flip pairs: a clear error, not a failed trace
         self.net = module.net  # the weights, registered here: tracing the LightningModule itself fails
-        self._predict = module.predict
+        self._predict = module.locate
         self.codec = module.codec  # decodes the raw outputs of a --no-decode export for the parity check
         self.decode, self.flip = decode, flip
         with torch.no_grad():

@@ -59,7 +59,7 @@ def plot_features(predictor: Predictor, image: np.ndarray, path: Path, maps: int
     batch = tensor[None].to(next(module.parameters()).device)
     result = {}
     with torch.no_grad():
-        stages = stage_outputs(module.net, batch, lambda: result.update(prediction=module.predict_details(batch)))
+        stages = stage_outputs(module.net, batch, lambda: result.update(prediction=module.locate_details(batch)))
     prediction = result["prediction"]
     first_conv = next(m for m in module.net.modules() if isinstance(m, nn.Conv2d))
     picture = tensor.permute(1, 2, 0).clamp(0, 1).cpu().numpy()
