@@ -118,3 +118,31 @@ def test_the_wheel_ships_every_package():
     listed = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     on_disk = {module_name(path) for path in PACKAGE.rglob("__init__.py")}
     assert sorted(listed) == sorted(on_disk | {"kp.conf"})
+
+
+ARCHITECTURE_PAGE = PACKAGE.parent / "docs" / "architecture.md"
+
+
+def _page_block(heading: str) -> str:
+    """The first fenced block after `heading` in docs/architecture.md."""
+    text = ARCHITECTURE_PAGE.read_text()
+    after = text[text.index(heading) :]
+    return after.split("```", 2)[1]
+
+
+def test_the_architecture_page_names_every_package_and_module():
+    """docs/architecture.md's package map names every kp subpackage and top-level module (the first column), and
+    nothing that is not there: the LAYERS above, which every module must belong to."""
+    named = set()
+    for line in _page_block("## The package map").splitlines():
+        for word in line.split("  ")[0].split():
+            if word.startswith("kp/"):
+                named.add("kp." + word[3:].removesuffix("/").removesuffix(".py").replace("/", "."))
+    assert "kp.__init__" in named
+    assert sorted(named - {"kp.__init__"}) == sorted(prefix for layer in LAYERS for prefix in layer if prefix != "kp")
+
+
+def test_the_architecture_pages_layers_are_the_tests():
+    block = _page_block("Imports run one way")
+    page_layers = [sorted(name.strip() for name in layer.split("/")) for layer in block.split("->")]
+    assert page_layers == [sorted(prefix.removeprefix("kp.") for prefix in layer) for layer in LAYERS]
