@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from kp.build import build
 from kp.cli import evaluate as evaluate_command
 from kp.errors import ConfigError, InputError
-from kp.evaluation import evaluate, report
+from kp.evaluation import evaluate, report, scores
 from kp.inference.load import load
 from kp.module import KeypointModule
 from kp.train.loop import train
@@ -245,9 +245,9 @@ def test_adaptivity_of_an_infinite_radius_is_missing_not_a_warning():
     """Too few validation points give an infinite radius (kp.calibration): inf / inf is no ratio."""
     errors, visible = np.random.default_rng(0).uniform(1, 3, (20, 2)), np.ones((20, 2), bool)
     with np.errstate(invalid="raise"):
-        assert math.isnan(report.radius_adaptivity(errors, np.full((20, 2), math.inf), visible))
-    assert report.radius_adaptivity(errors, 2 * errors, visible) == pytest.approx(
-        report.radius_adaptivity(errors, errors, visible)
+        assert math.isnan(scores.radius_adaptivity(errors, np.full((20, 2), math.inf), visible))
+    assert scores.radius_adaptivity(errors, 2 * errors, visible) == pytest.approx(
+        scores.radius_adaptivity(errors, errors, visible)
     )
 
 
