@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +15,11 @@ from rich.progress import track
 from kp import markdown
 from kp.data.datamodule import SPLITS
 from kp.data.io import NEAR_BITS, difference_hash
+from kp.errors import ModelLoadError
 from kp.inference.load import load
 from kp.viz import doctor as figures
 from kp.viz.doctor import Panel
 
-log = logging.getLogger(__name__)
 SWAP_RATIO = 0.5  # a pair is a swap suspect when swapping it at least halves its distance to the mean shape
 
 
@@ -172,7 +171,9 @@ def find_outside_and_units(samples: list[Sample], meta, findings: Findings) -> N
 def find_disagreements(samples: list[Sample], run: str, meta, findings: Findings, worst: int) -> list:
     predictor = load(run)
     if predictor.meta.names != meta.names:
-        raise ValueError(f"--run {run} predicts {predictor.meta.names}, the data has {meta.names}")
+        raise ModelLoadError(
+            f"--run {run} predicts {predictor.meta.names}, the data has {meta.names}: pick a run trained on this data"
+        )
     errors, predictions = [], []
     for start in track(range(0, len(samples), 32), description="predicting"):
         batch = samples[start : start + 32]
