@@ -54,11 +54,11 @@ class KeypointModule(L.LightningModule):
     ):
         """optimizer: a partial torch optimizer taking `params`; None for a module that only predicts (kp.load).
         pck_norm: "image" (the input's longer side) or "pair" (the distance of meta.norm_pair, like NME).
-        flip_test: validation and test predict with test-time flip (`predict`); off where the flip pairs are unknown
-        (the datamodule's log says so and how to declare them). spec: the kp.build.InferenceSpec as a dict, saved in
-        every checkpoint so that kp.load can rebuild the model on its own. channels_last: weights and images in the
-        channels-last memory layout, which trains the presets 1.06 to 1.29 times faster on CPU (docs: Benchmarks);
-        the results are the same up to float rounding."""
+        flip_test: validation and test locate keypoints with test-time flip (`locate`; the config's metrics.flip);
+        off where the flip pairs are unknown (the datamodule's log says so and how to declare them). spec: the
+        kp.build.InferenceSpec as a dict, saved in every checkpoint so that kp.load can rebuild the model on its own.
+        channels_last: weights and images in the channels-last memory layout, which trains the presets 1.06 to 1.29
+        times faster on CPU (docs: Benchmarks); the results are the same up to float rounding."""
         super().__init__()
         self.net, self.codec, self.meta = net, codec, meta
         self.flip_test, self.spec = flip_test and meta.flip_pairs is not None, spec
