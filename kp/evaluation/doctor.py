@@ -273,6 +273,11 @@ def _pictures(out: Path, samples, meta, findings: Findings, mean, predictions) -
         )
 
 
+def _picture(name: str) -> list[str]:
+    """report.md's lines showing <name>.png."""
+    return ["", f"![{name}]({name}.png)", ""]
+
+
 def _name(split: str, id_: str) -> str:
     return f"`{id_}` ({split})"
 
@@ -337,9 +342,7 @@ def _duplicates_section(findings: Findings) -> list[str]:
             f"  - {_name(*a)} ~ {_name(*b)} ({bits} bits)"
             for a, b, bits in (near_across or findings.near_duplicates)[:20]
         ),
-        "",
-        "![duplicates](duplicates.png)",
-        "",
+        *_picture("duplicates"),
     ]
 
 
@@ -366,9 +369,7 @@ def _swaps_section(meta, findings: Findings) -> list[str]:
             f"  - {_name(split, id_)}: {a} / {b} (swapped is {ratio:.2f}× the distance)"
             for split, id_, a, b, ratio in findings.swaps[:20]
         ),
-        "",
-        "![swaps](swaps.png)",
-        "",
+        *_picture("swaps"),
     ]
 
 
@@ -380,9 +381,7 @@ def _outliers_section(findings: Findings) -> list[str]:
         "that point's median distance over the dataset (eyes sit tight, jaw ends wander), the worst first:",
         "",
         *(f"- {_name(split, id_)}: {d:.1f}× at {worst_point}" for split, id_, d, worst_point in findings.outliers),
-        "",
-        "![outliers](outliers.png)",
-        "",
+        *_picture("outliers"),
     ]
 
 
@@ -396,9 +395,7 @@ def _disagreements_section(findings: Findings, run: str) -> list[str]:
             f"- {_name(split, id_)}: {e:.1f} px mean error, worst point {p}"
             for split, id_, e, p in findings.disagreements
         ),
-        "",
-        "![disagreements](disagreements.png)",
-        "",
+        *_picture("disagreements"),
     ]
 
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -84,6 +84,9 @@ class FineTuning:
     init_from: str | None = None  # a run dir, .ckpt or state dict whose matching tensors are loaded
 
 
+FINE_TUNING_OPTIONS = {option.name for option in fields(FineTuning)}
+
+
 class KeypointNet(nn.Module):
     def __init__(
         self,
@@ -119,30 +122,12 @@ class KeypointNet(nn.Module):
             load_matching(self, tuning.init_from)
 
     @classmethod
-    def from_config(
-        cls,
-        backbone: Callable[..., nn.Module],
-        num_keypoints: int,
-        input_shape: tuple[int, int, int],
-        target: str,
-        stride: int = 1,
-        freeze_epochs: int = 0,
-        pretrained_lr_scale: float = 1.0,
-        init_from: str | None = None,
-        **heads,
-    ) -> KeypointNet:
+    def from_config(cls, backbone, num_keypoints, input_shape, target, stride=1, **options) -> KeypointNet:
         """The model configs' entry point (`_target_: kp.models.KeypointNet.from_config`): the options flat, as
-        `model.visibility_head=true` spells them; `heads` takes HeadOptions' fields (an unknown key is a TypeError
-        naming it)."""
-        return cls(
-            backbone,
-            num_keypoints,
-            input_shape,
-            target,
-            stride,
-            HeadOptions(**heads),
-            FineTuning(freeze_epochs, pretrained_lr_scale, init_from),
-        )
+        `model.visibility_head=true` spells them, each a field of FineTuning or HeadOptions (an unknown key is a
+        TypeError naming it)."""
+        tuning = {name: options.pop(name) for name in FINE_TUNING_OPTIONS if name in options}
+        return cls(backbone, num_keypoints, input_shape, target, stride, HeadOptions(**options), FineTuning(**tuning))
 
     def _dry_run(self, channels: int, height: int, width: int) -> dict:
         """The backbone's outputs for one blank image (their sizes shape the heads); ValueError when the input size
