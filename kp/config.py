@@ -8,6 +8,7 @@ experiment=my_mice` (Hydra's flag) or the override `hydra.searchpath=[file:///ab
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib.resources import files
 from pathlib import Path
 
 from hydra import compose, initialize_config_module
@@ -19,7 +20,7 @@ from kp.errors import ConfigError
 
 CONFIG_MODULE = "kp.conf"
 CONFIG_PATH = f"pkg://{CONFIG_MODULE}"  # for @hydra.main
-CONF_DIR = Path(__file__).resolve().parent / "conf"  # the same folder on disk: its options can be listed
+CONF_DIR = Path(str(files(CONFIG_MODULE)))  # the same folder on disk (conf/ in a checkout): its options can be listed
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:

@@ -254,7 +254,7 @@ def test_bad_model_paths_and_inputs_are_one_line_errors(run_dir, tmp_path):
 
 
 def test_flip_test_in_training_metrics(tmp_path, monkeypatch):
-    """test.flip=true: every validation and test batch goes through flip_test, and the metrics come out of it."""
+    """metrics.flip=true: every validation and test batch goes through flip_test, and the metrics come out of it."""
     batches = []
 
     def counting_flip_test(*args):
@@ -267,7 +267,7 @@ def test_flip_test_in_training_metrics(tmp_path, monkeypatch):
         "data.dataset.sizes={train:8,val:8,test:8}",
         "data.batch_size=4",
         "model.backbone.width=4",
-        "test.flip=true",
+        "metrics.flip=true",
         "callbacks.progress_bar=null",
         output_dir=tmp_path,
     )

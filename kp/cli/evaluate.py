@@ -7,7 +7,7 @@ Scores the run's best checkpoint (or --checkpoint) on a split of its own dataset
 RUN/eval/<split>/ (or --out). The data config is the run's .hydra/config.yaml with the dotted overrides merged in; a
 group override (`data=dlc`) composes the data config afresh from kp/conf/ with the given overrides only.
 
-Predictions go through the model's one inference path (KeypointModule.predict_details, via kp.load) and the metrics
+Predictions go through the model's one inference path (KeypointModule.locate_details, via kp.load) and the metrics
 through the module's own metric objects, so the values are those of train.py's test for the same split and
 checkpoint. The predictions are saved batch by batch in OUT/progress/ (removed once the report is written): after a
 job that was killed, the same command with --resume predicts only the rest, with the same result. The uncertainty

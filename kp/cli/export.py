@@ -13,7 +13,7 @@ out.
 
 --decode (default): the graph takes preprocessed images B×C×H×W (kp.inference.preprocess.Preprocess) and returns
 keypoints B×K×2
-in input pixels and scores B×K, through KeypointModule.predict (the one inference path); --flip puts test-time flip in
+in input pixels and scores B×K, through KeypointModule.locate (the one inference path); --flip puts test-time flip in
 it. --no-decode: the network's raw outputs (heatmaps or coordinates, visibility logits, count).
 
 ONNX goes through torch's TorchScript-based exporter (`dynamo=False`; deprecated since torch 2.9, present in the

@@ -189,7 +189,7 @@ class HeatmapCodec:
         # Expand around the peak, moved one pixel inwards at the border so that both neighbours exist.
         x = peak[..., 0].clamp(1, max(w - 2, 1))
         y = peak[..., 1].clamp(1, max(h - 2, 1))
-        at = lambda dx, dy: self._at(logs, x + dx, y + dy)  # noqa: E731
+        at = lambda dx, dy: self._at(logs, x + dx, y + dy)
         centre = at(0, 0)
         gx, gy = (at(1, 0) - at(-1, 0)) / 2, (at(0, 1) - at(0, -1)) / 2
         hxx, hyy = at(1, 0) - 2 * centre + at(-1, 0), at(0, 1) - 2 * centre + at(0, -1)

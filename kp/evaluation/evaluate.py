@@ -25,7 +25,7 @@ from kp.inference.load import load
 from kp.inference.predictor import Predictor
 from kp.run_dir import RunDir
 
-log = logging.getLogger("kp.evaluation.evaluate")
+log = logging.getLogger(__name__)
 SPLITS = ("test", "val", "train", "all")
 
 
@@ -100,7 +100,7 @@ def _predict_batch(module, batch: dict, flip: bool) -> dict[str, np.ndarray]:
     """A batch's predictions and ground truth as numpy arrays (COLUMNS and ids)."""
     device = next(module.parameters()).device
     batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
-    prediction = module.predict_details(batch["image"], flip=flip)
+    prediction = module.locate_details(batch["image"], flip=flip)
     _, pck_norm = module.normalising_lengths(batch["keypoints"], batch["visible"])
     values = {"ids": np.array(batch["id"], dtype=str), "visible": batch["visible"].cpu().numpy()}
     for key, value in (
@@ -207,7 +207,7 @@ def evaluate(
     there after a job that stopped."""
     datamodule.setup()
     _check_data_fits(predictor, datamodule)
-    predictor.module.configure_metrics(tuple(pck_thresholds), pck_norm, sync_on_compute=False)
+    predictor.module.build_metrics(tuple(pck_thresholds), pck_norm, sync_on_compute=False)
     batch_size = datamodule.batch_size
     if recalibrate or flip not in predictor.calibrations or predictor.calibrations[flip].alpha != alpha:
         calibrate(predictor, datamodule.splits["val"], flip, alpha, batch_size)

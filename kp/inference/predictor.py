@@ -116,7 +116,7 @@ class TorchPredictor(Predictor):
         self, images: torch.Tensor, affines: np.ndarray | torch.Tensor | None = None, flip: bool = False
     ) -> Predictions:
         device = next(self.module.parameters()).device
-        prediction = self.module.predict_details(images.to(device), flip=flip)
+        prediction = self.module.locate_details(images.to(device), flip=flip)
         keypoints = to_source(prediction.keypoints.float().cpu().numpy(), affines)
         radius = self.radius(prediction.difficulty.float().cpu().numpy(), affines, flip)
         return Predictions(keypoints, prediction.scores.float().cpu().numpy(), radius)

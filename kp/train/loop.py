@@ -34,7 +34,7 @@ from kp.train import run_info
 from kp.train.quiet import quiet
 from kp.train.wandb_logging import finish_runs
 
-log = logging.getLogger("kp.train")
+log = logging.getLogger(__name__)
 quiet()
 
 
