@@ -254,7 +254,7 @@ def test_adaptivity_of_an_infinite_radius_is_missing_not_a_warning():
 def test_options_and_overrides_in_any_order(monkeypatch, tmp_path, capsys):
     """The README's order (`RUN --split all --out DIR key=value`) and overrides between options are all accepted."""
     calls = []
-    monkeypatch.setattr(evaluate_command, "evaluate_run", lambda *args: calls.append(args) or {"report": "r.md"})
+    monkeypatch.setattr(evaluate, "evaluate_run", lambda run, **kw: calls.append((run, kw)) or {"report": "r"})
     orders = [
         ["run", "--split", "all", "--out", "o", "data.dataset.root=/x", "data.dataset.seed=3"],
         ["run", "data.dataset.root=/x", "--split", "all", "data.dataset.seed=3", "--out", "o"],
@@ -262,9 +262,9 @@ def test_options_and_overrides_in_any_order(monkeypatch, tmp_path, capsys):
     ]
     for argv in orders:
         evaluate_command.main(argv)
-    for run_dir, split, _, _, out, overrides, *_ in calls:
-        assert (str(run_dir), split, str(out)) == ("run", "all", "o")
-        assert overrides == ["data.dataset.root=/x", "data.dataset.seed=3"]
+    for run_dir, options in calls:
+        assert (str(run_dir), options["split"], str(options["out"])) == ("run", "all", "o")
+        assert options["overrides"] == ["data.dataset.root=/x", "data.dataset.seed=3"]
     assert len(calls) == 3
 
 

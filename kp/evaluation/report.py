@@ -32,8 +32,11 @@ OFFSET_NOTE = 0.25  # the report names a mean signed error above this share of t
 _FRAME = re.compile(r"^(.*?)[:#](\d+)$")  # `file:line` (CSV row) and `file#annotation` ids
 
 
-def write(p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: int = 16, loggers=()) -> dict:
-    """Write the report of SplitPredictions `p` (kp.evaluation.evaluate) into `out`; return its metrics.json content."""
+def write(
+    p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: int = 16, loggers=(), data: str = ""
+) -> dict:
+    """Write the report of SplitPredictions `p` (kp.evaluation.evaluate) into `out`; return its metrics.json content.
+    `data` names the data scored (the header's)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta, module = predictor.meta, predictor.module
@@ -113,6 +116,7 @@ def write(p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: i
             "unlabelled_ids": unlabelled,
             "checkpoint": str(predictor.checkpoint) if predictor.checkpoint else None,
             "flip": flip,
+            "data": data,
             "calibration": fitted.to_dict(),
             "report": str(out / "report.md"),
         }
@@ -295,10 +299,10 @@ def _report_page(result: dict, split: str, table: pd.DataFrame, pictures: dict, 
     calib = result["calibration"]
     overall = [(key, value) for key, value in result.items() if key.startswith(f"{split}/") and key.count("/") == 1]
     lines = [
-        f"# Evaluation: {split} split",
+        f"# Evaluation: {split} split, flip test {'on' if result['flip'] else 'off'}",
         "",
-        f"Checkpoint `{result['checkpoint']}`, {result['samples']} samples, flip test "
-        f"{'on' if result['flip'] else 'off'}. Errors are in the network's input pixels; PCK thresholds are "
+        f"Data: {result['data'] or 'not recorded'}. Checkpoint `{result['checkpoint']}`, {result['samples']} samples. "
+        f"Errors are in the network's input pixels; PCK thresholds are "
         f"fractions of {norm_name}.",
         "",
         "| metric | value |",
