@@ -11,6 +11,21 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from kp.errors import user_errors_in_one_line
+
+# The one-line error wrapper every command runs in (kp.errors), with the parser and the argument types below.
+__all__ = [
+    "parser",
+    "subcommands",
+    "hydra_verbose",
+    "user_errors_in_one_line",
+    "probability",
+    "fraction",
+    "count",
+    "seconds",
+    "batch",
+]
+
 OVERRIDES_EPILOG = (
     "Other arguments are Hydra overrides of kp's training config (group=option, key=value), as for kp train; "
     "a misspelt key or option ends in one line with the nearest names."

@@ -29,10 +29,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     with user_errors_in_one_line(options.verbose):
         from kp.config import check_types, compose_config
-        from kp.evaluation.doctor import diagnose
 
         cfg = compose_config(overrides, options.config_dir)
         check_types(cfg)
+        from kp.evaluation.doctor import diagnose  # torch: once the overrides are known to be right
+
         report, findings = diagnose(cfg, options.run, options.out, options.worst)
     print(
         f"wrote {report}: {sum(n for n, _ in findings.counts.values())} images, "

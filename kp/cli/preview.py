@@ -23,8 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     options, overrides = command.parse_known_args(argv)
     with user_errors_in_one_line(options.verbose):
         from kp.config import check_types, compose_config
-        from kp.viz.preview import preview
 
         cfg = compose_config([*overrides, "data.num_workers=0"], options.config_dir)
         check_types(cfg)
+        from kp.viz.preview import preview  # torch: once the overrides are known to be right
+
         preview(cfg, options.split, options.n, options.out)
