@@ -1,4 +1,5 @@
-"""The evaluation report (docs/evaluation.md, "Evaluate"): what kp.evaluation.evaluate and the end of train.py write for a split.
+"""The evaluation report (docs/evaluation.md, "Evaluate"): what kp.evaluation.evaluate and the end of train.py write
+for a split.
 
 metrics.json     the module's metrics (as train.py's test logs them) + PCK AUC, median and p90 error, the coverage
                  of the uncertainty radius (overall, per keypoint, over the worst tenth of samples) and its
