@@ -71,9 +71,7 @@ def _sweep(argv: list[str]) -> None:
 
 
 def _job(failed_jobs: list[str]):
-    def job(cfg):
-        from kp.train.sweep import sweep_job  # torch and Lightning: only once Hydra runs a job
+    # Lightning before Hydra sets up logging: imported later, its messages would print twice.
+    from kp.train.sweep import sweep_job
 
-        return sweep_job(cfg, failed_jobs)
-
-    return job
+    return lambda cfg: sweep_job(cfg, failed_jobs)

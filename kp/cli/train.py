@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     if {"-h", "--help"} & set(argv):
         print(__doc__)
         argv.append("hydra.help.header=")  # Hydra's "train is powered by Hydra." gives way to the text above
+        run_hydra(argv, lambda cfg: None)  # Hydra prints the config groups and the config, and runs nothing
+        return
     verbose = hydra_verbose(argv)
     with user_errors_in_one_line(verbose):
         from kp.config import check_command_line
@@ -39,10 +41,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def train_job(verbose: bool):
     """kp train's job: train(cfg) with its errors in one line, and no run folder left where no checkpoint was."""
+    # Lightning before Hydra sets up logging: imported later, its messages would print twice.
+    from kp.train.loop import train
 
     def job(cfg):
-        from kp.train.loop import train  # torch and Lightning: only once Hydra runs the job (not for --help)
-
         try:
             with user_errors_in_one_line(verbose):
                 return train(cfg)

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
+from rich import get_console  # noqa: E402
 from rich.progress import track  # noqa: E402
 
 from kp.data.datamodule import SPLITS
@@ -55,7 +56,9 @@ def read_samples(datamodule) -> list[Sample]:
     samples = []
     for split in SPLITS:
         data = datamodule.splits[split]
-        for i in track(range(len(data)), description=f"reading {split}", transient=True):
+        # no bar where output is not a terminal: rich would leave a blank line per split
+        bar = get_console().is_terminal
+        for i in track(range(len(data)), description=f"reading {split}", transient=True, disable=not bar):
             raw = data.load(i)
             image = np.asarray(raw.image)
             if image.dtype != np.uint8:

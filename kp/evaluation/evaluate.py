@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from rich import get_console
 from rich.progress import track
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
@@ -86,7 +87,9 @@ def predict_split(
     start = len(columns["ids"])
     loader = DataLoader(Subset(dataset, range(start, len(dataset))), batch_size=batch_size, shuffle=False)
     with torch.no_grad():
-        for batch in track(loader, description=description, transient=True, disable=len(loader) < 5):
+        # no bar for a few batches, nor where output is not a terminal (rich would leave a blank line)
+        quiet = len(loader) < 5 or not get_console().is_terminal
+        for batch in track(loader, description=description, transient=True, disable=quiet):
             values = _predict_batch(module, batch, flip)
             if saved:
                 saved.save(values)
