@@ -138,3 +138,32 @@ def test_predict_passes_every_option_by_name(monkeypatch, tmp_path):
         ("dlc",),
         "median",
     )
+
+
+def test_tables_keep_whole_names_at_80_columns(tmp_path):
+    """kp smooth's table on the mirror-mouse labels in an 80-column terminal: every keypoint name whole (folded onto
+    the next line where it does not fit), none cut to `paw1LH_t…`."""
+    import csv
+    import os
+
+    from tests.helpers import shared_data
+
+    labels = shared_data("mirror_mouse") / "CollectedData.csv"
+    with open(labels, newline="") as f:
+        names = set(list(csv.reader(f))[1][1:]) - {""}
+    done = subprocess.run(
+        [sys.executable, "-m", "kp", "smooth", str(labels), "--out", str(tmp_path)],
+        env={**os.environ, "COLUMNS": "80"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = []
+    for line in (done.stdout + done.stderr).splitlines():
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if len(cells) > 2 and cells[2]:  # a row: its frame count
+            rows.append(cells[1])
+        elif len(cells) > 2 and rows:  # the rest of a folded name
+            rows[-1] += cells[1]
+    assert set(rows) == names and "…" not in done.stdout + done.stderr
