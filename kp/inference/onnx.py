@@ -47,17 +47,20 @@ class OnnxPredictor(Predictor):
         self.flip_in_graph = json.loads(props["flip"])
         self.fixed_batch = json.loads(props["batch"])
 
-    def predict_with_radius(self, images, affines=None, flip: bool = False) -> Predictions:
-        """Preprocessed images B×C×H×W (torch or numpy) -> keypoints B×K×2 (in source pixels when `affines` B×2×3 are
-        given, else in input pixels), scores B×K and a NaN radius: the exported graph does not give the difficulty the
-        calibrated radius scales (kp.calibration), so an ONNX model predicts like an uncalibrated one. Test-time flip
-        is part of the exported graph or not: `flip` must
-        match it (ModelLoadError, which kp predict reports in one line, when it does not)."""
+    def check_flip(self, flip: bool) -> None:
+        """ModelLoadError (kp predict's one line) where `flip` is not what the exported graph does."""
         if flip != self.flip_in_graph:
             action = "export it again with --flip" if flip else "predict with --flip, or export it again without --flip"
             raise ModelLoadError(
                 f"{self.checkpoint} was exported {'with' if self.flip_in_graph else 'without'} test-time flip: {action}"
             )
+
+    def predict_with_radius(self, images, affines=None, flip: bool = False) -> Predictions:
+        """Preprocessed images B×C×H×W (torch or numpy) -> keypoints B×K×2 (in source pixels when `affines` B×2×3 are
+        given, else in input pixels), scores B×K and a NaN radius: the exported graph does not give the difficulty the
+        calibrated radius scales (kp.calibration), so an ONNX model predicts like an uncalibrated one. Test-time flip
+        is part of the exported graph or not: `flip` must match it (check_flip)."""
+        self.check_flip(flip)
         images = np.asarray(images, np.float32)
         n = len(images)
         batch = self.fixed_batch or n
