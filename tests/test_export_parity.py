@@ -51,9 +51,10 @@ def test_rounding_on_near_flat_heatmaps_passes_and_a_wrong_export_still_fails(mo
     checked = report["formats"]["onnx"]["parity"]
     assert checked["max_px"] > parity.PARITY_PX  # the 0.01 px limit alone would refuse this correct export
     assert checked["ok"] and 0 < checked["beyond_limit"] < checked["points"] / 20
-    assert f"| {checked['beyond_limit']} of {checked['points']} | ok |" in (
-        tmp_path / "rounding" / "export_report.md"
-    ).read_text()
+    assert (
+        f"| {checked['beyond_limit']} of {checked['points']} | ok |"
+        in (tmp_path / "rounding" / "export_report.md").read_text()
+    )
 
     wrong = {
         "everywhere": _off_by(0.05),
