@@ -45,23 +45,29 @@ def train_job(verbose: bool):
     from kp.train.loop import train
 
     def job(cfg):
+        shown = verbose or bool(cfg.get("verbose", False))  # verbose=true in the command line or a preset
         try:
-            with user_errors_in_one_line(verbose):
+            with user_errors_in_one_line(shown):
                 return train(cfg)
         finally:
-            _remove_if_no_model(RunDir(Path(cfg.paths.output_dir)), verbose)
+            _remove_if_no_model(RunDir(Path(cfg.paths.output_dir)), shown)
 
     return job
 
 
 def _remove_if_no_model(run: RunDir, verbose: bool) -> None:
     """A single run that ended without a checkpoint is no run: its folder goes, so that logs/<task_name>/runs/ holds
-    only runs kp.load, kp evaluate and ckpt_path=last can use. Kept with verbose=true (to look at), and in DDP's other
-    processes (rank 0 decides)."""
+    only runs kp.load, kp evaluate and ckpt_path=last can use. Kept with verbose=true (to look at), in a multirun (its
+    leaderboard lists the failed job) and in DDP's other processes (rank 0 decides)."""
     import os
     import shutil
 
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     if verbose or run.holds_a_model() or os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) != "0":
+        return
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
         return
     shutil.rmtree(run.path, ignore_errors=True)
     print(f"no checkpoint was written: removed the run folder {run.path}", file=sys.stderr)
