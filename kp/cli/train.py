@@ -26,16 +26,17 @@ from kp.run_dir import RunDir
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = hydra_verbose(argv)
+    with user_errors_in_one_line(verbose):
+        from kp.config import check_command_line
+
+        # before Hydra makes a run folder (or, with --help, composes the config these overrides ask for)
+        check_command_line([arg for arg in argv if arg not in ("-h", "--help")])
     if {"-h", "--help"} & set(argv):
         print(__doc__)
         argv.append("hydra.help.header=")  # Hydra's "train is powered by Hydra." gives way to the text above
         run_hydra(argv, lambda cfg: None)  # Hydra prints the config groups and the config, and runs nothing
         return
-    verbose = hydra_verbose(argv)
-    with user_errors_in_one_line(verbose):
-        from kp.config import check_command_line
-
-        check_command_line(argv)  # before Hydra makes a run folder
     run_hydra(argv, train_job(verbose))
 
 

@@ -289,9 +289,12 @@ _ABSENT = object()
 
 def describe_data(data: DictConfig, overrides: list[str] = ()) -> str:
     """The data a report scored, for its header: the loader and its folder or file, and the overrides given."""
-    dataset = data.get("dataset", {})
-    where = next((dataset.get(key) for key in ("project", "root", "ann_file") if dataset.get(key)), None)
-    name = str(dataset.get("_target_", "unknown loader")).rsplit(".", 1)[-1]
+
+    def value(key: str):  # None where unset or where an interpolation cannot be resolved here
+        return OmegaConf.select(data, f"dataset.{key}", default=None, throw_on_resolution_failure=False)
+
+    where = next((value(key) for key in ("project", "root", "ann_file") if value(key)), None)
+    name = str(value("_target_") or "unknown loader").rsplit(".", 1)[-1]
     text = f"{name} at {where}" if where else name
     return f"{text} ({' '.join(overrides)})" if overrides else f"{text} (the run's own data)"
 
