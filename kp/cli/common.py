@@ -27,8 +27,8 @@ __all__ = [
 ]
 
 OVERRIDES_EPILOG = (
-    "Other arguments are Hydra overrides of kp's training config (group=option, key=value), as for kp train; "
-    "a misspelt key or option ends in one line with the nearest names."
+    "Arguments group=option and key=value are Hydra overrides, as for kp train; a misspelt key or option ends in "
+    "one line with the nearest names."
 )
 
 

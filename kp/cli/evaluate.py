@@ -28,7 +28,7 @@ SPLITS = ("test", "val", "train", "all")  # kp.evaluation.evaluate.SPLITS (tests
 
 
 def main(argv: list[str] | None = None) -> None:
-    command = parser("kp evaluate", __doc__)
+    command = parser("kp evaluate", __doc__, overrides=True)
     command.add_argument("run", type=Path, help="a run directory of kp train")
     command.add_argument("overrides", nargs="*", help="data config overrides, key=value")
     command.add_argument("--split", choices=SPLITS, default="test")
@@ -64,5 +64,6 @@ def main(argv: list[str] | None = None) -> None:
             recalibrate=args.recalibrate,
             resume=args.resume,
             overwrite=args.overwrite,
+            config_dir=args.config_dir,
         )
     print(f"report: {metrics['report']}")

@@ -260,9 +260,10 @@ def _check_data_fits(predictor: Predictor, datamodule) -> None:
         )
 
 
-def data_config(run: Path, overrides: list[str]) -> DictConfig:
+def data_config(run: Path, overrides: list[str], config_dir: Path | None = None) -> DictConfig:
     """The run's config with the overrides: dotted keys merged in (each must be a key of the run's config; a new one
-    is added as +key=value); a group override composes kp/conf/ afresh. Values are checked as kp train checks them."""
+    is added as +key=value); a group override composes kp/conf/ afresh (with config_dir's configs). Values are checked
+    as kp train checks them."""
     run_dir = RunDir(run)
     if not run_dir.config.is_file():
         raise ConfigError(f"{run}: no {run_dir.config.relative_to(run)}: is this a kp run directory?")
@@ -270,7 +271,7 @@ def data_config(run: Path, overrides: list[str]) -> DictConfig:
         if "=" not in override:
             raise ConfigError(f"override {override!r}: expected key=value (e.g. data.dataset.root=/data/new)")
     if any("." not in override.split("=", 1)[0] for override in overrides):
-        cfg = compose_config(overrides)
+        cfg = compose_config(overrides, config_dir)
     else:
         cfg = OmegaConf.load(run_dir.config)
         for override in overrides:
@@ -321,11 +322,12 @@ def evaluate_run(
     recalibrate: bool = False,
     resume: bool = False,
     overwrite: bool = False,
+    config_dir: Path | None = None,
 ) -> dict:
     """kp evaluate: the report of `split` into `out` (default report_folder). A folder that holds a report already
     is refused unless `overwrite`, so that a run's own report is only replaced when asked."""
     overrides = list(overrides)
-    cfg = data_config(run, overrides)
+    cfg = data_config(run, overrides, config_dir)
     out = Path(out) if out else report_folder(run, split, flip, overrides)
     if (out / "report.md").exists() and not overwrite and not resume:
         raise ConfigError(f"{out} holds a report already: give another --out, or --overwrite to replace it")
