@@ -302,8 +302,8 @@ def _report_page(result: dict, split: str, table: pd.DataFrame, pictures: dict, 
     lines = [
         f"# Evaluation: {split} split, flip test {'on' if result['flip'] else 'off'}",
         "",
-        f"Data: {result['data'] or 'not recorded'}. Checkpoint `{result['checkpoint']}`, {result['samples']} samples. "
-        f"Errors are in the network's input pixels; PCK thresholds are "
+        f"Data: {result.get('data') or 'not recorded'}. Checkpoint `{result['checkpoint']}`, {result['samples']} "
+        "samples. Errors are in the network's input pixels; PCK thresholds are "
         f"fractions of {norm_name}.",
         "",
         "| metric | value |",
