@@ -63,16 +63,22 @@ def _explain(error: Exception, overrides: list[str]) -> str:
         return f"{group}={option}: no such option in {group}; {guess}(choose one of {', '.join(error.options)})"
     if message.startswith("Could not override '"):
         key = message.split("'")[1]
-        bad = next(o for o in overrides if o.split("=", 1)[0] == key)
+        bad = next((o for o in overrides if o.split("=", 1)[0] == key), key)
         rest = [o for o in overrides if o != bad]
         try:
             known = compose("train", overrides=rest, return_hydra_config=True)
         except HydraException:
             known = compose("train", return_hydra_config=True)
+        if OmegaConf.select(known, key, default=_ABSENT, throw_on_resolution_failure=False) is not _ABSENT:
+            return f"{bad}: {' '.join(message.splitlines()[1:]) or message}"  # the key exists: its value is wrong
         near = nearest_keys(known, key)
         guess = f"did you mean {' or '.join(near)}?" if near else f"a new key is added as +{bad}"
         return f"{bad}: no such key; {guess}"
-    return " ".join(message.split("\n\n")[0].split())
+    cause = str(error.__cause__).splitlines()[0] if error.__cause__ and str(error.__cause__) else ""
+    return " ".join(message.split("\n\n")[0].split()) + (f": {cause}" if cause else "")
+
+
+_ABSENT = object()
 
 
 def _unparsable(override: str) -> bool:
