@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
 from kp.errors import ConfigError
@@ -137,7 +137,7 @@ def _sweep_variants(overrides: list[str]) -> list[list[str]]:
     for text in overrides:
         try:
             override = parser.parse_override(text)
-        except OverrideParseException as error:
+        except HydraException as error:  # the parser's errors, the lexer's included
             raise ConfigError(_explain(error, [text])) from error
         if not override.is_sweep_override():
             values.append([text])
@@ -205,7 +205,8 @@ def check_types(cfg: DictConfig) -> None:
         if value is None or OmegaConf.is_config(value) and list in expected:
             continue
         if isinstance(value, bool) and bool not in expected or not isinstance(value, expected):
-            wanted = " or ".join(dict.fromkeys(_TYPE_NAMES[t] for t in expected))
+            names = dict.fromkeys(_TYPE_NAMES[t] for t in expected if not (t is int and float in expected))
+            wanted = " or ".join(names)  # an integer is a number: (int, float) reads "a number"
             raise ConfigError(f"{key}={value!r}: expected {wanted}")
         if key in MINIMUM and value < MINIMUM[key]:
             raise ConfigError(f"{key}={value!r}: expected {MINIMUM[key]} or more")

@@ -167,3 +167,31 @@ def test_tables_keep_whole_names_at_80_columns(tmp_path):
         elif len(cells) > 2 and rows:  # the rest of a folded name
             rows[-1] += cells[1]
     assert set(rows) == names and "…" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["batch_size=8"], "batch_size=8: no such key; did you mean data.batch_size?"),
+        (
+            ["data=dlc", "data.dataset.projekt=x"],
+            "data.dataset.projekt=x: no such key; did you mean data.dataset.project?",
+        ),
+        (["hydra.job.chdir=abc"], "Value 'abc' is not a valid bool"),
+        (["trainer.max_epochs=[1"], "'trainer.max_epochs=[1' is not an override: write group=option or key=value"),
+        (["-m", "model=unet,hourglas"], "model=hourglas: no such option in model; did you mean hourglass"),
+        (["-m", "optimizer.lr=1e-3,abc"], "optimizer.lr='abc': expected a number"),
+        (["--config-dir", "nowhere", "model=unet"], "--config-dir nowhere: no such folder"),
+        (["data.num_workers=-1"], "data.num_workers=-1: expected 0 or more"),
+    ],
+)
+def test_command_line_mistakes_name_the_override(argv, line, tmp_path, monkeypatch):
+    """kp train's and kp sweep's check (kp.config.check_command_line): every value of a sweep, Hydra's own flags."""
+    from kp.config import check_command_line
+    from kp.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as error:
+        check_command_line(argv)
+    assert line in str(error.value) and "\n" not in str(error.value)
+    check_command_line(["-m", "model=unet,hourglass", "optimizer.lr=1e-3,3e-4", "--cfg", "job"])  # all good
