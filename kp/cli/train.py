@@ -12,7 +12,7 @@ Every override is checked before the run starts: a misspelt key or option, or a 
 loss (exit status 1; verbose=true or HYDRA_FULL_ERROR=1 shows the traceback). A run that ends without a checkpoint
 (it failed first, or debug=fast_dev_run) leaves no run folder behind.
 
-Below: the config groups and their options, then the config these overrides compose (`kp train model=unet --help`).
+`kp train --cfg job [overrides]` prints the config the overrides compose; `kp train --hydra-help`, Hydra's own flags.
 """
 
 from __future__ import annotations
@@ -26,18 +26,34 @@ from kp.run_dir import RunDir
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if {"-h", "--help"} & set(argv):
+        print(f"{__doc__}\n{config_groups()}")
+        return
     verbose = hydra_verbose(argv)
     with user_errors_in_one_line(verbose):
         from kp.config import check_command_line
 
-        # before Hydra makes a run folder (or, with --help, composes the config these overrides ask for)
-        check_command_line([arg for arg in argv if arg not in ("-h", "--help")])
-    if {"-h", "--help"} & set(argv):
-        print(__doc__)
-        argv.append("hydra.help.header=")  # Hydra's "train is powered by Hydra." gives way to the text above
-        run_hydra(argv, lambda cfg: None)  # Hydra prints the config groups and the config, and runs nothing
-        return
+        check_command_line(argv)  # before Hydra makes a run folder
     run_hydra(argv, train_job(verbose))
+
+
+def config_groups() -> str:
+    """The config groups kp ships and their options, read from the package's files (Hydra's own help lists the same
+    in seconds; this, at once)."""
+    from importlib.resources import files
+
+    lines = ["== Configuration groups == (group=option; a folder of your own joins them with --config-dir DIR)", ""]
+
+    def walk(folder, group: str) -> None:
+        options = sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+        if group and options:
+            lines.append(f"{group}: {', '.join(options)}")
+        for entry in sorted(folder.iterdir(), key=lambda entry: entry.name):
+            if entry.is_dir() and entry.name not in ("__pycache__", "hydra"):  # hydra/: kp train --hydra-help
+                walk(entry, f"{group}/{entry.name}" if group else entry.name)
+
+    walk(files("kp.conf"), "")
+    return "\n".join(lines)
 
 
 def train_job(verbose: bool):
