@@ -112,10 +112,12 @@ def test_errors_is_a_leaf_that_imports_nothing_heavy():
 def test_every_command_module_has_the_same_shape():
     from kp.cli import COMMANDS
 
-    assert {path.stem for path in (PACKAGE / "cli").glob("*.py")} - {"__init__"} == set(COMMANDS)
+    # common.py: what every command shares (parser, argument types, the one-line error wrapper)
+    assert {path.stem for path in (PACKAGE / "cli").glob("*.py")} - {"__init__", "common"} == set(COMMANDS)
     for name in COMMANDS:
         tree = ast.parse((PACKAGE / "cli" / f"{name}.py").read_text())
         assert ast.get_docstring(tree), f"kp/cli/{name}.py: the docstring is the command's help"
+        assert "kp.cli.common" in GRAPH[f"kp.cli.{name}"], f"kp/cli/{name}.py: its parser and error wrapper"
         functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
         assert "main" in functions and [a.arg for a in functions["main"].args.args] == ["argv"], name
 

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
 from kp.build import build
@@ -54,7 +53,7 @@ def test_groups_the_design_names_exist():
 
 
 def test_unknown_option_is_rejected_in_process(tmp_path):
-    with pytest.raises(MissingConfigException, match="model/no_such_model"):
+    with pytest.raises(ConfigError, match="model=no_such_model: no such option in model; .*choose one of .*unet"):
         compose_config("model=no_such_model", output_dir=tmp_path)
 
 
@@ -66,8 +65,8 @@ def test_cli_unknown_option_and_help(tmp_path):
         text=True,
         env={"KP_ROOT": str(tmp_path), "PATH": ""},
     )
-    assert bad.returncode != 0
-    assert "Could not find 'model/no_such_model'" in bad.stderr and "unet" in bad.stderr  # lists valid options
+    assert bad.returncode == 1 and len(bad.stderr.splitlines()) == 1  # one line, listing the valid options
+    assert bad.stderr.startswith("configuration error: model=no_such_model: no such option") and "unet" in bad.stderr
     help_text = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
     for group in ("data", "model", "target", "trainer", "debug"):
         assert f"{group}:" in help_text
@@ -107,7 +106,7 @@ def test_common_trainer_keys_need_no_plus_and_wrong_types_stop_at_start(tmp_path
     for override, message in (
         ("trainer.max_epochs=abc", "trainer.max_epochs='abc': expected an integer"),
         ("trainer.max_epochs=true", "trainer.max_epochs=True: expected an integer"),
-        ("trainer.limit_val_batches=all", "expected an integer or a number"),
+        ("trainer.limit_val_batches=all", "expected a number"),
         ("data.batch_size=1.5", "data.batch_size=1.5: expected an integer"),
     ):
         with pytest.raises(ConfigError, match=re.escape(message)):

@@ -4,6 +4,7 @@ honest missing values, calibration stored with the checkpoint; kp.viz.features."
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -254,7 +255,7 @@ def test_adaptivity_of_an_infinite_radius_is_missing_not_a_warning():
 def test_options_and_overrides_in_any_order(monkeypatch, tmp_path, capsys):
     """The README's order (`RUN --split all --out DIR key=value`) and overrides between options are all accepted."""
     calls = []
-    monkeypatch.setattr(evaluate_command, "evaluate_run", lambda *args: calls.append(args) or {"report": "r.md"})
+    monkeypatch.setattr(evaluate, "evaluate_run", lambda run, **kw: calls.append((run, kw)) or {"report": "r"})
     orders = [
         ["run", "--split", "all", "--out", "o", "data.dataset.root=/x", "data.dataset.seed=3"],
         ["run", "data.dataset.root=/x", "--split", "all", "data.dataset.seed=3", "--out", "o"],
@@ -262,9 +263,9 @@ def test_options_and_overrides_in_any_order(monkeypatch, tmp_path, capsys):
     ]
     for argv in orders:
         evaluate_command.main(argv)
-    for run_dir, split, _, _, out, overrides, *_ in calls:
-        assert (str(run_dir), split, str(out)) == ("run", "all", "o")
-        assert overrides == ["data.dataset.root=/x", "data.dataset.seed=3"]
+    for run_dir, options in calls:
+        assert (str(run_dir), options["split"], str(options["out"])) == ("run", "all", "o")
+        assert options["overrides"] == ["data.dataset.root=/x", "data.dataset.seed=3"]
     assert len(calls) == 3
 
 
@@ -371,3 +372,52 @@ def test_flip_offsets_script_agrees_with_the_reports_with_and_without_flip(run, 
     assert result["mirror"].shape == (len(NAMES), 2)
     out = capsys.readouterr().out
     assert out.count("\n| ") == 2 + len(NAMES) and "| all | " in out  # header, all, one row per keypoint
+
+
+def test_evaluate_never_replaces_a_report_and_names_what_it_scored(run, tmp_path, caplog):
+    """The README's `kp evaluate RUN --flip` and `kp evaluate RUN data...=OTHER` used to land on train.py's own report
+    in RUN/eval/test/: each gets its folder, the header says the split, the flip mode and the data, a folder with a
+    report is refused in one line unless --overwrite, and storing the calibration in the checkpoint is said."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    checkpoint = copy / "checkpoints" / Path(json.loads((run / "metrics.json").read_text())["best_checkpoint"]).name
+    stored = torch.load(checkpoint, weights_only=True)
+    stored.get("kp_calibration", {}).pop("flip", None)  # as trained: no flip calibration yet
+    torch.save(stored, checkpoint)
+    own = (copy / "eval" / "test" / "report.md").read_text()
+    assert "flip test off" in own and "Data: SyntheticKeypoints (the run's own data)." in own
+
+    flip = [str(copy), "--flip", "--checkpoint", str(checkpoint)]
+    evaluate_command.main(flip)
+    page = (copy / "eval" / "test-flip" / "report.md").read_text()
+    assert page.startswith("# Evaluation: test split, flip test on\n") and "(the run's own data)" in page
+    assert (copy / "eval" / "test" / "report.md").read_text() == own
+    assert f"kp evaluate stored the flip calibration (alpha 0.1) in {checkpoint}" in caplog.text
+    assert "flip" in torch.load(checkpoint, weights_only=True)["kp_calibration"]
+
+    evaluate_command.main([str(copy), "data.dataset.seed=7", "--checkpoint", str(checkpoint)])
+    page = (copy / "eval" / "test-7" / "report.md").read_text()
+    assert "flip test off" in page and "Data: SyntheticKeypoints (data.dataset.seed=7)." in page
+
+    with pytest.raises(SystemExit) as stop:
+        evaluate_command.main(flip)
+    out = copy / "eval" / "test-flip"
+    assert (
+        stop.value.code
+        == f"configuration error: {out} holds a report already: give another --out, or --overwrite to replace it"
+    )
+    caplog.clear()
+    evaluate_command.main([*flip, "--overwrite"])
+    assert (out / "report.md").read_text().startswith("# Evaluation: test split, flip test on")
+    assert "stored the" not in caplog.text  # calibrated already: the checkpoint is left alone
+
+
+def test_a_misspelt_key_for_the_runs_data_names_the_nearest(run):
+    with pytest.raises(
+        ConfigError, match=r"data.dataset.sed=7: no such key in .*config.yaml; did you mean data.dataset.seed\?"
+    ):
+        evaluate.evaluate_run(run, overrides=["data.dataset.sed=7"])
+    with pytest.raises(ConfigError, match=r"data.batch_size=0: expected 1 or more"):
+        evaluate.evaluate_run(run, overrides=["data.batch_size=0"])

@@ -310,10 +310,10 @@ def test_an_onnx_export_predicts_the_checkpoints_csv(run_dir, tmp_path, flip):
 
 def test_inputs_and_options_in_any_order(monkeypatch):
     calls = []
-    monkeypatch.setattr("kp.cli.predict.predict_inputs", lambda *args, **options: calls.append(args))
+    monkeypatch.setattr("kp.predict.predict.predict_inputs", lambda *args, **options: calls.append((args, options)))
     main_predict(["model", "a.png", "--out", "o", "b.png", "--flip", "c.mp4", "--every", "2"])
-    model, inputs, out, flip, *_ = calls[0]
-    assert (model, inputs, str(out), flip) == ("model", ["a.png", "b.png", "c.mp4"], "o", True)
+    (model, inputs, out), options = calls[0]
+    assert (model, inputs, str(out), options["flip"]) == ("model", ["a.png", "b.png", "c.mp4"], "o", True)
 
 
 class Crash(Exception):

@@ -6,67 +6,75 @@
 
 RUN: a run directory, a checkpoint or an ONNX file; several runs (an ensemble) add their disagreement as a signal.
 VIDEO: videos (mp4, avi, mov, mkv), folders or globs of them. Every frame (or every N-th) is scored by the signals kp
-has, without labels: its jump away from the Kalman-smoothed trajectory, a low score, a large calibrated radius, the
-disagreement with the mirrored image (--flip) and between the runs. A frame's score is its worst signal as a robust
-z-score; the worst frames are clustered by a thumbnail of the frame (k-means) and each cluster gives one, so that one
-bad second does not take every pick (docs/refine.md).
+has, without labels: a point's jump away from its track's running median over 7 frames, a low score, a large
+calibrated radius, the disagreement with the mirrored image (--flip) and between the runs. A frame's score is its
+worst signal as a robust z-score; the worst frames are clustered by a thumbnail of the frame (k-means) and each
+cluster gives one, so that one bad second does not take every pick (docs/refine.md).
 
 DIR (default `refine/`) is a small DeepLabCut project to open in napari-deeplabcut or DeepLabCut's GUI:
   labeled-data/<video>/img<frame>.png, labeled-data/<video>/CollectedData_kp.csv   the frames, the model's points as
                                    machine labels (points scored below --threshold left empty)
   config.yaml, refine.csv (why each frame was picked), refine.json, refine.png (the contact sheet)
 
-`kp refine merge JOB PROJECT` adds the corrected frames to PROJECT (a DeepLabCut project folder, or a single-CSV
-folder or its CSV file) without touching its existing rows, refuses a frame already there with other labels, and
-prints the command that retrains from the run.
+`kp refine merge JOB PROJECT` adds the corrected frames to PROJECT (`kp refine merge --help`).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+from kp.cli.common import count, fraction, parser, subcommands, user_errors_in_one_line
+from kp.errors import InputError
 
-from kp.errors import InputError, user_errors_in_one_line
-from kp.refine.labelling_job import merge
-from kp.refine.refine import refine
+MERGE = """Add the corrected frames of a kp refine job to a project:
+
+    kp refine merge JOB PROJECT
+
+PROJECT: a DeepLabCut project folder, or a single-CSV folder or its CSV file. Its existing rows stay as they are; a
+frame already there with other labels is refused. Prints the command that retrains from the run.
+"""
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["merge"]:
-        _merge(argv[1:])
-    else:
-        _refine(argv)
+    subcommands(argv, _refine, merge=_merge)
 
 
 def _refine(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="kp refine", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    command = parser("kp refine", __doc__)
+    command.add_argument("paths", nargs="*", help="runs, then videos")
+    command.add_argument("--runs", nargs="+", default=[], help="the runs, where they are not given first")
+    command.add_argument("--videos", nargs="+", default=[], help="the videos, where they are not given after the runs")
+    command.add_argument("--frames", type=count, default=20, help="how many frames to pick")
+    command.add_argument("--every", type=count, default=1, help="score every N-th frame")
+    command.add_argument("--flip", action="store_true", help="also score the disagreement with the mirrored frame")
+    command.add_argument(
+        "--threshold", type=fraction, default=0.3, help="points scored below it are left unlabelled; 0 to 1"
     )
-    parser.add_argument("paths", nargs="*", help="runs, then videos")
-    parser.add_argument("--runs", nargs="+", default=[], help="the runs, where they are not given first")
-    parser.add_argument("--videos", nargs="+", default=[], help="the videos, where they are not given after the runs")
-    parser.add_argument("--frames", type=int, default=20, help="how many frames to pick")
-    parser.add_argument("--every", type=int, default=1, help="score every N-th frame")
-    parser.add_argument("--flip", action="store_true", help="also score the disagreement with the mirrored frame")
-    parser.add_argument("--threshold", type=float, default=0.3, help="points scored below it are left unlabelled")
-    parser.add_argument("--out", type=Path, default=Path("refine"))
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
-    args = parser.parse_args(argv)
-    console = Console(stderr=True)
+    command.add_argument("--out", type=Path, default=Path("refine"))
+    command.add_argument("--batch-size", type=count, default=32)
+    args = command.parse_args(argv)
     with user_errors_in_one_line(args.verbose):
+        from rich.console import Console
+        from rich.table import Table
+
+        from kp.refine.refine import refine
+
+        console = Console(stderr=True)
         runs, videos = _runs_and_videos(args)
         picks = refine(
-            runs, videos, args.out, args.frames, args.every, args.flip, args.threshold, args.batch_size, console
+            runs,
+            videos,
+            args.out,
+            frames=args.frames,
+            every=args.every,
+            flip=args.flip,
+            threshold=args.threshold,
+            batch_size=args.batch_size,
+            console=console,
         )
         table = Table(title=f"kp refine: {len(picks)} frames to label")
         for column in ("", "video", "frame", "outlier score", "why"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for number, p in enumerate(picks, 1):
             table.add_row(str(number), p.video.name, str(p.frame), f"{p.outlier:.1f}", p.reason)
         console.print(table)
@@ -82,8 +90,8 @@ def _runs_and_videos(args) -> tuple[list[str], list[str]]:
     runs, videos = list(args.runs), list(args.videos)
     paths = list(args.paths)
     if not runs and paths:
-        count = next((i for i, path in enumerate(paths) if not _is_model(Path(path))), len(paths))
-        runs, paths = paths[: max(count, 1)], paths[max(count, 1) :]
+        number = next((i for i, path in enumerate(paths) if not _is_model(Path(path))), len(paths))
+        runs, paths = paths[: max(number, 1)], paths[max(number, 1) :]
     videos += paths
     if not runs or not videos:
         raise InputError("kp refine needs a run and a video: kp refine RUN VIDEO... (or --runs ... --videos ...)")
@@ -95,12 +103,13 @@ def _is_model(path: Path) -> bool:
 
 
 def _merge(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="kp refine merge", description=__doc__)
-    parser.add_argument("job", type=Path, help="the folder kp refine wrote, its labels corrected")
-    parser.add_argument("project", type=Path, help="a DeepLabCut project folder, or a single-CSV folder or file")
-    parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
-    args = parser.parse_args(argv)
+    command = parser("kp refine merge", MERGE)
+    command.add_argument("job", type=Path, help="the folder kp refine wrote, its labels corrected")
+    command.add_argument("project", type=Path, help="a DeepLabCut project folder, or a single-CSV folder or file")
+    args = command.parse_args(argv)
     with user_errors_in_one_line(args.verbose):
-        added, already, command = merge(args.job, args.project)
+        from kp.refine.labelling_job import merge
+
+        added, already, retrain = merge(args.job, args.project)
         print(f"merged {added} frame(s) into {args.project}" + (f" ({already} were there already)" if already else ""))
-        print(f"retrain from the run:\n  {command}")
+        print(f"retrain from the run:\n  {retrain}")

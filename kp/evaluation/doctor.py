@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from hydra.utils import instantiate
 from omegaconf import open_dict
+from rich import get_console
 from rich.progress import track
 
 from kp import markdown
@@ -53,7 +54,9 @@ def read_samples(datamodule) -> list[Sample]:
     samples = []
     for split in SPLITS:
         data = datamodule.splits[split]
-        for i in track(range(len(data)), description=f"reading {split}", transient=True):
+        # no bar where output is not a terminal: rich would leave a blank line per split
+        bar = get_console().is_terminal
+        for i in track(range(len(data)), description=f"reading {split}", transient=True, disable=not bar):
             raw = data.load(i)
             image = np.asarray(raw.image)
             if image.dtype != np.uint8:

@@ -30,14 +30,17 @@ from kp.viz import plot_predictions
 OFFSET_NOTE = 0.25  # the report names a mean signed error above this share of the RMSE: systematic, not noise
 
 
-def write(p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: int = 16, loggers=()) -> dict:
-    """Write the report of SplitPredictions `p` (kp.evaluation.evaluate) into `out`; return its metrics.json content."""
+def write(
+    p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: int = 16, loggers=(), data: str = ""
+) -> dict:
+    """Write the report of SplitPredictions `p` (kp.evaluation.evaluate) into `out`; return its metrics.json content.
+    `data` names the data scored (the header's)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scores = score(p, predictor, split, flip)
     _write_tables(out, p, scores, predictor.meta.names)
     pictures = _draw_figures(out, p, scores, dataset, predictor.meta, num_worst)
-    result = _summary(scores, p, predictor, flip, out)
+    result = _summary(scores, p, predictor, flip, out) | {"data": data}
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     (out / "report.md").write_text(_report_page(result, split, scores.table, pictures, scores.norm_name))
     _to_wandb(loggers, split, pictures, out / "errors.csv")
@@ -145,10 +148,10 @@ def _overview_section(result: dict, split: str, norm_name: str) -> list[str]:
         if key.startswith(f"{split}/") and key.count("/") == 1
     ]
     lines = [
-        f"# Evaluation: {split} split",
+        f"# Evaluation: {split} split, flip test {'on' if result['flip'] else 'off'}",
         "",
-        f"Checkpoint `{result['checkpoint']}`, {result['samples']} samples, flip test "
-        f"{'on' if result['flip'] else 'off'}. Errors are in the network's input pixels; PCK thresholds are "
+        f"Data: {result.get('data') or 'not recorded'}. Checkpoint `{result['checkpoint']}`, {result['samples']} "
+        "samples. Errors are in the network's input pixels; PCK thresholds are "
         f"fractions of {norm_name}.",
         "",
         markdown.table(["metric", "value"], overall).rstrip("\n"),

@@ -62,6 +62,10 @@ class Predictor:
         input pixels) and scores B×K, as numpy arrays."""
         return self.predict_with_radius(images, affines, flip)[:2]
 
+    def check_flip(self, flip: bool) -> None:
+        """An error where this model cannot predict with or without test-time flip as asked (an exported graph has
+        it built in or not); kp predict asks before it writes anything."""
+
     def predict_with_radius(
         self, images, affines: np.ndarray | torch.Tensor | None = None, flip: bool = False
     ) -> Predictions:
