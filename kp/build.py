@@ -24,7 +24,7 @@ from kp.module import KeypointModule
 class InferenceSpec:
     """What a checkpoint carries to be used on its own (plain containers: it loads with weights_only=True)."""
 
-    model: dict  # the resolved model config (a KeypointNet partial)
+    model: dict  # the resolved model config (a partial KeypointNet.from_config, flat options)
     target: dict  # the resolved codec config
     meta: dict  # KeypointMeta as a dict
     input_shape: list[int]  # C, H, W the network takes
@@ -88,7 +88,7 @@ def build(cfg: DictConfig, datamodule=None):
         scheduler,
         pck_thresholds=tuple(cfg.metrics.pck_thresholds),
         pck_norm=cfg.metrics.pck_norm,
-        flip_test=cfg.get("test", {}).get("flip", False),
+        flip_test=cfg.metrics.get("flip", False),
         spec=asdict(spec),
         channels_last=cfg.get("channels_last", False),
     )
@@ -99,13 +99,23 @@ def build_net(spec: InferenceSpec):
     """The codec and the (untrained) network an InferenceSpec describes."""
     channels, height, width = spec.input_shape
     codec = instantiate(spec.target)(input_size=(height, width))
-    net = instantiate(spec.model)(
+    net = instantiate(_current_model_target(spec.model))(
         num_keypoints=len(spec.meta["names"]),
         input_shape=(channels, height, width),
         target=codec.name,
         stride=codec.stride,
     )
     return codec, net
+
+
+# Checkpoints saved before KeypointNet grouped its options (2026-12-06) name the class itself, with the same flat
+# options that KeypointNet.from_config takes.
+_MODEL_TARGETS = {"kp.models.KeypointNet": "kp.models.KeypointNet.from_config"}
+
+
+def _current_model_target(model: dict) -> dict:
+    target = model.get("_target_")
+    return {**model, "_target_": _MODEL_TARGETS[target]} if target in _MODEL_TARGETS else model
 
 
 def _weights_from_checkpoint(model: dict) -> dict:

@@ -34,11 +34,12 @@ def difficulty(spread: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """B×K difficulty in input pixels: the prediction's spread (heatmap spread, combined with the flip disagreement
     under flip test) × (its surprise + the image's mean surprise), surprise = -log(score).
 
-    Why both factors: the spread alone hardly separates the bad predictions (README, "Evaluation and calibrated
-    uncertainty": worst-tenth over best-tenth radius 1.0-1.2 on the presets), because a low, wrong peak can be as
-    narrow as a right one; a low peak score flags it, and an image whose keypoints are all unsure (blur, occlusion,
-    an unusual face) is likely wrong everywhere. The image's mean surprise keeps the range moderate: the keypoint's
-    own surprise alone spans 1:700 between scores 0.99 and 0.001 and inflates the mean circle."""
+    Why both factors: the spread alone hardly separates the bad predictions (docs/evaluation.md, "Figures:
+    calibrated uncertainty of the presets": worst-tenth over best-tenth radius 1.0-1.2 on the presets), because a
+    low, wrong peak can be as narrow as a right one; a low peak score flags it, and an image whose keypoints are all
+    unsure (blur, occlusion, an unusual face) is likely wrong everywhere. The image's mean surprise keeps the range
+    moderate: the keypoint's own surprise alone spans 1:700 between scores 0.99 and 0.001 and inflates the mean
+    circle."""
     surprise = -scores.float().clamp(*SCORE_RANGE).log()
     return spread * (surprise + surprise.mean(-1, keepdim=True))
 

@@ -27,7 +27,7 @@ from kp.metrics import NME, PCK, KeypointRMSE, pair_distance
 
 @dataclass
 class DecodedBatch:
-    """KeypointModule.predict_details: keypoints B×K×2 (input pixels), scores B×K, difficulty B×K (input pixels)
+    """KeypointModule.locate_details: keypoints B×K×2 (input pixels), scores B×K, difficulty B×K (input pixels)
     and the network's outputs for the images themselves (count, visibility)."""
 
     keypoints: torch.Tensor
@@ -44,7 +44,7 @@ class KeypointModule(L.LightningModule):
         losses: Mapping[str, LossTerm],
         meta: KeypointMeta,
         input_size: tuple[int, int],
-        optimizer: Callable[..., torch.optim.Optimizer],
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         pck_thresholds: tuple[float, ...] = (0.05, 0.1),
         pck_norm: str = "image",
@@ -52,12 +52,13 @@ class KeypointModule(L.LightningModule):
         spec: dict | None = None,
         channels_last: bool = False,
     ):
-        """pck_norm: "image" (the input's longer side) or "pair" (the distance of meta.norm_pair, like NME).
-        flip_test: validation and test predict with test-time flip (`predict`); off where the flip pairs are unknown
-        (the datamodule's log says so and how to declare them). spec: the kp.build.InferenceSpec as a dict, saved in
-        every checkpoint so that kp.load can rebuild the model on its own. channels_last: weights and images in the
-        channels-last memory layout, which trains the presets 1.06 to 1.29 times faster on CPU (docs: Benchmarks);
-        the results are the same up to float rounding."""
+        """optimizer: a partial torch optimizer taking `params`; None for a module that only predicts (kp.load).
+        pck_norm: "image" (the input's longer side) or "pair" (the distance of meta.norm_pair, like NME).
+        flip_test: validation and test locate keypoints with test-time flip (`locate`; the config's metrics.flip);
+        off where the flip pairs are unknown (the datamodule's log says so and how to declare them). spec: the
+        kp.build.InferenceSpec as a dict, saved in every checkpoint so that kp.load can rebuild the model on its own.
+        channels_last: weights and images in the channels-last memory layout, which trains the presets 1.06 to 1.29
+        times faster on CPU (docs: Benchmarks); the results are the same up to float rounding."""
         super().__init__()
         self.net, self.codec, self.meta = net, codec, meta
         self.flip_test, self.spec = flip_test and meta.flip_pairs is not None, spec
@@ -67,14 +68,14 @@ class KeypointModule(L.LightningModule):
         self.losses = nn.ModuleDict(losses)
         self.input_size = tuple(input_size)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.configure_metrics(pck_thresholds, pck_norm)
+        self.build_metrics(pck_thresholds, pck_norm)
 
-    def configure_metrics(
+    def build_metrics(
         self, pck_thresholds: tuple[float, ...] = (0.05, 0.1), pck_norm: str = "image", sync_on_compute: bool = True
     ) -> None:
-        """The val and test metric objects (empty). kp.evaluation.evaluate sets them as the run's config had them,
-        without the
-        sync across DDP processes (sync_on_compute=False): its report is one process's pass over the whole split."""
+        """Make the val and test metric objects (empty; not a Lightning hook). kp.evaluation.evaluate makes them as
+        the run's config had them, without the sync across DDP processes (sync_on_compute=False): its report is one
+        process's pass over the whole split."""
         if pck_norm not in ("image", "pair"):
             raise ValueError(f"pck_norm must be 'image' or 'pair', got {pck_norm!r}")
         if pck_norm == "pair" and self.meta.norm_pair is None:
@@ -99,21 +100,21 @@ class KeypointModule(L.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
 
-    def predict(
+    def locate(
         self, images: torch.Tensor, flip: bool = False, outputs: dict[str, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The one way from preprocessed images B×C×H×W to (keypoints B×K×2 in input pixels, scores B×K): test,
-        prediction, submission, the W&B panels and export all come here (through `predict_details`). flip: test-time
+        prediction, submission, the W&B panels and export all come here (through `locate_details`). flip: test-time
         flip (kp.codecs.flip_test; the score then includes the agreement of the image's and its mirror's
         predictions). outputs: the network's outputs for `images` where the caller already has them (validation
         computes them for the loss)."""
-        prediction = self.predict_details(images, flip, outputs)
+        prediction = self.locate_details(images, flip, outputs)
         return prediction.keypoints, prediction.scores
 
-    def predict_details(
+    def locate_details(
         self, images: torch.Tensor, flip: bool = False, outputs: dict[str, torch.Tensor] | None = None
     ) -> DecodedBatch:
-        """`predict`, plus what evaluation and calibrated uncertainty need: the per-keypoint difficulty in input
+        """`locate`, plus what evaluation and calibrated uncertainty need: the per-keypoint difficulty in input
         pixels (kp.calibration.difficulty, from the prediction's spread, combined with the flip disagreement under
         flip test, and the scores; kp.calibration scales it into a radius) and the network's outputs for the image
         itself."""
@@ -169,7 +170,7 @@ class KeypointModule(L.LightningModule):
     def _evaluate(self, batch: dict, split: str) -> None:
         outputs = self(batch["image"])
         self._loss(outputs, batch, split)
-        pred, _ = self.predict(batch["image"], flip=self.flip_test, outputs=outputs)
+        pred, _ = self.locate(batch["image"], flip=self.flip_test, outputs=outputs)
         self.update_metrics(split, pred, batch, outputs)
 
     def update_metrics(self, split: str, pred: torch.Tensor, batch: dict, outputs: dict[str, torch.Tensor]) -> None:
@@ -243,6 +244,8 @@ class KeypointModule(L.LightningModule):
             random.setstate(checkpoint["rng_states"]["python"])
 
     def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise RuntimeError("this KeypointModule was built to predict (kp.load): it has no optimizer to train with")
         optimizer = self.optimizer_factory(params=self.net.parameter_groups())
         for group in optimizer.param_groups:  # pretrained backbone layers learn slower than the new head
             group["lr"] *= group.get("lr_scale", 1.0)

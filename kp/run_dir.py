@@ -1,4 +1,4 @@
-"""The files of a run directory, named in one place (README "What a run writes")."""
+"""The files of a run directory, named in one place (docs/experiments.md, "What a run writes")."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ class RunDir:
     @property
     def last_checkpoint(self) -> Path:
         return self.checkpoints / "last.ckpt"
+
+    def holds_a_model(self) -> bool:
+        """Whether the run wrote a checkpoint (one that failed first, or a fast_dev_run, did not)."""
+        return any(self.checkpoints.glob("*.ckpt"))
 
     @property
     def metrics(self) -> Path:

@@ -1,4 +1,4 @@
-"""The README's accuracy table: train every preset (kp/conf/experiment/<name>.yaml) on its real data, then score its
+"""The README's accuracy table: train every preset (conf/experiment/<name>.yaml) on its real data, then score its
 best
 checkpoint on the held-out split with and without test-time flip (kp.evaluation.evaluate).
 

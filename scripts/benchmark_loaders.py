@@ -1,4 +1,4 @@
-"""Images per second of the training DataLoader (decoding + augmentation + collation) for each kp/conf/data/*.yaml at
+"""Images per second of the training DataLoader (decoding + augmentation + collation) for each conf/data/*.yaml at
 its
 default size: `python scripts/benchmark_loaders.py [--workers 0 2] [--images 640] [name ...]`.
 
@@ -74,7 +74,7 @@ def images_per_second(overrides: list[str], images: int) -> tuple[str, int, floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", help="datasets (default: every kp/conf/data/*.yaml)")
+    parser.add_argument("names", nargs="*", help="datasets (default: every conf/data/*.yaml)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="num_workers values to measure")
     parser.add_argument("--images", type=int, default=640, help="images read per measurement")
     parser.add_argument(

@@ -1,4 +1,4 @@
-"""Speed of `kp predict` on this machine: images/s of the model alone (preprocessed batches through module.predict)
+"""Speed of `kp predict` on this machine: images/s of the model alone (preprocessed batches through module.locate)
 against the whole command (reading files, preprocessing in DataLoader workers, predicting, writing the CSV), for the
 default UNet at 96×96 and 224×224, batch 1 and 32.
 
@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from kp.build import build  # noqa: E402
-from kp.data.synthetic import SyntheticKeypoints  # noqa: E402
-from kp.inference.load import load  # noqa: E402
-from kp.predict.predict import predict_inputs  # noqa: E402
-from tests.helpers import compose_config  # noqa: E402
+from kp.build import build
+from kp.data.synthetic import SyntheticKeypoints
+from kp.inference.load import load
+from kp.predict.predict import predict_inputs
+from tests.helpers import compose_config
 
 SIZES = (96, 224)
 BATCHES = (1, 32)
@@ -56,10 +56,10 @@ def model_only(checkpoint: Path, batch_size: int, count: int) -> float:
     predictor = load(checkpoint)
     batch = torch.rand(batch_size, *predictor.input_shape)
     with torch.inference_mode():
-        predictor.module.predict(batch)  # warm-up
+        predictor.module.locate(batch)  # warm-up
         started, done = time.perf_counter(), 0
         while done < count:
-            predictor.module.predict(batch)
+            predictor.module.locate(batch)
             done += batch_size
     return done / (time.perf_counter() - started)
 

@@ -1,4 +1,4 @@
-"""Print the README's export table: for every kp/conf/model preset, ONNX and TorchScript parity with PyTorch and CPU
+"""Print the README's export table: for every conf/model preset, ONNX and TorchScript parity with PyTorch and CPU
 latency, through the same code as `kp export`.
 
     python scripts/export_table.py [--target heatmap|coords] [--threads 1] [--models unet ...] [--output table.md]
@@ -57,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default="heatmap", choices=["heatmap", "coords"])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--models", nargs="*", help="presets to measure (default: every kp/conf/model/*.yaml)")
+    parser.add_argument("--models", nargs="*", help="presets to measure (default: every conf/model/*.yaml)")
     parser.add_argument("--output", type=Path, help="also write the table to this file")
     parser.add_argument(
         "--latency-budget",

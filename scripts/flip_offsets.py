@@ -52,7 +52,7 @@ def flip_offsets(run: Path, split: str = "val", batches: int = 12) -> dict[str, 
         images, target = batch["image"], batch["keypoints"]
         outputs, mirrored = module(images), module(images.flip(-1))
         back = module.codec.flip_back(mirrored, permutation)
-        predictions = (module.codec.decode(outputs)[0], module.codec.decode(back)[0], module.predict(images, True)[0])
+        predictions = (module.codec.decode(outputs)[0], module.codec.decode(back)[0], module.locate(images, True)[0])
         for kind, prediction in zip(KINDS, predictions):
             errors[kind].append((prediction - target).numpy())
         visible.append(batch["visible"].bool().numpy())

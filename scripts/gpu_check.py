@@ -30,9 +30,9 @@ from hydra.utils import instantiate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmark_training import short_fit_config, timed_fit  # noqa: E402
+from benchmark_training import short_fit_config, timed_fit
 
-from kp.train.quiet import quiet  # noqa: E402
+from kp.train.quiet import quiet
 
 PRESETS = ("facial", "facial68", "cards", "dlc", "mirror_mouse")
 TINY = ["model=simple_cnn"]  # the CPU stand-in: every preset's data and target, a small network

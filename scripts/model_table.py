@@ -1,10 +1,10 @@
 """Print the model zoo's table for the README: parameters, FLOPs per image and CPU forward latency of every
-kp/conf/model preset at 64×64 and 96×96.
+conf/model preset at 64×64 and 96×96.
 
     python scripts/model_table.py [--target heatmap|coords] [--threads 1] [--output table.md] [extra overrides...]
 
 Each model is built as train.py builds it (the default config with model=<name>: 3-channel images, the synthetic
-data's 5 keypoints, target=heatmap at kp/conf/target/heatmap.yaml's stride unless --target says otherwise). FLOPs are
+data's 5 keypoints, target=heatmap at conf/target/heatmap.yaml's stride unless --target says otherwise). FLOPs are
 counted by torch.utils.flop_counter.FlopCounterMode for one image: 2 per multiply-add of convolutions and matrix
 products (normalisation, activations, pooling and resizing are not counted). Latency is the wall time of a batch-1
 forward pass in eval mode without gradients on `--threads` CPU threads: the fastest of at least 10 runs over at least
@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default="heatmap", choices=["heatmap", "coords"])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--models", nargs="*", help="presets to measure (default: every kp/conf/model/*.yaml)")
+    parser.add_argument("--models", nargs="*", help="presets to measure (default: every conf/model/*.yaml)")
     parser.add_argument("--output", type=Path, help="also write the table to this file")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every model, e.g. target.stride=1")
     args = parser.parse_args()

@@ -8,8 +8,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")  # tests never talk to W&B servers
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # train.py and sweep.py live at the top level
 torch.set_num_threads(1)

@@ -295,3 +295,63 @@ def test_duplicated_image_id_in_kp_submit_is_one_line_naming_the_rows(tmp_path):
         f"data error: {tmp_path / 'data' / 'test.csv'}:4: ImageId 1 again (first at line 2)"
     )
     assert not (tmp_path / "s.csv").exists()
+
+
+# --- mistakes in overrides, in every command that takes them ----------------------------------------------------------
+
+
+def _one_line_naming(override: str, says: tuple[str, str], run, capsys) -> None:
+    """The command ends in one line that names the override and says what is wrong and the nearest names; nothing
+    else is printed."""
+    with pytest.raises(SystemExit) as stop:
+        run()
+    message = str(stop.value.code)
+    assert message.startswith(f"configuration error: {override}: ") and "\n" not in message, message
+    assert all(text in message for text in says), message
+    printed = capsys.readouterr()
+    assert printed.out == printed.err == "", printed
+
+
+@pytest.mark.parametrize("mistake", list(commands.MISTAKES))
+@pytest.mark.parametrize("command", ["train", "sweep", "doctor", "preview", "evaluate"])
+def test_override_mistakes_end_in_one_line_in_every_command(command, mistake, runs, tmp_path, monkeypatch, capsys):
+    """A misspelt key, a misspelt option and a value that cannot work: one line each, before anything is written (no
+    run or sweep folder under logs/, no report)."""
+    import importlib
+
+    override, *says = commands.MISTAKES[mistake]
+    monkeypatch.chdir(tmp_path)
+    argv = {
+        "train": [override],
+        "sweep": ["-m", override],
+        "doctor": [override, "--out", "doctor"],
+        "preview": [override, "--out", "preview.png"],
+        "evaluate": [str(runs(CASES_BY_NAME["cards-valid"])), override, "--out", "eval"],
+    }[command]
+    main = importlib.import_module(f"kp.cli.{command}").main
+    _one_line_naming(override, says, lambda: main(argv), capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_real_command_line_prints_one_line_and_makes_no_run_folder(tmp_path):
+    """`kp train modle=unet` (the issue's example: Hydra advised +modle=unet) and `kp preview --config-dir DIR` with a
+    misspelt option of that folder, as a user types them."""
+    import subprocess
+    import sys
+
+    conf = tmp_path / "my_conf" / "model"
+    conf.mkdir(parents=True)
+    (conf / "my_unet.yaml").write_text("defaults:\n  - unet\n")
+    for argv, line in (
+        (["train", "modle=unet"], "configuration error: modle=unet: no such key; did you mean model?"),
+        (
+            ["preview", "--config-dir", "my_conf", "model=my_unett"],
+            "configuration error: model=my_unett: no such option in model; did you mean my_unet or unet?",
+        ),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "kp", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 1 and done.stdout == "", done
+        assert done.stderr.splitlines()[0].startswith(line) and len(done.stderr.splitlines()) == 1, done.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["my_conf"]

@@ -2,16 +2,13 @@
 table row per goal metric) and the presets themselves: each composes and builds on its real data."""
 
 import json
-import sys
 
 import pytest
 
 from kp.build import build
-from tests.helpers import ROOT, SHARED_DATA, compose_config, shared_data
+from scripts import benchmark_accuracy  # scripts/ is importable from the repository root, as tests/ is
+from tests.helpers import SHARED_DATA, compose_config, shared_data
 from tests.test_data_cat import cats  # noqa: F401 (the fixture)
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import benchmark_accuracy  # noqa: E402
 
 
 @pytest.mark.slow

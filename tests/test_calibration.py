@@ -99,7 +99,7 @@ def test_calibration_is_stored_in_the_checkpoint_and_gives_kp_load_a_radius(tmp_
     predictor = load(path)
     assert predictor.calibrations == {False: fitted}
     plain = predictor.predict_with_radius(images)
-    difficulty = predictor.module.predict_details(images).difficulty.detach().numpy()
+    difficulty = predictor.module.locate_details(images).difficulty.detach().numpy()
     assert plain.radius == pytest.approx(difficulty * np.array(fitted.scale), rel=1e-5)
     # In source pixels: an image shrunk by 2 into the input has radii twice as large in its own pixels.
     half = np.array([[0.5, 0.0, 0.0], [0.0, 0.5, 0.0]])

@@ -110,3 +110,20 @@ def test_doctor_with_a_model_lists_the_labels_it_disagrees_with_most(tmp_path):
     assert len(errors) == 4 and errors == sorted(errors, reverse=True) and errors[0] > 0
     assert "## Where the model disagrees with the labels" in report.read_text()
     assert (tmp_path / "doctor" / "disagreements.png").stat().st_size > 5_000
+
+
+def test_doctor_with_a_model_of_other_keypoints_is_one_line(tmp_path):
+    import torch
+
+    from kp.build import build
+    from tests.helpers import TINY_DATA, compose_config
+
+    cfg = compose_config(*TINY_DATA, "model=simple_cnn", output_dir=tmp_path)
+    _, module = build(cfg)
+    spec = dict(module.spec)
+    spec["meta"] = {**spec["meta"], "names": ["snout", *spec["meta"]["names"][1:]]}  # another animal's first point
+    torch.save({"state_dict": module.state_dict(), "kp": spec}, tmp_path / "other.ckpt")
+    with pytest.raises(SystemExit) as stop:
+        main([*TINY_DATA, "--run", str(tmp_path / "other.ckpt"), "--out", str(tmp_path / "doctor")])
+    assert str(stop.value).startswith(f"model error: --run {tmp_path / 'other.ckpt'} predicts ['snout',")
+    assert str(stop.value).endswith("pick a run trained on this data")

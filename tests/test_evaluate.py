@@ -4,6 +4,7 @@ honest missing values, calibration stored with the checkpoint; kp.viz.features."
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ from torch.utils.data import Dataset
 from kp.build import build
 from kp.cli import evaluate as evaluate_command
 from kp.errors import ConfigError, InputError
-from kp.evaluation import evaluate, report
+from kp.evaluation import evaluate, report, scores
 from kp.inference.load import load
 from kp.module import KeypointModule
 from kp.train.loop import train
@@ -245,16 +246,16 @@ def test_adaptivity_of_an_infinite_radius_is_missing_not_a_warning():
     """Too few validation points give an infinite radius (kp.calibration): inf / inf is no ratio."""
     errors, visible = np.random.default_rng(0).uniform(1, 3, (20, 2)), np.ones((20, 2), bool)
     with np.errstate(invalid="raise"):
-        assert math.isnan(report.radius_adaptivity(errors, np.full((20, 2), math.inf), visible))
-    assert report.radius_adaptivity(errors, 2 * errors, visible) == pytest.approx(
-        report.radius_adaptivity(errors, errors, visible)
+        assert math.isnan(scores.radius_adaptivity(errors, np.full((20, 2), math.inf), visible))
+    assert scores.radius_adaptivity(errors, 2 * errors, visible) == pytest.approx(
+        scores.radius_adaptivity(errors, errors, visible)
     )
 
 
 def test_options_and_overrides_in_any_order(monkeypatch, tmp_path, capsys):
     """The README's order (`RUN --split all --out DIR key=value`) and overrides between options are all accepted."""
     calls = []
-    monkeypatch.setattr(evaluate_command, "evaluate_run", lambda *args: calls.append(args) or {"report": "r.md"})
+    monkeypatch.setattr(evaluate, "evaluate_run", lambda run, **kw: calls.append((run, kw)) or {"report": "r"})
     orders = [
         ["run", "--split", "all", "--out", "o", "data.dataset.root=/x", "data.dataset.seed=3"],
         ["run", "data.dataset.root=/x", "--split", "all", "data.dataset.seed=3", "--out", "o"],
@@ -262,9 +263,9 @@ def test_options_and_overrides_in_any_order(monkeypatch, tmp_path, capsys):
     ]
     for argv in orders:
         evaluate_command.main(argv)
-    for run_dir, split, _, _, out, overrides, *_ in calls:
-        assert (str(run_dir), split, str(out)) == ("run", "all", "o")
-        assert overrides == ["data.dataset.root=/x", "data.dataset.seed=3"]
+    for run_dir, options in calls:
+        assert (str(run_dir), options["split"], str(options["out"])) == ("run", "all", "o")
+        assert options["overrides"] == ["data.dataset.root=/x", "data.dataset.seed=3"]
     assert len(calls) == 3
 
 
@@ -272,15 +273,15 @@ def test_a_killed_evaluation_resumes_to_the_uninterrupted_result(run, tmp_path, 
     """The job dies in its fourth batch of eight; --resume predicts the other five only, and the report's metrics and
     errors equal those of a job that never stopped."""
     evaluate.evaluate_run(run, "all", out=tmp_path / "whole")
-    predict_details, calls = KeypointModule.predict_details, []
+    locate_details, calls = KeypointModule.locate_details, []
 
     def counted(self, *args, **kwargs):
         calls.append(len(args[0]))
         if len(calls) == crash_at:
             raise KeyboardInterrupt
-        return predict_details(self, *args, **kwargs)
+        return locate_details(self, *args, **kwargs)
 
-    monkeypatch.setattr(KeypointModule, "predict_details", counted)
+    monkeypatch.setattr(KeypointModule, "locate_details", counted)
     crash_at = 4
     with pytest.raises(KeyboardInterrupt):
         evaluate.evaluate_run(run, "all", out=tmp_path / "out")
@@ -323,14 +324,45 @@ def test_report_names_a_systematic_offset_and_what_to_do():
     assert "systematic offset" not in report._report_page(result, "val", table, {}, "the input's longer side")
 
 
+def test_report_on_a_small_split_says_what_is_missing_not_none():
+    """Under 10 labelled samples the worst-tenth figures cannot be computed: the prose names the reason (issue 29:
+    it printed "None×" and "coverage is None"); with no visible keypoint at all, coverage says why too."""
+    result = {
+        "test/rmse": 3.0,
+        "test/offset_x_px": 0.0,
+        "test/offset_y_px": 0.0,
+        "test/coverage": 0.9,
+        "test/median_radius_px": 2.0,
+        "test/radius_adaptivity": None,
+        "test/error_adaptivity": None,
+        "test/coverage_worst_tenth": None,
+        "checkpoint": "best.ckpt",
+        "samples": 6,
+        "flip": False,
+        "missing": {
+            f"test/{key}": "fewer than 10 labelled samples (6 here)"
+            for key in ("radius_adaptivity", "error_adaptivity", "coverage_worst_tenth")
+        },
+        "unlabelled_samples": 0,
+        "calibration": {"alpha": 0.1, "flip": False},
+    }
+    table = pd.DataFrame({"keypoint": ["nose|tip"], "mean_px": [1.0]})
+    page = report._report_page(result, "test", table, {}, "the input's longer side")
+    assert "None" not in page
+    assert (
+        "Coverage here: **0.9**; median radius 2 px. The worst tenth of samples is not compared with the best "
+        "tenth: fewer than 10 labelled samples (6 here)." in page
+    )
+    assert "| radius_adaptivity | missing |" in page and "| nose\\|tip | 1 |" in page  # a | in a name is escaped
+    result.update({"test/coverage": None, "test/median_radius_px": None})
+    result["missing"]["test/coverage"] = "no visible keypoint in the split"
+    page = report._report_page(result, "test", table, {}, "the input's longer side")
+    assert "None" not in page and "Coverage is not measured here: no visible keypoint in the split." in page
+
+
 def test_flip_offsets_script_agrees_with_the_reports_with_and_without_flip(run, tmp_path, capsys):
     """scripts/flip_offsets.py: the image's and flip test's mean signed errors are the reports' offsets."""
-    import sys
-
-    from tests.helpers import ROOT
-
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import flip_offsets
+    from scripts import flip_offsets
 
     result = flip_offsets.main([str(run), "--split", "val", "--batches", "100"])
     for kind, flip in (("image", False), ("flip test", True)):
@@ -340,3 +372,52 @@ def test_flip_offsets_script_agrees_with_the_reports_with_and_without_flip(run, 
     assert result["mirror"].shape == (len(NAMES), 2)
     out = capsys.readouterr().out
     assert out.count("\n| ") == 2 + len(NAMES) and "| all | " in out  # header, all, one row per keypoint
+
+
+def test_evaluate_never_replaces_a_report_and_names_what_it_scored(run, tmp_path, caplog):
+    """The README's `kp evaluate RUN --flip` and `kp evaluate RUN data...=OTHER` used to land on train.py's own report
+    in RUN/eval/test/: each gets its folder, the header says the split, the flip mode and the data, a folder with a
+    report is refused in one line unless --overwrite, and storing the calibration in the checkpoint is said."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    checkpoint = copy / "checkpoints" / Path(json.loads((run / "metrics.json").read_text())["best_checkpoint"]).name
+    stored = torch.load(checkpoint, weights_only=True)
+    stored.get("kp_calibration", {}).pop("flip", None)  # as trained: no flip calibration yet
+    torch.save(stored, checkpoint)
+    own = (copy / "eval" / "test" / "report.md").read_text()
+    assert "flip test off" in own and "Data: SyntheticKeypoints (the run's own data)." in own
+
+    flip = [str(copy), "--flip", "--checkpoint", str(checkpoint)]
+    evaluate_command.main(flip)
+    page = (copy / "eval" / "test-flip" / "report.md").read_text()
+    assert page.startswith("# Evaluation: test split, flip test on\n") and "(the run's own data)" in page
+    assert (copy / "eval" / "test" / "report.md").read_text() == own
+    assert f"kp evaluate stored the flip calibration (alpha 0.1) in {checkpoint}" in caplog.text
+    assert "flip" in torch.load(checkpoint, weights_only=True)["kp_calibration"]
+
+    evaluate_command.main([str(copy), "data.dataset.seed=7", "--checkpoint", str(checkpoint)])
+    page = (copy / "eval" / "test-7" / "report.md").read_text()
+    assert "flip test off" in page and "Data: SyntheticKeypoints (data.dataset.seed=7)." in page
+
+    with pytest.raises(SystemExit) as stop:
+        evaluate_command.main(flip)
+    out = copy / "eval" / "test-flip"
+    assert (
+        stop.value.code
+        == f"configuration error: {out} holds a report already: give another --out, or --overwrite to replace it"
+    )
+    caplog.clear()
+    evaluate_command.main([*flip, "--overwrite"])
+    assert (out / "report.md").read_text().startswith("# Evaluation: test split, flip test on")
+    assert "stored the" not in caplog.text  # calibrated already: the checkpoint is left alone
+
+
+def test_a_misspelt_key_for_the_runs_data_names_the_nearest(run):
+    with pytest.raises(
+        ConfigError, match=r"data.dataset.sed=7: no such key in .*config.yaml; did you mean data.dataset.seed\?"
+    ):
+        evaluate.evaluate_run(run, overrides=["data.dataset.sed=7"])
+    with pytest.raises(ConfigError, match=r"data.batch_size=0: expected 1 or more"):
+        evaluate.evaluate_run(run, overrides=["data.batch_size=0"])

@@ -285,6 +285,7 @@ def test_kp_predict_says_when_flip_does_not_match_the_export(tmp_path):
     cv2.imwrite(str(image), np.zeros((40, 40, 3), np.uint8))
     with pytest.raises(SystemExit, match="flip.onnx was exported with test-time flip: predict with --flip"):
         predict_main([str(tmp_path / "flip.onnx"), str(image), "--out", str(tmp_path / "out"), "--workers", "0"])
+    assert not (tmp_path / "out").exists()  # refused before a header-only predictions.csv or overlays/ is written
 
 
 def test_onnx_files_that_kp_cannot_use_are_refused(tmp_path):

@@ -3,21 +3,14 @@ what it skipped (no timing is asserted)."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import math
-import sys
 
 import torch
 
-from tests.helpers import ROOT
-
 
 def _script():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("scripts.gpu_check")  # scripts/ is importable from the repository root
 
 
 def test_gpu_check_runs_on_the_cpu_and_says_what_it_skipped(capsys, monkeypatch):

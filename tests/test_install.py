@@ -1,6 +1,6 @@
 """kp as a user gets it: the wheel built from this checkout, installed into a fresh virtual environment without the
-checkout on the path, runs `kp train`, `kp sweep` and `kp predict` from an empty folder (the configs ship inside the
-package), and a config folder of the user's own joins the search path."""
+checkout on the path, runs `kp train`, `kp sweep` and `kp predict` from an empty folder (the configs, conf/ in the
+checkout, ship inside the package as kp.conf), and a config folder of the user's own joins the search path."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def installed(tmp_path_factory) -> Path:
     install's own .pth there is not run, so the checkout never joins the path."""
     work = tmp_path_factory.mktemp("install")
     source = work / "source"
-    shutil.copytree(ROOT / "kp", source / "kp", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("kp", "conf"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]

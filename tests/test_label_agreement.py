@@ -2,17 +2,14 @@
 own disagreement."""
 
 import csv
-import sys
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
+from scripts import label_agreement  # scripts/ is importable from the repository root, as tests/ is
 from tests.helpers import ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import label_agreement  # noqa: E402
 
 SHIFT = np.array([3.0, 2.0])  # the face moves by this between frames 0 and 1 (pixels)
 NUDGE = 0.5  # and its second labels sit this much further right than the first's

@@ -182,7 +182,7 @@ def test_a_deeplabcut_project_with_leftear_and_rightear_trains_with_swapped_pair
             "data.dataset.split_by=frame",
             "augment=none",  # only the mirror, always
             "+augment.hflip={_target_:albumentations.HorizontalFlip,p:1.0}",
-            "test.flip=true",
+            "metrics.flip=true",
             "debug=fast_dev_run",
             "callbacks.progress_bar=null",
             "callbacks.model_summary=null",

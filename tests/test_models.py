@@ -324,3 +324,33 @@ def test_cards_model_learns_visibility():
     constant = F.binary_cross_entropy(rate.expand_as(visible), visible).item()
     assert 0.1 < rate < 0.95
     assert error < 0.5 * constant, f"visibility BCE {error:.3f} vs {constant:.3f} for the best constant"
+
+
+def test_a_checkpoint_saved_before_the_grouped_head_options_still_loads(tmp_path):
+    """Checkpoints written before KeypointNet took HeadOptions and FineTuning carry `_target_: kp.models.KeypointNet`
+    with the options flat (the model config as it was): kp.load rebuilds the same net from them."""
+    from kp.build import build as build_module
+    from kp.inference.load import load
+    from kp.models import KeypointNet
+    from tests.helpers import TINY_DATA
+
+    cfg = compose_config(*TINY_DATA, "model=cards_unet", "model.head_hidden=8", output_dir=tmp_path)
+    _, module = build_module(cfg)
+    spec = dict(module.spec)
+    old_model = {**spec["model"], "_target_": "kp.models.KeypointNet"}  # as build() recorded it then
+    assert {"visibility_head", "count_head", "heatmap_pool", "head_hidden", "init_from"} <= set(old_model)
+    torch.save({"state_dict": module.state_dict(), "kp": {**spec, "model": old_model}}, tmp_path / "old.ckpt")
+    net = load(tmp_path / "old.ckpt").module.net
+    assert type(net) is KeypointNet and net.heatmap_pool == 4 and net.global_head is not None
+    images = torch.rand(2, *spec["input_shape"])
+    module.net.eval(), net.eval()
+    with torch.no_grad():
+        expected, rebuilt = module.net(images), net(images)
+    assert set(rebuilt) == {"keypoints", "visibility", "count"}
+    for key in rebuilt:
+        torch.testing.assert_close(rebuilt[key], expected[key])
+
+
+def test_a_misspelt_head_option_is_named():
+    with pytest.raises(TypeError, match="head_widht"):
+        build("unet", overrides=("+model.head_widht=32",))

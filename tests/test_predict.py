@@ -254,7 +254,7 @@ def test_bad_model_paths_and_inputs_are_one_line_errors(run_dir, tmp_path):
 
 
 def test_flip_test_in_training_metrics(tmp_path, monkeypatch):
-    """test.flip=true: every validation and test batch goes through flip_test, and the metrics come out of it."""
+    """metrics.flip=true: every validation and test batch goes through flip_test, and the metrics come out of it."""
     batches = []
 
     def counting_flip_test(*args):
@@ -267,7 +267,7 @@ def test_flip_test_in_training_metrics(tmp_path, monkeypatch):
         "data.dataset.sizes={train:8,val:8,test:8}",
         "data.batch_size=4",
         "model.backbone.width=4",
-        "test.flip=true",
+        "metrics.flip=true",
         "callbacks.progress_bar=null",
         output_dir=tmp_path,
     )
@@ -310,10 +310,10 @@ def test_an_onnx_export_predicts_the_checkpoints_csv(run_dir, tmp_path, flip):
 
 def test_inputs_and_options_in_any_order(monkeypatch):
     calls = []
-    monkeypatch.setattr("kp.cli.predict.predict_inputs", lambda *args, **options: calls.append(args))
+    monkeypatch.setattr("kp.predict.predict.predict_inputs", lambda *args, **options: calls.append((args, options)))
     main_predict(["model", "a.png", "--out", "o", "b.png", "--flip", "c.mp4", "--every", "2"])
-    model, inputs, out, flip, *_ = calls[0]
-    assert (model, inputs, str(out), flip) == ("model", ["a.png", "b.png", "c.mp4"], "o", True)
+    (model, inputs, out), options = calls[0]
+    assert (model, inputs, str(out), options["flip"]) == ("model", ["a.png", "b.png", "c.mp4"], "o", True)
 
 
 class Crash(Exception):

@@ -140,7 +140,7 @@ def test_refine_picks_the_fooled_frame_and_writes_a_job_kp_reads(dot_model, tmp_
     assert "kp refine merge" in capsys.readouterr().err
 
 
-def test_refine_errors_are_one_line(dot_model, tmp_path, monkeypatch):
+def test_refine_errors_are_one_line(dot_model, tmp_path, monkeypatch, capsys):
     other = DotModel()
     other.meta = KeypointMeta(names=["ear", "tail"], flip_pairs=[], skeleton=[])
     monkeypatch.setattr(refine_module, "load", lambda run: other if run == "other" else DotModel())
@@ -151,7 +151,6 @@ def test_refine_errors_are_one_line(dot_model, tmp_path, monkeypatch):
         (["run", str(tmp_path / "missing.mp4")], "missing.mp4: no such file"),
         (["run", str(empty)], "empty.mp4"),
         (["run"], "needs a run and a video"),
-        (["run", str(write_video(tmp_path / "clip.mp4")), "--frames", "0"], "--frames 0"),
         (
             ["--runs", "run", "other", "--videos", str(tmp_path / "clip.mp4")],
             "other: predicts ['ear', 'tail'], run predicts ['nose', 'tail']",
@@ -161,6 +160,10 @@ def test_refine_errors_are_one_line(dot_model, tmp_path, monkeypatch):
         with pytest.raises(SystemExit) as exit:
             main_refine([*argv, "--out", str(tmp_path / "job")])
         assert message in str(exit.value) and "\n" not in str(exit.value)
+    for option, value in (("--frames", "0"), ("--threshold", "1.5")):  # refused by the parser, before anything runs
+        with pytest.raises(SystemExit):
+            main_refine(["run", str(tmp_path / "clip.mp4"), option, value])
+        assert f"{option}: expected" in capsys.readouterr().err
 
 
 def make_job(tmp_path, points, name="job", reviewed=True):

@@ -137,23 +137,21 @@ def test_resume_points_at_a_missing_file_or_no_earlier_run(tmp_path):
     cfg = compose_config(*RUN, f"ckpt_path={tmp_path / 'nope.ckpt'}", output_dir=tmp_path)
     with pytest.raises(ConfigError, match="no such checkpoint file"):
         train(cfg)
-    with pytest.raises(FileNotFoundError, match="ckpt_path=last: no checkpoints/last.ckpt under"):
+    with pytest.raises(FileNotFoundError, match=r"ckpt_path=last: no runs/\*/checkpoints/last.ckpt under"):
         newest_last_checkpoint(tmp_path / "logs" / "train")
-    with pytest.raises(ConfigError, match="ckpt_path=last: no checkpoints/last.ckpt under"):  # the CLI's one line
+    with pytest.raises(ConfigError, match=r"ckpt_path=last: no runs/\*/checkpoints/last.ckpt"):  # the CLI's one line
         train(compose_config(*RUN, "ckpt_path=last", output_dir=tmp_path / "first"))
 
 
-def test_ckpt_path_last_takes_the_newest_run_of_the_task(tmp_path):
-    for run, mtime in (("runs/a", 100), ("runs/b", 300), ("multiruns/t/0", 200)):
+def test_ckpt_path_last_takes_the_newest_single_run_of_the_task(tmp_path):
+    """A sweep job trains another model: even when newer, it is not the run ckpt_path=last resumes."""
+    for run, mtime in (("runs/a", 100), ("runs/b", 300), ("multiruns/t/0", 400)):
         path = tmp_path / run / "checkpoints" / "last.ckpt"
         path.parent.mkdir(parents=True)
         path.write_bytes(b"")
         os.utime(path, (mtime, mtime))
     assert newest_last_checkpoint(tmp_path) == tmp_path / "runs/b/checkpoints/last.ckpt"
-    assert (
-        newest_last_checkpoint(tmp_path, exclude=tmp_path / "runs/b")
-        == tmp_path / "multiruns/t/0/checkpoints/last.ckpt"
-    )
+    assert newest_last_checkpoint(tmp_path, exclude=tmp_path / "runs/b") == tmp_path / "runs/a/checkpoints/last.ckpt"
 
 
 def test_a_checkpoint_callback_in_a_new_run_dir_keeps_the_best_score_it_resumes(tmp_path):

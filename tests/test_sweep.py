@@ -88,7 +88,7 @@ def test_grid_sweep_records_a_failing_job_goes_on_and_writes_a_leaderboard(tmp_p
     for name in ("leaderboard.csv", "leaderboard.md", "objective.png"):
         (sweep_dir / name).unlink()
     rebuilt = subprocess.run(
-        [sys.executable, "sweep.py", "--summarize", str(sweep_dir)],
+        [sys.executable, "sweep.py", "summarize", str(sweep_dir)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -180,7 +180,8 @@ def test_leaderboard_of_a_directory_without_jobs_says_so(tmp_path):
         timeout=120,
     )
     assert missing.returncode == 1 and missing.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 'nowhere'}: no such sweep directory (expected logs/<task_name>/multiruns/<time>)"
+        f"file not found error: {tmp_path / 'nowhere'}: no such sweep directory "
+        "(expected logs/<task_name>/multiruns/<time>)"
     ]
     no_slurm = subprocess.run(
         [sys.executable, "sweep.py", "-m", "hydra/launcher=slurm"],
@@ -191,7 +192,7 @@ def test_leaderboard_of_a_directory_without_jobs_says_so(tmp_path):
         env={**os.environ, "PATH": ""},
     )
     assert no_slurm.returncode == 1 and no_slurm.stderr.strip().splitlines()[-1].startswith(
-        "error: hydra/launcher=slurm needs SLURM (no sbatch on PATH)"
+        "configuration error: hydra/launcher=slurm needs SLURM (no sbatch on PATH)"
     )
 
 

@@ -75,7 +75,8 @@ def _cli(args, root, **kwargs):
 
 
 def test_runs_started_together_get_their_own_directories(tmp_path):
-    jobs = [_cli(["train.py", "debug=fast_dev_run"], tmp_path) for _ in range(2)]
+    # verbose=true keeps a fast_dev_run's folder (it holds no checkpoint: otherwise removed at the end)
+    jobs = [_cli(["train.py", "debug=fast_dev_run", "verbose=true"], tmp_path) for _ in range(2)]
     outputs = [job.communicate(timeout=300)[0] for job in jobs]
     assert all(job.returncode == 0 for job in jobs), outputs
     runs = sorted((tmp_path / "logs" / "train" / "runs").iterdir())

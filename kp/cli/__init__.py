@@ -1,5 +1,7 @@
 """The `kp` command: `kp <command> [arguments]`, one module per command in kp/cli/, each with its docstring (the
-command's help) and `main(argv=None)`. `kp train` and `kp sweep` take Hydra overrides like `python train.py`."""
+command's help) and `main(argv=None)`, built from kp/cli/common.py (parser, argument types, one-line errors) and
+importing its work only once its arguments are parsed. `kp train` and `kp sweep` take Hydra overrides like
+`python train.py`, and so do `kp evaluate`, `kp doctor` and `kp preview`."""
 
 from __future__ import annotations
 

@@ -15,28 +15,26 @@ Reads a dataset as its loader gives it (no augmentation) and writes DIR/report.m
 
 from __future__ import annotations
 
-import argparse
 import logging
 
-from kp.config import compose_config
-from kp.errors import user_errors_in_one_line
-from kp.evaluation.doctor import (
-    diagnose,
-)
+from kp.cli.common import count, parser, user_errors_in_one_line
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="kp doctor", description=__doc__.split("\n\n")[0], epilog="Other arguments are Hydra overrides."
-    )
-    parser.add_argument("--run", default=None, help="a run dir or checkpoint: show where its model disagrees")
-    parser.add_argument("--out", default="doctor", help="folder for report.md and its pictures (default doctor/)")
-    parser.add_argument("--worst", type=int, default=8, help="outliers and disagreements to list and draw")
-    parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
-    options, overrides = parser.parse_known_args(argv)
+    command = parser("kp doctor", __doc__, overrides=True)
+    command.add_argument("--run", default=None, help="a run dir or checkpoint: show where its model disagrees")
+    command.add_argument("--out", default="doctor", help="folder for report.md and its pictures (default doctor/)")
+    command.add_argument("--worst", type=count, default=8, help="outliers and disagreements to list and draw")
+    options, overrides = command.parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     with user_errors_in_one_line(options.verbose):
-        report, findings = diagnose(compose_config(overrides), options.run, options.out, options.worst)
+        from kp.config import check_types, compose_config
+
+        cfg = compose_config(overrides, options.config_dir)
+        check_types(cfg)
+        from kp.evaluation.doctor import diagnose  # torch: once the overrides are known to be right
+
+        report, findings = diagnose(cfg, options.run, options.out, options.worst)
     print(
         f"wrote {report}: {sum(n for n, _ in findings.counts.values())} images, "
         f"{len(findings.exact_duplicates)} exact duplicate group(s) ({len(findings.across_splits())} across splits), "

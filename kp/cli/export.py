@@ -13,7 +13,7 @@ out.
 
 --decode (default): the graph takes preprocessed images B×C×H×W (kp.inference.preprocess.Preprocess) and returns
 keypoints B×K×2
-in input pixels and scores B×K, through KeypointModule.predict (the one inference path); --flip puts test-time flip in
+in input pixels and scores B×K, through KeypointModule.locate (the one inference path); --flip puts test-time flip in
 it. --no-decode: the network's raw outputs (heatmaps or coordinates, visibility logits, count).
 
 ONNX goes through torch's TorchScript-based exporter (`dynamo=False`; deprecated since torch 2.9, present in the
@@ -28,70 +28,51 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kp.errors import user_errors_in_one_line
-from kp.export.export import (
-    FORMATS,
-    run,
-)
-from kp.export.parity import LATENCY_BUDGET_S
+from kp.cli.common import batch, parser, seconds, user_errors_in_one_line
 
-
-def _batch(value: str) -> int | None:
-    if value == "dynamic":
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"--batch takes 'dynamic' or a positive batch size, got {value!r}")
-    return int(value)
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"--latency-budget takes a positive number of seconds, got {value!r}")
-    return seconds
+# As kp.export.export.FORMATS and kp.export.parity.LATENCY_BUDGET_S (tests/test_cli.py checks): written here so that
+# --help and a wrong argument answer without importing torch.
+FORMATS = ("onnx", "torchscript")
+LATENCY_BUDGET_S = 30.0
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="kp export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("model", type=Path, help="a run directory (its best checkpoint) or a checkpoint file")
-    parser.add_argument("--format", choices=[*FORMATS, "all"], default="all")
-    parser.add_argument(
+    command = parser("kp export", __doc__)
+    command.add_argument("model", type=Path, help="a run directory (its best checkpoint) or a checkpoint file")
+    command.add_argument("--format", choices=[*FORMATS, "all"], default="all")
+    command.add_argument(
         "--decode",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="keypoints and scores out of the graph (default), or the raw outputs",
     )
-    parser.add_argument("--flip", action="store_true", help="test-time flip inside the graph")
-    parser.add_argument(
-        "--batch", type=_batch, default=None, metavar="dynamic|N", help="the ONNX graph's batch size (default: dynamic)"
+    command.add_argument("--flip", action="store_true", help="test-time flip inside the graph")
+    command.add_argument(
+        "--batch", type=batch, default=None, metavar="dynamic|N", help="the ONNX graph's batch size (default: dynamic)"
     )
-    parser.add_argument("--out", type=Path, help="output folder (default: RUN/export, or the checkpoint's folder)")
-    parser.add_argument(
+    command.add_argument("--out", type=Path, help="output folder (default: RUN/export, or the checkpoint's folder)")
+    command.add_argument(
         "--latency", action=argparse.BooleanOptionalAction, default=True, help="time the runtimes (default)"
     )
-    parser.add_argument(
+    command.add_argument(
         "--latency-budget",
-        type=_seconds,
+        type=seconds,
         default=LATENCY_BUDGET_S,
         metavar="S",
         help=f"seconds for the latency table, all runtimes and batch sizes (default {LATENCY_BUDGET_S:g})",
     )
-    parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
-    args = parser.parse_args(argv)
+    args = command.parse_args(argv)
     formats = list(FORMATS) if args.format == "all" else [args.format]
     with user_errors_in_one_line(args.verbose):
+        from kp.export.export import run
+
         report = run(
             args.model,
             formats,
             args.out,
-            args.decode,
-            args.flip,
-            args.batch,
+            decode=args.decode,
+            flip=args.flip,
+            batch=args.batch,
             latency_budget_s=args.latency_budget if args.latency else 0,
         )
     print(f"{report['out']}/export_report.md: parity within {report['limit_px']} px for {', '.join(formats)}")

@@ -12,8 +12,8 @@ DIR (default `predictions/`) gets
   predictions.csv           one row per image, frame or face: file, frame, [face, box], status, then
                             <keypoint>_x, <keypoint>_y, <keypoint>_score, <keypoint>_radius for every keypoint
                             (radius: the calibrated uncertainty circle in the image's pixels, holding the true point
-                            with probability 1 - alpha; empty for a model without calibration, README: Calibrated
-                            uncertainty)
+                            with probability 1 - alpha; empty for a model without calibration; docs/evaluation.md,
+                            "Calibrated uncertainty")
   CollectedData_kp.csv      with --format dlc: DeepLabCut's labelled-data layout (three header rows; points scored
                             below --threshold left empty, as unlabelled)
   predictions_coco.json     with --format coco: COCO keypoint results (x, y, score triples)
@@ -37,55 +37,58 @@ above and summary.json when it is finished; a table at the end gives each video'
 score and share of scores below --threshold. A rerun skips the finished videos and resumes a stopped one; a video that
 cannot be read is skipped, counted and named, the rest done.
 
-Scores are the heatmap peak (or the visibility probability), times the flip agreement with --flip (README: Scores).
+Scores are the heatmap peak (or the visibility probability), times the flip agreement with --flip (docs/use.md,
+"Scores").
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from kp.errors import user_errors_in_one_line
-from kp.predict.predict import predict_inputs, predict_videos
-from kp.predict.writers import FORMATS
-from kp.trajectories.smooth import METHODS
+from kp.cli.common import count, fraction, parser, user_errors_in_one_line
+
+# The choices, as kp.predict.writers.FORMATS and kp.trajectories.smooth.METHODS (tests/test_cli.py checks): written
+# here so that --help and a wrong choice answer without importing torch.
+FORMATS = ("dlc", "coco", "dlc-poses", "slp", "nwb")
+METHODS = ("kalman", "savgol", "median")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="kp predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("model", help="a run directory, a checkpoint file or an exported .onnx file")
-    parser.add_argument("inputs", nargs="+", help="images, folders, globs, videos")
-    parser.add_argument("--out", type=Path, default=Path("predictions"))
-    parser.add_argument(
+    command = parser("kp predict", __doc__)
+    command.add_argument("model", help="a run directory, a checkpoint file or an exported .onnx file")
+    command.add_argument("inputs", nargs="+", help="images, folders, globs, videos")
+    command.add_argument("--out", type=Path, default=Path("predictions"))
+    command.add_argument(
         "--flip", action="store_true", help="test-time flip: average with the mirror image's prediction"
     )
-    parser.add_argument("--format", action="append", choices=FORMATS, default=[], help="also write this format")
-    parser.add_argument("--threshold", type=float, default=0.3, help="scores below it are faded (and left out of dlc)")
-    parser.add_argument("--no-overlays", dest="overlays", action="store_false", help="no pictures, CSV only")
-    parser.add_argument("--detect", choices=["faces"], help="find faces first (face models), one row per face")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers reading and preprocessing")
-    parser.add_argument("--every", type=int, default=1, help="videos: every N-th frame")
-    parser.add_argument("--start", type=int, default=0, help="videos: first frame")
-    parser.add_argument("--end", type=int, default=None, help="videos: stop before this frame")
-    parser.add_argument(
+    command.add_argument("--format", action="append", choices=FORMATS, default=[], help="also write this format")
+    command.add_argument(
+        "--threshold", type=fraction, default=0.3, help="scores below it are faded (and left out of dlc); 0 to 1"
+    )
+    command.add_argument("--no-overlays", dest="overlays", action="store_false", help="no pictures, CSV only")
+    command.add_argument("--detect", choices=["faces"], help="find faces first (face models), one row per face")
+    command.add_argument("--batch-size", type=count, default=32)
+    command.add_argument("--workers", type=int, default=2, help="DataLoader workers reading and preprocessing")
+    command.add_argument("--every", type=count, default=1, help="videos: every N-th frame")
+    command.add_argument("--start", type=int, default=0, help="videos: first frame")
+    command.add_argument("--end", type=int, default=None, help="videos: stop before this frame")
+    command.add_argument(
         "--smooth",
         choices=METHODS,
         help="also smooth the trajectories (kp smooth): predictions_smoothed.csv, figures, report; videos show them",
     )
-    parser.add_argument(
+    command.add_argument(
         "--resume", action="store_true", help="go on with DIR/predictions.csv of a job that stopped: skip what it has"
     )
-    parser.add_argument(
+    command.add_argument(
         "--each-video",
         action="store_true",
         help="a folder DIR/<video>/ per video, a table of them; reruns skip done ones",
     )
-    parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
-    args = parser.parse_intermixed_args(argv)  # inputs and options in any order
+    args = command.parse_intermixed_args(argv)  # inputs and options in any order
     with user_errors_in_one_line(args.verbose):
+        from kp.predict.predict import predict_inputs, predict_videos
+
         if args.each_video:  # every option but --resume, which is implied: a stopped video goes on
             own = ("model", "inputs", "out", "verbose", "resume", "each_video", "format")
             options = {key: value for key, value in vars(args).items() if key not in own}
@@ -95,16 +98,16 @@ def main(argv: list[str] | None = None) -> None:
             args.model,
             args.inputs,
             args.out,
-            args.flip,
-            tuple(args.format),
-            args.overlays,
-            args.threshold,
-            args.detect,
-            args.batch_size,
-            args.workers,
-            args.every,
-            args.start,
-            args.end,
+            flip=args.flip,
+            formats=tuple(args.format),
+            overlays=args.overlays,
+            threshold=args.threshold,
+            detect=args.detect,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            every=args.every,
+            start=args.start,
+            end=args.end,
             resume=args.resume,
             smooth=args.smooth,
         )

@@ -12,22 +12,20 @@ shows), --out file (default preview_<data>.png).
 
 from __future__ import annotations
 
-import argparse
-
-from kp.config import compose_config
-from kp.data.datamodule import SPLITS
-from kp.errors import user_errors_in_one_line
-from kp.viz.preview import preview
+from kp.cli.common import count, parser, user_errors_in_one_line
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="kp preview", description=__doc__.split("\n\n")[0], epilog="Other arguments are Hydra overrides."
-    )
-    parser.add_argument("--split", default="train", choices=SPLITS)
-    parser.add_argument("--n", type=int, default=5)
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
-    options, overrides = parser.parse_known_args(argv)
+    command = parser("kp preview", __doc__, overrides=True)
+    command.add_argument("--split", default="train", choices=("train", "val", "test"))
+    command.add_argument("--n", type=count, default=5)
+    command.add_argument("--out", default=None)
+    options, overrides = command.parse_known_args(argv)
     with user_errors_in_one_line(options.verbose):
-        preview(compose_config(overrides + ["data.num_workers=0"]), options.split, options.n, options.out)
+        from kp.config import check_types, compose_config
+
+        cfg = compose_config([*overrides, "data.num_workers=0"], options.config_dir)
+        check_types(cfg)
+        from kp.viz.preview import preview  # torch: once the overrides are known to be right
+
+        preview(cfg, options.split, options.n, options.out)

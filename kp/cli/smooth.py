@@ -20,35 +20,22 @@ and 5). --alpha: the radius's miss rate (default: kp predict's sidecar <stem>.js
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from kp.errors import user_errors_in_one_line
-from kp.trajectories.smooth import METHODS
-from kp.trajectories.smooth_csv import smooth_file
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}")
-    return value
+from kp.cli.common import count, fraction, parser, probability, user_errors_in_one_line
+from kp.cli.predict import METHODS
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="kp smooth", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("csv", type=Path, help="a kp predict predictions.csv or a DeepLabCut CSV")
-    parser.add_argument("--method", choices=METHODS, default="kalman")
-    parser.add_argument("--window", type=int, help="savgol and median: frames, odd (default 7 and 5)")
-    parser.add_argument("--threshold", type=_fraction, default=0.3, help="scores below it count as missing (0.3)")
-    parser.add_argument("--alpha", type=_fraction, help="kalman: the radius's miss rate (default: from the sidecar)")
-    parser.add_argument("--out", type=Path, help="output folder (default: the CSV's folder)")
-    parser.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
-    args = parser.parse_intermixed_args(argv)
+    command = parser("kp smooth", __doc__)
+    command.add_argument("csv", type=Path, help="a kp predict predictions.csv or a DeepLabCut CSV")
+    command.add_argument("--method", choices=METHODS, default="kalman")
+    command.add_argument("--window", type=count, help="savgol and median: frames, odd (default 7 and 5)")
+    command.add_argument("--threshold", type=fraction, default=0.3, help="scores below it count as missing (0.3)")
+    command.add_argument("--alpha", type=probability, help="kalman: the radius's miss rate (default: from the sidecar)")
+    command.add_argument("--out", type=Path, help="output folder (default: the CSV's folder)")
+    args = command.parse_intermixed_args(argv)
     with user_errors_in_one_line(args.verbose):
+        from kp.trajectories.smooth_csv import smooth_file
+
         smooth_file(args.csv, args.method, args.out, args.window, args.threshold, args.alpha)

@@ -3,52 +3,75 @@ leaderboard (the same as `python sweep.py ...` in a checkout).
 
   kp sweep -m model=unet,hourglass optimizer.lr=1e-3,3e-4   # grid: every combination, one job each
   kp sweep hparams_search=unet_optuna                       # Optuna search (kp/conf/hparams_search/)
-  kp sweep --summarize logs/train/multiruns/<time>          # rebuild the leaderboard from the job dirs
+  kp sweep summarize logs/train/multiruns/<time>            # rebuild the leaderboard from the job dirs
 
+The overrides are kp train's (`kp train --help` lists the groups and keys); a comma-separated value sweeps over its
+values with -m, and every value is checked before the first job starts (a misspelt one ends in one line).
 Each job runs in logs/<task_name>/multiruns/<time>/<job number>/ (its W&B run, with logger=wandb, grouped by the
-sweep); the leaderboard (leaderboard.csv, leaderboard.md, objective.png) lands in logs/<task_name>/multiruns/<time>/.
-The exit status is 1 when a job failed (jobs run in this process: the basic and Optuna launchers).
+sweep); the leaderboard (leaderboard.csv, leaderboard.md, objective.png, and learning_curve.png when
+data.train_fraction varies) lands in logs/<task_name>/multiruns/<time>/. The exit status is 1 when a job failed (jobs
+run in this process: the basic and Optuna launchers).
 """
 
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
+from kp.cli.common import hydra_verbose, parser, subcommands, user_errors_in_one_line
+from kp.cli.train import run_hydra
+from kp.errors import ConfigError
 
-from kp.config import CONFIG_PATH
-from kp.train.leaderboard import summarize
-from kp.train.sweep import sweep_job
+SUMMARIZE = """Rebuild a sweep's leaderboard from its job folders:
+
+    kp sweep summarize logs/<task_name>/multiruns/<time>
+
+(leaderboard.csv, leaderboard.md, objective.png; a job that failed is listed with its error)."""
+
+
+class SweepFailed(RuntimeError):
+    """One job or more failed: the sweep went on, and its leaderboard says which."""
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--summarize"]:
-        if len(argv) != 2:
-            sys.exit("usage: kp sweep --summarize <sweep_dir>")
-        try:
-            summarize(Path(argv[1]))
-        except FileNotFoundError as error:
-            sys.exit(f"error: {error}")
+    subcommands(argv, _sweep, summarize=_summarize, **{"--summarize": _summarize})  # the older spelling too
+
+
+def _summarize(argv: list[str]) -> None:
+    command = parser("kp sweep summarize", SUMMARIZE)
+    command.add_argument("sweep_dir", type=Path, help="a sweep's folder, logs/<task_name>/multiruns/<time>")
+    args = command.parse_args(argv)
+    with user_errors_in_one_line(args.verbose, also=(FileNotFoundError,)):
+        from kp.train.leaderboard import summarize
+
+        summarize(args.sweep_dir)
+
+
+def _sweep(argv: list[str]) -> None:
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
         return
-    if any(arg.startswith("hydra/launcher=slurm") for arg in argv) and not shutil.which("sbatch"):
-        sys.exit(
-            "error: hydra/launcher=slurm needs SLURM (no sbatch on PATH): run on the cluster's login node, "
-            "or drop hydra/launcher=slurm to run the jobs here"
-        )
-    sys.argv = [sys.argv[0], *argv]  # Hydra reads sys.argv
+    verbose = hydra_verbose(argv)
     failed_jobs: list[str] = []
+    with user_errors_in_one_line(verbose, also=(SweepFailed,)):
+        if any(arg.startswith("hydra/launcher=slurm") for arg in argv) and not shutil.which("sbatch"):
+            raise ConfigError(
+                "hydra/launcher=slurm needs SLURM (no sbatch on PATH): run on the cluster's login node, "
+                "or drop hydra/launcher=slurm to run the jobs here"
+            )
+        from kp.config import check_command_line
 
-    @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
-    def job(cfg: DictConfig) -> float:
-        return sweep_job(cfg, failed_jobs)
+        check_command_line(argv)  # every value of the sweep, before Hydra makes the sweep folder
+        run_hydra(argv, _job(failed_jobs))
+        if failed_jobs:
+            raise SweepFailed(
+                f"{len(failed_jobs)} job(s) failed (see the leaderboard and each job's run_info.json): "
+                f"{', '.join(failed_jobs)}"
+            )
 
-    job()
-    if failed_jobs:
-        sys.exit(
-            f"{len(failed_jobs)} job(s) failed (see the leaderboard and each job's run_info.json): "
-            f"{', '.join(failed_jobs)}"
-        )
+
+def _job(failed_jobs: list[str]):
+    # Lightning before Hydra sets up logging: imported later, its messages would print twice.
+    from kp.train.sweep import sweep_job
+
+    return lambda cfg: sweep_job(cfg, failed_jobs)

@@ -2,6 +2,6 @@
 
 from kp.codecs.base import Codec, flip_test
 from kp.codecs.coords import CoordsCodec
-from kp.codecs.heatmap import HeatmapCodec
+from kp.codecs.heatmap import HeatmapCodec, soft_argmax
 
-__all__ = ["Codec", "CoordsCodec", "HeatmapCodec", "flip_test"]
+__all__ = ["Codec", "CoordsCodec", "HeatmapCodec", "flip_test", "soft_argmax"]

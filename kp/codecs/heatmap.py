@@ -18,6 +18,7 @@ Decoders:
   quarter  argmax shifted a quarter pixel towards the hotter neighbour (Newell et al.)
   dark     a Newton step on the log-heatmap around the hottest pixel (DARK, Zhang et al. 2020): exact for a Gaussian,
            optionally after blurring the prediction with a Gaussian kernel
+None of them passes a gradient to the heatmap's shape: soft_argmax (below) does, for losses on decoded keypoints.
 """
 
 from __future__ import annotations
@@ -35,6 +36,24 @@ from kp.codecs.base import flip_back_heads
 SPREAD_FLOOR = 0.1
 DECODERS = ("argmax", "average", "quarter", "dark")
 STYLES = ("gaussian", "blurred_disc")
+# soft_argmax's sharpening power. Near a Gaussian peak of sigma σ, heatmap^p is a Gaussian of sd σ / sqrt(p): at
+# p = 4 still wide enough (σ >= 1.5 heatmap pixels) that its mean on the pixel grid is the sub-pixel centre, while
+# background heat is crushed (0.05^4 = 6e-6), which a softmax of a map peaking at 1 does not do without a temperature
+# so high that the mean snaps to the grid (0.14 px off at σ = 1.5 with softmax(20 × map)).
+SOFT_ARGMAX_POWER = 4
+
+
+def soft_argmax(heatmaps: torch.Tensor, stride: int = 1, power: int = SOFT_ARGMAX_POWER):
+    """Differentiable keypoints from heatmaps B×K×h×w: the mean pixel position weighted by max(heatmap, 0)^power, in
+    input pixels (the codec's convention), B×K×2, and a confidence B×K, the map's peak value (what decode scores).
+    A map with no positive heat gives the point (0, 0) at confidence <= 0."""
+    b, k, h, w = heatmaps.shape
+    weights = heatmaps.float().clamp(min=0) ** power
+    weights = weights / weights.sum((-2, -1), keepdim=True).clamp(min=1e-30)
+    xs = torch.arange(w, device=heatmaps.device, dtype=weights.dtype)
+    ys = torch.arange(h, device=heatmaps.device, dtype=weights.dtype)
+    points = torch.stack([(weights.sum(-2) * xs).sum(-1), (weights.sum(-1) * ys).sum(-1)], -1)
+    return points * stride + (stride - 1) / 2, heatmaps.float().flatten(2).amax(-1)
 
 
 def blurred_disc_stamp() -> torch.Tensor:
@@ -170,7 +189,7 @@ class HeatmapCodec:
         # Expand around the peak, moved one pixel inwards at the border so that both neighbours exist.
         x = peak[..., 0].clamp(1, max(w - 2, 1))
         y = peak[..., 1].clamp(1, max(h - 2, 1))
-        at = lambda dx, dy: self._at(logs, x + dx, y + dy)  # noqa: E731
+        at = lambda dx, dy: self._at(logs, x + dx, y + dy)
         centre = at(0, 0)
         gx, gy = (at(1, 0) - at(-1, 0)) / 2, (at(0, 1) - at(0, -1)) / 2
         hxx, hyy = at(1, 0) - 2 * centre + at(-1, 0), at(0, 1) - 2 * centre + at(0, -1)

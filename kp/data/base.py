@@ -89,7 +89,7 @@ class KeypointDataset(Dataset):
     # The label file or folder the samples come from, for messages; and the samples skipped while reading it
     # (`file:line: reason`, see kp.data.io.SkipLog), which a run writes to data_issues.csv.
     source: str = ""
-    issues: list[str] = []
+    issues: list[str] | tuple[()] = ()  # not [], which every instance would share: loaders assign their own list
     # The split whose samples this one repeats by design (facial: test is val when test_fraction=0), which the check
     # for the same image in two splits passes over; None: none.
     repeats: str | None = None

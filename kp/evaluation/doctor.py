@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import open_dict
+from rich import get_console
+from rich.progress import track
 
-matplotlib.use("Agg")  # files only
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import open_dict  # noqa: E402
-from rich.progress import track  # noqa: E402
-
+from kp import markdown
 from kp.data.datamodule import SPLITS
 from kp.data.splits import NEAR_BITS, difference_hash
-from kp.inference.load import load  # noqa: E402
+from kp.errors import ModelLoadError
+from kp.inference.load import load
+from kp.viz import doctor as figures
+from kp.viz.doctor import Panel
 
-log = logging.getLogger("kp.evaluation.doctor")
 SWAP_RATIO = 0.5  # a pair is a swap suspect when swapping it at least halves its distance to the mean shape
 
 
@@ -55,7 +54,9 @@ def read_samples(datamodule) -> list[Sample]:
     samples = []
     for split in SPLITS:
         data = datamodule.splits[split]
-        for i in track(range(len(data)), description=f"reading {split}", transient=True):
+        # no bar where output is not a terminal: rich would leave a blank line per split
+        bar = get_console().is_terminal
+        for i in track(range(len(data)), description=f"reading {split}", transient=True, disable=not bar):
             raw = data.load(i)
             image = np.asarray(raw.image)
             if image.dtype != np.uint8:
@@ -173,7 +174,9 @@ def find_outside_and_units(samples: list[Sample], meta, findings: Findings) -> N
 def find_disagreements(samples: list[Sample], run: str, meta, findings: Findings, worst: int) -> list:
     predictor = load(run)
     if predictor.meta.names != meta.names:
-        raise ValueError(f"--run {run} predicts {predictor.meta.names}, the data has {meta.names}")
+        raise ModelLoadError(
+            f"--run {run} predicts {predictor.meta.names}, the data has {meta.names}: pick a run trained on this data"
+        )
     errors, predictions = [], []
     for start in track(range(0, len(samples), 32), description="predicting"):
         batch = samples[start : start + 32]
@@ -186,39 +189,6 @@ def find_disagreements(samples: list[Sample], run: str, meta, findings: Findings
             errors.append((s.split, s.id, float(distance[s.labelled].mean()), meta.names[int(distance.argmax())]))
     findings.disagreements = sorted(errors, key=lambda e: -e[2])[:worst]
     return predictions
-
-
-def _draw(ax, sample: Sample, meta, title: str, overlays=()) -> None:
-    image = sample.image
-    ax.imshow(image[:, :, 0] if image.shape[2] == 1 else image, cmap="gray")
-    shown = sample.labelled
-    ax.scatter(
-        sample.keypoints[shown, 0],
-        sample.keypoints[shown, 1],
-        s=10,
-        c="lime",
-        edgecolors="black",
-        linewidths=0.3,
-        label="label",
-    )
-    for points, colour, name in overlays:
-        ax.scatter(points[:, 0], points[:, 1], s=10, c=colour, marker="x", linewidths=0.8, label=name)
-    ax.set_title(title, fontsize=6)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def _grid(path: Path, panels: list, columns: int = 4) -> None:
-    rows = max(1, -(-len(panels) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, panel in zip(axes.flat, panels):
-        ax.axis("on")
-        panel(ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def _back_to_image(mean: np.ndarray, sample: Sample) -> np.ndarray:
@@ -255,41 +225,36 @@ def diagnose(cfg, run: str | None = None, out: str | Path = "doctor", worst: int
 
 
 def _pictures(out: Path, samples, meta, findings: Findings, mean, predictions) -> None:
+    """coverage.png and a grid per finding (duplicates, swaps, outliers, and disagreements with a model)."""
     by_id = {(s.split, s.id): n for n, s in enumerate(samples)}
-    fig, ax = plt.subplots(figsize=(max(6, 0.25 * meta.num_keypoints), 3))
-    width = 0.8 / len(SPLITS)
-    for n, split in enumerate(SPLITS):
-        ax.bar(np.arange(meta.num_keypoints) + n * width, findings.coverage[split], width, label=split)
-    ax.set_xticks(np.arange(meta.num_keypoints) + width, meta.names, rotation=90, fontsize=6)
-    ax.set_ylabel("fraction labelled")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(out / "coverage.png", dpi=90)
-    plt.close(fig)
 
-    def sample_panel(key, title, overlays=()):
-        return lambda ax: _draw(ax, samples[by_id[key]], meta, title, overlays)
+    def panel(key, title, overlays=()):
+        s = samples[by_id[key]]
+        return Panel(s.image, s.keypoints, s.labelled, title, list(overlays))
 
+    def pair_points(key, a, b):
+        return samples[by_id[key]].keypoints[[meta.names.index(a), meta.names.index(b)]]
+
+    figures.coverage(out / "coverage.png", findings.coverage, meta.names)
     pairs = [group[:2] for group in findings.exact_duplicates][:6] + [[a, b] for a, b, _ in findings.near_duplicates][
         : max(0, 6 - len(findings.exact_duplicates))
     ]
-    _grid(
-        out / "duplicates.png", [sample_panel(key, f"{key[0]}: {Path(key[1]).name}") for pair in pairs for key in pair]
+    figures.grid(
+        out / "duplicates.png", [panel(key, f"{key[0]}: {Path(key[1]).name}") for pair in pairs for key in pair]
     )
-    pair_points = lambda key, a, b: samples[by_id[key]].keypoints[[meta.names.index(a), meta.names.index(b)]]
-    _grid(
+    figures.grid(
         out / "swaps.png",
         [
-            sample_panel(
+            panel(
                 (split, id_), f"{Path(id_).name}: {a} / {b}? (red)", [(pair_points((split, id_), a, b), "red", "pair")]
             )
             for split, id_, a, b, _ in findings.swaps[:8]
         ],
     )
-    _grid(
+    figures.grid(
         out / "outliers.png",
         [
-            sample_panel(
+            panel(
                 (split, id_),
                 f"{Path(id_).name}: {d:.1f}× at {worst_point}",
                 [(_back_to_image(mean, samples[by_id[(split, id_)]]), "red", "mean shape")],
@@ -298,10 +263,10 @@ def _pictures(out: Path, samples, meta, findings: Findings, mean, predictions) -
         ],
     )
     if predictions is not None:
-        _grid(
+        figures.grid(
             out / "disagreements.png",
             [
-                sample_panel(
+                panel(
                     (split, id_),
                     f"{Path(id_).name}: {e:.1f} px, worst {worst_point}",
                     [(predictions[by_id[(split, id_)]], "red", "model")],
@@ -311,85 +276,136 @@ def _pictures(out: Path, samples, meta, findings: Findings, mean, predictions) -
         )
 
 
+def _picture(name: str) -> list[str]:
+    """report.md's lines showing <name>.png."""
+    return ["", f"![{name}]({name}.png)", ""]
+
+
+def _name(split: str, id_: str) -> str:
+    return f"`{id_}` ({split})"
+
+
 def _markdown(cfg, meta, findings: Findings, run: str | None) -> str:
-    name = lambda split, id_: f"`{id_}` ({split})"
-    lines = [
+    """report.md: one section per check, in the order the doctor runs them."""
+    sections = [
+        _overview_section(cfg, meta, findings),
+        _coverage_section(meta, findings),
+        _duplicates_section(findings),
+        _outside_section(findings),
+        _swaps_section(meta, findings),
+        _outliers_section(findings),
+        _disagreements_section(findings, run) if run else [],
+        _left_out_section(findings),
+    ]
+    return "\n".join(line for section in sections for line in section) + "\n"
+
+
+def _overview_section(cfg, meta, findings: Findings) -> list[str]:
+    pairs = "unknown" if meta.flip_pairs is None else len(meta.flip_pairs)
+    counts = markdown.table(
+        ["split", "images", "labelled keypoints"], [(split, n, k) for split, (n, k) in findings.counts.items()]
+    )
+    return [
         f"# Label doctor: {cfg.data.dataset._target_}",
         "",
-        f"{meta.num_keypoints} keypoints; flip pairs: {'unknown' if meta.flip_pairs is None else len(meta.flip_pairs)}",
+        f"{meta.num_keypoints} keypoints; flip pairs: {pairs}",
         "",
-        "| split | images | labelled keypoints |",
-        "|---|---|---|",
+        counts.rstrip("\n"),
     ]
-    lines += [f"| {split} | {n} | {k} |" for split, (n, k) in findings.counts.items()]
-    lines += ["", "## Label coverage per keypoint", "", "![coverage](coverage.png)", ""]
-    low = [
-        (meta.names[k], float(findings.coverage["train"][k]))
-        for k in range(meta.num_keypoints)
-        if findings.coverage["train"][k] < 0.5
-    ]
-    lines += [
+
+
+def _coverage_section(meta, findings: Findings) -> list[str]:
+    train = findings.coverage["train"]
+    low = [(meta.names[k], float(train[k])) for k in range(meta.num_keypoints) if train[k] < 0.5]
+    return [
+        "",
+        "## Label coverage per keypoint",
+        "",
+        "![coverage](coverage.png)",
+        "",
         f"- labelled in under half the training images: {', '.join(f'{n} ({c:.0%})' for n, c in low)}"
         if low
         else "- every keypoint is labelled in at least half the training images",
         "",
     ]
+
+
+def _duplicates_section(findings: Findings) -> list[str]:
     across = findings.across_splits()
-    lines += [
+    near_across = [(a, b, bits) for a, b, bits in findings.near_duplicates if a[0] != b[0]]
+    return [
         "## Duplicates",
         "",
         f"- exact duplicates (same pixels): {len(findings.exact_duplicates)} group(s), "
         f"{len(across)} across splits (a leak: validation and test see training images)",
-    ]
-    lines += [f"  - {' = '.join(name(*key) for key in group)}" for group in findings.exact_duplicates[:20]]
-    near_across = [(a, b, bits) for a, b, bits in findings.near_duplicates if a[0] != b[0]]
-    lines += [
+        *(f"  - {' = '.join(_name(*key) for key in group)}" for group in findings.exact_duplicates[:20]),
         f"- near-duplicates (difference hash ≤ {NEAR_BITS} bits apart): {len(findings.near_duplicates)} pair(s), "
-        f"{len(near_across)} across splits"
+        f"{len(near_across)} across splits",
+        *(
+            f"  - {_name(*a)} ~ {_name(*b)} ({bits} bits)"
+            for a, b, bits in (near_across or findings.near_duplicates)[:20]
+        ),
+        *_picture("duplicates"),
     ]
-    lines += [
-        f"  - {name(*a)} ~ {name(*b)} ({bits} bits)" for a, b, bits in (near_across or findings.near_duplicates)[:20]
-    ]
-    lines += [
-        "",
-        "![duplicates](duplicates.png)",
-        "",
+
+
+def _outside_section(findings: Findings) -> list[str]:
+    return [
         "## Keypoints outside the image and unit suspects",
         "",
         f"- labelled keypoints outside their image: {len(findings.outside)}",
+        *(f"  - {_name(split, id_)}: {kp}" for split, id_, kp in findings.outside[:20]),
+        f"- samples whose coordinates all lie within [0, 1] (normalised, not pixels?): {len(findings.unit_suspects)}",
+        *(f"  - {_name(*key)}" for key in findings.unit_suspects[:20]),
     ]
-    lines += [f"  - {name(split, id_)}: {kp}" for split, id_, kp in findings.outside[:20]]
-    lines += [
-        f"- samples whose coordinates all lie within [0, 1] (normalised, not pixels?): {len(findings.unit_suspects)}"
-    ]
-    lines += [f"  - {name(*key)}" for key in findings.unit_suspects[:20]]
-    lines += ["", "## Suspected left/right swaps", ""]
-    if meta.flip_pairs is None:
-        lines += ["- not checked: the dataset's flip pairs are unknown (data.dataset.flip_pairs)"]
-    lines += [f"- {len(findings.swaps)} pair(s) whose points each lie nearer the other's place in the mean shape"]
-    lines += [
-        f"  - {name(split, id_)}: {a} / {b} (swapped is {ratio:.2f}× the distance)"
-        for split, id_, a, b, ratio in findings.swaps[:20]
-    ]
-    lines += [
+
+
+def _swaps_section(meta, findings: Findings) -> list[str]:
+    unknown = ["- not checked: the dataset's flip pairs are unknown (data.dataset.flip_pairs)"]
+    return [
         "",
-        "![swaps](swaps.png)",
+        "## Suspected left/right swaps",
         "",
+        *(unknown if meta.flip_pairs is None else []),
+        f"- {len(findings.swaps)} pair(s) whose points each lie nearer the other's place in the mean shape",
+        *(
+            f"  - {_name(split, id_)}: {a} / {b} (swapped is {ratio:.2f}× the distance)"
+            for split, id_, a, b, ratio in findings.swaps[:20]
+        ),
+        *_picture("swaps"),
+    ]
+
+
+def _outliers_section(findings: Findings) -> list[str]:
+    return [
         "## Shape outliers",
         "",
         "After Procrustes alignment to the mean shape, each sample's point farthest from its place, in units of "
         "that point's median distance over the dataset (eyes sit tight, jaw ends wander), the worst first:",
         "",
+        *(f"- {_name(split, id_)}: {d:.1f}× at {worst_point}" for split, id_, d, worst_point in findings.outliers),
+        *_picture("outliers"),
     ]
-    lines += [f"- {name(split, id_)}: {d:.1f}× at {worst_point}" for split, id_, d, worst_point in findings.outliers]
-    lines += ["", "![outliers](outliers.png)", ""]
-    if run:
-        lines += ["## Where the model disagrees with the labels", "", f"model: `{run}`", ""]
-        lines += [
-            f"- {name(split, id_)}: {e:.1f} px mean error, worst point {p}"
+
+
+def _disagreements_section(findings: Findings, run: str) -> list[str]:
+    return [
+        "## Where the model disagrees with the labels",
+        "",
+        f"model: `{run}`",
+        "",
+        *(
+            f"- {_name(split, id_)}: {e:.1f} px mean error, worst point {p}"
             for split, id_, e, p in findings.disagreements
-        ]
-        lines += ["", "![disagreements](disagreements.png)", ""]
-    lines += ["## What the loader left out", "", f"{len(findings.issues)} bad sample(s) or point(s)"]
-    lines += [f"- {issue}" for issue in findings.issues[:50]]
-    return "\n".join(lines) + "\n"
+        ),
+        *_picture("disagreements"),
+    ]
+
+
+def _left_out_section(findings: Findings) -> list[str]:
+    return [
+        "## What the loader left out",
+        "",
+        f"{len(findings.issues)} bad sample(s) or point(s)",
+        *(f"- {issue}" for issue in findings.issues[:50]),
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,18 +15,19 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from rich import get_console
 from rich.progress import track
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from kp import calibration
-from kp.config import compose_config
+from kp.config import check_types, compose_config, nearest_keys
 from kp.errors import ConfigError, InputError
 from kp.evaluation import report
 from kp.inference.load import load
 from kp.inference.predictor import Predictor
 from kp.run_dir import RunDir
 
-log = logging.getLogger("kp.evaluation.evaluate")
+log = logging.getLogger(__name__)
 SPLITS = ("test", "val", "train", "all")
 
 
@@ -85,7 +87,9 @@ def predict_split(
     start = len(columns["ids"])
     loader = DataLoader(Subset(dataset, range(start, len(dataset))), batch_size=batch_size, shuffle=False)
     with torch.no_grad():
-        for batch in track(loader, description=description, transient=True, disable=len(loader) < 5):
+        # no bar for a few batches, nor where output is not a terminal (rich would leave a blank line)
+        quiet = len(loader) < 5 or not get_console().is_terminal
+        for batch in track(loader, description=description, transient=True, disable=quiet):
             values = _predict_batch(module, batch, flip)
             if saved:
                 saved.save(values)
@@ -100,7 +104,7 @@ def _predict_batch(module, batch: dict, flip: bool) -> dict[str, np.ndarray]:
     """A batch's predictions and ground truth as numpy arrays (COLUMNS and ids)."""
     device = next(module.parameters()).device
     batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
-    prediction = module.predict_details(batch["image"], flip=flip)
+    prediction = module.locate_details(batch["image"], flip=flip)
     _, pck_norm = module.normalising_lengths(batch["keypoints"], batch["visible"])
     values = {"ids": np.array(batch["id"], dtype=str), "visible": batch["visible"].cpu().numpy()}
     for key, value in (
@@ -185,6 +189,8 @@ def calibrate(
                 predictor.checkpoint,
                 error.strerror or error,
             )
+        else:
+            log.info("stored the %s calibration in %s", calibration.mode(flip), predictor.checkpoint)
     return fitted
 
 
@@ -201,20 +207,21 @@ def evaluate(
     recalibrate: bool = False,
     loggers=(),
     resume: bool = False,
+    data: str = "",
 ) -> dict:
-    """Calibrate if needed, predict `split` of the datamodule and write the report into `out`; returns its metrics.
-    The predictions are saved batch by batch in out/progress/ until the report is written; `resume` goes on from
-    there after a job that stopped."""
+    """Calibrate if needed, predict `split` of the datamodule and write the report into `out` (its header names
+    `data`, the data scored); returns its metrics. The predictions are saved batch by batch in out/progress/ until the
+    report is written; `resume` goes on from there after a job that stopped."""
     datamodule.setup()
     _check_data_fits(predictor, datamodule)
-    predictor.module.configure_metrics(tuple(pck_thresholds), pck_norm, sync_on_compute=False)
+    predictor.module.build_metrics(tuple(pck_thresholds), pck_norm, sync_on_compute=False)
     batch_size = datamodule.batch_size
     if recalibrate or flip not in predictor.calibrations or predictor.calibrations[flip].alpha != alpha:
         calibrate(predictor, datamodule.splits["val"], flip, alpha, batch_size)
     dataset = _split_dataset(datamodule, split)
     progress = Path(out) / "progress"
     predictions = predict_split(predictor, dataset, flip, batch_size, split, f"evaluating {split}", progress, resume)
-    metrics = report.write(predictions, predictor, dataset, split, out, flip, num_worst, loggers)
+    metrics = report.write(predictions, predictor, dataset, split, out, flip, num_worst, loggers, data=data)
     shutil.rmtree(progress)
     return metrics
 
@@ -253,8 +260,10 @@ def _check_data_fits(predictor: Predictor, datamodule) -> None:
         )
 
 
-def data_config(run: Path, overrides: list[str]) -> DictConfig:
-    """The run's config with the overrides: dotted keys merged in; a group override composes kp/conf/ afresh."""
+def data_config(run: Path, overrides: list[str], config_dir: Path | None = None) -> DictConfig:
+    """The run's config with the overrides: dotted keys merged in (each must be a key of the run's config; a new one
+    is added as +key=value); a group override composes kp/conf/ afresh (with config_dir's configs). Values are checked
+    as kp train checks them."""
     run_dir = RunDir(run)
     if not run_dir.config.is_file():
         raise ConfigError(f"{run}: no {run_dir.config.relative_to(run)}: is this a kp run directory?")
@@ -262,8 +271,43 @@ def data_config(run: Path, overrides: list[str]) -> DictConfig:
         if "=" not in override:
             raise ConfigError(f"override {override!r}: expected key=value (e.g. data.dataset.root=/data/new)")
     if any("." not in override.split("=", 1)[0] for override in overrides):
-        return compose_config(overrides)
-    return OmegaConf.merge(OmegaConf.load(run_dir.config), OmegaConf.from_dotlist(list(overrides)))
+        cfg = compose_config(overrides, config_dir)
+    else:
+        cfg = OmegaConf.load(run_dir.config)
+        for override in overrides:
+            key = override.split("=", 1)[0]
+            if not key.startswith("+") and OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+                near = nearest_keys(cfg, key)
+                guess = f"did you mean {' or '.join(near)}?" if near else f"a new key is added as +{override}"
+                raise ConfigError(f"{override}: no such key in {run_dir.config}; {guess}")
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([override.lstrip("+") for override in overrides]))
+    check_types(cfg)
+    return cfg
+
+
+_ABSENT = object()
+
+
+def describe_data(data: DictConfig, overrides: list[str] = ()) -> str:
+    """The data a report scored, for its header: the loader and its folder or file, and the overrides given."""
+
+    def value(key: str):  # None where unset or where an interpolation cannot be resolved here
+        return OmegaConf.select(data, f"dataset.{key}", default=None, throw_on_resolution_failure=False)
+
+    where = next((value(key) for key in ("project", "root", "ann_file") if value(key)), None)
+    name = str(value("_target_") or "unknown loader").rsplit(".", 1)[-1]
+    text = f"{name} at {where}" if where else name
+    return f"{text} ({' '.join(overrides)})" if overrides else f"{text} (the run's own data)"
+
+
+def report_folder(run: Path, split: str, flip: bool, overrides: list[str]) -> Path:
+    """RUN/eval/<split>[-flip][-<data>]: the folder names the split, the flip mode and other data (the overridden
+    values' last path parts), so that no evaluation lands on another's (train.py's own report is eval/test)."""
+    name = split + ("-flip" if flip else "")
+    if overrides:
+        values = [Path(override.split("=", 1)[1]).name or "data" for override in overrides]
+        name += "-" + re.sub(r"[^A-Za-z0-9._]+", "_", "_".join(values))[:60]
+    return RunDir(run).eval_dir(name)
 
 
 def evaluate_run(
@@ -277,15 +321,23 @@ def evaluate_run(
     num_worst: int = 16,
     recalibrate: bool = False,
     resume: bool = False,
+    overwrite: bool = False,
+    config_dir: Path | None = None,
 ) -> dict:
-    cfg = data_config(run, list(overrides))
+    """kp evaluate: the report of `split` into `out` (default report_folder). A folder that holds a report already
+    is refused unless `overwrite`, so that a run's own report is only replaced when asked."""
+    overrides = list(overrides)
+    cfg = data_config(run, overrides, config_dir)
+    out = Path(out) if out else report_folder(run, split, flip, overrides)
+    if (out / "report.md").exists() and not overwrite and not resume:
+        raise ConfigError(f"{out} holds a report already: give another --out, or --overwrite to replace it")
     predictor = load(checkpoint or run)
     if predictor.module is None:
         raise ConfigError(f"{checkpoint}: evaluate needs a checkpoint (.ckpt), not an exported model")
     datamodule = instantiate(cfg.data)
-    out = Path(out) if out else RunDir(run).eval_dir(split)
     metrics = cfg.get("metrics", {})
-    return evaluate(
+    before = _modified(predictor.checkpoint)
+    result = evaluate(
         predictor,
         datamodule,
         split,
@@ -297,4 +349,18 @@ def evaluate_run(
         num_worst,
         recalibrate,
         resume=resume,
+        data=describe_data(cfg.data, overrides),
     )
+    if _modified(predictor.checkpoint) != before:  # a command that reads like read-only says when it wrote
+        log.warning(
+            "kp evaluate stored the %s calibration (alpha %g) in %s beside its weights (unchanged), for kp predict's "
+            "radius",
+            calibration.mode(flip),
+            alpha,
+            predictor.checkpoint,
+        )
+    return result
+
+
+def _modified(path: Path | None) -> int | None:
+    return Path(path).stat().st_mtime_ns if path is not None and Path(path).is_file() else None

@@ -20,7 +20,7 @@ PREPROCESSING = (
 
 class ExportGraph(nn.Module):
     """What an exported file computes: images -> (keypoints, scores, difficulty) through
-    KeypointModule.predict_details (decode), or the network's raw outputs in `output_names` order. The difficulty
+    KeypointModule.locate_details (decode), or the network's raw outputs in `output_names` order. The difficulty
     (kp.calibration.difficulty, B×K input pixels) times the calibration's scale in the metadata is the uncertainty
     radius: an exported model keeps its calibration."""
 
@@ -32,7 +32,7 @@ class ExportGraph(nn.Module):
         if flip:
             module.meta.flip_permutation()  # unknown flip pairs: a clear error, not a failed trace
         self.net = module.net  # the weights, registered here: tracing the LightningModule itself fails
-        self._predict = module.predict_details
+        self._predict = module.locate_details
         self.codec = module.codec  # decodes the raw outputs of a --no-decode export for the parity check
         self.decode, self.flip = decode, flip
         # the radius's scale for this flip mode (kp.calibration), stored in the metadata: None when uncalibrated

@@ -2,7 +2,8 @@
 
 Parity: the exported file and its eager twin (the same ExportGraph, run by PyTorch) on up to 64 preprocessed images
 of the run's validation split, or on synthetic faces when that data cannot be read (the report says why). Keypoint
-differences in input pixels; the largest difference of any output (scores when decoded, else the raw outputs).
+differences in input pixels; the largest difference of any output (scores when decoded, else the raw outputs). The
+keypoints pass within PARITY_PX, or beyond it at scattered points only (PARITY_PX below).
 Latency: per batch size, for PyTorch eager, TorchScript and ONNX Runtime (CPU provider, as many threads as torch
 uses), the median of up to `runs` calls after up to 3 warm-up calls, within a time budget shared evenly by the
 settings (runtime × batch size): a setting stops calling once its share is spent, after at least one timed call, so a
@@ -29,6 +30,10 @@ from kp.inference.predictor import Predictor
 from kp.run_dir import RunDir
 
 PARITY_PX = 0.01  # fp32: the exported keypoints may differ from PyTorch's by this much
+# ...for most points: a young model's near-flat heatmap puts a peak where rounding decides (a correct export of a
+# 2-epoch run: 0.013 px at one point, 8e-5 px on average; an untrained one: a peak a few px away), so a few points
+# beyond the limit pass as long as every image's and every keypoint's median stays within it. A wrong export moves
+# all of an image's points, or one keypoint in every image, and still fails.
 WARM_UP = 3
 RUNTIMES = {"torchscript": "torchscript", "onnx": "onnxruntime"}  # export format -> the runtime timed
 LATENCY_BUDGET_S = 30.0  # the whole latency table, all settings together (a setting may overrun by its last call)
@@ -122,12 +127,35 @@ def keypoints_of(graph: ExportGraph, outputs: list[np.ndarray]) -> np.ndarray:
     return graph.codec.decode(raw)[0].numpy()
 
 
+def distances(graph: ExportGraph, reference: list[np.ndarray], exported: list[np.ndarray]) -> np.ndarray:
+    """N×K keypoint distances between two runs' outputs, in input pixels."""
+    return np.linalg.norm(keypoints_of(graph, reference) - keypoints_of(graph, exported), axis=-1)
+
+
 def difference(graph: ExportGraph, reference: list[np.ndarray], exported: list[np.ndarray]) -> dict:
-    distance = np.linalg.norm(keypoints_of(graph, reference) - keypoints_of(graph, exported), axis=-1)
+    distance = distances(graph, reference, exported)
     return {
         "max_px": float(distance.max()),
         "mean_px": float(distance.mean()),
         "max_output": max(float(np.abs(a - b).max()) for a, b in zip(reference, exported)),
+    }
+
+
+def parity_of(graph: ExportGraph, reference: list[np.ndarray], exported: list[np.ndarray]) -> dict:
+    """The export's keypoint differences against PyTorch's and the verdict: within PARITY_PX, or beyond it only at
+    scattered points (`beyond_limit`), the median of every image's and of every keypoint's differences within it."""
+    distance = distances(graph, reference, exported)
+    ok = bool(
+        distance.max() <= PARITY_PX
+        or (np.median(distance, axis=1).max() <= PARITY_PX and np.median(distance, axis=0).max() <= PARITY_PX)
+    )
+    beyond = int((distance > PARITY_PX).sum())
+    return {
+        **difference(graph, reference, exported),
+        "limit_px": PARITY_PX,
+        "ok": ok,
+        "beyond_limit": beyond,
+        "points": int(distance.size),
     }
 
 
@@ -169,13 +197,8 @@ def check(
     for fmt, (path, graph, decoder) in exports.items():
         runners[fmt] = onnx_runner(path) if fmt == "onnx" else torchscript_runner(path)
         reference = outputs_of(eager_runner(graph), images, batch)
-        parity = difference(graph, reference, outputs_of(runners[fmt], images, batch))
-        row = {
-            "file": path.name,
-            "size_bytes": path.stat().st_size,
-            "decoder": decoder,
-            "parity": {**parity, "limit_px": PARITY_PX, "ok": parity["max_px"] <= PARITY_PX},
-        }
+        parity = parity_of(graph, reference, outputs_of(runners[fmt], images, batch))
+        row = {"file": path.name, "size_bytes": path.stat().st_size, "decoder": decoder, "parity": parity}
         if decoder != (run_decoder if decode else None):  # a stand-in decoder: how far from the run's own
             own = ExportGraph(predictor, decode, flip).eval()
             row["decoder_vs_run"] = {
@@ -224,16 +247,20 @@ def write_report(report: dict, out: Path) -> None:
         f"{', test-time flip in the graph' if report['flip'] else ''}; batch "
         f"{report['batch'] or 'dynamic'}; {report['parameters']:,} parameters.",
         "",
-        f"Parity on {report['source']}: PyTorch against the exported file, fp32, limit {report['limit_px']} px.",
+        f"Parity on {report['source']}: PyTorch against the exported file, fp32, limit {report['limit_px']} px "
+        "(points beyond it pass only when scattered: each image's and each keypoint's median within the limit, as a "
+        "young model's near-flat heatmaps give).",
         "",
-        "| format | file | size | decoder | max Δ keypoint (px) | mean Δ keypoint (px) | max Δ output | parity |",
-        "|---|---|---|---|---|---|---|---|",
+        "| format | file | size | decoder | max Δ keypoint (px) | mean Δ keypoint (px) | max Δ output | "
+        "points beyond the limit | parity |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for fmt, row in report["formats"].items():
         parity = row["parity"]
         lines.append(
             f"| {fmt} | {row['file']} | {row['size_bytes'] / 1e6:.2f} MB | {row['decoder'] or '-'} | "
             f"{parity['max_px']:.2g} | {parity['mean_px']:.2g} | {parity['max_output']:.2g} | "
+            f"{parity['beyond_limit']} of {parity['points']} | "
             f"{'ok' if parity['ok'] else 'MISSED'} |"
         )
     for fmt, row in report["formats"].items():

@@ -24,7 +24,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Predictor:
     spec = InferenceSpec(**checkpoint["kp"])
     codec, net = build_net(spec)
     meta = spec.keypoint_meta()
-    module = KeypointModule(net, codec, {}, meta, tuple(spec.input_shape[1:]), optimizer=None, spec=checkpoint["kp"])
+    module = KeypointModule(net, codec, {}, meta, tuple(spec.input_shape[1:]), spec=checkpoint["kp"])
     check_weights_fit(checkpoint, module, checkpoint_path)
     module.load_state_dict(checkpoint["state_dict"])
     calibrations = {flip: calibration.from_checkpoint(checkpoint, flip) for flip in (False, True)}

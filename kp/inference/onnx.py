@@ -52,16 +52,20 @@ class OnnxPredictor(Predictor):
         calibrations = {self.flip_in_graph: Calibration(**fitted)} if fitted and self.has_difficulty else {}
         super().__init__(InferenceSpec(**json.loads(props["kp_spec"])), path, calibrations)
 
-    def predict_with_radius(self, images, affines=None, flip: bool = False) -> Predictions:
-        """Preprocessed images B×C×H×W (torch or numpy) -> keypoints B×K×2 (in source pixels when `affines` B×2×3 are
-        given, else in input pixels), scores B×K and the calibrated radius B×K (NaN when the file carries no
-        calibration or no difficulty output). Test-time flip is part of the exported graph or not: `flip` must match
-        it (ModelLoadError, which kp predict reports in one line, when it does not)."""
+    def check_flip(self, flip: bool) -> None:
+        """ModelLoadError (kp predict's one line) where `flip` is not what the exported graph does."""
         if flip != self.flip_in_graph:
             action = "export it again with --flip" if flip else "predict with --flip, or export it again without --flip"
             raise ModelLoadError(
                 f"{self.checkpoint} was exported {'with' if self.flip_in_graph else 'without'} test-time flip: {action}"
             )
+
+    def predict_with_radius(self, images, affines=None, flip: bool = False) -> Predictions:
+        """Preprocessed images B×C×H×W (torch or numpy) -> keypoints B×K×2 (in source pixels when `affines` B×2×3 are
+        given, else in input pixels), scores B×K and the calibrated radius B×K (NaN when the file carries no
+        calibration or no difficulty output). Test-time flip is part of the exported graph or not: `flip` must match
+        it (check_flip)."""
+        self.check_flip(flip)
         images = np.asarray(images, np.float32)
         n = len(images)
         batch = self.fixed_batch or n

@@ -62,6 +62,10 @@ class Predictor:
         input pixels) and scores B×K, as numpy arrays."""
         return self.predict_with_radius(images, affines, flip)[:2]
 
+    def check_flip(self, flip: bool) -> None:
+        """An error where this model cannot predict with or without test-time flip as asked (an exported graph has
+        it built in or not); kp predict asks before it writes anything."""
+
     def predict_with_radius(
         self, images, affines: np.ndarray | torch.Tensor | None = None, flip: bool = False
     ) -> Predictions:
@@ -116,7 +120,7 @@ class TorchPredictor(Predictor):
         self, images: torch.Tensor, affines: np.ndarray | torch.Tensor | None = None, flip: bool = False
     ) -> Predictions:
         device = next(self.module.parameters()).device
-        prediction = self.module.predict_details(images.to(device), flip=flip)
+        prediction = self.module.locate_details(images.to(device), flip=flip)
         keypoints = to_source(prediction.keypoints.float().cpu().numpy(), affines)
         radius = self.radius(prediction.difficulty.float().cpu().numpy(), affines, flip)
         return Predictions(keypoints, prediction.scores.float().cpu().numpy(), radius)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -52,6 +53,40 @@ HEAD_FEATURES = ("features", "bottleneck")
 CLASSIFICATION_BACKBONES = "simple_cnn, vgg, resnet, mobilenet"
 
 
+@dataclass(frozen=True)
+class HeadOptions:
+    """The heads on top of the backbone (the table above): how coordinates are read, the heatmap head's width, the
+    regression head's size, and the optional visibility/count heads and what they read."""
+
+    coords_head: str = "auto"  # target=coords: auto | regression | integral
+    head_width: int = 64  # channels of the heatmap head's deconvolutions
+    regression_hidden: int = 256  # hidden units of the regression head
+    dropout: float = 0.0  # before the regression head's output layer
+    visibility_head: bool = False
+    count_head: bool = False
+    head_features: str = "features"  # what the visibility/count heads pool: features | bottleneck
+    heatmap_pool: int = 0  # > 0: the visibility/count heads also see the detached heatmaps pooled to this grid
+    head_hidden: int = 0  # hidden units shared by the visibility/count heads (0: linear heads)
+
+    def __post_init__(self):
+        if self.coords_head not in COORDS_HEADS:
+            raise ValueError(f"coords_head must be one of {COORDS_HEADS}, got {self.coords_head!r}")
+        if self.head_features not in HEAD_FEATURES:
+            raise ValueError(f"head_features must be one of {HEAD_FEATURES}, got {self.head_features!r}")
+
+
+@dataclass(frozen=True)
+class FineTuning:
+    """How training treats pretrained weights (the paragraph above)."""
+
+    freeze_epochs: int = 0  # epochs with the pretrained layers frozen (kp.train.callbacks.FreezePretrained)
+    pretrained_lr_scale: float = 1.0  # their learning rate, as a fraction of the optimizer's
+    init_from: str | None = None  # a run dir, .ckpt or state dict whose matching tensors are loaded
+
+
+FINE_TUNING_OPTIONS = {option.name for option in fields(FineTuning)}
+
+
 class KeypointNet(nn.Module):
     def __init__(
         self,
@@ -60,40 +95,60 @@ class KeypointNet(nn.Module):
         input_shape: tuple[int, int, int],
         target: str,
         stride: int = 1,
-        visibility_head: bool = False,
-        count_head: bool = False,
-        head_width: int = 64,
-        regression_hidden: int = 256,
-        dropout: float = 0.0,
-        coords_head: str = "auto",
-        head_features: str = "features",
-        heatmap_pool: int = 0,
-        head_hidden: int = 0,
-        freeze_epochs: int = 0,
-        pretrained_lr_scale: float = 1.0,
-        init_from: str | None = None,
+        heads: HeadOptions = HeadOptions(),
+        tuning: FineTuning = FineTuning(),
     ):
         super().__init__()
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-        if coords_head not in COORDS_HEADS:
-            raise ValueError(f"coords_head must be one of {COORDS_HEADS}, got {coords_head!r}")
-        if head_features not in HEAD_FEATURES:
-            raise ValueError(f"head_features must be one of {HEAD_FEATURES}, got {head_features!r}")
         channels, height, width = input_shape
         self.backbone = backbone(in_channels=channels)
-        name, in_stride = type(self.backbone).__name__, self.backbone.out_stride
-        with torch.no_grad():  # one dry run tells the feature maps' sizes, which the heads need
-            was_training = self.backbone.training
-            dry_run = self.backbone.eval()(torch.zeros(1, channels, height, width))
-            self.backbone.train(was_training)
-        features = dry_run["features"]
-        if height % in_stride or width % in_stride or features.shape[-2:] != (height // in_stride, width // in_stride):
+        dry_run = self._dry_run(channels, height, width)
+        self.target, self.head_features, self.heatmap_pool = target, heads.head_features, heads.heatmap_pool
+        self.regression_head, self.heatmap_heads = self._keypoint_heads(dry_run, num_keypoints, target, stride, heads)
+        if heads.heatmap_pool and self.heatmap_heads is None:
             raise ValueError(
-                f"input {height}×{width} gives {name} features of {tuple(features.shape[-2:])}: the "
+                "heatmap_pool feeds the predicted heatmaps to the visibility/count heads: it needs "
+                "target=heatmap or coords_head=integral, not coords_head=regression"
+            )
+        self.global_head = None
+        if heads.visibility_head or heads.count_head:
+            vector_size = dry_run[heads.head_features].shape[1] + num_keypoints * heads.heatmap_pool**2
+            self.global_head = GlobalHead(
+                vector_size, num_keypoints, heads.visibility_head, heads.count_head, heads.head_hidden
+            )
+        self.freeze_epochs, self.pretrained_lr_scale = tuning.freeze_epochs, tuning.pretrained_lr_scale
+        if tuning.init_from:
+            load_matching(self, tuning.init_from)
+
+    @classmethod
+    def from_config(cls, backbone, num_keypoints, input_shape, target, stride=1, **options) -> KeypointNet:
+        """The model configs' entry point (`_target_: kp.models.KeypointNet.from_config`): the options flat, as
+        `model.visibility_head=true` spells them, each a field of FineTuning or HeadOptions (an unknown key is a
+        TypeError naming it)."""
+        tuning = {name: options.pop(name) for name in FINE_TUNING_OPTIONS if name in options}
+        return cls(backbone, num_keypoints, input_shape, target, stride, HeadOptions(**options), FineTuning(**tuning))
+
+    def _dry_run(self, channels: int, height: int, width: int) -> dict:
+        """The backbone's outputs for one blank image (their sizes shape the heads); ValueError when the input size
+        does not fit its stride."""
+        with torch.no_grad():
+            was_training = self.backbone.training
+            outputs = self.backbone.eval()(torch.zeros(1, channels, height, width))
+            self.backbone.train(was_training)
+        name, in_stride = type(self.backbone).__name__, self.backbone.out_stride
+        size = outputs["features"].shape[-2:]
+        if height % in_stride or width % in_stride or size != (height // in_stride, width // in_stride):
+            raise ValueError(
+                f"input {height}×{width} gives {name} features of {tuple(size)}: the "
                 f"input size must be a multiple of its stride {in_stride} (change the data's image size)"
             )
+        return outputs
 
+    def _keypoint_heads(self, dry_run: dict, num_keypoints: int, target: str, stride: int, heads: HeadOptions):
+        """(regression head, None) or (None, one heatmap head per stack), by target and coords_head."""
+        name, in_stride = type(self.backbone).__name__, self.backbone.out_stride
+        coords_head = heads.coords_head
         if coords_head == "auto":
             coords_head = "integral" if self.backbone.dense else "regression"
         if target == "coords" and coords_head == "regression":
@@ -102,37 +157,20 @@ class KeypointNet(nn.Module):
                     f"coords_head=regression needs a classification-style backbone "
                     f"({CLASSIFICATION_BACKBONES}); {name} is an encoder-decoder: use coords_head=integral"
                 )
-            self.regression_head = RegressionHead(features[0].numel(), num_keypoints, regression_hidden, dropout)
-            self.heatmap_heads = None
-        else:
-            ratio = max(in_stride, stride) / min(in_stride, stride)
-            if ratio != 2 ** round(math.log2(ratio)):
-                raise ValueError(
-                    f"heatmap stride {stride} and {name}'s feature stride {in_stride} must differ by a "
-                    f"power of two: valid heatmap strides are {in_stride} times 1, 2, 4… or 1/2, 1/4…"
-                )
-            # One head per stack: the last reads `features`, the others the stacks listed under `intermediate`.
-            n_heads = 1 + len(dry_run.get("intermediate", []))
-            self.heatmap_heads = nn.ModuleList(
-                HeatmapHead(self.backbone.out_channels, num_keypoints, in_stride, stride, head_width)
-                for _ in range(n_heads)
-            )
-            self.regression_head = None
-        self.target, self.head_features = target, head_features
-
-        self.heatmap_pool = heatmap_pool
-        if heatmap_pool and self.heatmap_heads is None:
+            in_features = dry_run["features"][0].numel()
+            return RegressionHead(in_features, num_keypoints, heads.regression_hidden, heads.dropout), None
+        ratio = max(in_stride, stride) / min(in_stride, stride)
+        if ratio != 2 ** round(math.log2(ratio)):
             raise ValueError(
-                "heatmap_pool feeds the predicted heatmaps to the visibility/count heads: it needs "
-                "target=heatmap or coords_head=integral, not coords_head=regression"
+                f"heatmap stride {stride} and {name}'s feature stride {in_stride} must differ by a "
+                f"power of two: valid heatmap strides are {in_stride} times 1, 2, 4… or 1/2, 1/4…"
             )
-        self.global_head = None
-        if visibility_head or count_head:
-            vector_size = dry_run[head_features].shape[1] + num_keypoints * heatmap_pool**2
-            self.global_head = GlobalHead(vector_size, num_keypoints, visibility_head, count_head, head_hidden)
-        self.freeze_epochs, self.pretrained_lr_scale = freeze_epochs, pretrained_lr_scale
-        if init_from:
-            load_matching(self, init_from)
+        # One head per stack: the last reads `features`, the others the stacks listed under `intermediate`.
+        n_heads = 1 + len(dry_run.get("intermediate", []))
+        return None, nn.ModuleList(
+            HeatmapHead(self.backbone.out_channels, num_keypoints, in_stride, stride, heads.head_width)
+            for _ in range(n_heads)
+        )
 
     def pretrained_modules(self) -> list[nn.Module]:
         """The backbone's layers that hold ImageNet weights (empty for backbones trained from scratch)."""

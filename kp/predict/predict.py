@@ -49,6 +49,7 @@ def predict_inputs(
     and report too, and the overlay videos show the smoothed points."""
     console = console or Console(stderr=True)
     predictor = model if isinstance(model, Predictor) else load(model)
+    predictor.check_flip(flip)  # refused before any file is written
     images, videos = expand_inputs(inputs)
     pose_files.check_targets(out, formats, images)
     face_crop = _face_crop(predictor, detect, model)

@@ -1,7 +1,8 @@
-"""Training: fit, test the best checkpoint, and leave the run directory complete (see README "What a run writes").
+"""Training: fit, test the best checkpoint, and leave the run directory complete (docs/experiments.md, "What a run
+writes").
 
 `train(cfg)` is what train.py and sweep.py run; it returns the best validation value of cfg.optimized_metric (what a
-sweep optimises). Resume with ckpt_path=last (the newest run of the same task_name) or ckpt_path=<file>.
+sweep optimises). Resume with ckpt_path=last (the newest single run of the same task_name) or ckpt_path=<file>.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import logging
 import math
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import lightning as L
@@ -26,7 +28,7 @@ from kp.build import InferenceSpec, build
 from kp.config import check_types
 from kp.data.splits import SPLITS_FILE
 from kp.errors import ConfigError
-from kp.evaluation.evaluate import evaluate
+from kp.evaluation.evaluate import describe_data, evaluate
 from kp.inference.checkpoint import check_weights_fit, read_checkpoint
 from kp.inference.load import load
 from kp.inference.predictor import TorchPredictor
@@ -35,7 +37,7 @@ from kp.train import run_info
 from kp.train.quiet import quiet
 from kp.train.wandb_logging import finish_runs
 
-log = logging.getLogger("kp.train")
+log = logging.getLogger(__name__)
 quiet()
 
 
@@ -103,10 +105,8 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, loggers: list) -> float:
 
 def _write_report(cfg: DictConfig, module, datamodule, best_path: str, run_dir: RunDir, loggers: list) -> None:
     """The evaluation report of the test split (kp.evaluation.evaluate) in RUN/eval/test/, from the best checkpoint on
-    its own
-    (the module's weights where none was saved: no checkpoint callback); it calibrates the uncertainty radius on the
-    validation
-    split and stores the calibration in the checkpoint."""
+    its own (the module's weights where none was saved: no checkpoint callback); it calibrates the uncertainty radius
+    on the validation split and stores the calibration in the checkpoint."""
     predictor = load(best_path) if best_path else TorchPredictor(module, InferenceSpec(**module.spec), None)
     result = evaluate(
         predictor,
@@ -118,6 +118,7 @@ def _write_report(cfg: DictConfig, module, datamodule, best_path: str, run_dir: 
         pck_norm=cfg.metrics.pck_norm,
         num_worst=cfg.num_examples,
         loggers=loggers,
+        data=describe_data(cfg.data),
     )
     log.info("evaluation report: %s", result["report"])
 
@@ -165,6 +166,8 @@ def _checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
             )
         except FileNotFoundError as error:  # a config problem: say it in one line, not a traceback
             raise ConfigError(str(error)) from error
+        written = datetime.fromtimestamp(Path(ckpt_path).stat().st_mtime).isoformat(sep=" ", timespec="seconds")
+        log.info("ckpt_path=last: the newest run of task_name=%s is %s (written %s)", cfg.task_name, ckpt_path, written)
     elif ckpt_path and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file")
     if ckpt_path:

@@ -11,8 +11,15 @@ from lightning.pytorch.utilities.model_summary import get_formatted_model_size, 
 from rich import get_console
 from rich.table import Table
 
-# Lightning's advertisements and a note that our own model summary callback is used.
-_DROPPED = ("💡 Tip:", "Trainer already configured with model summary callbacks")
+# Lightning's advertisements, a note that our own model summary callback is used, and which accelerators exist
+# (printed on every run; a GPU left unused still gets Lightning's warning, which stays).
+_DROPPED = (
+    "💡 Tip:",
+    "Trainer already configured with model summary callbacks",
+    "GPU available:",
+    "TPU available:",
+    "HPU available:",
+)
 
 
 class _DropNoise(logging.Filter):
@@ -27,6 +34,8 @@ def quiet() -> None:
             logger.addFilter(_DropNoise())
     # Lightning's own use of a deprecated torch pytree API: nothing a user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Every small preset has fewer batches an epoch than the logging interval: the epoch's values are logged anyway.
+    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging")
     # Optuna's SQL storage migrations (alembic) log their steps at INFO.
     logging.getLogger("alembic").setLevel(logging.WARNING)
 

@@ -2,7 +2,7 @@
 commit, whether the tree was dirty, the package versions, the command, the process id, the status (running,
 completed, failed and its error; a run whose process died reads `killed`, one elsewhere whose heartbeat stopped
 `stale`), the checkpoint it resumed from and the wall time. Also finds the checkpoint that `ckpt_path=last`
-resumes."""
+resumes: the newest single run's."""
 
 from __future__ import annotations
 
@@ -144,14 +144,16 @@ def _write(output_dir: Path, info: dict) -> None:
 
 
 def newest_last_checkpoint(task_dir: Path, exclude: Path | None = None) -> Path:
-    """The most recently written checkpoints/last.ckpt of any run or multirun job under logs/<task_name>/."""
+    """The most recently written checkpoints/last.ckpt of the single runs under logs/<task_name>/runs/ (a sweep's
+    jobs, in multiruns/, train other models: resume one by its ckpt_path=<file>)."""
     candidates = [
         p
-        for p in Path(task_dir).glob("**/checkpoints/last.ckpt")
+        for p in Path(task_dir).glob("runs/*/checkpoints/last.ckpt")
         if exclude is None or Path(exclude).resolve() not in p.resolve().parents
     ]
     if not candidates:
         raise FileNotFoundError(
-            f"ckpt_path=last: no checkpoints/last.ckpt under {task_dir} (no earlier run of this task_name to resume)"
+            f"ckpt_path=last: no runs/*/checkpoints/last.ckpt under {task_dir} (no earlier run of this task_name to "
+            "resume; a sweep job's is resumed with ckpt_path=<its file>)"
         )
     return max(candidates, key=lambda p: p.stat().st_mtime)

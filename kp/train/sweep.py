@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from kp.errors import USER_ERRORS, one_line
 from kp.train.loop import train
 
-log = logging.getLogger("kp.sweep")
+log = logging.getLogger(__name__)
 
 
 def sweep_job(cfg: DictConfig, failed_jobs: list[str]) -> float:

@@ -24,7 +24,7 @@ from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
 from kp.viz import plot_predictions
 
-log = logging.getLogger("kp.wandb")
+log = logging.getLogger(__name__)
 
 
 def offline_reason() -> str | None:
@@ -106,7 +106,7 @@ class WandbPanels(Callback):
         if logger is None or batch_idx != 0 or self.validation_epochs % self.images_every_n_epochs:
             return
         images = batch["image"][: self.num_images]
-        pred, _ = pl_module.predict(images, flip=pl_module.flip_test)
+        pred, _ = pl_module.locate(images, flip=pl_module.flip_test)
         path = plot_predictions(
             images.float().cpu(),
             batch["keypoints"][: self.num_images].cpu(),

@@ -104,11 +104,11 @@ def kalman(tracks: Tracks, score_threshold: float = 0.3, alpha: float = 0.1) -> 
         # Every (σ0 scale, λ) pair for every keypoint in one batch: G = scales × LAMBDAS rows, K columns.
         scale2 = np.repeat(scales**2, len(LAMBDAS), axis=0)
         q = scale2 * np.tile(LAMBDAS, len(scales))[:, None] * base**2
-        loglik, _ = _filter(z, ok, sigma**2, scale2, q, dt)
+        loglik, _ = kalman_filter(z, ok, sigma**2, scale2, q, dt)
         best = loglik.argmax(axis=0)
         pick = (best, np.arange(ok.shape[1]))
-        mean, var = _smoother(z, ok, sigma**2, scale2[pick][None], q[pick][None], dt)
-        inside = _inside(ok)
+        mean, var = rts_smoother(z, ok, sigma**2, scale2[pick][None], q[pick][None], dt)
+        inside = between_observations(ok)
         xy[rows] = np.where(inside[..., None], mean, np.nan)
         sd[rows] = np.where(inside, np.sqrt(var), np.nan)
         process_noise[track], noise[track] = q[pick], np.sqrt(scale2[pick]) * base
@@ -141,7 +141,7 @@ def median(tracks: Tracks, window: int = 5, score_threshold: float = 0.3) -> np.
     return _by_segment(tracks, score_threshold, run)
 
 
-def _filter(z, ok, sigma2, scale2, q, dt, keep=False):
+def kalman_filter(z, ok, sigma2, scale2, q, dt, keep=False):
     """Kalman filter over n frames for a batch of G models × K keypoints. z: n×K×2 measurements, ok: n×K confident,
     sigma2: n×K measurement variances, times scale2 (G×K); q: G×K process noise; dt: n - 1 steps in frames.
     The state is position and velocity (G×K×2 each: x, y) with covariance [[a, b], [b, c]] (G×K), shared by x and y;
@@ -178,10 +178,10 @@ def _predict(pos, vel, a, b, c, q, dt):
     return pos + dt * vel, vel, a + 2 * dt * b + dt * dt * c + q * dt**3 / 3, b + dt * c + q * dt**2 / 2, c + q * dt
 
 
-def _smoother(z, ok, sigma2, scale2, q, dt):
+def rts_smoother(z, ok, sigma2, scale2, q, dt):
     """Rauch–Tung–Striebel: the filter forward, then each frame corrected by the smoothed frame after it, with the gain
     J = P F' (F P F' + Q)^-1. One model per keypoint (G = 1). Returns positions n×K×2 and their variances n×K."""
-    _, kept = _filter(z, ok, sigma2, scale2, q, dt, keep=True)
+    _, kept = kalman_filter(z, ok, sigma2, scale2, q, dt, keep=True)
     pos, vel, a, b, c = kept[-1]
     positions, variances = [pos[0]], [a[0]]
     for t in range(len(kept) - 2, -1, -1):
@@ -232,7 +232,7 @@ def _noise_estimate(z, ok):
     return out
 
 
-def _inside(ok: np.ndarray) -> np.ndarray:
+def between_observations(ok: np.ndarray) -> np.ndarray:
     """n×K: frames from each keypoint's first to its last confident frame (all False for a keypoint with none)."""
     index = np.arange(len(ok))[:, None]
     first, last = ok.argmax(axis=0), len(ok) - 1 - ok[::-1].argmax(axis=0)
@@ -248,7 +248,7 @@ def _by_segment(tracks: Tracks, threshold: float, run) -> np.ndarray:
     for _, rows in tracks.track_rows():
         t, ok = tracks.frames[rows], confident[rows]
         for k in np.flatnonzero(ok.any(axis=0)):
-            span = np.flatnonzero(_inside(ok[:, k : k + 1])[:, 0])
+            span = np.flatnonzero(between_observations(ok[:, k : k + 1])[:, 0])
             known = ok[:, k]
             filled = np.stack([np.interp(t[span], t[known], tracks.xy[rows[known], k, c]) for c in range(2)], -1)
             out[rows[span], k] = run(filled)

@@ -141,7 +141,8 @@ def _cell(key: str, value) -> str:
 def _table(title: str, rows: list[dict]) -> Table:
     table = Table(title=title)
     for key, label in COLUMNS.items():
-        table.add_column(label, justify="left" if key in ("track", "keypoint") else "right")
+        name = key in ("track", "keypoint")  # a name too long for the terminal folds onto the next line, whole
+        table.add_column(label, justify="left" if name else "right", overflow="fold" if name else "ellipsis")
     for row in rows:
         table.add_row(*(_cell(key, row[key]) for key in COLUMNS))
     return table

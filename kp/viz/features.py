@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 from torch.nn import functional as F
 
@@ -59,14 +59,15 @@ def plot_features(predictor: Predictor, image: np.ndarray, path: Path, maps: int
     batch = tensor[None].to(next(module.parameters()).device)
     result = {}
     with torch.no_grad():
-        stages = stage_outputs(module.net, batch, lambda: result.update(prediction=module.predict_details(batch)))
+        stages = stage_outputs(module.net, batch, lambda: result.update(prediction=module.locate_details(batch)))
     prediction = result["prediction"]
     first_conv = next(m for m in module.net.modules() if isinstance(m, nn.Conv2d))
     picture = tensor.permute(1, 2, 0).clamp(0, 1).cpu().numpy()
     picture = picture[..., 0] if picture.shape[-1] == 1 else picture
 
     columns = max(3, maps)
-    fig, axes = plt.subplots(1 + len(stages), columns, figsize=(2.4 * columns, 2.4 * (1 + len(stages))), squeeze=False)
+    fig = Figure(figsize=(2.4 * columns, 2.4 * (1 + len(stages))))
+    axes = fig.subplots(1 + len(stages), columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     keypoints = prediction.keypoints[0].cpu().numpy()
@@ -91,5 +92,4 @@ def plot_features(predictor: Predictor, image: np.ndarray, path: Path, maps: int
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle
 
 from kp.data.base import KeypointMeta
 
@@ -28,7 +29,8 @@ def plot_predictions(
     above each image (default: its mean error)."""
     n = len(images)
     rows = math.ceil(n / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.6 * rows), squeeze=False)
+    fig = Figure(figsize=(2.6 * columns, 2.6 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for index, (ax, image, gt, vis, pr) in enumerate(zip(axes.flat, images, target, visible, pred)):
@@ -42,9 +44,7 @@ def plot_predictions(
             for p, r in zip(pr, radius[index]):
                 if math.isfinite(float(r)):
                     ax.add_patch(
-                        plt.Circle(
-                            (float(p[0]), float(p[1])), float(r), fill=False, color="cyan", linewidth=0.7, alpha=0.8
-                        )
+                        Circle((float(p[0]), float(p[1])), float(r), fill=False, color="cyan", linewidth=0.7, alpha=0.8)
                     )
         ax.scatter(gt[vis, 0], gt[vis, 1], s=18, facecolors="none", edgecolors="lime", linewidths=1.2)
         ax.scatter(pr[:, 0], pr[:, 1], s=14, c="red", marker="x", linewidths=1.0)
@@ -60,5 +60,4 @@ def plot_predictions(
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

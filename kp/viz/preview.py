@@ -5,16 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-
-from kp.codecs.heatmap import HeatmapCodec  # noqa: E402
-from kp.data.base import KeypointMeta  # noqa: E402
-from kp.data.datamodule import SPLITS  # noqa: E402
+from kp.codecs.heatmap import HeatmapCodec
+from kp.data.base import KeypointMeta
+from kp.data.datamodule import SPLITS
 
 NAMED_UP_TO = 20  # keypoints named in the picture; more would hide the image
 
@@ -22,7 +20,7 @@ NAMED_UP_TO = 20  # keypoints named in the picture; more would hide the image
 def draw_keypoints(ax, image: torch.Tensor, keypoints: torch.Tensor, visible: torch.Tensor, meta: KeypointMeta) -> None:
     picture = image.permute(1, 2, 0).clamp(0, 1).numpy()
     ax.imshow(picture[..., 0] if picture.shape[-1] == 1 else picture, cmap="gray", vmin=0, vmax=1)
-    colours = plt.cm.hsv(torch.linspace(0, 0.9, meta.num_keypoints).numpy())
+    colours = matplotlib.colormaps["hsv"](torch.linspace(0, 0.9, meta.num_keypoints).numpy())
     for i, j in meta.skeleton:
         if visible[i] and visible[j]:
             ax.plot(keypoints[[i, j], 0], keypoints[[i, j], 1], color="white", linewidth=0.7, alpha=0.7)
@@ -70,7 +68,8 @@ def preview(cfg, split: str = "train", n: int = 5, out: str | Path | None = None
     heatmaps = torch.nn.functional.interpolate(heatmaps[:, None], size=(height, width), mode="nearest")[:, 0]
 
     meta = data.meta
-    fig, axes = plt.subplots(len(samples), 2, figsize=(5, 2.5 * len(samples)), squeeze=False)
+    fig = Figure(figsize=(5, 2.5 * len(samples)))
+    axes = fig.subplots(len(samples), 2, squeeze=False)
     for row, (sample, heatmap) in enumerate(zip(samples, heatmaps)):
         draw_keypoints(axes[row, 0], sample["image"], sample["keypoints"], sample["visible"], meta)
         grey = sample["image"].mean(0).numpy()
@@ -83,6 +82,5 @@ def preview(cfg, split: str = "train", n: int = 5, out: str | Path | None = None
     fig.suptitle(f"data={data_name} · {split} · {width}×{height}×{channels} · {len(data)} images", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
-    plt.close(fig)
     print(f"wrote {path}")
     return path

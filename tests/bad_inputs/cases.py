@@ -7,7 +7,7 @@ Every case writes a small dataset (or checkpoint) into a folder and says what kp
           through the sample's affine, are the ones written.
 
 `python -m tests.bad_inputs.cases OUT` writes every case into OUT/<case>/ to look at; tests/test_bad_inputs.py checks
-each one. The kinds (README, "Bad input") are the KINDS below, for every loader in FORMATS, plus CHECKPOINT_KINDS.
+each one. The kinds (docs/reliability.md) are the KINDS below, for every loader in FORMATS, plus CHECKPOINT_KINDS.
 """
 
 from __future__ import annotations

@@ -154,3 +154,12 @@ EVALUATE = _cases(
     "dlc-file_name_too_long",
     "dlc-every_keypoint_unlabelled",
 )
+
+
+# Mistakes in overrides, the same for every command that takes them (kp train, sweep, evaluate, doctor, preview): the
+# override as typed, and what its one line must say (the nearest valid names).
+MISTAKES = {
+    "misspelt_key": ("data.datset.root=/x", "no such key", "did you mean data.dataset.root?"),
+    "misspelt_option": ("model=unett", "no such option in model", "did you mean unet?"),
+    "bad_value": ("data.batch_size=0", "expected 1 or more", ""),
+}
