@@ -72,7 +72,9 @@ def test_help_says_what_each_command_does():
     text = _help("refine")
     assert f"running median over {JUMP_WINDOW} frames" in text and "Kalman" not in text
     assert text.startswith("usage: kp refine") and refine.__doc__.splitlines()[0] in text
-    assert _help("refine", "merge").startswith("usage: kp refine merge [-h] [--verbose] job project")
+    assert _help("refine", "merge").startswith(
+        "usage: kp refine merge [-h] [--verbose] [--accept-unreviewed] job project"
+    )
     assert _help("sweep", "summarize").startswith("usage: kp sweep summarize [-h] [--verbose] sweep_dir")
 
 

@@ -16,6 +16,9 @@ from tests.test_refine import DotModel, write_video
 
 
 class Model(DotModel):
+    def check_flip(self, flip):
+        pass
+
     def radius_hint(self, flip):
         return "a stand-in model has no calibration"
 

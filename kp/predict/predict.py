@@ -108,6 +108,7 @@ def predict_videos(
     threshold per video. Returns the table's rows."""
     console = console or Console(stderr=True)
     predictor = model if isinstance(model, Predictor) else load(model)
+    predictor.check_flip(options.get("flip", False))  # a model that cannot run as asked stops here, not per video
     images, videos = expand_inputs(inputs)
     if images:
         raise InputError(f"{images[0]}: --each-video predicts videos; give the {len(images)} image file(s) apart")
