@@ -23,23 +23,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from kp.cli.common import count, parser, probability, user_errors_in_one_line
-
-SPLITS = ("test", "val", "train", "all")  # kp.evaluation.evaluate.SPLITS (tests/test_cli.py checks)
+from kp.defaults import EVALUATED_SPLITS, MISS_RATE, WORST_SAMPLES
 
 
 def main(argv: list[str] | None = None) -> None:
     command = parser("kp evaluate", __doc__, overrides=True)
     command.add_argument("run", type=Path, help="a run directory of kp train")
     command.add_argument("overrides", nargs="*", help="data config overrides, key=value")
-    command.add_argument("--split", choices=SPLITS, default="test")
+    command.add_argument("--split", choices=EVALUATED_SPLITS, default="test")
     command.add_argument("--flip", action="store_true", help="test-time flip (the radius then uses its disagreement)")
     command.add_argument("--checkpoint", type=Path, help="default: the run's best checkpoint")
     command.add_argument("--out", type=Path, help="default: RUN/eval/<split>[-flip][-<data>]")
     command.add_argument("--overwrite", action="store_true", help="replace the report the folder holds")
     command.add_argument(
-        "--alpha", type=probability, default=0.1, help="the radius misses with probability alpha (0.1)"
+        "--alpha", type=probability, default=MISS_RATE, help="the radius misses with probability alpha (%(default)s)"
     )
-    command.add_argument("--worst", type=count, default=16, help="samples in the worst-N gallery")
+    command.add_argument("--worst", type=count, default=WORST_SAMPLES, help="samples in the worst-N gallery")
     command.add_argument(
         "--recalibrate",
         action="store_true",

@@ -11,9 +11,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import cv2
 import numpy as np
 
+from kp.defaults import SPLITS
 from kp.errors import DataError
-
-SPLITS = ("train", "val", "test")
 
 
 def check_split(split: str) -> None:

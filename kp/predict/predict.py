@@ -14,6 +14,7 @@ from rich.table import Table
 from torch.utils.data import DataLoader
 
 from kp.data.video import video_info
+from kp.defaults import SCORE_THRESHOLD
 from kp.errors import InputError
 from kp.formats.predictions_csv import read_rows, sidecar
 from kp.inference.load import load
@@ -31,7 +32,7 @@ def predict_inputs(
     flip: bool = False,
     formats: tuple[str, ...] = (),
     overlays: bool = True,
-    threshold: float = 0.3,
+    threshold: float = SCORE_THRESHOLD,
     detect: str | None = None,
     batch_size: int = 32,
     workers: int = 2,
