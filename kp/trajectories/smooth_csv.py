@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from kp import markdown
 from kp.defaults import MISS_RATE, SCORE_THRESHOLD
 from kp.errors import ConfigError, InputError
 from kp.formats.predictions_csv import sidecar
@@ -154,8 +155,7 @@ def _write_report(folder: Path, raw: Path, csv_path: Path, title: str, rows: lis
         writer.writerow(header)
         writer.writerows([_csv(row[key]) for key in header] for row in rows)
     page = [f"# {title}", "", f"{raw} -> {csv_path}", ""]
-    page += ["| " + " | ".join(COLUMNS.values()) + " |", "|---" * len(COLUMNS) + "|"]
-    page += ["| " + " | ".join(_cell(key, row[key]) for key in COLUMNS) + " |" for row in rows]
+    page += markdown.table(COLUMNS.values(), [[_cell(key, row[key]) for key in COLUMNS] for row in rows]).splitlines()
     page += [
         "",
         "filled: frames below the score threshold or without a prediction that got a position (between the first "
