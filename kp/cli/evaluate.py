@@ -7,7 +7,7 @@ Scores the run's best checkpoint (or --checkpoint) on a split of its own dataset
 split, the flip mode and the data. A folder that holds a report already (train.py's own is RUN/eval/test/) is
 refused unless --overwrite. The data config is the run's .hydra/config.yaml with the dotted overrides merged in (a
 misspelt key ends in one line with the nearest keys); a group override (`data=dlc`) composes the data config afresh
-from kp/conf/ with the given overrides only.
+from conf/ with the given overrides only.
 
 Predictions go through the model's one inference path (KeypointModule.locate_details, via kp.load) and the metrics
 through the module's own metric objects, so the values are those of train.py's test for the same split and

@@ -262,7 +262,7 @@ def _check_data_fits(predictor: Predictor, datamodule) -> None:
 
 def data_config(run: Path, overrides: list[str], config_dir: Path | None = None) -> DictConfig:
     """The run's config with the overrides: dotted keys merged in (each must be a key of the run's config; a new one
-    is added as +key=value); a group override composes kp/conf/ afresh (with config_dir's configs). Values are checked
+    is added as +key=value); a group override composes conf/ afresh (with config_dir's configs). Values are checked
     as kp train checks them."""
     run_dir = RunDir(run)
     if not run_dir.config.is_file():
