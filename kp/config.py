@@ -1,9 +1,9 @@
 """The configs kp ships and how it composes them.
 
 The Hydra config groups live in the repository's conf/, shipped inside the package as kp.conf and found through
-Hydra's `pkg://kp.conf` search path, so an installed kp runs from any folder. A folder of your own joins the search path: `kp train --config-dir my_conf
-experiment=my_mice` (Hydra's flag, also taken by every kp command that takes overrides) or the override
-`hydra.searchpath=[file:///abs/path/my_conf]`.
+Hydra's `pkg://kp.conf` search path, so an installed kp runs from any folder. A folder of your own joins the search
+path: `kp train --config-dir my_conf experiment=my_mice` (Hydra's flag, also taken by every kp command that takes
+overrides) or the override `hydra.searchpath=[file:///abs/path/my_conf]`.
 
 A mistake in an override is one ConfigError line naming it, with the nearest valid names (difflib over the composed
 config's keys or Hydra's list of a group's options): `modle=unet: no such key; did you mean model?`, `model=unett: no
