@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kp.defaults import MISS_RATE
+
 MIN_PER_KEYPOINT = 30
 CHECKPOINT_KEY = "kp_calibration"
 # The formula of `difficulty`, stored with each calibration: a scale fitted on another formula would give wrong
@@ -70,7 +72,7 @@ def conformal_quantile(ratios: np.ndarray, alpha: float) -> float:
 
 
 def calibrate(
-    errors: np.ndarray, difficulty: np.ndarray, visible: np.ndarray, alpha: float = 0.1, flip: bool = False
+    errors: np.ndarray, difficulty: np.ndarray, visible: np.ndarray, alpha: float = MISS_RATE, flip: bool = False
 ) -> Calibration:
     """errors, difficulty N×K (input pixels), visible N×K bool: the calibration split's predictions."""
     if not 0 < alpha < 1:

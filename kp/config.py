@@ -1,9 +1,9 @@
 """The configs kp ships and how it composes them.
 
-The Hydra config groups live inside the package (kp/conf), found through Hydra's `pkg://kp.conf` search path, so an
-installed kp runs from any folder. A folder of your own joins the search path: `kp train --config-dir my_conf
-experiment=my_mice` (Hydra's flag, also taken by every kp command that takes overrides) or the override
-`hydra.searchpath=[file:///abs/path/my_conf]`.
+The Hydra config groups live in the repository's conf/, shipped inside the package as kp.conf and found through
+Hydra's `pkg://kp.conf` search path, so an installed kp runs from any folder. A folder of your own joins the search
+path: `kp train --config-dir my_conf experiment=my_mice` (Hydra's flag, also taken by every kp command that takes
+overrides) or the override `hydra.searchpath=[file:///abs/path/my_conf]`.
 
 A mistake in an override is one ConfigError line naming it, with the nearest valid names (difflib over the composed
 config's keys or Hydra's list of a group's options): `modle=unet: no such key; did you mean model?`, `model=unett: no
@@ -33,7 +33,7 @@ CONF_DIR = Path(str(files(CONFIG_MODULE)))  # the same folder on disk (conf/ in 
 
 
 def compose_config(overrides: Sequence[str] = (), config_dir: str | Path | None = None) -> DictConfig:
-    """kp/conf/train.yaml with Hydra overrides (and the configs in config_dir, searched first), composed in-process as
+    """conf/train.yaml with Hydra overrides (and the configs in config_dir, searched first), composed in-process as
     `kp train <overrides>` would (with the hydra node set, so that interpolations such as ${hydra:runtime.cwd}
     resolve). A misspelt key or option, or an override Hydra cannot parse, is a ConfigError in one line."""
     overrides = list(overrides)

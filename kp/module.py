@@ -20,6 +20,7 @@ from torchmetrics import MeanAbsoluteError
 from kp.calibration import difficulty
 from kp.codecs import flip_test
 from kp.data.base import KeypointMeta
+from kp.defaults import PCK_THRESHOLDS
 from kp.errors import NonFiniteLossError
 from kp.losses import LossTerm
 from kp.metrics import NME, PCK, KeypointRMSE, pair_distance
@@ -46,7 +47,7 @@ class KeypointModule(L.LightningModule):
         input_size: tuple[int, int],
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
-        pck_thresholds: tuple[float, ...] = (0.05, 0.1),
+        pck_thresholds: tuple[float, ...] = PCK_THRESHOLDS,
         pck_norm: str = "image",
         flip_test: bool = False,
         spec: dict | None = None,
@@ -71,7 +72,7 @@ class KeypointModule(L.LightningModule):
         self.build_metrics(pck_thresholds, pck_norm)
 
     def build_metrics(
-        self, pck_thresholds: tuple[float, ...] = (0.05, 0.1), pck_norm: str = "image", sync_on_compute: bool = True
+        self, pck_thresholds: tuple[float, ...] = PCK_THRESHOLDS, pck_norm: str = "image", sync_on_compute: bool = True
     ) -> None:
         """Make the val and test metric objects (empty; not a Lightning hook). kp.evaluation.evaluate makes them as
         the run's config had them, without the sync across DDP processes (sync_on_compute=False): its report is one

@@ -30,7 +30,7 @@ LAYERS = [
         "kp.metrics",
         "kp.calibration",
     ],
-    ["kp.geometry", "kp.errors", "kp.run_dir", "kp.markdown"],
+    ["kp.geometry", "kp.errors", "kp.run_dir", "kp.markdown", "kp.defaults"],
 ]
 
 

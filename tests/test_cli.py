@@ -109,14 +109,13 @@ def test_argument_types():
 
 def test_the_commands_choices_are_the_librarys():
     """Written in kp/cli so that --help loads no torch: they must stay the library's own."""
-    from kp.cli import evaluate, export, predict
-    from kp.evaluation.evaluate import SPLITS
+    from kp.cli import export, predict
     from kp.export.export import FORMATS as EXPORT_FORMATS
     from kp.export.parity import LATENCY_BUDGET_S
     from kp.predict.writers import FORMATS
     from kp.trajectories.smooth import METHODS
 
-    assert evaluate.SPLITS == SPLITS and predict.FORMATS == FORMATS and predict.METHODS == METHODS
+    assert predict.FORMATS == FORMATS and predict.METHODS == METHODS
     assert export.FORMATS == tuple(EXPORT_FORMATS) and export.LATENCY_BUDGET_S == LATENCY_BUDGET_S
 
 

@@ -73,7 +73,7 @@ def test_ensemble_smoother_equals_the_exact_gaussian_posterior():
     scores = np.full(predictions.shape[:3], 0.9)
     scores[:, [4, 5, 9], 0] = 0.1  # keypoint 0 missing in three frames
     radius = rng.uniform(1, 4, predictions.shape[:3])
-    fit = ensemble_smooth(predictions, scores, frames, radius, alpha=alpha, score_threshold=0.3)
+    fit = ensemble_smooth(predictions, scores, frames, radius, alpha=alpha, threshold=0.3)
     median, variance, _ = ensemble_stats(predictions, scores)
     r = variance.mean(-1) + (radius**2).mean(0) / (-2 * math.log(alpha))
     for k in range(2):

@@ -33,10 +33,10 @@ def _off_by(px, images=slice(None), keypoints=slice(None)):
 
     def make(run_onnx):
         def runner(batch):
-            keypoints_out, scores = run_onnx(batch)
+            keypoints_out, *rest = run_onnx(batch)  # scores and the difficulty pass unchanged
             keypoints_out = keypoints_out.copy()
             keypoints_out[images, keypoints, 0] += px
-            return [keypoints_out, scores]
+            return [keypoints_out, *rest]
 
         return runner
 

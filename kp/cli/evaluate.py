@@ -7,7 +7,7 @@ Scores the run's best checkpoint (or --checkpoint) on a split of its own dataset
 split, the flip mode and the data. A folder that holds a report already (train.py's own is RUN/eval/test/) is
 refused unless --overwrite. The data config is the run's .hydra/config.yaml with the dotted overrides merged in (a
 misspelt key ends in one line with the nearest keys); a group override (`data=dlc`) composes the data config afresh
-from kp/conf/ with the given overrides only.
+from conf/ with the given overrides only.
 
 Predictions go through the model's one inference path (KeypointModule.locate_details, via kp.load) and the metrics
 through the module's own metric objects, so the values are those of train.py's test for the same split and
@@ -23,23 +23,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from kp.cli.common import count, parser, probability, user_errors_in_one_line
-
-SPLITS = ("test", "val", "train", "all")  # kp.evaluation.evaluate.SPLITS (tests/test_cli.py checks)
+from kp.defaults import EVALUATED_SPLITS, MISS_RATE, WORST_SAMPLES
 
 
 def main(argv: list[str] | None = None) -> None:
     command = parser("kp evaluate", __doc__, overrides=True)
     command.add_argument("run", type=Path, help="a run directory of kp train")
     command.add_argument("overrides", nargs="*", help="data config overrides, key=value")
-    command.add_argument("--split", choices=SPLITS, default="test")
+    command.add_argument("--split", choices=EVALUATED_SPLITS, default="test")
     command.add_argument("--flip", action="store_true", help="test-time flip (the radius then uses its disagreement)")
     command.add_argument("--checkpoint", type=Path, help="default: the run's best checkpoint")
     command.add_argument("--out", type=Path, help="default: RUN/eval/<split>[-flip][-<data>]")
     command.add_argument("--overwrite", action="store_true", help="replace the report the folder holds")
     command.add_argument(
-        "--alpha", type=probability, default=0.1, help="the radius misses with probability alpha (0.1)"
+        "--alpha", type=probability, default=MISS_RATE, help="the radius misses with probability alpha (%(default)s)"
     )
-    command.add_argument("--worst", type=count, default=16, help="samples in the worst-N gallery")
+    command.add_argument("--worst", type=count, default=WORST_SAMPLES, help="samples in the worst-N gallery")
     command.add_argument(
         "--recalibrate",
         action="store_true",

@@ -46,6 +46,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kp.cli.common import count, fraction, parser, user_errors_in_one_line
+from kp.defaults import SCORE_THRESHOLD
 
 # The choices, as kp.predict.writers.FORMATS and kp.trajectories.smooth.METHODS (tests/test_cli.py checks): written
 # here so that --help and a wrong choice answer without importing torch.
@@ -63,7 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     command.add_argument("--format", action="append", choices=FORMATS, default=[], help="also write this format")
     command.add_argument(
-        "--threshold", type=fraction, default=0.3, help="scores below it are faded (and left out of dlc); 0 to 1"
+        "--threshold",
+        type=fraction,
+        default=SCORE_THRESHOLD,
+        help="scores below it are faded (and left out of dlc); 0 to 1",
     )
     command.add_argument("--no-overlays", dest="overlays", action="store_false", help="no pictures, CSV only")
     command.add_argument("--detect", choices=["faces"], help="find faces first (face models), one row per face")

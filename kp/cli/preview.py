@@ -1,6 +1,6 @@
 """Look at a dataset as the model will see it: `kp preview data=<name> [options] [overrides]`.
 
-Composes kp/conf/train.yaml with the given Hydra overrides (so `augment=none`, `target=heatmap target.sigma=1`,
+Composes conf/train.yaml with the given Hydra overrides (so `augment=none`, `target=heatmap target.sigma=1`,
 `data.dataset.subset=all` all apply), prints the size of each split and writes a PNG: one row per sample, the image
 with its keypoints (coloured by index, named when there are few, skeleton between visible ones; invisible keypoints
 are listed under the picture), and beside it the image under its target heatmaps (all keypoints' maximum), drawn by

@@ -27,6 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kp.cli.common import count, fraction, parser, subcommands, user_errors_in_one_line
+from kp.defaults import SCORE_THRESHOLD
 from kp.errors import InputError
 
 MERGE = """Add the reviewed frames of a kp refine job to a project:
@@ -55,7 +56,7 @@ def _refine(argv: list[str]) -> None:
     command.add_argument("--every", type=count, default=1, help="score every N-th frame")
     command.add_argument("--flip", action="store_true", help="also score the disagreement with the mirrored frame")
     command.add_argument(
-        "--threshold", type=fraction, default=0.3, help="points scored below it are left unlabelled; 0 to 1"
+        "--threshold", type=fraction, default=SCORE_THRESHOLD, help="points scored below it are left unlabelled; 0 to 1"
     )
     command.add_argument("--out", type=Path, default=Path("refine"))
     command.add_argument("--batch-size", type=count, default=32)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from kp.cli.common import count, fraction, parser, probability, user_errors_in_one_line
 from kp.cli.predict import METHODS
+from kp.defaults import SCORE_THRESHOLD
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     command.add_argument("csv", type=Path, help="a kp predict predictions.csv or a DeepLabCut CSV")
     command.add_argument("--method", choices=METHODS, default="kalman")
     command.add_argument("--window", type=count, help="savgol and median: frames, odd (default 7 and 5)")
-    command.add_argument("--threshold", type=fraction, default=0.3, help="scores below it count as missing (0.3)")
+    command.add_argument(
+        "--threshold", type=fraction, default=SCORE_THRESHOLD, help="scores below it count as missing (%(default)s)"
+    )
     command.add_argument("--alpha", type=probability, help="kalman: the radius's miss rate (default: from the sidecar)")
     command.add_argument("--out", type=Path, help="output folder (default: the CSV's folder)")
     args = command.parse_intermixed_args(argv)

@@ -2,7 +2,7 @@
 leaderboard (the same as `python sweep.py ...` in a checkout).
 
   kp sweep -m model=unet,hourglass optimizer.lr=1e-3,3e-4   # grid: every combination, one job each
-  kp sweep hparams_search=unet_optuna                       # Optuna search (kp/conf/hparams_search/)
+  kp sweep hparams_search=unet_optuna                       # Optuna search (conf/hparams_search/)
   kp sweep summarize logs/train/multiruns/<time>            # rebuild the leaderboard from the job dirs
 
 The overrides are kp train's (`kp train --help` lists the groups and keys); a comma-separated value sweeps over its

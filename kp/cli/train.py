@@ -1,7 +1,7 @@
 """Train a keypoint model: `kp train [group=option ...] [key=value ...]`, the same as `python train.py ...` in a
 checkout.
 
-Composes the Hydra config (kp/conf, plus a folder of your own with `--config-dir DIR`) and runs kp.train.loop.train:
+Composes the Hydra config (conf/, plus a folder of your own with `--config-dir DIR`) and runs kp.train.loop.train:
 fit with Lightning, test the best checkpoint, and leave in the run directory logs/<task_name>/runs/<time>/
 checkpoints/ (best and last.ckpt, each usable on its own with `kp.load`), csv/metrics.csv, metrics.json, eval/test/
 (the evaluation report), run_info.json and .hydra/ (the resolved config and the overrides). Resume with

@@ -55,7 +55,7 @@ CROPS = ("photo", "face")
 # on every third photo: the landmarks span 0.88 box widths (0.79-0.99 for 80 %) and their centre lies 0.16 box widths
 # below the box's (0.12-0.21) and 0.00 to its side (±0.12). 1.4 widths hold them with room for that scatter: 23 of the
 # test split's 18,360 landmarks fall outside (46 at 1.3), and those are left out of the metrics as invisible. Resize
-# the crop whole (kp/conf/experiment/facial68.yaml): a centre crop would cut that room away.
+# the crop whole (conf/experiment/facial68.yaml): a centre crop would cut that room away.
 FACE_FRAMING = (1.4, 0.16)
 LANDMARKS_IN_BOX = (0.88, 0.16)  # landmark span, centre shift down: both in box widths (the same measurement)
 PHOTO_IN_BOXES = 2.0  # a photo's shorter side is 2.0 Haar face boxes (median; 1.7-2.3 for 80 %)

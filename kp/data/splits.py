@@ -13,9 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kp.defaults import SPLITS
 from kp.errors import DataError
-
-SPLITS = ("train", "val", "test")
 
 
 def check_split(split: str) -> None:

@@ -3,7 +3,7 @@
 `KeypointAugment(steps)` is the `transform` a dataset calls as transform(image, keypoints, visible, meta) ->
 (image, keypoints, visible, affine), affine being the 2×3 map from input to output pixels that it applied. `steps`
 are albumentations transforms in order; nested lists and dicts are flattened in order and None entries dropped, so a
-config can splice in the `augment` group (a dict of named steps, kp/conf/augment/) and a user can drop one step with
+config can splice in the `augment` group (a dict of named steps, conf/augment/) and a user can drop one step with
 `augment.blur=null` or all of them with `augment=none`.
 
 What it adds to albumentations:
@@ -71,7 +71,7 @@ class RandomResizedCrop(_PixelCentreScaling, A.RandomResizedCrop):
 
 class CropAndPad(_PixelCentreScaling, A.CropAndPad):
     """Crop (negative percent) or pad each side at random; with keep_size=True the result is resized back to the
-    input size: a random crop-and-resize that needs no size, as in kp/conf/augment/default.yaml."""
+    input size: a random crop-and-resize that needs no size, as in conf/augment/default.yaml."""
 
 
 _CORNER_SCALING = (

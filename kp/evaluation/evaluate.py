@@ -21,6 +21,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from kp import calibration
 from kp.config import check_types, compose_config, nearest_keys
+from kp.defaults import MISS_RATE, PCK_THRESHOLDS, WORST_SAMPLES
 from kp.errors import ConfigError, InputError
 from kp.evaluation import report
 from kp.inference.load import load
@@ -28,7 +29,6 @@ from kp.inference.predictor import Predictor
 from kp.run_dir import RunDir
 
 log = logging.getLogger(__name__)
-SPLITS = ("test", "val", "train", "all")
 
 
 @dataclass
@@ -200,10 +200,10 @@ def evaluate(
     split: str,
     out: Path,
     flip: bool = False,
-    alpha: float = 0.1,
-    pck_thresholds=(0.05, 0.1),
+    alpha: float = MISS_RATE,
+    pck_thresholds=PCK_THRESHOLDS,
     pck_norm: str = "image",
-    num_worst: int = 16,
+    num_worst: int = WORST_SAMPLES,
     recalibrate: bool = False,
     loggers=(),
     resume: bool = False,
@@ -262,7 +262,7 @@ def _check_data_fits(predictor: Predictor, datamodule) -> None:
 
 def data_config(run: Path, overrides: list[str], config_dir: Path | None = None) -> DictConfig:
     """The run's config with the overrides: dotted keys merged in (each must be a key of the run's config; a new one
-    is added as +key=value); a group override composes kp/conf/ afresh (with config_dir's configs). Values are checked
+    is added as +key=value); a group override composes conf/ afresh (with config_dir's configs). Values are checked
     as kp train checks them."""
     run_dir = RunDir(run)
     if not run_dir.config.is_file():
@@ -317,8 +317,8 @@ def evaluate_run(
     checkpoint: Path | None = None,
     out: Path | None = None,
     overrides: list[str] = (),
-    alpha: float = 0.1,
-    num_worst: int = 16,
+    alpha: float = MISS_RATE,
+    num_worst: int = WORST_SAMPLES,
     recalibrate: bool = False,
     resume: bool = False,
     overwrite: bool = False,
@@ -344,7 +344,7 @@ def evaluate_run(
         out,
         flip,
         alpha,
-        metrics.get("pck_thresholds", (0.05, 0.1)),
+        metrics.get("pck_thresholds", PCK_THRESHOLDS),
         metrics.get("pck_norm", "image"),
         num_worst,
         recalibrate,

@@ -23,6 +23,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from kp import markdown
+from kp.defaults import WORST_SAMPLES
 from kp.evaluation.scores import Scores, error_rows, image_and_frame, score, worst_samples
 from kp.viz import evaluation as figures
 from kp.viz import plot_predictions
@@ -31,7 +32,7 @@ OFFSET_NOTE = 0.25  # the report names a mean signed error above this share of t
 
 
 def write(
-    p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: int = 16, loggers=(), data: str = ""
+    p, predictor, dataset, split: str, out: Path, flip: bool, num_worst: int = WORST_SAMPLES, loggers=(), data: str = ""
 ) -> dict:
     """Write the report of SplitPredictions `p` (kp.evaluation.evaluate) into `out`; return its metrics.json content.
     `data` names the data scored (the header's)."""

@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.nn import functional as F
 
+from kp import markdown
 from kp.data.synthetic import SyntheticKeypoints
 from kp.export.graph import ExportGraph, model_name
 from kp.inference.checkpoint import resolve_checkpoint
@@ -294,9 +295,6 @@ def _latency_lines(report: dict) -> list[str]:
         f"{report['latency_budget_s']:g} s for the table (the fewest calls in a cell: {fewest}), "
         f"{report['threads']} CPU thread(s).",
         "",
-        "| batch | " + " | ".join(runtimes[key] for key in present) + " |",
-        "|---" * (len(present) + 1) + "|",
     ]
-    for size, row in report["latency_ms"].items():
-        lines.append(f"| {size} | " + " | ".join(f"{row[key]:.2f}" for key in present) + " |")
-    return lines
+    rows = [[size] + [f"{row[key]:.2f}" for key in present] for size, row in report["latency_ms"].items()]
+    return lines + markdown.table(["batch"] + [runtimes[key] for key in present], rows).splitlines()

@@ -15,6 +15,7 @@ from rich.table import Table
 from torch.utils.data import DataLoader
 
 from kp.data.video import video_info
+from kp.defaults import SCORE_THRESHOLD
 from kp.errors import DataError, InputError
 from kp.formats.predictions_csv import read_rows, sidecar
 from kp.inference.load import load
@@ -32,7 +33,7 @@ def predict_inputs(
     flip: bool = False,
     formats: tuple[str, ...] = (),
     overlays: bool = True,
-    threshold: float = 0.3,
+    threshold: float = SCORE_THRESHOLD,
     detect: str | None = None,
     batch_size: int = 32,
     workers: int = 2,
@@ -116,7 +117,7 @@ def predict_videos(
     twice = next((name for name in folders if folders.count(name) > 1), None)
     if twice:
         raise InputError(f"two videos are named {twice}: --each-video writes one folder per video name; rename one")
-    threshold = options.get("threshold", 0.3)
+    threshold = options.get("threshold", SCORE_THRESHOLD)
     table, failed = [], []
     for number, video in enumerate(videos, 1):
         folder = out / video.stem

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.data import DataLoader
 
 from kp.data.video import read_frames
+from kp.defaults import SCORE_THRESHOLD
 from kp.errors import InputError
 from kp.inference.load import load
 from kp.inference.predictor import Predictor
@@ -31,7 +32,7 @@ def refine(
     frames: int = 20,
     every: int = 1,
     flip: bool = False,
-    threshold: float = 0.3,
+    threshold: float = SCORE_THRESHOLD,
     batch_size: int = 32,
     console: Console | None = None,
     formats: tuple[str, ...] = (),

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kp.defaults import SCORE_THRESHOLD
 from kp.trajectories import Tracks, median
 from kp.trajectories.tracks import Layout
 
@@ -42,7 +43,9 @@ class FramePredictions:
     flipped: np.ndarray | None = None  # R×N×K×2: the mirrored predictions (--flip)
 
 
-def signals(predictions: FramePredictions, threshold: float = 0.3, temporal: bool = True) -> dict[str, np.ndarray]:
+def signals(
+    predictions: FramePredictions, threshold: float = SCORE_THRESHOLD, temporal: bool = True
+) -> dict[str, np.ndarray]:
     """Each available signal's N values (module docstring); `temporal` False for unordered images (no jump)."""
     mean_xy = predictions.keypoints.mean(axis=0)
     mean_score = predictions.scores.mean(axis=0)
@@ -87,7 +90,7 @@ def _jump(frames: np.ndarray, xy: np.ndarray, score: np.ndarray, radius: np.ndar
     n, k = score.shape
     layout = Layout("kp", [], [], x=list(range(k)), y=list(range(k)), score=[None] * k, radius=[None] * k)
     tracks = Tracks(frames, [str(i) for i in range(k)], xy, score, radius, np.zeros(n, dtype=object), layout)
-    smoothed = median(tracks, window=JUMP_WINDOW, score_threshold=threshold)
+    smoothed = median(tracks, window=JUMP_WINDOW, threshold=threshold)
     distance = np.linalg.norm(xy - smoothed, axis=-1)
     return np.nan_to_num(np.where(score >= threshold, distance, 0.0)).max(axis=1)
 

@@ -42,7 +42,7 @@ def quiet() -> None:
 
 class ModelSummary(RichModelSummary):
     """Lightning's rich model summary without its FLOPs column and total, zeros unless the module carries an example
-    input (kp/conf/callbacks/default.yaml)."""
+    input (conf/callbacks/)."""
 
     @staticmethod
     def summarize(

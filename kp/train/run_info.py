@@ -95,7 +95,7 @@ STALE_AFTER_S = 900  # a run on another host whose heartbeat is older than this 
 
 class Heartbeat(Callback):
     """Writes the time into run_info.json at most once a minute while training or validating, so that a run killed
-    on another host (where its pid cannot be checked) shows as `stale` (kp/conf/callbacks/default.yaml)."""
+    on another host (where its pid cannot be checked) shows as `stale` (conf/callbacks/)."""
 
     def __init__(self, output_dir: str, every_s: float = 60):
         self.output_dir, self.every_s, self.last = Path(output_dir), every_s, 0.0

@@ -1,9 +1,9 @@
-"""Weights & Biases for kp: `logger=wandb` or `logger=[csv,wandb]` (settings in kp/conf/logger/wandb.yaml).
+"""Weights & Biases for kp: `logger=wandb` or `logger=[csv,wandb]` (settings in conf/logger/wandb.yaml).
 
 WandbLogger is Lightning's, with two additions: it goes offline on its own when no API key is configured or the
 server cannot be reached (no login prompt, no hang; `wandb sync` uploads the run later), and in a multirun each job
 is its own run, grouped by the sweep and named by its overrides. WandbPanels (a callback,
-kp/conf/callbacks/default.yaml)
+conf/callbacks/)
 draws predictions against the ground truth every N validation epochs and keeps the best value of every validation
 metric in the run summary. train.py logs the flattened config and calls finish() after each job.
 """

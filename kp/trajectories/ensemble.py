@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kp.defaults import MISS_RATE, SCORE_THRESHOLD
 from kp.trajectories.smooth import LAMBDAS, MIN_SIGMA, between_observations, kalman_filter, rts_smoother
 from kp.unsupervised_losses import MultiviewPCALoss, PosePCALoss
 
@@ -64,14 +65,14 @@ def ensemble_smooth(
     scores: np.ndarray,
     frames: np.ndarray | None = None,
     radius: np.ndarray | None = None,
-    alpha: float = 0.1,
-    score_threshold: float = 0.3,
+    alpha: float = MISS_RATE,
+    threshold: float = SCORE_THRESHOLD,
 ) -> EnsembleFit:
     """The members' median smoothed with its ensemble variance as measurement noise (module docstring). frames: N
     frame numbers (default 0..N-1; a gap is a longer step); radius: the members' calibrated radii M×N×K, or None."""
     median, variance, score = ensemble_stats(predictions, scores)
     r = _measurement_variance(variance, radius, alpha)
-    ok = np.isfinite(median).all(-1) & (np.nan_to_num(score, nan=-1.0) >= score_threshold)
+    ok = np.isfinite(median).all(-1) & (np.nan_to_num(score, nan=-1.0) >= threshold)
     z, dt = np.nan_to_num(median), _steps(frames, len(median))
     base2 = np.array([np.median(r[ok[:, k], k]) if ok[:, k].any() else 1.0 for k in range(ok.shape[1])])
     q = LAMBDAS[:, None] * base2  # G×K candidates, as kalman() fits them
@@ -90,17 +91,17 @@ def subspace_smooth(
     term: PosePCALoss,
     frames: np.ndarray | None = None,
     radius: np.ndarray | None = None,
-    alpha: float = 0.1,
-    score_threshold: float = 0.3,
+    alpha: float = MISS_RATE,
+    threshold: float = SCORE_THRESHOLD,
 ) -> EnsembleFit:
     """ensemble_smooth with the pose constraint of a fitted pose_pca or multiview_pca term (module docstring): per
     group of keypoints (all of them for pose_pca, each body part's views for multiview_pca), a Kalman smoother whose
     state is the group's PCA coefficients. The random walk's q is fitted per group by maximum likelihood."""
-    fit = ensemble_smooth(predictions, scores, frames, radius, alpha, score_threshold)
+    fit = ensemble_smooth(predictions, scores, frames, radius, alpha, threshold)
     if term.subspace is None:
         raise RuntimeError(f"{type(term).__name__} is used before fit(names, poses)")
     r = _measurement_variance(fit.variance, radius, alpha)
-    ok = np.isfinite(fit.median).all(-1) & (np.nan_to_num(fit.score, nan=-1.0) >= score_threshold)
+    ok = np.isfinite(fit.median).all(-1) & (np.nan_to_num(fit.score, nan=-1.0) >= threshold)
     groups = term.index.tolist() if isinstance(term, MultiviewPCALoss) else [list(range(ok.shape[1]))]
     mean, components = term.subspace.mean.double().numpy(), term.subspace.components.double().numpy()
     n, dt = len(ok), _steps(frames, len(ok))

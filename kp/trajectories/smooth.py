@@ -1,7 +1,7 @@
 """Smoothing keypoint tracks over time: a Kalman filter with a Rauch–Tung–Striebel smoother (the default), or a
 Savitzky–Golay or median filter.
 
-A frame is confident where its keypoint has a position and a score at or above `score_threshold`; the others are
+A frame is confident where its keypoint has a position and a score at or above `threshold`; the others are
 missing and get filled, between a keypoint's first and last confident frame of a track (never extrapolated: frames
 before and after stay empty). Every method smooths each track (a video, see tracks.py) on its own.
 
@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from kp.defaults import MISS_RATE, SCORE_THRESHOLD
 from kp.trajectories.tracks import Tracks
 
 METHODS = ("kalman", "savgol", "median")
@@ -85,15 +86,15 @@ def smooth(tracks: Tracks, method: str = "kalman", **options) -> tuple[Tracks, l
         smoothed = replace(tracks, xy=fit.xy, radius=np.where(calibrated, fit.sd * factor, tracks.radius))
     else:
         smoothed = replace(tracks, xy=function(tracks, **options))
-    return smoothed, _report(tracks, smoothed, arguments.arguments["score_threshold"], fit)
+    return smoothed, _report(tracks, smoothed, arguments.arguments["threshold"], fit)
 
 
-def kalman(tracks: Tracks, score_threshold: float = 0.3, alpha: float = 0.1) -> KalmanFit:
+def kalman(tracks: Tracks, threshold: float = SCORE_THRESHOLD, alpha: float = MISS_RATE) -> KalmanFit:
     """Constant-velocity Kalman filter and RTS smoother per keypoint, its noise fitted per track (module docstring)."""
-    _check_threshold(score_threshold)
+    _check_threshold(threshold)
     if not _number(alpha) or not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1 (the radius's miss rate), got {alpha}")
-    confident = tracks.confident(score_threshold)
+    confident = tracks.confident(threshold)
     xy, sd = np.full_like(tracks.xy, np.nan), np.full(tracks.score.shape, np.nan)
     process_noise, noise = {}, {}
     for track, rows in tracks.track_rows():
@@ -115,7 +116,7 @@ def kalman(tracks: Tracks, score_threshold: float = 0.3, alpha: float = 0.1) -> 
     return KalmanFit(xy, sd, process_noise, noise)
 
 
-def savgol(tracks: Tracks, window: int = 7, polyorder: int = 2, score_threshold: float = 0.3) -> np.ndarray:
+def savgol(tracks: Tracks, window: int = 7, polyorder: int = 2, threshold: float = SCORE_THRESHOLD) -> np.ndarray:
     """Savitzky–Golay filter (a least-squares polynomial of `polyorder` over `window` frames), N×K×2."""
     from scipy.signal import savgol_filter  # scipy comes with albumentations
 
@@ -127,10 +128,10 @@ def savgol(tracks: Tracks, window: int = 7, polyorder: int = 2, score_threshold:
         # mode=interp fits the polynomial to the ends too, but needs a segment at least a window long
         return savgol_filter(segment, window, polyorder, axis=0, mode="interp" if len(segment) >= window else "nearest")
 
-    return _by_segment(tracks, score_threshold, run)
+    return _by_segment(tracks, threshold, run)
 
 
-def median(tracks: Tracks, window: int = 5, score_threshold: float = 0.3) -> np.ndarray:
+def median(tracks: Tracks, window: int = 5, threshold: float = SCORE_THRESHOLD) -> np.ndarray:
     """Running median over `window` frames (ends padded with the end value), N×K×2."""
     _check_window(window)
 
@@ -138,7 +139,7 @@ def median(tracks: Tracks, window: int = 5, score_threshold: float = 0.3) -> np.
         padded = np.pad(segment, ((window // 2, window // 2), (0, 0)), mode="edge")
         return np.median(np.lib.stride_tricks.sliding_window_view(padded, window, axis=0), axis=-1)
 
-    return _by_segment(tracks, score_threshold, run)
+    return _by_segment(tracks, threshold, run)
 
 
 def kalman_filter(z, ok, sigma2, scale2, q, dt, keep=False):
@@ -290,7 +291,7 @@ def _whole(value) -> bool:
 
 def _check_threshold(threshold: float) -> None:
     if not _number(threshold) or not 0 <= threshold <= 1:
-        raise ValueError(f"score_threshold must be between 0 and 1, got {threshold}")
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
 
 
 def _check_window(window: int) -> None:

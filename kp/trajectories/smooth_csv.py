@@ -18,13 +18,13 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from kp import markdown
+from kp.defaults import MISS_RATE, SCORE_THRESHOLD
 from kp.errors import ConfigError, InputError
 from kp.formats.predictions_csv import sidecar
 from kp.trajectories.smooth import smooth
 from kp.trajectories.tracks import Tracks, read_tracks, write_tracks
 from kp.viz.trajectory import plot_track
-
-DEFAULT_ALPHA = 0.1
 
 
 @dataclass
@@ -40,7 +40,7 @@ def smooth_file(
     method: str = "kalman",
     out: str | Path | None = None,
     window: int | None = None,
-    threshold: float = 0.3,
+    threshold: float = SCORE_THRESHOLD,
     alpha: float | None = None,
     console: Console | None = None,
 ) -> Smoothed:
@@ -51,7 +51,7 @@ def smooth_file(
     raw = read_tracks(path)  # DataError naming the file: missing, unreadable, another format
     _check_confident(path, raw, threshold)
     alpha, alpha_source = _alpha(path, alpha)
-    options = {"score_threshold": threshold}
+    options = {"threshold": threshold}
     if method == "kalman":
         options["alpha"] = alpha
     if window is not None:
@@ -104,7 +104,7 @@ def _alpha(path: Path, alpha: float | None) -> tuple[float, str]:
             raise ConfigError(f"{meta}: not the JSON kp predict writes; remove it or give --alpha") from None
         if value is not None:
             return float(value), meta.name
-    return DEFAULT_ALPHA, f"the default {DEFAULT_ALPHA} (no {meta.name}, no --alpha)"
+    return MISS_RATE, f"the default {MISS_RATE} (no {meta.name}, no --alpha)"
 
 
 def _within_radius(raw: Tracks, smoothed: Tracks, threshold: float) -> dict[tuple[str, str], float]:
@@ -155,8 +155,7 @@ def _write_report(folder: Path, raw: Path, csv_path: Path, title: str, rows: lis
         writer.writerow(header)
         writer.writerows([_csv(row[key]) for key in header] for row in rows)
     page = [f"# {title}", "", f"{raw} -> {csv_path}", ""]
-    page += ["| " + " | ".join(COLUMNS.values()) + " |", "|---" * len(COLUMNS) + "|"]
-    page += ["| " + " | ".join(_cell(key, row[key]) for key in COLUMNS) + " |" for row in rows]
+    page += markdown.table(COLUMNS.values(), [[_cell(key, row[key]) for key in COLUMNS] for row in rows]).splitlines()
     page += [
         "",
         "filled: frames below the score threshold or without a prediction that got a position (between the first "

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # no pyplot: the Agg canvas of savefig, no global backend state
 
+from kp.defaults import SCORE_THRESHOLD
 from kp.trajectories.tracks import Tracks
 
 
@@ -15,7 +16,7 @@ def plot_track(
     tracks_smooth: Tracks,
     keypoint: str | int,
     path: str | Path,
-    score_threshold: float = 0.3,
+    threshold: float = SCORE_THRESHOLD,
     track: str | None = None,
 ) -> Path:
     """x and y of one keypoint over time: raw faint, smoothed bold, frames below the score threshold marked in red
@@ -29,13 +30,13 @@ def plot_track(
         raise ValueError(f"no track {track!r}: the tracks are {', '.join(found)}")
     track = next(iter(found)) if track is None else track
     rows = found[track]
-    t, low = tracks_raw.frames[rows], ~tracks_raw.confident(score_threshold)[rows, k]
+    t, low = tracks_raw.frames[rows], ~tracks_raw.confident(threshold)[rows, k]
     figure = Figure(figsize=(10, 5), layout="constrained")
     axes = figure.subplots(2, 1, sharex=True)
     for c, axis in enumerate(axes):
         axis.plot(t, tracks_raw.xy[rows, k, c], color="0.5", lw=0.8, alpha=0.5, label="raw")
         axis.plot(t, tracks_smooth.xy[rows, k, c], color="C0", lw=2, label="smoothed")
-        axis.plot(t[low], tracks_raw.xy[rows, k, c][low], "x", color="C3", ms=4, label=f"score < {score_threshold}")
+        axis.plot(t[low], tracks_raw.xy[rows, k, c][low], "x", color="C3", ms=4, label=f"score < {threshold}")
         axis.plot(t[low], np.zeros(low.sum()), "|", color="C3", ms=8, transform=axis.get_xaxis_transform())
         axis.set_ylabel(f"{'xy'[c]} (px)")
     axes[0].set_title(f"{names[k]}" + (f"  ({track})" if track else ""))
