@@ -228,7 +228,7 @@ def test_refine_label_merge_retrain_on_a_copy_of_mirror_mouse_keeps_the_split(tm
     printed = capsys.readouterr().out
     assert "merged 5 frame(s)" in printed
     command = printed.split("retrain from the run:")[1].split()
-    assert command[:2] == ["kp", "train"] and f"+data.dataset.splits_from={run}" in command
+    assert command[:2] == ["kp", "train"] and f"data.dataset.splits_from={run}" in command
     # fast_dev_run saved no weights to start from: the rest of the command as printed
     retrain = [arg for arg in command[2:] if not arg.startswith("model.init_from=")] + ["data.num_workers=0"]
     train(random_weights(compose_config(*retrain, *QUIET, output_dir=tmp_path / "retrain")))

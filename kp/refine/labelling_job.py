@@ -268,7 +268,7 @@ def _retrain_command(job: Path, project: Path, root: Path) -> str:
     overrides_file = run / ".hydra" / "overrides.yaml"
     # the project and the start weights are new; where the run wrote is the run's own
     mine = ("data.dataset.project=", "data.dataset.csv_file=", "model.init_from=", "data=", "paths.", "hydra.")
-    mine += ("data.dataset.splits_from=", "+data.dataset.splits_from=")
+    mine += ("data.dataset.splits_from=", "+data.dataset.splits_from=")  # either spelling a user gave
     kept = [
         o
         for o in (yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else [])
@@ -276,7 +276,7 @@ def _retrain_command(job: Path, project: Path, root: Path) -> str:
     ]
     _, _, _, extra = _project(project)
     if (run / SPLITS_FILE).is_file():
-        extra.append(f"+data.dataset.splits_from={run}")
+        extra.append(f"data.dataset.splits_from={run}")
     return " ".join(
         ["kp train data=dlc", *kept, f"data.dataset.project={root.resolve()}", *extra, f"model.init_from={run}"]
     )
