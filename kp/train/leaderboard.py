@@ -3,6 +3,10 @@ rebuilds it at any time): one row per job with its status (and error), its overr
 validation value of optimized_metric), the final test metrics, the wall time and the run dir. Printed as a table and
 written to the sweep dir as leaderboard.csv, leaderboard.md and objective.png (the objective against each swept
 parameter), plus learning_curve.png where the sweep varies data.train_fraction (kp.train.learning_curve).
+Where the sweep varies `seed` (`kp sweep -m seed=0,1,2 experiment=X`), the jobs that differ only in seed are also
+summarised together: per setting, the number of seeds and of the objective and each test metric the mean and the
+spread (the sample standard deviation, as scripts/benchmark_accuracy.py gives it), printed as a second table, written
+to leaderboard_seeds.csv and to leaderboard.md. One run is one draw: the spread says how far the next run may land.
 LeaderboardCallback does it at the end of every multirun (kp/conf/hydra/default.yaml)."""
 
 from __future__ import annotations
@@ -89,9 +93,46 @@ class Leaderboard:
         self.rows = table.sort_values(
             "objective", ascending=config.optimized_mode == "min", na_position="last", kind="stable"
         ).reset_index(drop=True)
+        self.over_seeds = self._over_seeds(["objective", *tests]) if "seed" in self.swept else None
+
+    def _over_seeds(self, metrics: list[str]) -> pd.DataFrame:
+        """One row per setting of the swept keys other than seed, best mean objective first: `seeds` (how many jobs
+        have an objective), then `<metric> mean` and `<metric> spread` (sample standard deviation; empty for one
+        seed) of each metric over those jobs. Failed jobs count in no mean."""
+        others = [k for k in self.swept if k != "seed"]
+        done = self.rows[self.rows["objective"].notna()]
+        groups = done.groupby([done[k].astype(str) for k in others], sort=False) if others else [((), done)]
+        rows = []
+        for values, jobs in groups:
+            row = dict(zip(others, values if isinstance(values, tuple) else (values,)))
+            row["seeds"] = len(jobs)
+            for metric in metrics:
+                row[f"{metric} mean"] = jobs[metric].mean()
+                row[f"{metric} spread"] = jobs[metric].std(ddof=1) if jobs[metric].count() > 1 else math.nan
+            rows.append(row)
+        columns = [*others, "seeds", *(f"{m} {s}" for m in metrics for s in ("mean", "spread"))]
+        return (
+            pd.DataFrame(rows, columns=columns)
+            .sort_values("objective mean", ascending=self.mode == "min", na_position="last", kind="stable")
+            .reset_index(drop=True)
+        )
+
+    def seed_summary(self) -> tuple[list[str], list[list[str]]]:
+        """The over-seeds table as text: its header and rows, each metric as `mean ± spread`."""
+        table = self.over_seeds
+        keys = [c for c in table.columns if not c.endswith((" mean", " spread"))]
+        metrics = [c.removesuffix(" mean") for c in table.columns if c.endswith(" mean")]
+        rows = []
+        for _, row in table.iterrows():
+            spreads = [_text(row[f"{m} spread"]) for m in metrics]
+            means = [_text(row[f"{m} mean"]) for m in metrics]
+            rows.append([_text(row[k]) for k in keys] + [f"{m} ± {s}" if s else m for m, s in zip(means, spreads)])
+        return keys + metrics, rows
 
     def write(self) -> None:
         self.rows.to_csv(self.sweep_dir / "leaderboard.csv", index=False)
+        if self.over_seeds is not None:
+            self.over_seeds.to_csv(self.sweep_dir / "leaderboard_seeds.csv", index=False)
         (self.sweep_dir / "leaderboard.md").write_text(self.markdown())
         self.plot(self.sweep_dir / "objective.png")
         if self.has_learning_curve:
@@ -164,6 +205,11 @@ class Leaderboard:
         ]
         for row in self.rows.itertuples(index=False):
             lines.append("| " + " | ".join(_text(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
+        if self.over_seeds is not None:
+            header, rows = self.seed_summary()
+            lines += ["", "Over the seeds (mean ± spread, the sample standard deviation):", ""]
+            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
         return "\n".join(lines) + "\n"
 
     def print(self) -> None:
@@ -178,13 +224,26 @@ class Leaderboard:
             "wall_time_s",
             "error",
         ]
-        for column in columns:
-            table.add_column(column, justify="right" if column in ("job", "objective", "wall_time_s") else "left")
+        for column in columns:  # a name too long for its column wraps rather than losing its end
+            table.add_column(
+                column, justify="right" if column in ("job", "objective", "wall_time_s") else "left", overflow="fold"
+            )
         for _, row in self.rows.iterrows():
-            table.add_row(*(_text(row[c])[:60] for c in columns))
+            # an error's first 60 characters; leaderboard.csv and .md have it whole
+            table.add_row(*(_text(row[c])[:60] if c == "error" else _text(row[c]) for c in columns))
         table.caption = f"run dir of job N: {self.sweep_dir}/N"
-        console = Console(width=200)
+        console = Console()  # the terminal's width (80 columns when the output is not a terminal)
         console.print(table)
+        if self.over_seeds is not None:
+            header, rows = self.seed_summary()
+            seeds = Table(
+                title=f"Over the seeds: mean ± spread (sample standard deviation); objective {self.objective}"
+            )
+            for column in header:
+                seeds.add_column(column, overflow="fold")
+            for row in rows:
+                seeds.add_row(*row)
+            console.print(seeds)
         if self.has_learning_curve:  # printed rather than logged: `sweep.py --summarize` configures no logging
             for line in self.learning_curve_lines():
                 console.print(f"learning curve: {line}", soft_wrap=True)
