@@ -12,7 +12,7 @@ features. While frozen, the pretrained BatchNorm layers are in eval mode too (th
 
 WeightEMA: an exponential moving average of the weights and the BatchNorm statistics (Lightning's EMAWeightAveraging),
 which validation, the checkpoints, the test and the evaluation report use in place of the raw weights: it smooths the
-step-to-step noise out of what a run keeps (callbacks/weight_ema.yaml says what it measured).
+step-to-step noise out of what a run keeps (kp/conf/callbacks/weight_ema.yaml says what it measured).
 """
 
 from __future__ import annotations
