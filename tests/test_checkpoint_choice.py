@@ -63,3 +63,17 @@ def test_cards_preset_chooses_its_checkpoint_by_nme_plus_count_on_averaged_weigh
     assert cfg.optimized_metric == "val/nme_count" and cfg.optimized_mode == "min"
     assert cfg.callbacks.model_checkpoint.monitor == "val/nme_count"
     assert cfg.callbacks.weight_ema._target_ == "kp.train.callbacks.WeightEMA"
+
+
+def test_a_run_with_the_weight_average_resumes_to_the_same_average_and_weights(tmp_path):
+    common = [*TINY_MULTITASK, "callbacks=weight_ema", "trainer.max_epochs=2", "data.num_workers=0"]
+    train(compose_config(*common, output_dir=tmp_path / "whole"))
+    epoch_0 = tmp_path / "whole" / "checkpoints" / "epoch_000.ckpt"
+    train(compose_config(*common, f"ckpt_path={epoch_0}", output_dir=tmp_path / "resumed"))
+    whole, resumed = (
+        torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=False) for name in ("whole", "resumed")
+    )
+    assert whole["global_step"] == resumed["global_step"] == 8
+    for key in ("state_dict", "current_model_state"):  # the average, and the raw weights training goes on from
+        for name, tensor in whole[key].items():
+            assert torch.allclose(resumed[key][name].float(), tensor.float(), rtol=1e-3, atol=1e-5), (key, name)
