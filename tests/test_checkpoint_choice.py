@@ -1,6 +1,6 @@
 """The checkpoint a run keeps (and tests, and reports in metrics.json) is the best epoch by its configured metric,
 also in a multi-task run; nme_count is NME + count MAE / count_scale; with WeightEMA the average is validated, kept
-and tested; the cards preset picks by nme_count."""
+and tested, and a resumed run ends with the same average; the cards preset picks by nme_count."""
 
 import json
 
