@@ -2,7 +2,8 @@
 
 The codec runs here, on whole batches on the model's device: the DataLoader only carries images and pixel keypoints.
 Logged names: <split>/loss, <split>/loss_<term>, and for val/test <split>/rmse, <split>/nme, <split>/pck_<t>
-(each also per keypoint as <metric>/<keypoint name>), <split>/count_mae when the model predicts a count.
+(each also per keypoint as <metric>/<keypoint name>), <split>/count_mae and <split>/nme_count
+(kp.metrics.nme_plus_count) when the model predicts a count.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from kp.data.base import KeypointMeta
 from kp.defaults import PCK_THRESHOLDS
 from kp.errors import NonFiniteLossError
 from kp.losses import LossTerm
-from kp.metrics import NME, PCK, KeypointRMSE, pair_distance
+from kp.metrics import NME, PCK, KeypointRMSE, nme_plus_count, pair_distance
 
 
 @dataclass
@@ -209,6 +210,10 @@ class KeypointModule(L.LightningModule):
             metric.reset()
         if self.count_mae[split].update_called:
             results[f"{split}/count_mae"] = self.count_mae[split].compute()
+            scale = self.meta.count_scale or 1.0  # count_mae counts items (cards); nme_count takes a share of the whole
+            results[f"{split}/nme_count"] = nme_plus_count(
+                results[f"{split}/nme"], results[f"{split}/count_mae"], scale
+            )
             self.count_mae[split].reset()
         return results
 

@@ -1,9 +1,8 @@
 """The README's accuracy table: train every preset (conf/experiment/<name>.yaml) on its real data, then score its
-best
-checkpoint on the held-out split with and without test-time flip (kp.evaluation.evaluate).
+best checkpoint on the held-out split with and without test-time flip (kp.evaluation.evaluate).
 
-    python scripts/benchmark_accuracy.py [facial68 cards ...] [--out benchmarks/accuracy] [--seeds 0 1 2] [--quick]
-        [-- key=value ...]
+    python scripts/benchmark_accuracy.py [facial68 cards ...] [--out benchmarks/accuracy]
+        [--seeds 0 1 2 | --train-seeds 0 1 2] [--quick] [-- key=value ...]
 
 Each preset trains as a user would run it, `python train.py experiment=<name>`, in its own process (run dir
 <out>/<name>), then `kp evaluate` writes <out>/<name>/eval/<split>/ and eval/<split>_flip/. The table (printed and
@@ -14,6 +13,8 @@ wall time) and the exact command. Presets whose data is absent (../shared/data) 
 --seeds S [S ...]: train each preset once per split seed (data.dataset.seed=S, run dir <out>/<name>/seed<S>): a
 held-out split of a few frames moves a figure more than the recipe does, so the table gives the mean over the seeds,
 their standard deviation (`spread`) and each seed's value.
+--train-seeds S [S ...]: the same over training seeds (seed=S: initial weights, shuffling, augmentation; run dir
+<out>/<name>/train_seed<S>) on the preset's own split: how far the recipe itself moves a figure.
 
 worst_part_ratio (a metric of its own): the largest body part's mean error over the median body part's, in the
 frames' pixels (errors.csv), for the left/right confusion that swapped paws show as one part far worse than the rest.
@@ -192,9 +193,10 @@ def _benchmark(name: str, args: argparse.Namespace, extra: list[str]) -> list[di
         print(f"{name}: skipped, its data {data_dir() / preset.data} is absent")
         return []
     runs = []
-    for seed in args.seeds or [None]:
-        run = args.out / name if seed is None else args.out / name / f"seed{seed}"
-        overrides = [*preset.overrides, *([] if seed is None else [f"data.dataset.seed={seed}"])]
+    key, folder = ("seed", "train_seed") if args.train_seeds else ("data.dataset.seed", "seed")
+    for seed in args.train_seeds or args.seeds or [None]:
+        run = args.out / name if seed is None else args.out / name / f"{folder}{seed}"
+        overrides = [*preset.overrides, *([] if seed is None else [f"{key}={seed}"])]
         if args.score_only:
             seconds, command = trained(run)
         else:
@@ -203,7 +205,7 @@ def _benchmark(name: str, args: argparse.Namespace, extra: list[str]) -> list[di
         images_per_s = train_metrics["train_images"] * train_metrics["epochs"] / seconds
         runs.append({"scores": score(run, preset), "seconds": seconds, "images/s": images_per_s, "command": command})
         print(
-            f"{name}{'' if seed is None else f' seed {seed}'}: trained in {seconds / 60:.1f} min; "
+            f"{name}{'' if seed is None else f' {key}={seed}'}: trained in {seconds / 60:.1f} min; "
             + ", ".join(f"{m} {v:.4g} (flip {f:.4g})" for m, (v, f) in runs[-1]["scores"].items())
         )
     return rows_for(name, preset, runs)
@@ -217,7 +219,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "accuracy")
     parser.add_argument("--quick", action="store_true", help="one epoch of 2 batches each: checks, measures nothing")
     parser.add_argument("--score-only", action="store_true", help="score the runs already in --out, do not train")
-    parser.add_argument("--seeds", type=int, nargs="+", help="train once per split seed (data.dataset.seed)")
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, nargs="+", help="train once per split seed (data.dataset.seed)")
+    seeds.add_argument("--train-seeds", type=int, nargs="+", help="train once per training seed (seed)")
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     unknown = [name for name in args.presets if name not in PRESETS]
     if unknown:

@@ -46,3 +46,9 @@ def test_every_preset_builds_on_its_real_data(name):
     datamodule, module = build(cfg)
     assert cfg.task_name == name and len(datamodule.splits[preset.split]) > 0
     assert module.net.backbone.__class__.__name__ == "EfficientNetLite0"
+
+
+def test_split_seeds_and_training_seeds_are_one_or_the_other(capsys):
+    with pytest.raises(SystemExit):
+        benchmark_accuracy.main(["cards", "--seeds", "0", "--train-seeds", "0"])
+    assert "not allowed with argument" in capsys.readouterr().err

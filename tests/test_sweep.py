@@ -3,6 +3,7 @@ dir and W&B run grouped by the sweep; the leaderboard (table, CSV, Markdown, plo
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -237,3 +238,50 @@ def test_learning_curve_of_a_maximised_metric_fits_its_shortfall_and_says_when_d
     ((_, jobs, law),) = Leaderboard(tmp_path).learning_curves()
     assert jobs["error"].tolist() == pytest.approx([0.1, 0.15]) and law.b < 0
     assert "more labelled images did not lower the error" in Leaderboard(tmp_path).markdown()
+
+
+def test_leaderboard_gives_the_mean_and_spread_over_seeds_of_each_setting(tmp_path, capsys):
+    # two learning rates × three seeds, one job failed: objective (val/nme) and test/nme (objective + 0.01)
+    objectives = {(0.001, 0): 0.10, (0.001, 1): 0.20, (0.001, 2): 0.60, (0.01, 0): 0.30, (0.01, 1): 0.40}
+    for job, ((lr, seed), objective) in enumerate(objectives.items()):
+        _fake_job(tmp_path, job, [f"optimizer.lr={lr}", f"seed={seed}"], objective)
+    _fake_job(tmp_path, 5, ["optimizer.lr=0.01", "seed=2"], status="failed")
+    board = Leaderboard(tmp_path)
+    seeds = board.over_seeds
+    assert seeds["optimizer.lr"].tolist() == ["0.001", "0.01"]  # lowest mean first: 0.3 against 0.35
+    assert seeds["seeds"].tolist() == [3, 2]  # the failed job counts in no mean
+    assert seeds["objective mean"].tolist() == pytest.approx([0.3, 0.35])
+    # sample standard deviation (n - 1): sqrt(((-0.2)² + (-0.1)² + 0.3²) / 2) and sqrt(2 · 0.05² / 1)
+    assert seeds["objective spread"].tolist() == pytest.approx([0.264575, 0.070711], abs=1e-6)
+    assert seeds["test/nme mean"].tolist() == pytest.approx([0.31, 0.36])
+    board.write()
+    assert pd.read_csv(tmp_path / "leaderboard_seeds.csv")["objective mean"].tolist() == pytest.approx([0.3, 0.35])
+    assert "| 0.001 | 3 | 0.3 ± 0.2646 | 0.31 ± 0.2646 |" in (tmp_path / "leaderboard.md").read_text()
+    board.print()
+    assert "0.3 ± 0.2646" in capsys.readouterr().out
+
+
+def test_leaderboard_without_a_seed_sweep_has_no_seed_table_and_one_seed_has_no_spread(tmp_path):
+    _fake_job(tmp_path, 0, ["optimizer.lr=0.001", "seed=1"], 0.1)
+    _fake_job(tmp_path, 1, ["optimizer.lr=0.01", "seed=1"], 0.2)
+    assert Leaderboard(tmp_path).over_seeds is None
+    _fake_job(tmp_path, 2, ["optimizer.lr=0.001", "seed=2"], 0.3)
+    seeds = Leaderboard(tmp_path).over_seeds
+    assert seeds["seeds"].tolist() == [2, 1] and seeds["objective spread"].isna().tolist() == [False, True]
+    assert Leaderboard(tmp_path).seed_summary()[1][1][2] == "0.2"  # a single seed: its value, no "± nan"
+
+
+def test_leaderboard_table_takes_the_terminal_width_and_keeps_long_names_whole(tmp_path, monkeypatch, capsys):
+    long_value = "experiment_with_a_rather_long_name_that_used_to_be_cut_at_sixty_characters_" + "x" * 120
+    _fake_job(tmp_path, 0, [f"task_name={long_value}", "seed=1"], 0.1)
+    _fake_job(tmp_path, 1, ["task_name=short", "seed=1"], 0.2)
+    monkeypatch.setenv("COLUMNS", "300")
+    Leaderboard(tmp_path).print()
+    out = capsys.readouterr().out
+    assert long_value in out and max(len(line) for line in out.splitlines()) > 200  # one line, past the old 200
+    monkeypatch.setenv("COLUMNS", "70")
+    Leaderboard(tmp_path).print()
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 70
+    # wrapped over several lines, not cut with an ellipsis: all 120 x's are there
+    assert "…" not in out and sum(len(run) for run in re.findall("x{2,}", out)) == 120

@@ -3,7 +3,11 @@ rebuilds it at any time): one row per job with its status (and error), its overr
 validation value of optimized_metric), the final test metrics, the wall time and the run dir. Printed as a table and
 written to the sweep dir as leaderboard.csv, leaderboard.md and objective.png (the objective against each swept
 parameter), plus learning_curve.png where the sweep varies data.train_fraction (kp.train.learning_curve).
-LeaderboardCallback does it at the end of every multirun (kp/conf/hydra/default.yaml)."""
+Where the sweep varies `seed` (`kp sweep -m seed=0,1,2 experiment=X`), the jobs that differ only in seed are also
+summarised together: per setting, the number of seeds and of the objective and each test metric the mean and the
+spread (the sample standard deviation, as scripts/benchmark_accuracy.py gives it), printed as a second table, written
+to leaderboard_seeds.csv and to leaderboard.md. One run is one draw: the spread says how far the next run may land.
+LeaderboardCallback does it at the end of every multirun (conf/hydra/default.yaml)."""
 
 from __future__ import annotations
 
@@ -12,23 +16,19 @@ import logging
 import math
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
 
-matplotlib.use("Agg")  # files only
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from hydra.experimental.callback import Callback  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from kp import markdown
+from kp.run_dir import RunDir
+from kp.train import learning_curve, run_info
+from kp.train.learning_curve import PowerLaw
+from kp.viz import leaderboard as figures
 
-from kp.run_dir import RunDir  # noqa: E402
-from kp.train import learning_curve, run_info  # noqa: E402
-from kp.train.learning_curve import PowerLaw  # noqa: E402
-
-log = logging.getLogger("kp.train.leaderboard")
+log = logging.getLogger(__name__)
 
 
 class Leaderboard:
@@ -89,9 +89,46 @@ class Leaderboard:
         self.rows = table.sort_values(
             "objective", ascending=config.optimized_mode == "min", na_position="last", kind="stable"
         ).reset_index(drop=True)
+        self.over_seeds = self._over_seeds(["objective", *tests]) if "seed" in self.swept else None
+
+    def _over_seeds(self, metrics: list[str]) -> pd.DataFrame:
+        """One row per setting of the swept keys other than seed, best mean objective first: `seeds` (how many jobs
+        have an objective), then `<metric> mean` and `<metric> spread` (sample standard deviation; empty for one
+        seed) of each metric over those jobs. Failed jobs count in no mean."""
+        others = [k for k in self.swept if k != "seed"]
+        done = self.rows[self.rows["objective"].notna()]
+        groups = done.groupby([done[k].astype(str) for k in others], sort=False) if others else [((), done)]
+        rows = []
+        for values, jobs in groups:
+            row = dict(zip(others, values if isinstance(values, tuple) else (values,)))
+            row["seeds"] = len(jobs)
+            for metric in metrics:
+                row[f"{metric} mean"] = jobs[metric].mean()
+                row[f"{metric} spread"] = jobs[metric].std(ddof=1) if jobs[metric].count() > 1 else math.nan
+            rows.append(row)
+        columns = [*others, "seeds", *(f"{m} {s}" for m in metrics for s in ("mean", "spread"))]
+        return (
+            pd.DataFrame(rows, columns=columns)
+            .sort_values("objective mean", ascending=self.mode == "min", na_position="last", kind="stable")
+            .reset_index(drop=True)
+        )
+
+    def seed_summary(self) -> tuple[list[str], list[list[str]]]:
+        """The over-seeds table as text: its header and rows, each metric as `mean ± spread`."""
+        table = self.over_seeds
+        keys = [c for c in table.columns if not c.endswith((" mean", " spread"))]
+        metrics = [c.removesuffix(" mean") for c in table.columns if c.endswith(" mean")]
+        rows = []
+        for _, row in table.iterrows():
+            spreads = [_text(row[f"{m} spread"]) for m in metrics]
+            means = [_text(row[f"{m} mean"]) for m in metrics]
+            rows.append([_text(row[k]) for k in keys] + [f"{m} ± {s}" if s else m for m, s in zip(means, spreads)])
+        return keys + metrics, rows
 
     def write(self) -> None:
         self.rows.to_csv(self.sweep_dir / "leaderboard.csv", index=False)
+        if self.over_seeds is not None:
+            self.over_seeds.to_csv(self.sweep_dir / "leaderboard_seeds.csv", index=False)
         (self.sweep_dir / "leaderboard.md").write_text(self.markdown())
         self.plot(self.sweep_dir / "objective.png")
         if self.has_learning_curve:
@@ -119,31 +156,9 @@ class Leaderboard:
         ]
 
     def plot_learning_curve(self, path: Path) -> None:
-        """The error against the number of labelled training images, log-log, with each curve's fitted power law
-        extended to the size its next 10 % step would need."""
-        fig, ax = plt.subplots(figsize=(5.5, 4))
-        curves = self.learning_curves()
-        for label, jobs, law in curves:
-            points = ax.plot(jobs["train_images"], jobs["error"], "o", label=label)[0]
-            if law is not None:
-                most = jobs["train_images"].max()
-                reach = law.images_for(0.9 * law.error_at(most))
-                n = np.geomspace(jobs["train_images"].min(), min(reach, 10 * most) if np.isfinite(reach) else most, 50)
-                ax.plot(n, law.error_at(n), "--", color=points.get_color(), label=f"{law.a:.3g} · n^-{law.b:.2f}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        sizes = sorted({int(n) for _, jobs, _ in curves for n in jobs["train_images"]})
-        ax.set_xticks(sizes, [str(n) for n in sizes])  # a tick at each training-set size: the decades may show none
-        ax.set_xlabel("labelled training images")
         what = self.objective.split(" (")[0]
-        ax.set_ylabel(f"best validation {what}" if self.mode == "min" else f"1 - best validation {what}")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-        ax.set_title(f"{self.sweep_dir.name}: learning curve", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        ylabel = f"best validation {what}" if self.mode == "min" else f"1 - best validation {what}"
+        figures.learning_curve(self.learning_curves(), ylabel, self.sweep_dir.name, path)
 
     def markdown(self) -> str:
         columns = list(self.rows.columns)
@@ -159,12 +174,16 @@ class Leaderboard:
                 if self.has_learning_curve
                 else []
             ),
-            "| " + " | ".join(columns) + " |",
-            "|" + "---|" * len(columns),
+            markdown.table(columns, [[_text(v) for v in row] for row in self.rows.itertuples(index=False)]),
         ]
-        for row in self.rows.itertuples(index=False):
-            lines.append("| " + " | ".join(_text(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
-        return "\n".join(lines) + "\n"
+        if self.over_seeds is not None:
+            header, rows = self.seed_summary()
+            lines += [
+                "Over the seeds (mean ± spread, the sample standard deviation):",
+                "",
+                markdown.table(header, rows),
+            ]
+        return "\n".join(lines)
 
     def print(self) -> None:
         table = Table(title=f"Leaderboard: {self.sweep_dir} (objective: {self.objective})")
@@ -178,43 +197,32 @@ class Leaderboard:
             "wall_time_s",
             "error",
         ]
-        for column in columns:
-            table.add_column(column, justify="right" if column in ("job", "objective", "wall_time_s") else "left")
+        for column in columns:  # a name too long for its column wraps rather than losing its end
+            table.add_column(
+                column, justify="right" if column in ("job", "objective", "wall_time_s") else "left", overflow="fold"
+            )
         for _, row in self.rows.iterrows():
-            table.add_row(*(_text(row[c])[:60] for c in columns))
+            # an error's first 60 characters; leaderboard.csv and .md have it whole
+            table.add_row(*(_text(row[c])[:60] if c == "error" else _text(row[c]) for c in columns))
         table.caption = f"run dir of job N: {self.sweep_dir}/N"
-        console = Console(width=200)
+        console = Console()  # the terminal's width (80 columns when the output is not a terminal)
         console.print(table)
+        if self.over_seeds is not None:
+            header, rows = self.seed_summary()
+            seeds = Table(
+                title=f"Over the seeds: mean ± spread (sample standard deviation); objective {self.objective}"
+            )
+            for column in header:
+                seeds.add_column(column, overflow="fold")
+            for row in rows:
+                seeds.add_row(*row)
+            console.print(seeds)
         if self.has_learning_curve:  # printed rather than logged: `sweep.py --summarize` configures no logging
             for line in self.learning_curve_lines():
                 console.print(f"learning curve: {line}", soft_wrap=True)
 
     def plot(self, path: Path) -> None:
-        """One panel per swept parameter: the objective of each job against its value (log axis for numbers that
-        span a factor of 10 or more, as learning rates do)."""
-        fig, axes = plt.subplots(1, len(self.swept), figsize=(4 * len(self.swept), 3.5), squeeze=False)
-        done = self.rows[self.rows["objective"].notna()]
-        for ax, key in zip(axes.flat, self.swept):
-            values = pd.to_numeric(done[key], errors="coerce")
-            if values.notna().all() and len(values):
-                ax.scatter(values, done["objective"])
-                if values.min() > 0 and values.max() >= 10 * values.min():
-                    ax.set_xscale("log")
-                    # a tick at each swept value only: the log axis's own minor labels collide
-                    ax.xaxis.set_minor_formatter(NullFormatter())
-                    ticks = sorted(set(values))
-                    ax.set_xticks(ticks, [f"{v:g}" for v in ticks], rotation=30, ha="right")
-            else:  # categories (model=unet,hourglass) in order of first appearance
-                categories = list(dict.fromkeys(self.rows[key].astype(str)))
-                ax.scatter([categories.index(v) for v in done[key].astype(str)], done["objective"])
-                ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
-            ax.set_xlabel(key)
-            ax.set_ylabel(self.objective)
-            ax.grid(alpha=0.3)
-        fig.suptitle(f"{self.sweep_dir.name}: {len(done)} of {len(self.rows)} jobs with an objective", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        figures.objective(self.rows, self.swept, self.objective, self.sweep_dir.name, path)
 
 
 def _text(value) -> str:

@@ -93,6 +93,7 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, loggers: list) -> float:
         metrics["train_images"] = len(datamodule.splits["train"])  # the leaderboard's learning curve
         metrics["epochs"] = trainer.current_epoch  # those completed (max_time may stop a run early)
         metrics["best_checkpoint"] = best_path
+        metrics["chosen_by"] = f"{cfg.optimized_metric} ({cfg.optimized_mode})"  # the validation metric that chose it
         run_dir = RunDir(output_dir)
         run_dir.metrics.write_text(json.dumps(metrics, indent=2))
         _print_table(metrics, module.meta.names, output_dir)
