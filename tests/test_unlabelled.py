@@ -1,0 +1,164 @@
+"""Unlabelled video in training: the clip cache, the combined loader, one step with the unlabelled terms, the refusals
+of bad input, and the mirror_mouse_semi preset on the real data."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from lightning.pytorch.utilities import CombinedLoader
+
+from kp.build import build
+from kp.data.unlabelled import ClipDataset, cache_clips, find_videos
+from kp.errors import ConfigError, InputError
+from kp.train.loop import train
+from tests.helpers import TINY_DATA, compose_config, random_weights, shared_data
+
+STEP = 8  # grey level between consecutive frames of the test video: frame i is uniformly 8·i inside its border
+
+
+def write_video(path, frames: int, size=(48, 24)) -> None:
+    """An mp4 of `frames` frames, width × height = size, frame i uniformly grey 8·i (its number, read back from the
+    pixels after compression)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, size)
+    assert writer.isOpened()
+    for i in range(frames):
+        writer.write(np.full((size[1], size[0], 3), STEP * i, np.uint8))
+    writer.release()
+
+
+def frame_numbers(frames: np.ndarray) -> list[int]:
+    """The number of each cached frame N×H×W×C, read off the grey level of its centre."""
+    h, w = frames.shape[1:3]
+    return [round(float(frame[h // 2 - 2 : h // 2 + 2, w // 4 : 3 * w // 4].mean()) / STEP) for frame in frames]
+
+
+def test_the_cache_holds_every_frame_letterboxed_in_order_and_clips_are_consecutive(tmp_path):
+    write_video(tmp_path / "v.mp4", 20)
+    frames, runs = cache_clips([tmp_path / "v.mp4"], fit_size=(32, 32), channels=1, clip_length=4, frames=100)
+    assert frames.shape == (20, 32, 32, 1) and frames.dtype == np.uint8
+    assert frame_numbers(frames) == list(range(20))
+    assert runs == [(0, 20)]
+    assert frames[:, :7].max() == 0 and frames[:, 25:].max() == 0  # 48×24 letterboxed into 32×32: 8 rows of border
+    clips = ClipDataset(frames, runs, clip_length=4)
+    assert len(clips) == 17  # every start with 4 frames after it
+    clip = clips[5]
+    assert clip.shape == (4, 1, 32, 32) and clip.dtype == torch.float32 and clip.max() <= 1
+    assert frame_numbers((clip.permute(0, 2, 3, 1).numpy() * 255).round()) == [5, 6, 7, 8]
+
+
+def test_a_video_longer_than_its_share_keeps_evenly_spaced_runs(tmp_path):
+    write_video(tmp_path / "v.mp4", 20)
+    frames, runs = cache_clips([tmp_path / "v.mp4"], fit_size=(32, 32), channels=3, clip_length=4, frames=8)
+    assert frames.shape == (8, 32, 32, 3)
+    assert frame_numbers(frames) == [0, 1, 2, 3, 16, 17, 18, 19]
+    assert runs == [(0, 4), (4, 8)]
+    clips = ClipDataset(frames, runs, clip_length=4, length=5)
+    assert clips.starts.tolist() == [0, 4] and len(clips) == 5  # no clip spans the gap; repeated to the length asked
+    assert torch.equal(clips[2], clips[0])
+
+
+def test_bad_videos_fail_in_one_line(tmp_path):
+    write_video(tmp_path / "short.mp4", 3)
+    with pytest.raises(InputError, match=r"short.mp4: 3 frames, shorter than one clip of .*clip_length=8") as error:
+        cache_clips([tmp_path / "short.mp4"], (32, 32), 3, clip_length=8)
+    (tmp_path / "text.mp4").write_text("not a video")
+    with pytest.raises(InputError, match="text.mp4: OpenCV cannot open this video") as error2:
+        cache_clips([tmp_path / "text.mp4"], (32, 32), 3)
+    with pytest.raises(InputError, match="data.unlabelled.videos: no such file: .*gone.mp4") as error3:
+        find_videos([str(tmp_path / "gone.mp4")], None)
+    with pytest.raises(InputError, match="no video in .*videos"):
+        find_videos("auto", str(tmp_path))
+    with pytest.raises(ConfigError, match="auto takes the videos/ folder of data.dataset.project"):
+        find_videos("auto", None)
+    for raised in (error, error2, error3):
+        assert "\n" not in str(raised.value)
+
+
+def semi_config(tmp_path, *overrides):
+    write_video(tmp_path / "v.mp4", 24, size=(64, 64))
+    return compose_config(
+        *TINY_DATA,
+        "model=simple_cnn",
+        "loss=semi_supervised",
+        "data.dataset.occlusion_prob=0",  # every keypoint labelled: pose_pca needs complete frames
+        f"data.unlabelled.videos=[{tmp_path / 'v.mp4'}]",
+        "data.unlabelled.clip_length=4",
+        "data.unlabelled.clips_per_step=2",
+        *overrides,
+        output_dir=tmp_path / "run",
+    )
+
+
+def test_the_training_loader_carries_labelled_batches_and_clips(tmp_path):
+    datamodule, module = build(semi_config(tmp_path))
+    loader = datamodule.train_dataloader()
+    assert isinstance(loader, CombinedLoader)
+    iter(loader)
+    assert len(loader) == 4  # the labelled loader's 64 / 16 batches set the epoch
+    batch, _, _ = next(iter(loader))
+    assert batch["labelled"]["image"].shape == (16, 3, 64, 64)
+    assert batch["unlabelled"].shape == (2, 4, 3, 64, 64)
+    assert module.losses["pose_pca"].subspace is not None  # fitted from the training labels at build
+
+
+def test_one_step_with_clips_gives_finite_losses_and_gradients_from_the_unlabelled_terms(tmp_path):
+    datamodule, module = build(semi_config(tmp_path, "loss.temporal.epsilon=0", "loss.pose_pca.percentile=0"))
+    batch, _, _ = next(iter(datamodule.train_dataloader()))
+    clips = batch["unlabelled"]
+    unlabelled = module._unlabelled_losses(clips)
+    assert set(unlabelled) == {"temporal", "pose_pca"}
+    assert all(weight == pytest.approx(0.001) for weight, _ in unlabelled.values())  # epoch 0: 1/10 of 0.01
+    total = sum(weight * value for weight, value in unlabelled.values())
+    assert torch.isfinite(total) and total > 0
+    total.backward()
+    grads = [p.grad for p in module.net.parameters() if p.grad is not None]
+    assert grads and sum(g.abs().sum() for g in grads) > 0  # the clips' terms reach the net's weights
+    module.net.zero_grad()
+    loss = module.training_step(batch, 0)  # labelled and unlabelled together
+    assert torch.isfinite(loss) and loss > module._loss(module(batch["labelled"]["image"]), batch["labelled"], "train")
+
+
+def test_unlabelled_terms_without_video_fail_in_one_line(tmp_path):
+    cfg = compose_config(*TINY_DATA, "model=simple_cnn", "loss=semi_supervised", "data.unlabelled=null")
+    with pytest.raises(ConfigError, match="need unlabelled video .* data.unlabelled.videos is not set"):
+        build(cfg)
+    cfg = compose_config(*TINY_DATA, "model=simple_cnn", "loss=semi_supervised")  # auto: synthetic data has no project
+    with pytest.raises(ConfigError, match="auto takes the videos/ folder"):
+        build(cfg)
+
+
+def test_without_unlabelled_terms_the_video_is_not_read(tmp_path):
+    cfg = compose_config(*TINY_DATA, "model=simple_cnn", f"data.unlabelled.videos=[{tmp_path / 'gone.mp4'}]")
+    datamodule, _ = build(cfg)
+    assert not isinstance(datamodule.train_dataloader(), CombinedLoader)
+
+
+@pytest.mark.slow
+def test_mirror_mouse_semi_trains_on_the_real_video(tmp_path):
+    shared_data("mirror_mouse")
+    cfg = random_weights(
+        compose_config(
+            "experiment=mirror_mouse_semi",
+            "debug=limit",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "trainer.limit_val_batches=1",
+            "trainer.limit_test_batches=1",
+            "data.unlabelled.frames=64",
+            "data.num_workers=0",
+            "callbacks.progress_bar=null",
+            "callbacks.model_summary=null",
+            output_dir=tmp_path,
+        )
+    )
+    train(cfg)
+    log = pd.read_csv(tmp_path / "csv" / "metrics.csv")
+    for term in ("temporal", "pose_pca", "multiview_pca", "keypoints"):
+        values = log[f"train/loss_{term}"].dropna()
+        assert len(values) == 1 and np.isfinite(values).all()
+    assert np.isfinite(json.loads((tmp_path / "metrics.json").read_text())["test/rmse"])
