@@ -89,6 +89,8 @@ def semi_config(tmp_path, *overrides):
         f"data.unlabelled.videos=[{tmp_path / 'v.mp4'}]",
         "data.unlabelled.clip_length=4",
         "data.unlabelled.clips_per_step=2",
+        "loss.temporal.warmup_start=0",
+        "loss.pose_pca.warmup_start=0",
         *overrides,
         output_dir=tmp_path / "run",
     )
@@ -106,21 +108,36 @@ def test_the_training_loader_carries_labelled_batches_and_clips(tmp_path):
     assert module.losses["pose_pca"].subspace is not None  # fitted from the training labels at build
 
 
-def test_one_step_with_clips_gives_finite_losses_and_gradients_from_the_unlabelled_terms(tmp_path):
-    datamodule, module = build(semi_config(tmp_path, "loss.temporal.epsilon=0", "loss.pose_pca.percentile=0"))
+@pytest.mark.parametrize("target", ["heatmap", "coords"])  # soft_argmax, and the coordinates codec's decode
+def test_one_step_with_clips_gives_finite_losses_and_gradients_from_the_unlabelled_terms(tmp_path, target):
+    cfg = semi_config(tmp_path, f"target={target}", "loss.temporal.epsilon=0", "loss.pose_pca.percentile=0")
+    datamodule, module = build(cfg)
     batch, _, _ = next(iter(datamodule.train_dataloader()))
     clips = batch["unlabelled"]
     unlabelled = module._unlabelled_losses(clips)
     assert set(unlabelled) == {"temporal", "pose_pca"}
-    assert all(weight == pytest.approx(0.001) for weight, _ in unlabelled.values())  # epoch 0: 1/10 of 0.01
+    assert all(weight == pytest.approx(0.0001) for weight, _ in unlabelled.values())  # epoch 0: 1/10 of 0.001
     total = sum(weight * value for weight, value in unlabelled.values())
     assert torch.isfinite(total) and total > 0
     total.backward()
     grads = [p.grad for p in module.net.parameters() if p.grad is not None]
     assert grads and sum(g.abs().sum() for g in grads) > 0  # the clips' terms reach the net's weights
-    module.net.zero_grad()
-    loss = module.training_step(batch, 0)  # labelled and unlabelled together
-    assert torch.isfinite(loss) and loss > module._loss(module(batch["labelled"]["image"]), batch["labelled"], "train")
+    module.eval()  # no dropout: the same outputs on each pass
+    with torch.no_grad():
+        loss = module.training_step(batch, 0)  # labelled and unlabelled together
+        supervised = module._loss(module(batch["labelled"]["image"]), batch["labelled"], "train")
+        unlabelled = sum(weight * value for weight, value in module._unlabelled_losses(clips).values())
+    assert torch.isfinite(loss) and loss == pytest.approx(float(supervised + unlabelled), rel=1e-5)
+
+
+def test_before_the_warm_up_starts_the_clips_cost_nothing(tmp_path):
+    cfg = semi_config(tmp_path, "loss.temporal.warmup_start=1", "loss.pose_pca.warmup_start=1")
+    datamodule, module = build(cfg)
+    batch, _, _ = next(iter(datamodule.train_dataloader()))
+    calls = []
+    module.net.register_forward_hook(lambda net, inputs, outputs: calls.append(len(inputs[0])))
+    assert module._unlabelled_losses(batch["unlabelled"]) == {}  # epoch 0 < warmup_start
+    assert calls == []  # no forward pass on the clips
 
 
 def test_unlabelled_terms_without_video_fail_in_one_line(tmp_path):
@@ -150,6 +167,9 @@ def test_mirror_mouse_semi_trains_on_the_real_video(tmp_path):
             "trainer.limit_val_batches=1",
             "trainer.limit_test_batches=1",
             "data.unlabelled.frames=64",
+            "loss.temporal.warmup_start=0",  # the terms count from the first epoch
+            "loss.pose_pca.warmup_start=0",
+            "loss.multiview_pca.warmup_start=0",
             "data.num_workers=0",
             "callbacks.progress_bar=null",
             "callbacks.model_summary=null",
