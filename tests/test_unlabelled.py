@@ -182,3 +182,68 @@ def test_mirror_mouse_semi_trains_on_the_real_video(tmp_path):
         values = log[f"train/loss_{term}"].dropna()
         assert len(values) == 1 and np.isfinite(values).all()
     assert np.isfinite(json.loads((tmp_path / "metrics.json").read_text())["test/rmse"])
+
+
+DDP_SCRIPT = """
+import json, sys
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+sys.path.insert(0, {root!r})
+from kp.build import build
+from tests.helpers import TINY_DATA, compose_config
+from tests.test_unlabelled import frame_numbers
+
+out, video = Path(sys.argv[1]), sys.argv[2]
+L.seed_everything(0)  # the same random stream in both processes: only the distributed sampler tells their clips apart
+cfg = compose_config(
+    *TINY_DATA, "model=simple_cnn", "loss=semi_supervised", "data.dataset.occlusion_prob=0",
+    f"data.unlabelled.videos=[{{video}}]", "data.unlabelled.clip_length=4", "data.unlabelled.clips_per_step=2",
+    "loss.temporal.warmup_start=0", "loss.pose_pca.warmup_start=0", output_dir=out,
+)
+datamodule, module = build(cfg)
+
+
+class Record(Callback):
+    starts = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        first_frames = batch["unlabelled"][:, 0].permute(0, 2, 3, 1).numpy() * 255
+        self.starts += frame_numbers(first_frames.round())
+
+    def on_train_end(self, trainer, pl_module):
+        (out / f"rank{{trainer.global_rank}}.json").write_text(json.dumps(self.starts))
+
+
+trainer = L.Trainer(
+    accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, limit_val_batches=0, logger=False,
+    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[Record()],
+)
+trainer.fit(module, datamodule=datamodule)
+"""
+
+
+@pytest.mark.slow
+def test_each_ddp_process_gets_its_own_clips(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    write_video(tmp_path / "v.mp4", 25, size=(64, 64))  # 22 clip starts: the two processes' halves share none
+    script = tmp_path / "ddp_clips.py"
+    script.write_text(DDP_SCRIPT.format(root=str(ROOT)))
+    run = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), str(tmp_path / "v.mp4")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [len(starts) for starts in ranks] == [4, 4]  # 2 steps (64 images / 16 / 2 processes) × 2 clips
+    assert all(0 <= start <= 21 for starts in ranks for start in starts)
+    assert not set(ranks[0]) & set(ranks[1])  # each process its own clips
