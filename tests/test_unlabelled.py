@@ -130,6 +130,17 @@ def test_one_step_with_clips_gives_finite_losses_and_gradients_from_the_unlabell
     assert torch.isfinite(loss) and loss == pytest.approx(float(supervised + unlabelled), rel=1e-5)
 
 
+def test_under_bf16_autocast_the_unlabelled_terms_stay_finite_and_float32(tmp_path):
+    datamodule, module = build(semi_config(tmp_path, "loss.temporal.epsilon=0", "loss.pose_pca.percentile=0"))
+    batch, _, _ = next(iter(datamodule.train_dataloader()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # what precision=bf16-mixed runs the step under
+        unlabelled = module._unlabelled_losses(batch["unlabelled"])
+    for _, value in unlabelled.values():
+        assert value.dtype == torch.float32 and torch.isfinite(value)
+    sum(weight * value for weight, value in unlabelled.values()).backward()
+    assert sum(p.grad.abs().sum() for p in module.net.parameters() if p.grad is not None) > 0
+
+
 def test_before_the_warm_up_starts_the_clips_cost_nothing(tmp_path):
     cfg = semi_config(tmp_path, "loss.temporal.warmup_start=1", "loss.pose_pca.warmup_start=1")
     datamodule, module = build(cfg)
