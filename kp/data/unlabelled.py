@@ -75,7 +75,10 @@ def find_videos(videos: str | list[str], project: str | None) -> list[Path]:
             raise InputError(f"data.unlabelled.videos: no such file: {', '.join(missing)}")
         where = "data.unlabelled.videos"
     if not found:
-        raise InputError(f"no video in {where}: point data.unlabelled.videos at video files, or set it to null")
+        raise InputError(
+            f"no video in {where}: point data.unlabelled.videos at video files (a list or a glob), or train "
+            "without the terms that need them (loss=default)"
+        )
     return found
 
 
