@@ -4,6 +4,8 @@ of bad input, and the mirror_mouse_semi preset on the real data."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -16,7 +18,7 @@ from kp.build import build
 from kp.data.unlabelled import ClipDataset, cache_clips, find_videos
 from kp.errors import ConfigError, InputError
 from kp.train.loop import train
-from tests.helpers import TINY_DATA, compose_config, random_weights, shared_data
+from tests.helpers import ROOT, TINY_DATA, compose_config, random_weights, shared_data
 
 STEP = 8  # grey level between consecutive frames of the test video: frame i is uniformly 8·i inside its border
 
@@ -238,11 +240,6 @@ trainer.fit(module, datamodule=datamodule)
 
 @pytest.mark.slow
 def test_each_ddp_process_gets_its_own_clips(tmp_path):
-    import subprocess
-    import sys
-
-    from tests.helpers import ROOT
-
     write_video(tmp_path / "v.mp4", 25, size=(64, 64))  # 22 clip starts: the two processes' halves share none
     script = tmp_path / "ddp_clips.py"
     script.write_text(DDP_SCRIPT.format(root=str(ROOT)))
