@@ -16,8 +16,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from kp.data.base import KeypointMeta
+from kp.data.unlabelled import input_pixel_poses
 from kp.errors import ConfigError
 from kp.module import KeypointModule
+from kp.unsupervised_losses import PosePCALoss, UnlabelledTerm
 
 
 @dataclass
@@ -77,6 +79,7 @@ def build(cfg: DictConfig, datamodule=None):
     spec.model = _weights_from_checkpoint(spec.model)
     losses = {name: instantiate(term) for name, term in cfg.loss.items()}
     _check_losses(net, losses, datamodule, (channels, height, width))
+    _prepare_unlabelled(losses, datamodule, (height, width))
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = KeypointModule(
         net,
@@ -151,3 +154,16 @@ def _check_losses(net, losses, datamodule, input_shape) -> None:
                 )
         if "count" in term.requires and "count" not in sample:
             raise ConfigError(f"loss term '{name}' needs a 'count' target, which this dataset does not provide")
+
+
+def _prepare_unlabelled(losses, datamodule, input_size: tuple[int, int]) -> None:
+    """For a loss with terms that need no labels: decode the unlabelled video into the clip cache (the training
+    loader then carries clips), and fit the PCA terms on the training split's labels in the model's input pixels."""
+    if not any(isinstance(term, UnlabelledTerm) for term in losses.values()):
+        return
+    datamodule.unlabelled_clips()
+    pca_terms = [term for term in losses.values() if isinstance(term, PosePCALoss)]
+    if pca_terms:
+        poses = input_pixel_poses(datamodule.splits["train"], input_size)
+        for term in pca_terms:
+            term.fit(datamodule.meta.names, poses)

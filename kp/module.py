@@ -1,9 +1,13 @@
 """KeypointModule: network + target codec + named loss terms + metrics, trained by Lightning.
 
 The codec runs here, on whole batches on the model's device: the DataLoader only carries images and pixel keypoints.
-Logged names: <split>/loss, <split>/loss_<term>, and for val/test <split>/rmse, <split>/nme, <split>/pck_<t>
-(each also per keypoint as <metric>/<keypoint name>), <split>/count_mae and <split>/nme_count
-(kp.metrics.nme_plus_count) when the model predicts a count.
+With unlabelled video (data.unlabelled and a loss with terms of kp.unsupervised_losses), each training batch is
+{"labelled": batch, "unlabelled": clips}: the net also runs on the clips' frames, their keypoints come out
+differentiable (`differentiable_keypoints`), and each such term adds weight_at(epoch) × its value.
+
+Logged names: <split>/loss, <split>/loss_<term> (the unlabelled terms: train only, once past their warm-up start),
+and for val/test <split>/rmse, <split>/nme, <split>/pck_<t> (each also per keypoint as <metric>/<keypoint name>),
+<split>/count_mae and <split>/nme_count (kp.metrics.nme_plus_count) when the model predicts a count.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError
 
 from kp.calibration import difficulty
-from kp.codecs import flip_test
+from kp.codecs import flip_test, soft_argmax
 from kp.data.base import KeypointMeta
 from kp.defaults import PCK_THRESHOLDS
 from kp.errors import NonFiniteLossError
 from kp.losses import LossTerm
 from kp.metrics import NME, PCK, KeypointRMSE, nme_plus_count, pair_distance
+from kp.unsupervised_losses import UnlabelledTerm
 
 
 @dataclass
@@ -129,14 +134,29 @@ class KeypointModule(L.LightningModule):
         spread = (self.codec.spread(outputs) ** 2 + disagreement**2).sqrt()  # not hypot: it does not export to ONNX
         return DecodedBatch(keypoints, scores, difficulty(spread, scores), outputs)
 
-    def _loss(self, outputs: dict, batch: dict, split: str) -> torch.Tensor:
+    def differentiable_keypoints(self, outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(keypoints B×K×2 in input pixels, scores B×K) that pass gradients back to the net, for the loss terms that
+        need no labels: the soft-argmax of the heatmaps, or the coordinates codec's decode (differentiable as is)."""
+        if self.codec.name == "heatmap":
+            return soft_argmax(outputs["keypoints"], self.codec.stride)
+        return self.codec.decode(outputs)
+
+    def _loss(self, outputs: dict, batch: dict, split: str, clips: torch.Tensor | None = None) -> torch.Tensor:
+        """The supervised terms on the labelled batch, plus the unlabelled terms on `clips` B×T×C×H×W (training)."""
         targets = self.codec.encode(batch["keypoints"], batch["visible"])
         targets["visible"] = batch["visible"]
         if "count" in batch:
             targets["count"] = batch["count"]
-        total = 0.0
+        values, total = {}, 0.0
         for name, term in self.losses.items():
-            value = term(outputs, targets)
+            if not isinstance(term, UnlabelledTerm):
+                values[name] = term(outputs, targets)
+                total = total + term.weight * values[name]
+        if clips is not None:
+            for name, (weight, value) in self._unlabelled_losses(clips).items():
+                values[name] = value
+                total = total + weight * value
+        for name, value in values.items():
             self.log(
                 f"{split}/loss_{name}",
                 value,
@@ -145,7 +165,6 @@ class KeypointModule(L.LightningModule):
                 batch_size=len(batch["image"]),
                 sync_dist=True,
             )
-            total = total + term.weight * value
         self.log(
             f"{split}/loss",
             total,
@@ -157,8 +176,22 @@ class KeypointModule(L.LightningModule):
         )  # averaged over DDP processes
         return total
 
+    def _unlabelled_losses(self, clips: torch.Tensor) -> dict[str, tuple[float, torch.Tensor]]:
+        """Each unlabelled term's (weight at this epoch, value) on the clips' keypoints B×T×K×2; none while every
+        term is still in its warm-up (the clips then cost no forward pass)."""
+        terms = {name: term for name, term in self.losses.items() if isinstance(term, UnlabelledTerm)}
+        weights = {name: term.weight_at(self.current_epoch) for name, term in terms.items()}
+        if not any(weights.values()):
+            return {}
+        keypoints, scores = self.differentiable_keypoints(self(clips.flatten(0, 1)))
+        keypoints, scores = keypoints.unflatten(0, clips.shape[:2]), scores.unflatten(0, clips.shape[:2])
+        return {name: (weights[name], term(keypoints, scores)) for name, term in terms.items()}
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(self(batch["image"]), batch, "train")
+        clips = None
+        if "unlabelled" in batch:  # the datamodule's CombinedLoader (data.unlabelled)
+            batch, clips = batch["labelled"], batch["unlabelled"]
+        loss = self._loss(self(batch["image"]), batch, "train", clips)
         if not torch.isfinite(loss):
             # Stop before the optimiser applies it: no later checkpoint overwrites the last good one.
             checkpoints = getattr(self.trainer.checkpoint_callback, "dirpath", None) or "none saved"

@@ -13,7 +13,8 @@ only the part of an error beyond the allowance ε costs, so an error of the size
 The PCA terms are fitted once from the training labels (`fit(names, poses)`) before they are used; the same fit gives
 a label-free error signal per keypoint for any predicted poses (`keypoint_errors`).
 
-Not wired into training yet: the module's training step and the video-clip loader come with the rest of issue 27.
+In training (kp.module), the terms see the keypoints of clips of unlabelled video (kp.data.unlabelled) as B×T×K×2:
+the temporal term over each clip's T frames, the PCA terms on every frame.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class PosePCALoss(UnlabelledTerm):
             raise ConfigError(
                 f"loss pose_pca: {complete.sum()} of {len(poses)} labelled frames are complete (every keypoint "
                 f"labelled); a PCA of {len(names)} keypoints needs at least {needed}: label more frames fully or drop "
-                "the pose_pca term"
+                "the term (~loss.pose_pca)"
             )
         vectors = poses[complete].reshape(int(complete.sum()), -1)
         self.subspace = fit_subspace(vectors, self.variance)
@@ -142,7 +143,7 @@ class PosePCALoss(UnlabelledTerm):
         return self
 
     def errors(self, keypoints: torch.Tensor) -> torch.Tensor:
-        """B×K×2 -> B×K distance of each keypoint to its reprojection, px."""
+        """...×K×2 -> ...×K distance of each keypoint to its reprojection, px."""
         if self.subspace is None:
             raise RuntimeError(f"{type(self).__name__} is used before fit(names, poses)")
         return point_errors(self.subspace.residual(keypoints.flatten(-2).float()))
@@ -175,7 +176,7 @@ class MultiviewPCALoss(PosePCALoss):
         if len(samples) < needed:
             raise ConfigError(
                 f"loss multiview_pca: {len(samples)} body parts labelled in every view; a PCA of {needed} "
-                f"coordinates needs at least {needed}: label more frames or drop the multiview_pca term"
+                f"coordinates needs at least {needed}: label more frames or drop the term (~loss.multiview_pca)"
             )
         self.subspace = fit_subspace(samples, components=MULTIVIEW_COMPONENTS)
         own = point_errors(self.subspace.residual(torch.as_tensor(samples)))
@@ -189,10 +190,10 @@ class MultiviewPCALoss(PosePCALoss):
         return self
 
     def errors(self, keypoints: torch.Tensor) -> torch.Tensor:
-        """B×K×2 -> B×P×V distance of each body part's view to its reprojection, px (P body parts, V views)."""
+        """...×K×2 -> ...×P×V distance of each body part's view to its reprojection, px (P body parts, V views)."""
         if self.subspace is None:
             raise RuntimeError(f"{type(self).__name__} is used before fit(names, poses)")
-        stacked = keypoints[:, self.index.to(keypoints.device)].flatten(-2).float()  # B×P×2V
+        stacked = keypoints[..., self.index.to(keypoints.device), :].flatten(-2).float()  # ...×P×2V
         return point_errors(self.subspace.residual(stacked))
 
     def keypoint_errors(self, keypoints: torch.Tensor) -> torch.Tensor:

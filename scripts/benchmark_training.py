@@ -20,6 +20,10 @@ cache of the run's own, which detects every face as every start did before the b
 (kp.data.faces.FaceDetector.in_files); now with channels-last weights and images (the default) and the boxes read
 back. `--now-only` times only the second; `--compile` adds a third row with the network in torch.compile, whose
 compilation is in the "first step" column (the steps timed come after it).
+
+Unlabelled video (a preset with loss terms that need no labels, such as mirror_mouse_semi): its start-up includes
+decoding the videos into the clip cache (kp.data.unlabelled; the log line says how many frames), images/s counts the
+labelled images, and forward/backward include the clips' frames. Compare `mirror_mouse mirror_mouse_semi --now-only`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import CombinedLoader
 from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader
 
@@ -75,7 +80,7 @@ class PhaseTimer(Callback):
         self.marks[-1][name] = time.perf_counter()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.images.append(len(batch["image"]))
+        self.images.append(len(labelled(batch)["image"]))
         self._mark(pl_module, "start")
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
@@ -86,6 +91,12 @@ class PhaseTimer(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._mark(pl_module, "end")
+
+
+def labelled(batch: dict) -> dict:
+    """The labelled batch of a training batch, which carries clips of unlabelled video beside it with
+    data.unlabelled (kp.data.datamodule's CombinedLoader): the images/s count labelled images."""
+    return batch.get("labelled", batch)
 
 
 class TimedLoader(DataLoader):
@@ -165,11 +176,16 @@ def timed_fit(
     loader_rate = loader_images_per_second(datamodule, loader_batches) if loader_batches else float("nan")
     costs = per_image_costs(datamodule.splits["train"], cost_images) if cost_images else (float("nan"),) * 2
     waits: list[float] = []
+    inner_loaders = [1]  # DataLoaders waited on per step: 2 with unlabelled clips
     make_loader = datamodule.train_dataloader
 
-    def timed_loader() -> TimedLoader:
+    def timed_loader() -> DataLoader | CombinedLoader:
         loader = make_loader()
-        loader.__class__, loader.waits = TimedLoader, waits
+        # With unlabelled clips, both loaders of the CombinedLoader are waited on, in turn, once per step.
+        inners = loader.flattened if isinstance(loader, CombinedLoader) else [loader]
+        for inner in inners:
+            inner.__class__, inner.waits = TimedLoader, waits
+        inner_loaders[0] = len(inners)
         return loader
 
     datamodule.train_dataloader = timed_loader
@@ -186,7 +202,7 @@ def timed_fit(
         data_s=data_s,
         startup_s=built_s + (timer.marks[0]["start"] - fit_start if timer.marks else float("nan")),
         images_per_s=_images_per_second(timer, warmup),
-        phases=_phase_medians(timer, waits, warmup),
+        phases=_phase_medians(timer, waits, warmup, inner_loaders[0]),
         loader_images_per_s=loader_rate,
         batch_size=timer.images[0] if timer.images else 0,
         first_step_s=timer.marks[0]["end"] - timer.marks[0]["start"] if timer.marks else float("nan"),
@@ -203,13 +219,14 @@ def _images_per_second(timer: PhaseTimer, warmup: int) -> float:
     return sum(images) / (marks[-1]["end"] - marks[0]["start"])
 
 
-def _phase_medians(timer: PhaseTimer, waits: list[float], warmup: int) -> dict[str, float]:
-    """Medians over the timed steps: the wait for a batch is the one fetched just before the step started; the rest
-    is what remains of the gap between the previous step's end and this one's start."""
+def _phase_medians(timer: PhaseTimer, waits: list[float], warmup: int, per_step: int = 1) -> dict[str, float]:
+    """Medians over the timed steps: the wait for a batch is the one fetched just before the step started (per_step
+    waits each: the labelled batch and the clips); the rest is what remains of the gap between the previous step's
+    end and this one's start."""
     rows = []
     for i in range(max(warmup, 1), len(timer.marks)):
         step, before = timer.marks[i], timer.marks[i - 1]
-        wait = waits[i] if i < len(waits) else 0.0
+        wait = sum(waits[i * per_step : (i + 1) * per_step])
         rows.append(
             {
                 "wait": wait,
@@ -230,8 +247,8 @@ def loader_images_per_second(datamodule, batches: int) -> float:
         for batch in loader:
             if start is None:
                 start = time.perf_counter()
-            else:
-                seen += len(batch["image"])
+            else:  # a CombinedLoader (unlabelled clips) yields (batch, index, loader index)
+                seen += len(labelled(batch[0] if isinstance(loader, CombinedLoader) else batch)["image"])
             read += 1
             if read > batches:
                 break

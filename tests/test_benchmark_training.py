@@ -49,3 +49,25 @@ def test_face_boxes_are_detected_once_per_image_content(tmp_path, monkeypatch):
     assert len(calls) == 4
     faces.FaceDetector(min_size=30).in_files(files, tmp_path / "cache")  # other settings: other boxes
     assert len(calls) == 7
+
+
+def test_with_unlabelled_clips_the_row_counts_labelled_images_and_waits_on_both_loaders(tmp_path):
+    """The coordinates codec's path too: its decode gives the unlabelled terms their keypoints."""
+    from tests.test_unlabelled import write_video
+
+    write_video(tmp_path / "v.mp4", 12, size=(32, 32))
+    overrides = [
+        "data.dataset.sizes={train:96,val:16,test:16}",
+        "data.batch_size=16",
+        "data.num_workers=0",
+        "data.dataset.occlusion_prob=0",
+        "loss=semi_supervised",
+        f"data.unlabelled.videos=[{tmp_path / 'v.mp4'}]",
+        "data.unlabelled.clip_length=4",
+    ]
+    (row,) = _script().main(
+        ["synthetic_coords", "--now-only", "--steps", "4", "--warmup", "1", "--images", "2", "--overrides", *overrides]
+    )
+    assert row["batch_size"] == 16  # the labelled images, not the clips' frames
+    assert math.isfinite(row["images_per_s"]) and math.isfinite(row["loader_images_per_s"])
+    assert row["phases"]["forward"] > 0 and row["phases"]["wait"] >= 0

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
 from kp.data import io
@@ -18,7 +19,8 @@ from kp.data.base import KeypointDataset, KeypointMeta, Subset
 from kp.data.keypoint_pairs import mirror_note
 from kp.data.splits import SPLITS, nested_subset, write_recorded
 from kp.data.transforms import KeypointAugment
-from kp.errors import DataError
+from kp.data.unlabelled import ClipDataset, cache_clips, find_videos
+from kp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ class KeypointDataModule(L.LightningDataModule):
         allow_leaks: bool = False,
         max_image_megapixels: float = 100,
         train_fraction: float = 1.0,
+        unlabelled: Mapping | None = None,
     ):
         """`dataset` is called as dataset(split=..., transform=..., max_pixels=...) for each of train/val/test (a
         Hydra partial); `transforms` maps a split name to its augmentation pipeline (None: no augmentation).
@@ -54,6 +57,8 @@ class KeypointDataModule(L.LightningDataModule):
         if not 0 < train_fraction <= 1:
             raise ValueError(f"data.train_fraction must be in (0, 1], got {train_fraction}")
         self.train_fraction = train_fraction
+        self.unlabelled = dict(unlabelled) if unlabelled else None
+        self._clips: ClipDataset | None = None
         self.splits: dict[str, KeypointDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -213,8 +218,57 @@ class KeypointDataModule(L.LightningDataModule):
             drop_last=shuffle and len(self.splits[split]) > self.batch_size,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+    def train_dataloader(self) -> DataLoader | CombinedLoader:
+        """The labelled batches; once `unlabelled_clips()` has made the clips (kp.build does, for a loss with terms
+        that need no labels), a CombinedLoader of {"labelled": batch, "unlabelled": clips B×T×C×H×W}: one clip batch
+        per labelled batch, the labelled loader setting the epoch's length."""
+        labelled = self._loader("train", shuffle=True)
+        if self._clips is None:
+            return labelled
+        per_step = self.unlabelled.get("clips_per_step", 1)
+        self._clips.length = max(len(self._clips.starts), len(labelled) * per_step)  # an epoch's worth at least
+        # Shuffled with the seeded torch generator; under DDP, Lightning's distributed sampler gives each rank its own.
+        clips = DataLoader(self._clips, batch_size=per_step, shuffle=True, drop_last=True)
+        return CombinedLoader({"labelled": labelled, "unlabelled": clips}, mode="min_size")
+
+    def unlabelled_clips(self) -> ClipDataset:
+        """The clips of data.unlabelled, the videos decoded once into the cache on the first call
+        (kp.data.unlabelled); from then on the training loader carries them."""
+        if self._clips is not None:
+            return self._clips
+        if not self.unlabelled or self.unlabelled.get("videos") is None:
+            raise ConfigError(
+                "the loss has terms that need unlabelled video (temporal, pose_pca, multiview_pca) and "
+                "data.unlabelled.videos is not set: give a list of videos, a glob, or auto (the project's videos/), "
+                "or train with loss=default"
+            )
+        options = dict(self.unlabelled)
+        unknown = set(options) - {"videos", "clip_length", "clips_per_step", "frames"}
+        if unknown:
+            raise ConfigError(
+                f"data.unlabelled: unknown option(s) {', '.join(sorted(unknown))}; "
+                "expected videos, clip_length, clips_per_step, frames"
+            )
+        if options.get("clips_per_step", 1) < 1:
+            raise ConfigError(f"data.unlabelled.clips_per_step={options['clips_per_step']}: expected 1 or more")
+        self.setup()
+        train = self.splits["train"]
+        if train.fit_size is None:
+            raise ConfigError(
+                f"data.unlabelled: {type(train).__name__} does not letterbox its images into a fixed size (fit_size), "
+                "so video frames cannot be sized as its images are: unlabelled video needs a dataset that does"
+            )
+        videos = options["videos"] if isinstance(options["videos"], str) else list(options["videos"])
+        clip_length = options.get("clip_length", 8)
+        frames, runs = cache_clips(
+            find_videos(videos, getattr(self.dataset, "keywords", {}).get("project")),
+            tuple(train.fit_size),
+            self.input_shape[0],
+            clip_length,
+            options.get("frames", 1000),
+        )
+        self._clips = ClipDataset(frames, runs, clip_length)
+        return self._clips
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
