@@ -141,7 +141,8 @@ def score(run: Path, preset: Preset) -> dict[str, tuple[float, float]]:
     results = {}
     for flip in (False, True):
         out = run / "eval" / f"{preset.split}{'_flip' if flip else ''}"
-        results[flip] = evaluate_run(run, preset.split, flip=flip, out=out)
+        # the plain report is the one training wrote, redone the same way (and --score-only reruns both)
+        results[flip] = evaluate_run(run, preset.split, flip=flip, out=out, overwrite=True)
         results[flip][f"{preset.split}/worst_part_ratio"] = worst_part_ratio(out / "errors.csv")
     return {
         m: tuple(results[flip].get(f"{preset.split}/{m}", math.nan) for flip in (False, True)) for m in preset.goals
