@@ -252,18 +252,24 @@ def write_report(report: dict, out: Path) -> None:
         "(points beyond it pass only when scattered: each image's and each keypoint's median within the limit, as a "
         "young model's near-flat heatmaps give).",
         "",
-        "| format | file | size | decoder | max Δ keypoint (px) | mean Δ keypoint (px) | max Δ output | "
-        "points beyond the limit | parity |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for fmt, row in report["formats"].items():
-        parity = row["parity"]
-        lines.append(
-            f"| {fmt} | {row['file']} | {row['size_bytes'] / 1e6:.2f} MB | {row['decoder'] or '-'} | "
-            f"{parity['max_px']:.2g} | {parity['mean_px']:.2g} | {parity['max_output']:.2g} | "
-            f"{parity['beyond_limit']} of {parity['points']} | "
-            f"{'ok' if parity['ok'] else 'MISSED'} |"
-        )
+    header = ["format", "file", "size", "decoder", "max Δ keypoint (px)", "mean Δ keypoint (px)", "max Δ output"]
+    header += ["points beyond the limit", "parity"]
+    rows = [
+        [
+            fmt,
+            row["file"],
+            f"{row['size_bytes'] / 1e6:.2f} MB",
+            row["decoder"] or "-",
+            f"{row['parity']['max_px']:.2g}",
+            f"{row['parity']['mean_px']:.2g}",
+            f"{row['parity']['max_output']:.2g}",
+            f"{row['parity']['beyond_limit']} of {row['parity']['points']}",
+            "ok" if row["parity"]["ok"] else "MISSED",
+        ]
+        for fmt, row in report["formats"].items()
+    ]
+    lines += markdown.table(header, rows).splitlines()
     for fmt, row in report["formats"].items():
         if "decoder_vs_run" in row:
             other = row["decoder_vs_run"]
