@@ -44,14 +44,7 @@ from kp.data.io import (
     where,
 )
 from kp.data.keypoint_pairs import flip_pairs_from_names, resolve_pairs
-from kp.data.splits import (
-    choose_groups,
-    describe_recorded,
-    read_recorded,
-    recorded_split,
-    similarity_groups,
-    split_groups,
-)
+from kp.data.splits import choose_groups, deal_or_reuse, similarity_groups
 from kp.errors import DataError
 from kp.formats import dlc_config, dlc_csv
 from kp.geometry import letterbox
@@ -140,14 +133,10 @@ class DeepLabCutProject(KeypointDataset):
             log.info(
                 "%s: split by %s: %d group(s) of %d frames%s", self.source, split_by, len(set(groups)), len(frames), why
             )
-        what = f"{self.project} by {split_by}"
-        if splits_from:
-            names, recorded = [self._name(frame) for frame in frames], read_recorded(splits_from)
-            if split == "train":
-                log.info("%s: %s", self.source, describe_recorded(names, recorded, splits_from))
-            return recorded_split(names, groups, split, recorded, what), groups
         of = "samples" if split_by == "similarity" else "groups"  # look-alike groups differ much in size
-        return split_groups(groups, split, fractions, seed, what, fractions_of=of), groups
+        names = [self._name(frame) for frame in frames]
+        what = f"{self.project} by {split_by}"
+        return deal_or_reuse(names, groups, split, fractions, seed, what, of, splits_from, log), groups
 
     def _name(self, frame: Frame) -> str:
         """The frame's name in splits.csv and messages: its path in the project (labeled-data/<video>/<file>)."""

@@ -31,14 +31,7 @@ import numpy as np
 from kp.data.base import KeypointDataset, KeypointMeta, RawSample
 from kp.data.io import MAX_PIXELS, SkipLog, check_image_file, check_points, drop_repeats, image_size, read_image
 from kp.data.keypoint_pairs import flip_pairs_from_names, resolve_pairs
-from kp.data.splits import (
-    choose_groups,
-    describe_recorded,
-    read_recorded,
-    recorded_split,
-    similarity_groups,
-    split_groups,
-)
+from kp.data.splits import choose_groups, deal_or_reuse, similarity_groups
 from kp.errors import ConfigError, DataError
 from kp.geometry import letterbox
 
@@ -109,13 +102,9 @@ class SleapLabels(KeypointDataset):
         if split == "train":
             log.info("%s: split by %s: %d group(s) of %d frames%s", path, split_by, len(set(groups)), len(groups), why)
         of = "samples" if split_by == "similarity" else "groups"  # look-alike groups differ much in size
-        if splits_from:
-            names_of, recorded = [frame.name for frame in project.frames], read_recorded(splits_from)
-            if split == "train":
-                log.info("%s: %s", path, describe_recorded(names_of, recorded, splits_from))
-            chosen = recorded_split(names_of, groups, split, recorded, f"{path} by {split_by}")
-        else:
-            chosen = split_groups(groups, split, fractions, seed, f"{path} by {split_by}", fractions_of=of)
+        names_of = [frame.name for frame in project.frames]
+        what = f"{path} by {split_by}"
+        chosen = deal_or_reuse(names_of, groups, split, fractions, seed, what, of, splits_from, log)
         self.frames = [project.frames[i] for i in chosen]
         self._groups_of = [groups[i] for i in chosen]
         pairs = (

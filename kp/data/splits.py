@@ -5,6 +5,7 @@ subsets of data.train_fraction."""
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -222,3 +223,24 @@ def describe_recorded(names: Sequence[str], recorded: Mapping[str, str], source:
         f"train unless their video or look-alikes are held out"
         + (f"; {gone} recorded sample(s) are gone" if gone else "")
     )
+
+
+def deal_or_reuse(
+    names: Sequence[str],
+    groups: Sequence[str],
+    split: str,
+    fractions: Mapping[str, float],
+    seed: int,
+    what: str,
+    fractions_of: str = "groups",
+    splits_from: str | None = None,
+    log: logging.Logger | None = None,
+) -> list[int]:
+    """The indices of `split`'s samples: dealt by split_groups, or, where `splits_from` names a run (or its
+    splits.csv), that run's recorded split kept (recorded_split; said once, for the training split, in `log`)."""
+    if not splits_from:
+        return split_groups(groups, split, fractions, seed, what, fractions_of=fractions_of)
+    recorded = read_recorded(splits_from)
+    if split == "train" and log:
+        log.info("%s: %s", what, describe_recorded(names, recorded, splits_from))
+    return recorded_split(names, groups, split, recorded, what)

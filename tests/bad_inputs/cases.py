@@ -28,6 +28,7 @@ import yaml
 
 from kp.data.cards import POINTS as CARD_POINTS
 from kp.data.cards import CardPacks
+from kp.data.cat import ALL_NAMES as CAT_NAMES
 from kp.data.cat import CatHeads
 from kp.data.coco import CocoKeypoints
 from kp.data.dlc import DeepLabCutProject
@@ -179,17 +180,7 @@ class Cat(Format):
         return CatHeads(
             split,
             root,
-            keypoints=[
-                "left_eye",
-                "right_eye",
-                "mouth",
-                "left_ear_1",
-                "left_ear_2",
-                "left_ear_3",
-                "right_ear_1",
-                "right_ear_2",
-                "right_ear_3",
-            ],
+            keypoints=CAT_NAMES,
             preprocess="none",
             fractions=list(fractions),
             **{"folders": ["CAT_00"], **options},
