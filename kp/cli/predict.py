@@ -2,6 +2,7 @@
 
     kp predict MODEL INPUT... [--out DIR] [--flip] [--format dlc] [--format coco] [--detect faces]
     kp predict MODEL VIDEO --smooth kalman
+    kp predict RUN1 RUN2 RUN3 INPUT...        an ensemble (docs/use.md, "Ensembles")
 
 MODEL: a run directory (its best checkpoint), a checkpoint file, or an ONNX file from kp export. INPUT: image files,
 folders (searched
@@ -37,6 +38,13 @@ above and summary.json when it is finished; a table at the end gives each video'
 score and share of scores below --threshold. A rerun skips the finished videos and resumes a stopped one; a video that
 cannot be read is skipped, counted and named, the rest done.
 
+Several models before the inputs (run directories, .ckpt or .onnx files; the leading paths that are models, as kp
+refine tells them) are an ensemble: every model predicts every image or frame, and predictions.csv's x and y are the
+members' median, the score their mean, the radius their median (empty where a member has no calibration), and
+<keypoint>_ens_var after the usual columns their spread: the variance of x plus that of y across members, px². The
+models must share keypoint names, input preprocessing and calibration alpha (else a one-line refusal naming two).
+Not with --each-video.
+
 Scores are the heatmap peak (or the visibility probability), times the flip agreement with --flip (docs/use.md,
 "Scores").
 """
@@ -46,7 +54,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from kp.cli.common import count, fraction, parser, user_errors_in_one_line
+from kp.cli.refine import _is_model as is_model  # one rule for what is a model (kp refine)
 from kp.defaults import SCORE_THRESHOLD
+from kp.errors import InputError
 
 # The choices, as kp.predict.writers.FORMATS and kp.trajectories.smooth.METHODS (tests/test_cli.py checks): written
 # here so that --help and a wrong choice answer without importing torch.
@@ -56,8 +66,12 @@ METHODS = ("kalman", "savgol", "median")
 
 def main(argv: list[str] | None = None) -> None:
     command = parser("kp predict", __doc__)
-    command.add_argument("model", help="a run directory, a checkpoint file or an exported .onnx file")
-    command.add_argument("inputs", nargs="+", help="images, folders, globs, videos")
+    command.add_argument(
+        "paths",
+        nargs="+",
+        help="a run directory, a checkpoint file or an exported .onnx file (several: an ensemble), then images, "
+        "folders, globs, videos",
+    )
     command.add_argument("--out", type=Path, default=Path("predictions"))
     command.add_argument(
         "--flip", action="store_true", help="test-time flip: average with the mirror image's prediction"
@@ -91,16 +105,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = command.parse_intermixed_args(argv)  # inputs and options in any order
     with user_errors_in_one_line(args.verbose):
+        models, inputs = _models_and_inputs(args.paths, args.each_video)
         from kp.predict.predict import predict_inputs, predict_videos
 
         if args.each_video:  # every option but --resume, which is implied: a stopped video goes on
-            own = ("model", "inputs", "out", "verbose", "resume", "each_video", "format")
+            own = ("paths", "out", "verbose", "resume", "each_video", "format")
             options = {key: value for key, value in vars(args).items() if key not in own}
-            predict_videos(args.model, args.inputs, args.out, formats=tuple(args.format), **options)
+            predict_videos(models[0], inputs, args.out, formats=tuple(args.format), **options)
             return
         predict_inputs(
-            args.model,
-            args.inputs,
+            models[0] if len(models) == 1 else models,
+            inputs,
             args.out,
             flip=args.flip,
             formats=tuple(args.format),
@@ -115,3 +130,14 @@ def main(argv: list[str] | None = None) -> None:
             resume=args.resume,
             smooth=args.smooth,
         )
+
+
+def _models_and_inputs(paths: list[str], each_video: bool) -> tuple[list[str], list[str]]:
+    """The leading paths that are models (at least the first) and the inputs after them."""
+    number = max(next((i for i, path in enumerate(paths) if not is_model(Path(path))), len(paths)), 1)
+    models, inputs = paths[:number], paths[number:]
+    if not inputs:
+        raise InputError("kp predict needs a model and an input: kp predict MODEL [MODEL...] INPUT...")
+    if each_video and len(models) > 1:
+        raise InputError(f"--each-video predicts with one model; {len(models)} were given ({', '.join(models)})")
+    return models, inputs

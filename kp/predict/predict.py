@@ -1,6 +1,7 @@
 """Keypoints for new images and videos from a trained model (`kp predict`, kp/cli/predict.py): one row per image,
 frame or face in predictions.csv, overlays, and the DeepLabCut and COCO formats; with --each-video, a folder per
-video and a table of them all (predict_videos)."""
+video and a table of them all (predict_videos). With several models (an ensemble), every model predicts every image
+and the CSV gets their median position, mean score, median radius and spread (kp.trajectories.ensemble)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -23,11 +25,14 @@ from kp.inference.predictor import Predictor
 from kp.inference.sources import Cropper, ImageFiles, VideoFrames, collate, expand_inputs
 from kp.predict import pose_files
 from kp.predict.writers import Overlays, Writer
+from kp.trajectories.ensemble import ensemble_stats
 from kp.trajectories.smooth_csv import smooth_file
+
+Model = str | Path | Predictor
 
 
 def predict_inputs(
-    model: str | Path | Predictor,
+    model: Model | list[Model],
     inputs: list[str],
     out: Path,
     flip: bool = False,
@@ -44,29 +49,31 @@ def predict_inputs(
     resume: bool = False,
     smooth: str | None = None,
 ) -> dict:
-    """Predict every input with a model (a path for kp.load, or a Predictor); write out's files; return the summary
-    (counts, wall time, images/s). predictions.csv grows batch by batch; with resume, the images and frames it
-    already has are not predicted again. smooth (a kp.trajectories method): predictions_smoothed.csv and its figures
-    and report too, and the overlay videos show the smoothed points."""
+    """Predict every input with a model (a path for kp.load, or a Predictor), or with an ensemble (a list of two or
+    more: _ensemble); write out's files; return the summary (counts, wall time, images/s). predictions.csv grows batch
+    by batch; with resume, the images and frames it already has are not predicted again. smooth (a kp.trajectories
+    method): predictions_smoothed.csv and its figures and report too, and the overlay videos show the smoothed
+    points."""
     console = console or Console(stderr=True)
-    predictor = model if isinstance(model, Predictor) else load(model)
-    predictor.check_flip(flip)  # refused before any file is written
+    members = _ensemble(model if isinstance(model, list) else [model], flip)
+    predictor = members[0]  # the ensemble's keypoints, preprocessing and calibration alpha are all members'
     images, videos = expand_inputs(inputs)
     pose_files.check_targets(out, formats, images)
     face_crop = _face_crop(predictor, detect, model)
     out.mkdir(parents=True, exist_ok=True)
     cropper = Cropper(predictor.preprocess, face_crop, keep_source=overlays)
-    writer = Writer(out, predictor.meta.names, faces=face_crop is not None, resume=resume)
+    writer = Writer(out, predictor.meta.names, faces=face_crop is not None, resume=resume, ensemble=len(members) > 1)
     resumed, skipped_before = len(writer.done), len(writer.skipped)
     drawer = Overlays(out, predictor, threshold) if overlays else None
     sources = _sources(images, videos, writer, cropper, batch_size, workers, every, start, end)
     started = time.perf_counter()
     try:
-        predicted = _predict_all(predictor, sources, flip, writer, drawer, console)
+        predicted = _predict_all(members, sources, flip, writer, drawer, console)
     finally:
         written = [writer.close()]  # what was predicted stays, also when the job dies
     rows = writer.rows
-    if flip in predictor.calibrations:  # what the radius means, for kp smooth
+    calibrated = all(flip in member.calibrations for member in members)
+    if calibrated:  # what the radius means, for kp smooth
         sidecar(writer.path).write_text(json.dumps({"alpha": predictor.calibrations[flip].alpha, "flip": flip}))
     if smooth:
         smoothed = smooth_file(writer.path, smooth, threshold=threshold, console=console)
@@ -91,9 +98,41 @@ def predict_inputs(
         "files": [str(path) for path in written],
     }
     _print_summary(console, summary, writer.skipped, out)
-    if flip not in predictor.calibrations:  # say why the radius columns are empty
-        console.print(f"no uncertainty radius: {predictor.radius_hint(flip)}")
+    if not calibrated:  # say why the radius columns are empty
+        uncalibrated = next(member for member in members if flip not in member.calibrations)
+        console.print(f"no uncertainty radius: {uncalibrated.radius_hint(flip)}")
     return summary
+
+
+def _ensemble(models: list[Model], flip: bool) -> list[Predictor]:
+    """The models loaded, each checked for flip (refused before any file is written); an ensemble's members must
+    share keypoint names, input preprocessing and calibration alpha, else a one-line InputError naming two."""
+    members = [model if isinstance(model, Predictor) else load(model) for model in models]
+    for member in members:
+        member.check_flip(flip)
+    first, alpha = members[0], lambda p: p.calibrations[flip].alpha if flip in p.calibrations else None
+    names = [str(model.checkpoint) if isinstance(model, Predictor) else str(model) for model in models]
+    for name, member in zip(names[1:], members[1:]):
+        differ = [
+            what
+            for what, same in [
+                ("keypoint names", member.meta.names == first.meta.names),
+                ("input preprocessing", _preprocessing(member) == _preprocessing(first)),
+                ("calibration alpha", None in (alpha(member), alpha(first)) or alpha(member) == alpha(first)),
+            ]
+            if not same
+        ]
+        if differ:
+            raise InputError(
+                f"{name}: its {' and '.join(differ)} differ from {names[0]}'s: an ensemble's models must be trained "
+                f"on the same keypoints and data config (kp sweep -m experiment=X seed=0,1,2, docs/use.md)"
+            )
+    return members
+
+
+def _preprocessing(predictor: Predictor) -> tuple:
+    spec = predictor.spec
+    return spec.input_shape, spec.fit_size, spec.transforms, spec.face_crop
 
 
 VIDEO_SUMMARY = "summary.json"  # in a video's folder: written when its job is finished, read on a rerun
@@ -208,7 +247,12 @@ def _sources(
 
 
 def _predict_all(
-    predictor: Predictor, sources: list[tuple[DataLoader, int]], flip: bool, writer: Writer, drawer, console: Console
+    members: list[Predictor],
+    sources: list[tuple[DataLoader, int]],
+    flip: bool,
+    writer: Writer,
+    drawer,
+    console: Console,
 ) -> int:
     """Every source's batches through the model into the writer (and overlays), with a progress bar; the count."""
     started, predicted = time.perf_counter(), 0
@@ -216,7 +260,7 @@ def _predict_all(
         task = progress.add_task("predicting", total=sum(total for _, total in sources), rate="")
         for loader, _ in sources:
             for items, batch, affines in loader:
-                _predict_batch(predictor, items, batch, affines, flip, writer, drawer)
+                _predict_batch(members, items, batch, affines, flip, writer, drawer)
                 predicted += len(items)
                 rate = f"{predicted / (time.perf_counter() - started):.1f} images/s"
                 progress.update(task, advance=len(items), rate=rate)
@@ -241,9 +285,9 @@ PROGRESS = (
 )
 
 
-def _predict_batch(predictor: Predictor, items, batch, affines, flip: bool, writer: Writer, drawer) -> None:
+def _predict_batch(members: list[Predictor], items, batch, affines, flip: bool, writer: Writer, drawer) -> None:
     """One DataLoader batch: its rows into the writer (and the file), an overlay per image, unreadable ones skipped."""
-    keypoints, scores, radius = predictor.predict_with_radius(batch, affines, flip) if batch is not None else ([],) * 3
+    keypoints, scores, radius, spread = _locate(members, batch, affines, flip) if batch is not None else ([],) * 4
     offset = 0
     for item in items:
         if item.error:
@@ -251,11 +295,25 @@ def _predict_batch(predictor: Predictor, items, batch, affines, flip: bool, writ
             continue
         n = len(item.tensors)
         before = len(writer.rows)
-        writer.add(item, keypoints[offset : offset + n], scores[offset : offset + n], radius[offset : offset + n])
+        part = slice(offset, offset + n)
+        writer.add(item, keypoints[part], scores[part], radius[part], None if spread is None else spread[part])
         if drawer and item.frame is None:
             drawer.add(item, writer.rows[before:])
         offset += n
     writer.flush()
+
+
+def _locate(members: list[Predictor], batch, affines, flip: bool):
+    """Keypoints B×K×2, scores, radius and the ensemble's spread B×K (None for one model). An ensemble's keypoints
+    are the members' median (ensemble_stats), its scores their mean, its radius their median (NaN where a member has
+    none), its spread the members' variance of x plus that of y, px² (population variance, as ensemble_stats)."""
+    if len(members) == 1:
+        return *members[0].predict_with_radius(batch, affines, flip), None
+    predictions = [member.predict_with_radius(batch, affines, flip) for member in members]
+    median, variance, score = ensemble_stats(
+        np.stack([p.keypoints for p in predictions]), np.stack([p.scores for p in predictions])
+    )
+    return median, score, np.median(np.stack([p.radius for p in predictions]), axis=0), variance.sum(-1)
 
 
 def _print_summary(console: Console, summary: dict, skipped: list, out: Path) -> None:

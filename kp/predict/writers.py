@@ -28,16 +28,16 @@ class Writer:
     """Appends prediction rows to predictions.csv as they come (flushed after every batch, so that a killed job
     leaves a CSV valid up to its last complete row) and writes the other formats at the end. With resume, the rows
     already in the file are kept, the last image or frame's rows redone (it may be cut short) and `done` names them,
-    so that the job goes on where it stopped."""
+    so that the job goes on where it stopped. ensemble: rows carry the members' spread, written as its columns."""
 
-    def __init__(self, out: Path, names: list[str], faces: bool, resume: bool = False):
-        self.out, self.names, self.faces = out, names, faces
+    def __init__(self, out: Path, names: list[str], faces: bool, resume: bool = False, ensemble: bool = False):
+        self.out, self.names, self.faces, self.ensemble = out, names, faces, ensemble
         self.path = out / "predictions.csv"
-        self.header = predictions_csv.columns(names, faces)
+        self.header = predictions_csv.columns(names, faces, ensemble)
         self.rows: list[dict] = []
         self.skipped: list[tuple[str, int | None, str]] = []
         if resume and self.path.is_file():
-            self.rows = predictions_csv.read_rows(self.path, names, faces)
+            self.rows = predictions_csv.read_rows(self.path, names, faces, ensemble)
             last = _key(self.rows[-1]) if self.rows else None
             self.rows = [row for row in self.rows if _key(row) != last]
             self.skipped = predictions_csv.read_skipped(out / "skipped.csv")
@@ -45,10 +45,13 @@ class Writer:
         self.file = open(self.path, "w", newline="")  # the kept rows written again: a cut-short last line goes
         self.csv = csv.writer(self.file)
         self.csv.writerow(self.header)
-        self.csv.writerows(predictions_csv.values(row, names, faces) for row in self.rows)
+        self.csv.writerows(predictions_csv.values(row, names, faces, ensemble) for row in self.rows)
         self.flush()
 
-    def add(self, item: Item, keypoints: np.ndarray, scores: np.ndarray, radius: np.ndarray) -> None:
+    def add(
+        self, item: Item, keypoints: np.ndarray, scores: np.ndarray, radius: np.ndarray, spread: np.ndarray | None
+    ) -> None:
+        """An item's rows (one per face); spread: the ensemble's B×K spread, None for one model."""
         added = []
         if self.faces and not item.tensors:
             added.append(
@@ -61,6 +64,7 @@ class Writer:
                     "keypoints": None,
                     "scores": None,
                     "radius": None,
+                    **({"spread": None} if self.ensemble else {}),
                 }
             )
         for face, (box, points, point_scores, point_radius) in enumerate(zip(item.boxes, keypoints, scores, radius)):
@@ -74,10 +78,11 @@ class Writer:
                     "keypoints": points,
                     "scores": point_scores,
                     "radius": point_radius,
+                    **({"spread": spread[face]} if self.ensemble else {}),
                 }
             )
         self.rows += added
-        self.csv.writerows(predictions_csv.values(row, self.names, self.faces) for row in added)
+        self.csv.writerows(predictions_csv.values(row, self.names, self.faces, self.ensemble) for row in added)
 
     def skip(self, item: Item) -> None:
         self.skipped.append((item.file, item.frame, item.error))
