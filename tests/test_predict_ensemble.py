@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
@@ -88,3 +89,20 @@ def test_each_video_takes_one_model_and_an_input_is_needed(run_dir, second_run):
         with pytest.raises(SystemExit) as exit_:
             main_predict(argv)
         assert expected in str(exit_.value) and "\n" not in str(exit_.value)
+
+
+def test_an_ensemble_smooths_and_resumes_like_one_model(run_dir, second_run, tmp_path):  # noqa: F811
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (SIZE, SIZE))
+    for image in synthetic_images(8):
+        writer.write(image[:, :, ::-1])
+    writer.release()
+    argv = [str(run_dir), str(second_run), str(video), "--out", str(tmp_path / "out"), "--workers", "0"]
+    main_predict([*argv, "--smooth", "kalman", "--no-overlays"])
+    whole = (tmp_path / "out" / "predictions.csv").read_text()
+    smoothed = read_rows(tmp_path / "out" / "predictions_smoothed.csv")
+    assert len(smoothed) == 8 and all(float(row["nose_ens_var"]) >= 0 for row in smoothed)
+    lines = whole.splitlines(keepends=True)  # a job killed in its fifth row
+    (tmp_path / "out" / "predictions.csv").write_text("".join(lines[:5]) + lines[5][:20])
+    main_predict([*argv, "--resume", "--no-overlays"])
+    assert (tmp_path / "out" / "predictions.csv").read_text() == whole

@@ -78,7 +78,7 @@ def predict_inputs(
     if smooth:
         smoothed = smooth_file(writer.path, smooth, threshold=threshold, console=console)
         written.append(smoothed.csv)
-        rows = read_rows(smoothed.csv, predictor.meta.names, faces=face_crop is not None)
+        rows = read_rows(smoothed.csv, predictor.meta.names, faces=face_crop is not None, ensemble=writer.ensemble)
     if drawer and videos:
         _draw_videos(drawer, videos, rows, every, console)
     written += [writer.write_dlc(threshold)] if "dlc" in formats else []
