@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from kp.errors import user_errors_in_one_line
 
@@ -94,3 +95,9 @@ def batch(text: str) -> int | None:
 def hydra_verbose(argv: list[str]) -> bool:
     """kp train's and kp sweep's `verbose=true` override: tracebacks instead of one-line errors."""
     return any(arg.lstrip("+").lower() in ("verbose=true", "verbose=1") for arg in argv)
+
+
+def is_model(path: Path) -> bool:
+    """Whether a command-line path names a model (a run directory, a .ckpt or an .onnx file): kp predict and kp refine
+    take the leading such paths as their runs, the rest as inputs."""
+    return path.suffix.lower() in (".ckpt", ".onnx") or (path / "checkpoints").is_dir()

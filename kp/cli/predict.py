@@ -53,8 +53,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kp.cli.common import count, fraction, parser, user_errors_in_one_line
-from kp.cli.refine import _is_model as is_model  # one rule for what is a model (kp refine)
+from kp.cli.common import count, fraction, is_model, parser, user_errors_in_one_line
 from kp.defaults import SCORE_THRESHOLD
 from kp.errors import InputError
 

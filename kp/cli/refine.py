@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kp.cli.common import count, fraction, parser, subcommands, user_errors_in_one_line
+from kp.cli.common import count, fraction, is_model, parser, subcommands, user_errors_in_one_line
 from kp.defaults import SCORE_THRESHOLD
 from kp.errors import InputError
 
@@ -102,16 +102,12 @@ def _runs_and_videos(args) -> tuple[list[str], list[str]]:
     runs, videos = list(args.runs), list(args.videos)
     paths = list(args.paths)
     if not runs and paths:
-        number = next((i for i, path in enumerate(paths) if not _is_model(Path(path))), len(paths))
+        number = next((i for i, path in enumerate(paths) if not is_model(Path(path))), len(paths))
         runs, paths = paths[: max(number, 1)], paths[max(number, 1) :]
     videos += paths
     if not runs or not videos:
         raise InputError("kp refine needs a run and a video: kp refine RUN VIDEO... (or --runs ... --videos ...)")
     return runs, videos
-
-
-def _is_model(path: Path) -> bool:
-    return path.suffix.lower() in (".ckpt", ".onnx") or (path / "checkpoints").is_dir()
 
 
 def _merge(argv: list[str]) -> None:
