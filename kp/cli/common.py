@@ -100,4 +100,9 @@ def hydra_verbose(argv: list[str]) -> bool:
 def is_model(path: Path) -> bool:
     """Whether a command-line path names a model (a run directory, a .ckpt or an .onnx file): kp predict and kp refine
     take the leading such paths as their runs, the rest as inputs."""
-    return path.suffix.lower() in (".ckpt", ".onnx") or (path / "checkpoints").is_dir()
+    if path.suffix.lower() in (".ckpt", ".onnx"):
+        return True
+    try:
+        return (path / "checkpoints").is_dir()
+    except OSError:  # a name the file system refuses (too long): not a run, the input's own check names it
+        return False
