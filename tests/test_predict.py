@@ -35,10 +35,15 @@ NAMES = ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A small UNet trained for 30 s on 48×48 synthetic faces (test PCK@0.1 about 0.9)."""
-    out = tmp_path_factory.mktemp("run")
+    return train_small(
+        tmp_path_factory.mktemp("run"), "data.dataset.sizes={train:512,val:32,test:32}", "trainer.max_epochs=4"
+    )
+
+
+def train_small(out, *overrides: str):
+    """A UNet of width 8 on SIZE×SIZE synthetic faces, trained into `out` with the overrides."""
     cfg = compose_config(
-        "data.dataset.sizes={train:512,val:32,test:32}",
-        "trainer.max_epochs=4",
+        *overrides,
         f"data.dataset.image_size={SIZE}",
         "model.backbone.width=8",
         "callbacks.progress_bar=null",

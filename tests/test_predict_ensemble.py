@@ -14,27 +14,22 @@ import kp
 from kp.cli.predict import main as main_predict
 from kp.errors import InputError
 from kp.predict.predict import predict_inputs
-from kp.train.loop import train
-from tests.helpers import compose_config
-from tests.test_predict import NAMES, SIZE, read_rows, run_dir, synthetic_images, write_images  # noqa: F401
+from tests.test_predict import (  # noqa: F401 (run_dir: a fixture)
+    NAMES,
+    SIZE,
+    read_rows,
+    run_dir,
+    synthetic_images,
+    train_small,
+    write_images,
+)
 
 
 @pytest.fixture(scope="module")
 def second_run(tmp_path_factory):
     """Another small UNet as run_dir's, with another seed and fewer epochs: a member that disagrees a little."""
-    out = tmp_path_factory.mktemp("second")
-    cfg = compose_config(
-        "seed=1",
-        "data.dataset.sizes={train:256,val:32,test:32}",
-        "trainer.max_epochs=2",
-        f"data.dataset.image_size={SIZE}",
-        "model.backbone.width=8",
-        "callbacks.progress_bar=null",
-        "callbacks.model_summary=null",
-        output_dir=out,
-    )
-    train(cfg)
-    return out
+    overrides = ("seed=1", "data.dataset.sizes={train:256,val:32,test:32}", "trainer.max_epochs=2")
+    return train_small(tmp_path_factory.mktemp("second"), *overrides)
 
 
 def coordinates(rows, fields=("x", "y")) -> np.ndarray:
