@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from kp.trajectories import Tracks, kalman
 from kp.trajectories.ensemble import LATENT_SD, ensemble_smooth, ensemble_stats, subspace_smooth
 from kp.trajectories.smooth import MIN_SIGMA, VELOCITY_SD
+from kp.trajectories.tracks import Layout
 from kp.unsupervised_losses import MultiviewPCALoss, PosePCALoss
 
 
@@ -93,6 +95,61 @@ def test_ensemble_smoother_equals_the_exact_gaussian_posterior():
             np.testing.assert_allclose(fit.xy[:, k, c], mean[:, 0], rtol=1e-6, atol=1e-6)
             np.testing.assert_allclose(fit.sd[:, k, c] ** 2, cov[:, 0, 0], rtol=1e-6)
     assert np.isfinite(fit.xy).all()
+
+
+def ensemble_tracks(median, score, ens_var, radius, frames):
+    """Tracks as read from an ensemble's predictions.csv (one video)."""
+    n, k = score.shape
+    names, groups = [f"k{i}" for i in range(k)], np.full(n, "clip.mp4", dtype=object)
+    return Tracks(
+        np.asarray(frames), names, median, score, radius, groups, Layout("kp", [], [], [], [], [], []), ens_var
+    )
+
+
+def test_kp_smooth_of_an_ensemble_csv_equals_the_exact_gaussian_posterior():
+    """kp smooth's Kalman on tracks with an ensemble spread (the _ens_var columns): measurement variance per
+    coordinate ens_var / 2 + radius² / (-2 ln alpha), no radius in some frames, gaps and low-score frames."""
+    rng = np.random.default_rng(6)
+    frames = np.array([0, 1, 2, 3, 5, 6, 7, 10, 11, 12, 13, 15, 16])
+    n, alpha = len(frames), 0.2
+    median = np.cumsum(rng.normal(0, 2, (n, 2, 2)), axis=0) + 50
+    ens_var = rng.uniform(0.1, 30, (n, 2))
+    radius = rng.uniform(1, 5, (n, 2))
+    radius[[2, 7], 1] = np.nan  # frames without a calibrated radius: the spread alone
+    score = np.full((n, 2), 0.8)
+    score[[3, 4], 0] = 0.05  # below the threshold: missing
+    fit = kalman(ensemble_tracks(median, score, ens_var, radius, frames), threshold=0.3, alpha=alpha)
+    r = ens_var / 2 + np.nan_to_num(radius**2) / (-2 * math.log(alpha))
+    for k in range(2):
+        q = fit.process_noise["clip.mp4"][k]
+
+        def transition(t, q=q):
+            dt = frames[t] - frames[t - 1]
+            return np.array([[1, dt], [0, 1]]), q * np.array([[dt**3 / 3, dt**2 / 2], [dt**2 / 2, dt]])
+
+        for c in range(2):
+
+            def observation(t, k=k, c=c):
+                return (np.eye(1, 2), np.array([[r[t, k]]]), median[t, k, c : c + 1]) if score[t, k] >= 0.3 else None
+
+            mean, cov = dense_posterior(n, 2, np.diag([0, 1 / VELOCITY_SD**2]), transition, observation)
+            np.testing.assert_allclose(fit.xy[:, k, c], mean[:, 0], rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(fit.sd[:, k] ** 2, cov[:, 0, 0], rtol=1e-6)
+
+
+def test_kp_smooth_of_an_ensemble_csv_is_ensemble_smooth_of_its_members():
+    """One path: the CSV's median and spread through kalman() give ensemble_smooth's trajectories and q."""
+    rng = np.random.default_rng(7)
+    truth = np.cumsum(rng.normal(0, 1.5, (80, 3, 2)), axis=0) + 100
+    predictions = members(truth, rng.uniform(0.3, 4, (80, 3)), m=5, seed=8)
+    scores = rng.uniform(0.2, 1, predictions.shape[:3])
+    direct = ensemble_smooth(predictions, scores)
+    median, variance, score = ensemble_stats(predictions, scores)
+    tracks = ensemble_tracks(median, score, variance.sum(-1), np.full(score.shape, np.nan), np.arange(80))
+    fit = kalman(tracks)
+    np.testing.assert_allclose(fit.xy, direct.xy, rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(fit.sd, direct.sd[..., 0], rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(fit.process_noise["clip.mp4"], direct.process_noise, rtol=1e-12)
 
 
 def test_ensemble_smoother_follows_agreeing_members_and_discounts_disagreeing_ones():

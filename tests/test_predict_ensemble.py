@@ -5,6 +5,7 @@ models that do not fit together are refused in one line; one model's CSV has no 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import cv2
 import numpy as np
@@ -97,6 +98,8 @@ def test_an_ensemble_smooths_and_resumes_like_one_model(run_dir, second_run, tmp
     whole = (tmp_path / "out" / "predictions.csv").read_text()
     smoothed = read_rows(tmp_path / "out" / "predictions_smoothed.csv")
     assert len(smoothed) == 8 and all(float(row["nose_ens_var"]) >= 0 for row in smoothed)
+    assert json.loads((tmp_path / "out" / "predictions.json").read_text())["members"] == 2  # kp smooth's report says
+    assert "noise: ensemble variance of 2 members" in (tmp_path / "out" / "predictions_smoothing/report.md").read_text()
     lines = whole.splitlines(keepends=True)  # a job killed in its fifth row
     (tmp_path / "out" / "predictions.csv").write_text("".join(lines[:5]) + lines[5][:20])
     main_predict([*argv, "--resume", "--no-overlays"])

@@ -12,6 +12,7 @@ from kp.cli.smooth import main as main_smooth
 from kp.errors import DataError
 from kp.trajectories import Tracks, kalman, read_tracks, smooth, write_tracks
 from kp.trajectories.smooth import VELOCITY_SD, rts_smoother
+from kp.trajectories.smooth_csv import smooth_file
 from kp.trajectories.tracks import Layout
 from kp.viz.trajectory import plot_track
 from tests.helpers import shared_data
@@ -158,31 +159,40 @@ def test_smoother_equals_the_exact_gaussian_posterior():
     np.testing.assert_allclose(variances[:, 0], np.diag(cov)[::2], rtol=1e-6)
 
 
-def write_predictions(path, videos, names=("nose", "tail"), faces=False):
+def write_predictions(path, videos, names=("nose", "tail"), faces=False, spread=None, radius=SIGMA * FACTOR):
     """A predictions.csv as kp predict's Writer lays it out; videos: {file: N×K×2 positions}. Every 10th frame of
-    the tail scores 0.1; the first video's row 5 has no radius for the nose."""
+    the tail scores 0.1; the first video's row 5 has no radius for the nose. spread: {file: N×K ens_var}, an
+    ensemble's CSV (its <keypoint>_ens_var columns after the usual ones); radius None: no radius at all."""
     header = ["file", "frame"] + (["face", "box_x", "box_y", "box_w", "box_h"] if faces else []) + ["status"]
     header += [f"{name}_{column}" for name in names for column in ("x", "y", "score", "radius")]
+    header += [f"{name}_ens_var" for name in names] if spread else []
     rows = []
     for v, (file, xy) in enumerate(videos.items()):
         for frame, points in enumerate(xy):
             row = [file, frame] + ([0, 1, 2, 30, 40] if faces else []) + ["ok"]
             for k, (x, y) in enumerate(points):
                 score = 0.1 if k == 1 and frame % 10 == 0 else 0.9
-                radius = "" if (v, frame, k) == (0, 5, 0) else f"{SIGMA * FACTOR:.3f}"
-                row += [f"{x:.3f}", f"{y:.3f}", f"{score:.4f}", radius]
-            rows.append(row)
+                r = "" if (v, frame, k) == (0, 5, 0) or radius is None else f"{radius:.3f}"
+                row += [f"{x:.3f}", f"{y:.3f}", f"{score:.4f}", r]
+            rows.append(row + ([f"{value:.3f}" for value in spread[file][frame]] if spread else []))
     if faces:
-        rows.append([file, len(xy), "", "", "", "", "", "no face"] + [""] * 4 * len(names))
+        rows.append([file, len(xy), "", "", "", "", "", "no face"] + [""] * (4 + bool(spread)) * len(names))
     with open(path, "w", newline="") as file:
         csv.writer(file).writerows([header] + rows)
 
 
-@pytest.mark.parametrize("faces", [False, True])
-def test_predictions_csv_round_trip(tmp_path, faces):
+@pytest.mark.parametrize("faces, ensemble", [(False, False), (True, False), (False, True), (True, True)])
+def test_predictions_csv_round_trip(tmp_path, faces, ensemble):
     a, b = noisy(np.concatenate([wave(60), wave(60) + 20], 1)).xy, noisy(np.concatenate([wave(40)] * 2, 1), 1).xy + 300
-    write_predictions(tmp_path / "predictions.csv", {"a.mp4": a, "b.mp4": b}, faces=faces)
+    rng = np.random.default_rng(5)
+    spread = {"a.mp4": rng.uniform(1, 20, (60, 2)), "b.mp4": rng.uniform(1, 20, (40, 2))} if ensemble else None
+    write_predictions(tmp_path / "predictions.csv", {"a.mp4": a, "b.mp4": b}, faces=faces, spread=spread)
     tracks = read_tracks(tmp_path / "predictions.csv")
+    if ensemble:
+        np.testing.assert_allclose(tracks.ens_var[:100], np.concatenate(list(spread.values())), atol=1e-3)
+        assert not faces or np.isnan(tracks.ens_var[100]).all()  # the "no face" row has no spread
+    else:
+        assert tracks.ens_var is None
     assert tracks.names == ["nose", "tail"] and len(tracks.frames) == 100 + faces
     assert [(track, len(rows)) for track, rows in tracks.track_rows()][:2] == [
         ("a.mp4" + "#face0" * faces, 60),
@@ -202,11 +212,15 @@ def test_predictions_csv_round_trip(tmp_path, faces):
         column = header.index(name)
         same = [row[column] for row in before] == [row[column] for row in after]
         assert same == (
-            name in ("file", "frame", "face", "status") or name.startswith("box_") or name.endswith("_score")
+            name in ("file", "frame", "face", "status")
+            or name.startswith("box_")
+            or name.endswith("_score")
+            or name.endswith("_ens_var")  # the members' spread stays as read, as the score does
         ), name
     back = read_tracks(tmp_path / "smoothed.csv")
     np.testing.assert_allclose(back.xy, smoothed.xy, atol=1e-3)
     np.testing.assert_array_equal(back.score, tracks.score)
+    np.testing.assert_array_equal(back.ens_var, tracks.ens_var)
     if faces:
         assert after[-1] == before[-1]  # the "no face" row stays empty
 
@@ -297,6 +311,9 @@ def test_bad_options_raise_one_line(method, options, message):
         ("scorer,A,A\nindividuals,m1,m1\nbodyparts,p,p\ncoords,x,y\n0,1,2\n", "multi-animal"),
         ("file,frame,status,p_x,p_y,p_score\nv.mp4,0,ok,1,2\n", "5 columns, the header has 6"),
         ("file,frame,status,p_x,p_y,p_score\nv.mp4,0,ok,1,abc,0.9\n", "p y 'abc' is not a number"),
+        ("file,frame,status,p_x,p_y,p_score,q_x,q_y,q_score,p_ens_var\n", "has p_ens_var but no q_ens_var column"),
+        ("file,frame,status,p_x,p_y,p_score,p_ens_var\nv.mp4,0,ok,1,2,0.9,\n", "p has a position but no p_ens_var"),
+        ("file,frame,status,p_x,p_y,p_score,p_ens_var\nv.mp4,0,ok,1,2,0.9,-1\n", "p_ens_var -1 is negative"),
     ],
 )
 def test_bad_files_raise_data_error_naming_the_file(tmp_path, text, message):
@@ -347,6 +364,38 @@ def test_kp_smooth_writes_the_csv_figures_and_report(tmp_path, capsys):
     )
     assert (tmp_path / "m" / "predictions_smoothed.csv").is_file()
     assert "alpha from the default" not in (tmp_path / "m" / "predictions_smoothing" / "report.md").read_text()
+
+
+def test_kp_smooth_of_an_ensemble_uses_its_spread_as_the_noise(tmp_path, capsys):
+    """An uncalibrated ensemble's CSV: a frame the members disagree on (a huge ens_var) is pulled to the track, a
+    frame they agree on (a tiny ens_var) is kept; a calibrated single model's CSV with the same positions follows the
+    first (its radius is small) and not the second (its radius is not)."""
+    truth = wave(120)
+    xy = noisy(truth).xy
+    spread = np.full((120, 1), 2 * SIGMA**2)  # x + y variance of members with SIGMA px of noise each
+    xy[40, 0] += (50, -40)  # the members disagree: their median is far off
+    spread[40] = 5000.0
+    xy[80, 0] += (8, 8)  # the members agree on a point off the smooth track
+    spread[80] = 0.001
+    ensemble = {"names": ("nose",), "spread": {"clip.mp4": spread}, "radius": None}
+    write_predictions(tmp_path / "predictions.csv", {"clip.mp4": xy}, **ensemble)
+    (tmp_path / "predictions.json").write_text('{"members": 3}')  # what kp predict writes without calibration
+    write_predictions(tmp_path / "single.csv", {"clip.mp4": xy}, names=("nose",))
+    done = smooth_file(tmp_path / "predictions.csv")
+    smoothed = read_tracks(done.csv)
+    assert np.linalg.norm(smoothed.xy[40, 0] - truth[40, 0]) < 2 * SIGMA
+    assert np.linalg.norm(smoothed.xy[80, 0] - xy[80, 0]) < 0.2
+    single = smooth_file(tmp_path / "single.csv")
+    xy_single = read_tracks(single.csv).xy
+    assert np.linalg.norm(xy_single[40, 0] - truth[40, 0]) > 10 * SIGMA
+    assert np.linalg.norm(xy_single[80, 0] - xy[80, 0]) > 2
+    # the report and the table say which noise
+    assert done.noise == "ensemble variance of 3 members"
+    assert single.noise == "calibrated radius"
+    title = "(no alpha in predictions.json, no --alpha); noise: ensemble variance of 3 members)"
+    assert (
+        title in (done.report.parent / "report.md").read_text() and "ensemble variance of 3" in capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,8 @@ DIR (default `predictions/`) gets
   overlays/<name>.png       each image with its predictions and their radius circles (off with --no-overlays)
   overlays/<video>.mp4      each video, annotated, one frame per predicted frame
   skipped.csv               unreadable images or frames (file, frame, reason), also listed at the end
-  predictions.json          what the radius means: the calibration's alpha (kp smooth reads it)
+  predictions.json          what the radius means: the calibration's alpha; with an ensemble, its number of
+                            members (kp smooth reads it)
   predictions_smoothed.csv  with --smooth kalman|savgol|median: the trajectories smoothed (kp smooth), with
                             predictions_smoothing/ (a figure per keypoint, report.md); overlay videos show them
 

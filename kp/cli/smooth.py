@@ -14,8 +14,11 @@ folder):
 kalman (default): a constant-velocity Kalman filter and Rauch-Tung-Striebel smoother per keypoint, each frame's
 measurement noise taken from its calibrated radius (a large radius or a low score trusts the frame less), the
 process noise fitted per keypoint by maximum likelihood. Frames scored below --threshold count as missing and are
-filled between the first and the last confident frame. savgol, median: a window of --window frames (odd; default 7
-and 5). --alpha: the radius's miss rate (default: kp predict's sidecar <stem>.json, else 0.1).
+filled between the first and the last confident frame. An ensemble's CSV (kp predict RUN1 RUN2 ..., with
+<keypoint>_ens_var columns) is smoothed as the Ensemble Kalman Smoother does: each frame's measurement variance is the
+members' spread (ens_var / 2 per coordinate) plus the radius's where calibrated; the report says which noise was used.
+savgol, median: a window of --window frames (odd; default 7 and 5). --alpha: the radius's miss rate (default: kp
+predict's sidecar <stem>.json, else 0.1).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 face; empty cells are missing (a frame's `frame` is its number, an image's is empty). With an ensemble (kp predict
 RUN1 RUN2 ...), then `<keypoint>_ens_var` per keypoint: the members' variance of x plus that of y, px². Beside it:
 skipped.csv (`file, frame, reason` of every unreadable image or frame) and <stem>.json (the calibration's alpha: what
-the radius means). Written by kp predict (kp.predict.writers), read back by its --resume and by kp smooth
-(kp.trajectories.tracks)."""
+the radius means; with an ensemble, its number of members). Written by kp predict (kp.predict.writers), read back
+by its --resume and by kp smooth (kp.trajectories.tracks)."""
 
 from __future__ import annotations
 

@@ -73,8 +73,11 @@ def predict_inputs(
         written = [writer.close()]  # what was predicted stays, also when the job dies
     rows = writer.rows
     calibrated = all(flip in member.calibrations for member in members)
-    if calibrated:  # what the radius means, for kp smooth
-        sidecar(writer.path).write_text(json.dumps({"alpha": predictor.calibrations[flip].alpha, "flip": flip}))
+    # For kp smooth: what the radius means, and how many members the spread comes from.
+    meta = {"alpha": predictor.calibrations[flip].alpha, "flip": flip} if calibrated else {}
+    meta.update({"members": len(members)} if len(members) > 1 else {})
+    if meta:
+        sidecar(writer.path).write_text(json.dumps(meta))
     if smooth:
         smoothed = smooth_file(writer.path, smooth, threshold=threshold, console=console)
         written.append(smoothed.csv)

@@ -15,19 +15,20 @@ agree pulls the trajectory to it.
                          keypoints, mean + components × coefficients (EKS's linear observation model); keypoints the
                          term does not cover keep ensemble_smooth's result
 
-A Python API for now: no command reads several prediction files yet.
+`kp smooth` on the CSV of `kp predict RUN1 RUN2 ...` is ensemble_smooth on the median the CSV holds (the same
+fit_smoother and ensemble_variance of smooth.py; the radius there is the members' median, not their mean square).
+subspace_smooth is Python only: it needs a fitted term, which the command has no source for.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from kp.defaults import MISS_RATE, SCORE_THRESHOLD
-from kp.trajectories.smooth import LAMBDAS, MIN_SIGMA, between_observations, kalman_filter, rts_smoother
+from kp.trajectories.smooth import LAMBDAS, between_observations, ensemble_variance, fit_smoother
 from kp.unsupervised_losses import MultiviewPCALoss, PosePCALoss
 
 LATENT_SD = 1e3  # px: the prior on the first frame's PCA coefficients, flat in effect
@@ -71,18 +72,12 @@ def ensemble_smooth(
     """The members' median smoothed with its ensemble variance as measurement noise (module docstring). frames: N
     frame numbers (default 0..N-1; a gap is a longer step); radius: the members' calibrated radii M×N×K, or None."""
     median, variance, score = ensemble_stats(predictions, scores)
-    r = _measurement_variance(variance, radius, alpha)
+    sigma = np.sqrt(_measurement_variance(variance, radius, alpha))
     ok = np.isfinite(median).all(-1) & (np.nan_to_num(score, nan=-1.0) >= threshold)
-    z, dt = np.nan_to_num(median), _steps(frames, len(median))
-    base2 = np.array([np.median(r[ok[:, k], k]) if ok[:, k].any() else 1.0 for k in range(ok.shape[1])])
-    q = LAMBDAS[:, None] * base2  # G×K candidates, as kalman() fits them
-    loglik, _ = kalman_filter(z, ok, r, np.ones_like(q), q, dt)
-    best = q[loglik.argmax(axis=0), np.arange(ok.shape[1])]
-    mean, var = rts_smoother(z, ok, r, np.ones((1, ok.shape[1])), best[None], dt)
-    inside = between_observations(ok)
-    xy = np.where(inside[..., None], mean, np.nan)
-    sd = np.where(inside[..., None], np.repeat(np.sqrt(var)[..., None], 2, axis=-1), np.nan)
-    return EnsembleFit(xy, sd, best, median, variance, score)
+    scales = np.ones((1, ok.shape[1]))  # the spread is the noise: only q is fitted
+    fit = fit_smoother(np.nan_to_num(median), ok, sigma, scales, _steps(frames, len(median)))
+    sd = np.repeat(fit.sd[..., None], 2, axis=-1)
+    return EnsembleFit(fit.xy, sd, fit.process_noise, median, variance, score)
 
 
 def subspace_smooth(
@@ -121,13 +116,15 @@ def subspace_smooth(
 
 
 def _measurement_variance(variance: np.ndarray, radius: np.ndarray | None, alpha: float) -> np.ndarray:
-    """N×K isotropic measurement variance: the ensemble's (mean of x and y) plus the radius's, floored at MIN_SIGMA²."""
-    r = np.nan_to_num(variance.mean(-1))
-    if radius is not None:
-        with warnings.catch_warnings():
+    """N×K: smooth.py's ensemble_variance of the members' spread (variance N×K×2) and their root-mean-square radius
+    (radius M×N×K, or None)."""
+    if radius is None:
+        rms = np.full(variance.shape[:2], np.nan)
+    else:
+        with warnings.catch_warnings():  # a keypoint no member has a radius for has none
             warnings.simplefilter("ignore", RuntimeWarning)
-            r = r + np.nan_to_num(np.nanmean(np.asarray(radius, float) ** 2, axis=0) / (-2 * math.log(alpha)))
-    return np.maximum(r, MIN_SIGMA**2)
+            rms = np.sqrt(np.nanmean(np.asarray(radius, float) ** 2, axis=0))
+    return ensemble_variance(variance.sum(-1), rms, alpha)
 
 
 def _steps(frames: np.ndarray | None, n: int) -> np.ndarray:

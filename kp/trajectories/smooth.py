@@ -13,6 +13,10 @@ serves both. Time is the frame number: a gap in the numbering (predict --every 5
     Where a frame has no radius, σ = σ0 / score (clipped at MIN_SCORE): a frame scored half as high counts twice as
     uncertain, a heuristic the radius measures properly. σ0 is the median σ of the keypoint's calibrated frames; a
     keypoint with no radius at all (an uncalibrated model, DeepLabCut output) has σ0 fitted, below.
+  - An ensemble's CSV (kp predict RUN1 RUN2 ..., with <keypoint>_ens_var columns): the Ensemble Kalman Smoother's
+    noise instead, σ² = ens_var / 2 + radius² / (-2 ln alpha) (the members' spread per coordinate, plus the radius's
+    variance where calibrated; ensemble_variance), nothing fitted but q. ensemble.py's smoothers share this code
+    (fit_smoother).
   - Fitted per keypoint and track by maximum likelihood: the filter's innovation log-likelihood (the probability of
     each confident observation given the ones before it) is computed for q = λ σ0² over the log-spaced grid LAMBDAS
     (and for σ0 over SCALES times a noise estimate where there is no radius), all at once, and the best is kept. The
@@ -99,21 +103,48 @@ def kalman(tracks: Tracks, threshold: float = SCORE_THRESHOLD, alpha: float = MI
     process_noise, noise = {}, {}
     for track, rows in tracks.track_rows():
         z, ok = np.nan_to_num(tracks.xy[rows]), confident[rows]
-        sigma, scales = _measurement_sigma(z, ok, tracks.radius[rows], tracks.score[rows], alpha)
-        base = np.array([np.median(sigma[ok[:, k], k]) if ok[:, k].any() else 1.0 for k in range(ok.shape[1])])
-        dt = np.diff(tracks.frames[rows]).astype(float)
-        # Every (σ0 scale, λ) pair for every keypoint in one batch: G = scales × LAMBDAS rows, K columns.
-        scale2 = np.repeat(scales**2, len(LAMBDAS), axis=0)
-        q = scale2 * np.tile(LAMBDAS, len(scales))[:, None] * base**2
-        loglik, _ = kalman_filter(z, ok, sigma**2, scale2, q, dt)
-        best = loglik.argmax(axis=0)
-        pick = (best, np.arange(ok.shape[1]))
-        mean, var = rts_smoother(z, ok, sigma**2, scale2[pick][None], q[pick][None], dt)
-        inside = between_observations(ok)
-        xy[rows] = np.where(inside[..., None], mean, np.nan)
-        sd[rows] = np.where(inside, np.sqrt(var), np.nan)
-        process_noise[track], noise[track] = q[pick], np.sqrt(scale2[pick]) * base
+        if tracks.ens_var is None:
+            sigma, scales = _measurement_sigma(z, ok, tracks.radius[rows], tracks.score[rows], alpha)
+        else:  # an ensemble's CSV: its spread is the noise, nothing to fit but q
+            sigma = np.sqrt(ensemble_variance(tracks.ens_var[rows], tracks.radius[rows], alpha))
+            scales = np.ones((1, ok.shape[1]))
+        fit = fit_smoother(z, ok, sigma, scales, np.diff(tracks.frames[rows]).astype(float))
+        xy[rows], sd[rows] = fit.xy, fit.sd
+        process_noise[track], noise[track] = fit.process_noise, fit.noise
     return KalmanFit(xy, sd, process_noise, noise)
+
+
+@dataclass
+class TrackFit:
+    xy: np.ndarray  # n×K×2 smoothed positions, NaN outside each keypoint's first..last confident frame
+    sd: np.ndarray  # n×K posterior standard deviation per coordinate, px
+    process_noise: np.ndarray  # K fitted q, px²/frame³
+    noise: np.ndarray  # K σ0 used, px
+
+
+def fit_smoother(z: np.ndarray, ok: np.ndarray, sigma: np.ndarray, scales: np.ndarray, dt: np.ndarray) -> TrackFit:
+    """The one Kalman path of kalman() and the ensemble smoothers: on one track's measurements z (n×K×2) with
+    confident frames ok (n×K) and per-frame noise sigma (n×K, px), fit q (and σ0 = scale × the median σ of the
+    confident frames, for each of the S×K `scales`) by maximum likelihood, then smooth with the best; dt: n - 1 steps
+    in frames."""
+    base = np.array([np.median(sigma[ok[:, k], k]) if ok[:, k].any() else 1.0 for k in range(ok.shape[1])])
+    # Every (σ0 scale, λ) pair for every keypoint in one batch: G = scales × LAMBDAS rows, K columns.
+    scale2 = np.repeat(scales**2, len(LAMBDAS), axis=0)
+    q = scale2 * np.tile(LAMBDAS, len(scales))[:, None] * base**2
+    loglik, _ = kalman_filter(z, ok, sigma**2, scale2, q, dt)
+    pick = (loglik.argmax(axis=0), np.arange(ok.shape[1]))
+    mean, var = rts_smoother(z, ok, sigma**2, scale2[pick][None], q[pick][None], dt)
+    inside = between_observations(ok)
+    xy, sd = np.where(inside[..., None], mean, np.nan), np.where(inside, np.sqrt(var), np.nan)
+    return TrackFit(xy, sd, q[pick], np.sqrt(scale2[pick]) * base)
+
+
+def ensemble_variance(ens_var: np.ndarray, radius: np.ndarray, alpha: float) -> np.ndarray:
+    """An ensemble's measurement variance per coordinate (n×K, px²), the Ensemble Kalman Smoother's: half the
+    members' spread ens_var (variance of x + variance of y), plus the calibrated radius's variance
+    radius² / (-2 ln alpha) where there is a radius (NaN: none), floored at MIN_SIGMA²."""
+    spread = np.nan_to_num(ens_var) / 2 + np.nan_to_num(radius**2) / (-2 * math.log(alpha))
+    return np.maximum(spread, MIN_SIGMA**2)
 
 
 def savgol(tracks: Tracks, window: int = 7, polyorder: int = 2, threshold: float = SCORE_THRESHOLD) -> np.ndarray:

@@ -3,7 +3,9 @@ beside it, with a figure per keypoint (kp.viz.trajectory) and a report, and the 
 whose every score lies below the threshold is refused in one line, never smoothed into empty tracks.
 
 The radius's alpha (what the Kalman filter turns the radius into a standard deviation with) comes from --alpha, else
-from the sidecar kp predict writes beside its CSV (<stem>.json: the calibration's alpha), else 0.1, kp's default."""
+from the sidecar kp predict writes beside its CSV (<stem>.json: the calibration's alpha), else 0.1, kp's default.
+An ensemble's CSV (<keypoint>_ens_var columns) is smoothed with its spread as the noise (kp.trajectories.smooth); the
+title of the table and report says which noise was used, with the ensemble's number of members from the sidecar."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ class Smoothed:
     report: Path  # report.md
     figures: list[Path]
     rows: list[dict]  # per track and keypoint: Report's fields and within_radius
+    noise: str | None  # kalman: which measurement noise it used, in words
 
 
 def smooth_file(
@@ -50,7 +53,9 @@ def smooth_file(
     path = Path(path)
     raw = read_tracks(path)  # DataError naming the file: missing, unreadable, another format
     _check_confident(path, raw, threshold)
-    alpha, alpha_source = _alpha(path, alpha)
+    meta = _read_sidecar(path)
+    alpha, alpha_source = _alpha(path, alpha, meta)
+    noise = _noise(raw, meta.get("members")) if method == "kalman" else None
     options = {"threshold": threshold}
     if method == "kalman":
         options["alpha"] = alpha
@@ -73,11 +78,12 @@ def smooth_file(
         figures.append(plot_track(raw, smoothed, keypoint, figure, threshold, name))
     within = _within_radius(raw, smoothed, threshold)
     rows = [{**vars(report), "within_radius": within[(report.track, report.keypoint)]} for report in reports]
-    title = f"kp smooth: {method} ({', '.join(f'{k}={v}' for k, v in options.items())}; alpha from {alpha_source})"
+    title = f"kp smooth: {method} ({', '.join(f'{k}={v}' for k, v in options.items())}; alpha from {alpha_source}"
+    title += f"; noise: {noise})" if noise else ")"
     report_path = _write_report(folder, path, csv_path, title, rows, figures)
     console.print(_table(title, rows))
     console.print(f"written: {csv_path}, {report_path}, {len(figures)} figure(s) in {folder}/")
-    return Smoothed(csv_path, report_path, figures, rows)
+    return Smoothed(csv_path, report_path, figures, rows, noise)
 
 
 def _check_confident(path: Path, tracks: Tracks, threshold: float) -> None:
@@ -93,18 +99,38 @@ def _check_confident(path: Path, tracks: Tracks, threshold: float) -> None:
     )
 
 
-def _alpha(path: Path, alpha: float | None) -> tuple[float, str]:
+def _read_sidecar(path: Path) -> dict:
+    """kp predict's <stem>.json beside the CSV ({} where there is none): alpha, flip, and an ensemble's members."""
+    meta = sidecar(path)
+    if not meta.is_file():
+        return {}
+    try:
+        found = json.loads(meta.read_text())
+    except json.JSONDecodeError:
+        found = None
+    if not isinstance(found, dict):
+        raise ConfigError(f"{meta}: not the JSON kp predict writes; remove it or give --alpha")
+    return found
+
+
+def _alpha(path: Path, alpha: float | None, meta: dict) -> tuple[float, str]:
     if alpha is not None:
         return alpha, "--alpha"
-    meta = sidecar(path)
-    if meta.is_file():
-        try:
-            value = json.loads(meta.read_text()).get("alpha")
-        except (json.JSONDecodeError, AttributeError):
-            raise ConfigError(f"{meta}: not the JSON kp predict writes; remove it or give --alpha") from None
-        if value is not None:
-            return float(value), meta.name
-    return MISS_RATE, f"the default {MISS_RATE} (no {meta.name}, no --alpha)"
+    if meta.get("alpha") is not None:
+        return float(meta["alpha"]), sidecar(path).name
+    missing = f"no alpha in {sidecar(path).name}" if meta else f"no {sidecar(path).name}"
+    return MISS_RATE, f"the default {MISS_RATE} ({missing}, no --alpha)"
+
+
+def _noise(tracks: Tracks, members: int | None) -> str:
+    """The Kalman smoother's measurement noise in words (kp.trajectories.smooth.kalman's choice)."""
+    calibrated = np.isfinite(tracks.radius).any(axis=0)
+    if tracks.ens_var is not None:
+        spread = f"ensemble variance of {members} members" if members else "ensemble variance (_ens_var columns)"
+        return spread + (" + calibrated radius" if calibrated.any() else "")
+    if calibrated.all():
+        return "calibrated radius"
+    return "calibrated radius, else score" if calibrated.any() else "score (sigma0 fitted)"
 
 
 def _within_radius(raw: Tracks, smoothed: Tracks, threshold: float) -> dict[tuple[str, str], float]:

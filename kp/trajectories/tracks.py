@@ -2,7 +2,9 @@
 
 Two layouts read:
   - `kp predict`'s predictions.csv: a header `file, frame, [face, box_x, box_y, box_w, box_h], status`, then
-    `<keypoint>_x, <keypoint>_y, <keypoint>_score[, <keypoint>_radius]` per keypoint; empty cells are missing.
+    `<keypoint>_x, <keypoint>_y, <keypoint>_score[, <keypoint>_radius]` per keypoint; empty cells are missing. An
+    ensemble's (kp predict RUN1 RUN2 ...) also has `<keypoint>_ens_var`, the members' spread (px²): where a keypoint
+    has a position it must have its spread (a DataError naming the row otherwise).
   - DeepLabCut's CSVs: three header rows `scorer`, `bodyparts`, `coords`; an index of one or more columns, then
     `x, y[, likelihood]` per body part. An analysis file (deeplabcut.analyze_videos) has the likelihood, which becomes
     the score; labelled data (CollectedData_*.csv) has none: score 1 where labelled, missing where the cell is empty.
@@ -10,7 +12,7 @@ Two layouts read:
 Rows belong to tracks: a video's frames (per face with --detect faces), or the still images of one folder (frames
 extracted from a video), in the order of the number at the end of their names. Smoothing never crosses tracks.
 The file's rows are kept as read, so that writing changes only the keypoint cells and leaves every other column
-(file, status, box, score, the index) exactly as it was.
+(file, status, box, score, ens_var, the index) exactly as it was.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Layout:
     score: list[int | None]
     radius: list[int | None]
     newline: str = "\n"
+    ens_var: list[int] | None = None  # an ensemble's spread columns
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Tracks:
     radius: np.ndarray  # N×K, the calibrated (1 - alpha) radius in pixels, NaN = none
     groups: np.ndarray  # N str: the track each row belongs to
     layout: Layout = field(repr=False)  # the file's own rows, to write back
+    ens_var: np.ndarray | None = None  # N×K an ensemble's spread (variance of x + variance of y), px²; None: one model
 
     def confident(self, threshold: float) -> np.ndarray:
         """N×K: which points have a position and a score at or above the threshold."""
@@ -139,6 +143,7 @@ def _read_kp(path: Path, rows: list[tuple[int, list[str]]]) -> Tracks:
         y=[column[f"{n}_y"] for n in names],
         score=[column[f"{n}_score"] for n in names],
         radius=[column.get(f"{n}_radius") for n in names],
+        ens_var=[column[f"{n}_{predictions_csv.SPREAD}"] for n in names] if _ensemble(path, names, column) else None,
     )
     keys, times = [], []
     for line, fields in rows[1:]:
@@ -154,6 +159,18 @@ def _read_kp(path: Path, rows: list[tuple[int, list[str]]]) -> Tracks:
             times.append(None)
     stills = [fields[column["file"]] for _, fields in rows[1:]]
     return _tracks(path, rows[1:], names, layout, keys, _fill_times(keys, times, stills))
+
+
+def _ensemble(path: Path, names: list[str], column: dict[str, int]) -> bool:
+    """Whether the header is an ensemble's: every keypoint has its spread column, or none does."""
+    spread = [n for n in names if f"{n}_{predictions_csv.SPREAD}" in column]
+    if spread and len(spread) < len(names):
+        missing = next(n for n in names if n not in spread)
+        raise DataError(
+            f"{path}: has {spread[0]}_{predictions_csv.SPREAD} but no {missing}_{predictions_csv.SPREAD} column: an "
+            "ensemble's CSV has a spread column per keypoint (kp predict RUN1 RUN2 ... writes them all)"
+        )
+    return bool(spread)
 
 
 def _read_dlc(path: Path, rows: list[tuple[int, list[str]]]) -> Tracks:
@@ -214,6 +231,7 @@ def _tracks(
         raise DataError(f"{path}: a header but no rows")
     n, k = len(rows), len(names)
     xy, score, radius = np.full((n, k, 2), np.nan), np.full((n, k), np.nan), np.full((n, k), np.nan)
+    ens_var = None if layout.ens_var is None else np.full((n, k), np.nan)
     for i, (line, fields) in enumerate(rows):
         at = where(path, line)
         for j, name in enumerate(names):
@@ -225,4 +243,25 @@ def _tracks(
             score[i, j] = parse_number(cell, at, f"{name} score") if cell else np.nan
             cell = fields[layout.radius[j]].strip() if layout.radius[j] is not None else ""
             radius[i, j] = parse_number(cell, at, f"{name} radius") if cell else np.nan
-    return Tracks(np.array(times, dtype=np.int64), names, xy, score, radius, np.array(keys, dtype=object), layout)
+            if ens_var is not None:
+                ens_var[i, j] = _spread(fields[layout.ens_var[j]].strip(), at, name, bool(x and y))
+    return Tracks(
+        np.array(times, dtype=np.int64), names, xy, score, radius, np.array(keys, dtype=object), layout, ens_var
+    )
+
+
+def _spread(cell: str, at: str, name: str, placed: bool) -> float:
+    """A keypoint's ensemble spread (NaN where empty): the smoother's noise, so it is refused negative, and missing
+    where the keypoint has a position (placed)."""
+    column = f"{name}_{predictions_csv.SPREAD}"
+    if not cell:
+        if placed:
+            raise DataError(
+                f"{at}: {name} has a position but no {column}: fill it (the members' variance, px²) or smooth "
+                f"a CSV without the {predictions_csv.SPREAD} columns"
+            )
+        return np.nan
+    value = parse_number(cell, at, column)
+    if value < 0:
+        raise DataError(f"{at}: {column} {cell} is negative: a variance is 0 or more")
+    return value
