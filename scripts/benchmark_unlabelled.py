@@ -11,10 +11,12 @@ in --out are reused. Per run:
   frames' pixels, over labelled points, sqrt(mean squared distance / 2) as `kp evaluate`'s rmse_source_px; and the
   worst body part's mean error over the median body part's;
 - on the video (--video, default the first of the project's videos/): the median and 99th percentile of the
-  frame-to-frame jump (the distance a keypoint moves from one frame to the next, every keypoint and frame), the same
-  after `kp smooth` (Kalman), and the median PCA reprojection error of the raw predictions: the distance of each
-  keypoint to its reprojection on the pose PCA and on the multi-view PCA, both fitted on all of the project's
-  labelled frames in the frames' pixels (one yardstick for every run, kp.unsupervised_losses);
+  frame-to-frame jump (the distance a keypoint moves from one frame to the next, every keypoint and frame), the 99th
+  percentile over the jumps whose two frames' scores reach kp's threshold (0.3), the 99th after `kp smooth` (Kalman;
+  an ensemble's CSV: the ensemble variance as each frame's noise), and the median PCA reprojection error of the raw
+  predictions: the distance of each keypoint to its reprojection on the pose PCA and on the multi-view PCA, both
+  fitted on all of the project's labelled frames in the frames' pixels (one yardstick for every run,
+  kp.unsupervised_losses);
 then each group's mean ± spread (standard deviation over runs) and, with --ensemble G, G's runs as one ensemble
 (`kp predict RUN1 RUN2 ... INPUT`): the same figures, smoothed by `kp smooth` on the ensemble's CSV.
 Written: <out>/runs.csv (a row per run and ensemble), <out>/unlabelled.md (the table, printed too).
@@ -37,11 +39,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kp import markdown  # noqa: E402
+from kp.defaults import SCORE_THRESHOLD  # noqa: E402
 from kp.formats import dlc_csv  # noqa: E402
 from kp.trajectories.tracks import read_tracks  # noqa: E402
 from kp.unsupervised_losses import MultiviewPCALoss, PosePCALoss, pca_keypoint_errors  # noqa: E402
 
-FIGURES = ("test_rmse", "worst_part_ratio", "jump_median", "jump_p99", "smoothed_jump_p99", "pose_pca", "multiview_pca")
+FIGURES = (
+    "test_rmse",
+    "worst_part_ratio",
+    "jump_median",
+    "jump_p99",
+    "confident_jump_p99",
+    "smoothed_jump_p99",
+    "pose_pca",
+    "multiview_pca",
+)
 
 
 def kp_command(*args: str) -> None:
@@ -99,12 +111,17 @@ def test_figures(runs: list[Path], project: Path, names: list[str], truth: dict,
     }
 
 
-def jumps(csv_path: Path) -> np.ndarray:
-    """Every keypoint's frame-to-frame distance (px) over consecutive frames of the CSV's video."""
+def jumps(csv_path: Path, threshold: float | None = None) -> np.ndarray:
+    """Every keypoint's frame-to-frame distance (px) over consecutive frames of the CSV's video; with a threshold,
+    only where both frames' scores reach it."""
     tracks = read_tracks(csv_path)
     order = np.argsort(tracks.frames)
     consecutive = np.diff(tracks.frames[order]) == 1
-    steps = np.linalg.norm(np.diff(tracks.xy[order], axis=0), axis=-1)[consecutive]
+    steps = np.linalg.norm(np.diff(tracks.xy[order], axis=0), axis=-1)
+    if threshold is not None:
+        sure = np.nan_to_num(tracks.score[order], nan=-1.0) >= threshold
+        steps[~(sure[1:] & sure[:-1])] = np.nan
+    steps = steps[consecutive]
     return steps[np.isfinite(steps)]
 
 
@@ -114,6 +131,7 @@ def video_figures(csv_path: Path, pca_terms: dict) -> dict[str, float]:
     figures = {
         "jump_median": float(np.median(raw)),
         "jump_p99": float(np.percentile(raw, 99)),
+        "confident_jump_p99": float(np.percentile(jumps(csv_path, SCORE_THRESHOLD), 99)),
         "smoothed_jump_p99": float(np.percentile(smooth, 99)),
     }
     for name, term in pca_terms.items():
