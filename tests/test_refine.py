@@ -185,6 +185,9 @@ def test_refine_picks_a_run_of_implausible_poses_by_the_pose_prior_where_the_jum
     why = read_rows(tmp_path / "job" / "refine.csv")
     assert int(why[1][1]) in fooled and why[1][4].startswith("pose_pca")
     assert "no multiview_pca signal: run: no views in the keypoint names" in capsys.readouterr().err
+    model.pose_priors = {}  # without the prior, the jump alone misses the whole run
+    main_refine(["run", str(video), "--frames", "3", "--out", str(tmp_path / "without")])
+    assert not {int(row[1]) for row in read_rows(tmp_path / "without" / "refine.csv")[1:]} & set(fooled)
 
 
 def test_refine_errors_are_one_line(dot_model, tmp_path, monkeypatch, capsys):
