@@ -190,10 +190,10 @@ def find_disagreements(samples: list[Sample], run: str, meta, findings: Findings
         for name, prior_errors in predictor.pose_prior_errors(keypoints, affines).items():
             priors[name].append(prior_errors)
     labelled = np.array([s.labelled for s in samples])
-    distance = np.linalg.norm(np.array(predictions) - np.array([s.keypoints for s in samples]), axis=-1)
+    distances = np.linalg.norm(np.array(predictions) - np.array([s.keypoints for s in samples]), axis=-1)
     with warnings.catch_warnings():  # a keypoint labelled nowhere, or a prior that does not measure it: NaN
         warnings.simplefilter("ignore", RuntimeWarning)
-        findings.keypoint_disagreement = np.nanmean(np.where(labelled, distance, np.nan), axis=0)
+        findings.keypoint_disagreement = np.nanmean(np.where(labelled, distances, np.nan), axis=0)
         findings.prior_errors = {name: np.nanmean(np.concatenate(parts), axis=0) for name, parts in priors.items()}
     findings.priors_absent = predictor.pose_priors_absent
     for s, predicted in zip(samples, predictions):

@@ -27,6 +27,7 @@ from lightning.pytorch.loggers import WandbLogger
 from kp import markdown
 from kp.defaults import WORST_SAMPLES
 from kp.evaluation.scores import Scores, error_rows, image_and_frame, score, worst_samples
+from kp.unsupervised_losses import PRIORS
 from kp.viz import evaluation as figures
 from kp.viz import plot_predictions
 
@@ -231,7 +232,7 @@ def _signal_section(result: dict, split: str) -> list[str]:
     beside the confidence's; why a prior is absent."""
     lines = ["", "## Label-free error signal", ""]
     score = result.get(f"{split}/score_spearman")
-    for name in ("pose_pca", "multiview_pca"):
+    for name in PRIORS:
         if name in result["pose_priors_absent"]:
             lines.append(f"- `{name}`: not measured: {result['pose_priors_absent'][name]}.")
             continue

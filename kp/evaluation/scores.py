@@ -175,7 +175,7 @@ def worst_samples(errors: np.ndarray, visible: np.ndarray, n: int) -> np.ndarray
     return labelled[np.argsort(-mean_error, kind="stable")[:n]]
 
 
-def keypoint_table(p, errors, radius, covered, metrics, split, names, metric_names, priors=None) -> pd.DataFrame:
+def keypoint_table(p, errors, radius, covered, metrics, split, names, metric_names, priors) -> pd.DataFrame:
     """One row per keypoint: its true error over the samples where it is labelled, the metrics, the radius, and each
     pose prior's mean error (input pixels) over every sample, labelled or not (the signal needs no label)."""
     rows = []
@@ -195,14 +195,14 @@ def keypoint_table(p, errors, radius, covered, metrics, split, names, metric_nam
         row.update(
             {"coverage": metrics[f"{split}/coverage/{name}"], "median_radius_px": _quantile(radius[seen, k], 0.5)}
         )
-        for prior, prior_errors in (priors or {}).items():
+        for prior, prior_errors in priors.items():
             measured = prior_errors[:, k][np.isfinite(prior_errors[:, k])]
             row[f"{prior}_px"] = _mean(measured)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def error_rows(p, errors, radius, names, priors=None) -> pd.DataFrame:
+def error_rows(p, errors, radius, names, priors) -> pd.DataFrame:
     """One row per sample and keypoint, in the network's input pixels (and the error in the source image's), with
     each pose prior's error signal."""
     n, k = errors.shape
@@ -222,7 +222,7 @@ def error_rows(p, errors, radius, names, priors=None) -> pd.DataFrame:
         "error_source_px": p.source_errors.reshape(-1),
         "score": p.scores.reshape(-1),
         "radius_px": radius.reshape(-1),
-        **{f"{prior}_px": prior_errors.reshape(-1) for prior, prior_errors in (priors or {}).items()},
+        **{f"{prior}_px": prior_errors.reshape(-1) for prior, prior_errors in priors.items()},
     }
     if p.count_true is not None:
         columns["count_true"], columns["count_pred"] = np.repeat(p.count_true, k), np.repeat(p.count_pred, k)

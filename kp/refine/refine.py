@@ -153,7 +153,7 @@ def _predict_video(
     if not frames:
         raise InputError(f"{video}: no frame could be decoded (an empty or broken video)")
     stacked = [np.array([[found[f][part] for f in frames] for found in results]) for part in range(5)]
-    everyone = [name for name in PRIORS if all(name in predictor.pose_priors for predictor in predictors)]
-    priors = {name: stacked[4][:, :, list(PRIORS).index(name)] for name in everyone}
+    everyone = [all(name in predictor.pose_priors for predictor in predictors) for name in PRIORS]
+    priors = {name: stacked[4][:, :, i] for i, (name, ok) in enumerate(zip(PRIORS, everyone)) if ok}
     predictions = FramePredictions(np.array(frames), *stacked[:3], flipped=stacked[3] if flip else None, priors=priors)
     return predictions, np.array([embedding[f] for f in frames]), sorted(bad)

@@ -17,8 +17,8 @@ Per frame, one number per signal, each a summary over the keypoints:
                  one, such as a part on the wrong limb (source pixels; several runs: the mean of each run's own)
   multiview_pca  the same on the multi-view PCA, over the keypoints seen in several views (a mirror rig, several
                  cameras): views of a body part that do not agree on one point in 3-D
-The last two are measured for runs whose checkpoint carries the priors (kp train stores them for every run with
-enough completely labelled frames); lightning-pose found them better than the confidence at flagging wrong
+The last two are measured where every run's checkpoint carries the prior (kp train stores them for every run whose
+training labels allow the fit); lightning-pose found them better than the confidence at flagging wrong
 predictions, and `kp evaluate` measures how well they track the true error on labelled frames.
 
 Signals come in different units (pixels, scores), so each is turned into a robust z-score over all frames, (value -
