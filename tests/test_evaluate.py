@@ -138,9 +138,16 @@ def test_evaluate_command_writes_consistent_files(run, tmp_path, capsys):
     confidence = 1 - errors.groupby("sample")["score"].mean()[labelled]
     assert metrics["val/pose_pca_spearman"] == pytest.approx(spearmanr(signal, true_error).statistic, abs=1e-6)
     assert metrics["val/score_spearman"] == pytest.approx(spearmanr(confidence, true_error).statistic, abs=1e-6)
+    # one keypoint at a time, over the labelled keypoints the prior measures (here: all), beside the confidence's
+    for key, column in (
+        ("pose_pca_spearman_keypoint", seen["pose_pca_px"]),
+        ("pose_pca_spearman_keypoint_score", 1 - seen["score"]),
+    ):
+        assert metrics[f"val/{key}"] == pytest.approx(spearmanr(column, seen["error_px"]).statistic, abs=1e-6)
     page = (out / "report.md").read_text()
     assert "## Label-free error signal" in page and "| pose_pca_px |" in page
     assert f"**{metrics['val/pose_pca_spearman']:.4g}**" in page
+    assert f"keypoint it measures, {metrics['val/pose_pca_spearman_keypoint']:.4g} (the confidence's: " in page
     assert "- `multiview_pca`: not measured: no views in the keypoint names" in page
     assert metrics["pose_priors_absent"] == {"multiview_pca": load(run).pose_priors_absent["multiview_pca"]}
 

@@ -131,6 +131,11 @@ def _format(value) -> str:
     return str(value)
 
 
+def _optional(value) -> str:
+    """A metrics.json value for the page: null (not computed) as —."""
+    return "—" if value is None else _format(value)
+
+
 def _markdown(table: pd.DataFrame) -> str:
     return markdown.table(table.columns, ([_format(v) for v in row] for row in table.itertuples(index=False)))
 
@@ -236,10 +241,12 @@ def _signal_section(result: dict, split: str) -> list[str]:
         if name in result["pose_priors_absent"]:
             lines.append(f"- `{name}`: not measured: {result['pose_priors_absent'][name]}.")
             continue
-        rho, key = result.get(f"{split}/{name}_spearman"), f"{split}/{name}_spearman"
+        key = f"{split}/{name}_spearman"
+        rho, per_keypoint, its_score = (result.get(key + end) for end in ("", "_keypoint", "_keypoint_score"))
         tracks = (
             f"per labelled sample, the Spearman correlation of its mean {name} error with its mean true error is "
-            f"**{_format(rho)}** (the confidence's, 1 - mean score: {_format(score) if score is not None else '—'})"
+            f"**{_format(rho)}** (the confidence's, 1 - mean score: {_optional(score)}); per labelled keypoint it "
+            f"measures, {_optional(per_keypoint)} (the confidence's: {_optional(its_score)})"
             if rho is not None
             else f"its correlation with the true error is not measured: {result['missing'].get(key)}"
         )

@@ -108,15 +108,20 @@ def split_metrics(p, radius: np.ndarray, covered: np.ndarray, auc: float, split:
 
 
 def signal_metrics(p, priors: dict[str, np.ndarray], split: str) -> dict[str, float]:
-    """Each pose prior's mean error (input pixels), and for it and the confidence the Spearman correlation over the
-    labelled samples of the sample's mean signal with its mean true error (module docstring)."""
+    """Each pose prior's mean error (input pixels); for it and the confidence (1 - score), the Spearman correlation
+    over the labelled samples of the sample's mean signal with its mean true error (module docstring); and for each
+    prior, the same over the labelled keypoints it measures, one keypoint at a time, beside the confidence's on the
+    same keypoints."""
     labelled, true_error = sample_errors(p.errors, p.visible)
-    signals = {"score": 1 - p.scores[labelled].mean(1)}
-    metrics = {}
+    confidence = 1 - p.scores.astype(np.float64)  # float32 would round scores near 1 into ties
+    metrics = {f"{split}/score_spearman": spearman(confidence[labelled].mean(1), true_error)}
     for name, errors in priors.items():
+        measured = p.visible & np.isfinite(errors)
         metrics[f"{split}/{name}_px"] = _mean(errors[np.isfinite(errors)])
-        signals[name] = np.nanmean(errors[labelled], 1)  # a prior measures the same keypoints in every sample
-    metrics.update({f"{split}/{name}_spearman": spearman(signal, true_error) for name, signal in signals.items()})
+        # a prior measures the same keypoints in every sample: no sample's mean is over nothing
+        metrics[f"{split}/{name}_spearman"] = spearman(np.nanmean(errors[labelled], 1), true_error)
+        metrics[f"{split}/{name}_spearman_keypoint"] = spearman(errors[measured], p.errors[measured])
+        metrics[f"{split}/{name}_spearman_keypoint_score"] = spearman(confidence[measured], p.errors[measured])
     return metrics
 
 
@@ -259,7 +264,7 @@ def _missing_reasons(metrics: dict, p, meta, pck_norm: str) -> dict[str, str]:
         seen = p.visible[:, meta.names.index(name)] if name else p.visible
         if not seen.any():
             reasons[key] = f"no visible {name or 'keypoint'} in the split"
-        elif key.endswith("_spearman"):
+        elif "_spearman" in key:
             reasons[key] = "fewer than 3 labelled samples, or the same signal or error on all of them"
         elif "adaptivity" in key or "worst_tenth" in key:  # radius_, error_adaptivity, coverage_worst_tenth
             labelled = int(p.visible.any(1).sum())
