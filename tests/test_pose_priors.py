@@ -14,7 +14,7 @@ from kp import geometry
 from kp.build import build
 from kp.data.unlabelled import input_pixel_poses
 from kp.inference.load import load
-from kp.unsupervised_losses import NO_PRIORS, fit_pose_priors, load_pose_priors, pca_keypoint_errors
+from kp.unsupervised_losses import NO_PRIORS, PosePCALoss, fit_pose_priors, load_pose_priors, pca_keypoint_errors
 from tests.helpers import TINY_DATA, compose_config
 from tests.test_unsupervised_losses import poses_in_a_subspace, two_affine_views
 
@@ -38,6 +38,16 @@ def test_the_priors_round_trip_through_a_checkpoint_file_and_json():
         for name, term in terms.items():
             np.testing.assert_array_equal(pca_keypoint_errors(term, new), pca_keypoint_errors(fitted[name], new))
             assert term.subspace.epsilon == fitted[name].subspace.epsilon
+
+
+def test_a_loss_with_its_own_pca_term_stores_that_fit_not_a_default_one():
+    poses, names, _ = two_affine_views(40, parts=3)
+    noisy = poses + np.random.default_rng(4).normal(0, 1, poses.shape)
+    own = PosePCALoss(percentile=50.0).fit(names, noisy)
+    states = fit_pose_priors(names, noisy, [own])
+    assert states["pose_pca"] == own.state()
+    assert states["pose_pca"]["epsilon"] < PosePCALoss().fit(names, noisy).subspace.epsilon  # the 50th, not the 99th
+    assert "views" in states["multiview_pca"]  # the other prior: fitted with the defaults
 
 
 def test_priors_that_cannot_be_fitted_are_absent_with_one_line_each(caplog):
