@@ -9,17 +9,25 @@ checkpoint then carries, so that `kp.load` rebuilds a trained model with no trai
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from kp.data.base import KeypointMeta
+from kp.data.base import KeypointMeta, Subset
 from kp.data.unlabelled import input_pixel_poses
 from kp.errors import ConfigError
 from kp.module import KeypointModule
-from kp.unsupervised_losses import PosePCALoss, UnlabelledTerm
+from kp.unsupervised_losses import PRIORS, PosePCALoss, UnlabelledTerm, fit_pose_priors
+
+log = logging.getLogger(__name__)
+
+# The pose priors are fitted on at most this many training frames, evenly spaced: each costs a read of its image, and
+# a PCA of a few dozen numbers is settled long before.
+PRIOR_FRAMES = 1000
 
 
 @dataclass
@@ -36,6 +44,9 @@ class InferenceSpec:
     transforms: dict | None
     dataset: str  # the _target_ of the dataset it was trained on, for messages
     face_crop: list[float] | None = None  # KeypointDataset.face_crop, for prediction on detected faces
+    # The pose priors (kp.unsupervised_losses.fit_pose_priors): each PCA of the training labels, in input pixels, or
+    # why it is absent; None in checkpoints from before kp stored them (kp.unsupervised_losses.load_pose_priors).
+    pose_priors: dict | None = None
 
     def keypoint_meta(self) -> KeypointMeta:
         meta = dict(self.meta)
@@ -79,7 +90,8 @@ def build(cfg: DictConfig, datamodule=None):
     spec.model = _weights_from_checkpoint(spec.model)
     losses = {name: instantiate(term) for name, term in cfg.loss.items()}
     _check_losses(net, losses, datamodule, (channels, height, width))
-    _prepare_unlabelled(losses, datamodule, (height, width))
+    _prepare_unlabelled(losses, datamodule)
+    spec.pose_priors = _fit_pose_priors(losses, datamodule, (height, width))
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = KeypointModule(
         net,
@@ -156,14 +168,29 @@ def _check_losses(net, losses, datamodule, input_shape) -> None:
             raise ConfigError(f"loss term '{name}' needs a 'count' target, which this dataset does not provide")
 
 
-def _prepare_unlabelled(losses, datamodule, input_size: tuple[int, int]) -> None:
+def _prepare_unlabelled(losses, datamodule) -> None:
     """For a loss with terms that need no labels: decode the unlabelled video into the clip cache (the training
-    loader then carries clips), and fit the PCA terms on the training split's labels in the model's input pixels."""
-    if not any(isinstance(term, UnlabelledTerm) for term in losses.values()):
-        return
-    datamodule.unlabelled_clips()
-    pca_terms = [term for term in losses.values() if isinstance(term, PosePCALoss)]
-    if pca_terms:
-        poses = input_pixel_poses(datamodule.splits["train"], input_size)
-        for term in pca_terms:
-            term.fit(datamodule.meta.names, poses)
+    loader then carries clips)."""
+    if any(isinstance(term, UnlabelledTerm) for term in losses.values()):
+        datamodule.unlabelled_clips()
+
+
+def _fit_pose_priors(losses, datamodule, input_size: tuple[int, int]) -> dict:
+    """Fit the loss's PCA terms and the pose priors every checkpoint carries (kp.unsupervised_losses.fit_pose_priors)
+    on the training split's labels in the model's input pixels (at most PRIOR_FRAMES frames, evenly spaced). Where the
+    loader's images are not the model's input, the loss's PCA terms refuse it in one line; the priors are absent."""
+    train = datamodule.splits["train"]
+    if len(train) > PRIOR_FRAMES:
+        train = Subset(train, np.linspace(0, len(train) - 1, PRIOR_FRAMES).round().astype(int).tolist())
+    terms = [term for term in losses.values() if isinstance(term, PosePCALoss)]
+    try:
+        poses = input_pixel_poses(train, input_size)
+    except ConfigError:
+        if terms:
+            raise
+        why = "the loader's images are not the model's input (it does not size its frames itself)"
+        log.info("no pose priors stored in the checkpoint: %s", why)
+        return {name: {"absent": why} for name in PRIORS}
+    for term in terms:
+        term.fit(datamodule.meta.names, poses)
+    return fit_pose_priors(datamodule.meta.names, poses, terms)

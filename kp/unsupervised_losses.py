@@ -113,23 +113,30 @@ class PosePCALoss(UnlabelledTerm):
     `percentile` of the labelled keypoints' own distances. keypoints B×K×2 (scores are not used: a PCA needs every
     keypoint of a pose)."""
 
+    prior = "pose_pca"  # its name among the pose priors a checkpoint carries (fit_pose_priors)
+
     def __init__(self, variance: float = 0.99, percentile: float = 99.0, **warmup):
         super().__init__(**warmup)
         self.variance, self.percentile = variance, percentile
         self.subspace: Subspace | None = None
 
+    def samples(self, names: list[str], poses: np.ndarray) -> tuple[np.ndarray, str]:
+        """The vectors the PCA is fitted on (the complete poses, 2K numbers each), and why they are too few ('' when
+        they are enough)."""
+        complete = np.isfinite(poses).all(axis=(1, 2))
+        needed = 2 * len(names)  # at least as many poses as numbers in a pose, or the PCA is fitted to noise
+        too_few = (
+            f"{complete.sum()} of {len(poses)} labelled frames are complete (every keypoint labelled); a PCA of "
+            f"{len(names)} keypoints needs at least {needed}"
+        )
+        return poses[complete].reshape(int(complete.sum()), -1), too_few if complete.sum() < needed else ""
+
     def fit(self, names: list[str], poses: np.ndarray) -> PosePCALoss:
         """Fit on the labelled poses N×K×2 (NaN where a keypoint is not labelled), in the pixels the predictions
         will be in (the model's input)."""
-        complete = np.isfinite(poses).all(axis=(1, 2))
-        needed = 2 * len(names)  # at least as many poses as numbers in a pose, or the PCA is fitted to noise
-        if complete.sum() < needed:
-            raise ConfigError(
-                f"loss pose_pca: {complete.sum()} of {len(poses)} labelled frames are complete (every keypoint "
-                f"labelled); a PCA of {len(names)} keypoints needs at least {needed}: label more frames fully or drop "
-                "the term (~loss.pose_pca)"
-            )
-        vectors = poses[complete].reshape(int(complete.sum()), -1)
+        vectors, too_few = self.samples(names, poses)
+        if too_few:
+            raise ConfigError(f"loss pose_pca: {too_few}: label more frames fully or drop the term (~loss.pose_pca)")
         self.subspace = fit_subspace(vectors, self.variance)
         own = point_errors(self.subspace.residual(torch.as_tensor(vectors)))
         self.subspace.epsilon = float(np.percentile(own.numpy(), self.percentile))
@@ -137,7 +144,7 @@ class PosePCALoss(UnlabelledTerm):
             "pose_pca: %d components hold %.1f%% of the variance of %d complete frames; epsilon %.2f px",
             self.subspace.components.shape[1],
             100 * self.subspace.explained,
-            complete.sum(),
+            len(vectors),
             self.subspace.epsilon,
         )
         return self
@@ -155,6 +162,26 @@ class PosePCALoss(UnlabelledTerm):
     def forward(self, keypoints: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:
         return (self.errors(keypoints) - self.subspace.epsilon).clamp(min=0).mean()
 
+    def state(self) -> dict:
+        """The fit as plain numbers, in the model's input pixels (kp.build.InferenceSpec.pose_priors: a checkpoint,
+        an ONNX file's metadata): the mean, the components (D×C), the share of the variance they hold and epsilon;
+        `from_state` rebuilds the fitted term."""
+        s = self.subspace
+        return {
+            "mean": s.mean.tolist(),
+            "components": s.components.tolist(),
+            "explained": s.explained,
+            "epsilon": s.epsilon,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> PosePCALoss:
+        term = cls()
+        mean = torch.tensor(state["mean"], dtype=torch.float64)
+        components = torch.tensor(state["components"], dtype=torch.float64).reshape(len(mean), -1)
+        term.subspace = Subspace(mean, components, float(state["explained"]), float(state["epsilon"]))
+        return term
+
 
 class MultiviewPCALoss(PosePCALoss):
     """For each body part seen in V views, its stacked coordinates (2·V numbers) lie in a 3-D subspace fitted on the
@@ -162,21 +189,31 @@ class MultiviewPCALoss(PosePCALoss):
     mean of max(0, d - epsilon) over the views' keypoints. `views`: one list of keypoint names per body part, in the
     same view order (e.g. [[nose_top, nose_bot], [tail_top, tail_bot]]); None: guessed from the names."""
 
+    prior = "multiview_pca"
+
     def __init__(self, views: list[list[str]] | None = None, percentile: float = 99.0, **warmup):
         super().__init__(percentile=percentile, **warmup)
         self.views = views
         self.index: torch.Tensor | None = None  # P×V keypoint indices
 
-    def fit(self, names: list[str], poses: np.ndarray) -> MultiviewPCALoss:
+    def samples(self, names: list[str], poses: np.ndarray) -> tuple[np.ndarray, str]:
+        """Every body part of every frame where all its views are labelled, 2·V numbers each, and why they are too
+        few ('' when they are enough)."""
         groups = resolve_views(names, self.views)
         self.index = torch.tensor(groups)
         samples = poses[:, np.array(groups)].reshape(-1, 2 * self.index.shape[1])  # (N·P)×2V
         samples = samples[np.isfinite(samples).all(axis=1)]
         needed = 2 * self.index.shape[1]
-        if len(samples) < needed:
+        too_few = (
+            f"{len(samples)} body parts labelled in every view; a PCA of {needed} coordinates needs at least {needed}"
+        )
+        return samples, too_few if len(samples) < needed else ""
+
+    def fit(self, names: list[str], poses: np.ndarray) -> MultiviewPCALoss:
+        samples, too_few = self.samples(names, poses)
+        if too_few:
             raise ConfigError(
-                f"loss multiview_pca: {len(samples)} body parts labelled in every view; a PCA of {needed} "
-                f"coordinates needs at least {needed}: label more frames or drop the term (~loss.multiview_pca)"
+                f"loss multiview_pca: {too_few}: label more frames or drop the term (~loss.multiview_pca)"
             )
         self.subspace = fit_subspace(samples, components=MULTIVIEW_COMPONENTS)
         own = point_errors(self.subspace.residual(torch.as_tensor(samples)))
@@ -201,6 +238,16 @@ class MultiviewPCALoss(PosePCALoss):
         out = torch.full(keypoints.shape[:2], float("nan"), dtype=per_view.dtype, device=per_view.device)
         out[:, self.index.flatten().to(out.device)] = per_view.flatten(1)
         return out
+
+    def state(self) -> dict:
+        """PosePCALoss.state plus the views: the P×V keypoint indices of each body part's views."""
+        return {**super().state(), "views": self.index.tolist()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> MultiviewPCALoss:
+        term = super().from_state(state)
+        term.index = torch.tensor(state["views"])
+        return term
 
 
 def resolve_views(names: list[str], views: list[list[str]] | None) -> list[list[int]]:
@@ -254,3 +301,47 @@ def pca_keypoint_errors(term: PosePCALoss, poses: np.ndarray) -> np.ndarray:
     of a pose with a missing one)."""
     with torch.no_grad():
         return term.keypoint_errors(torch.as_tensor(np.asarray(poses, np.float32))).numpy()
+
+
+# The pose priors every checkpoint carries (kp.build.InferenceSpec.pose_priors), by name: the PCA terms fitted on the
+# run's training labels, whatever its loss, so that kp evaluate, kp doctor and kp refine have the label-free error
+# signal of any run.
+PRIORS = {"pose_pca": PosePCALoss, "multiview_pca": MultiviewPCALoss}
+NO_PRIORS = "the checkpoint carries no pose priors (trained before kp stored them): retrain the run to get them"
+
+
+def fit_pose_priors(names: list[str], poses: np.ndarray, fitted: list[PosePCALoss] = ()) -> dict[str, dict]:
+    """Every prior's state for a checkpoint, from the training split's labelled poses N×K×2 (input pixels): the
+    loss's own term where it has one (`fitted`, already fitted on these poses), else one fitted here with the default
+    settings (multiview_pca on views guessed from the names); {"absent": why} where it cannot be fitted, with one log
+    line saying why."""
+    own = {term.prior: term for term in fitted}
+    states = {}
+    for name, kind in PRIORS.items():
+        term, why = (own[name], "") if name in own else _default_prior(kind, names, poses)
+        if why:
+            log.info("%s: not stored in the checkpoint (no %s error signal for this run): %s", name, name, why)
+        states[name] = {"absent": why} if why else term.state()
+    return states
+
+
+def _default_prior(kind: type[PosePCALoss], names: list[str], poses: np.ndarray) -> tuple[PosePCALoss | None, str]:
+    """(the prior fitted with the default settings, '') or (None, why it cannot be fitted)."""
+    if kind is MultiviewPCALoss:
+        views = guess_views(names)
+        if not views:
+            return None, "no views in the keypoint names (suffixes _top/_bot, _cam1/_cam2, ...)"
+        term = MultiviewPCALoss(views=views)
+    else:
+        term = kind()
+    _, too_few = term.samples(names, poses)
+    return (None, too_few) if too_few else (term.fit(names, poses), "")
+
+
+def load_pose_priors(states: dict | None) -> tuple[dict[str, PosePCALoss], dict[str, str]]:
+    """The fitted priors a checkpoint carries (`fit_pose_priors`' states; None for a checkpoint from before kp stored
+    them), and why each of the others is absent."""
+    if states is None:
+        return {}, {name: NO_PRIORS for name in PRIORS}
+    terms = {name: PRIORS[name].from_state(state) for name, state in states.items() if "absent" not in state}
+    return terms, {name: state["absent"] for name, state in states.items() if "absent" in state}

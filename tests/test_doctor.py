@@ -110,6 +110,32 @@ def test_doctor_with_a_model_lists_the_labels_it_disagrees_with_most(tmp_path):
     assert len(errors) == 4 and errors == sorted(errors, reverse=True) and errors[0] > 0
     assert "## Where the model disagrees with the labels" in report.read_text()
     assert (tmp_path / "doctor" / "disagreements.png").stat().st_size > 5_000
+    # per keypoint, the disagreement beside the pose prior's label-free error signal (the checkpoint carries the
+    # prior: kp.build fits it for every run), recomputed here through kp.load's own prediction
+    from hydra.utils import instantiate
+    from omegaconf import open_dict
+
+    from kp.evaluation.doctor import read_samples
+    from kp.inference.load import load
+
+    with open_dict(cfg):
+        cfg.data.transforms = {}
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    samples = read_samples(datamodule)
+    predictor = load(tmp_path / "model.ckpt")
+    keypoints, _ = predictor.predict([s.image for s in samples])
+    affines = np.stack([predictor.preprocess(s.image)[1] for s in samples])
+    signal = predictor.pose_prior_errors(keypoints, affines)["pose_pca"].mean(axis=0)
+    np.testing.assert_allclose(findings.prior_errors["pose_pca"], signal, rtol=1e-5)
+    labelled = np.array([s.labelled for s in samples])
+    distance = np.linalg.norm(keypoints - np.array([s.keypoints for s in samples]), axis=-1)
+    disagreement = np.array([distance[labelled[:, k], k].mean() for k in range(labelled.shape[1])])
+    np.testing.assert_allclose(findings.keypoint_disagreement, disagreement, rtol=1e-5)
+    text = report.read_text()
+    assert "| keypoint | disagreement px | pose_pca px |" in text
+    assert f"| {datamodule.meta.names[0]} | {disagreement[0]:.2f} | {signal[0]:.2f} |" in text
+    assert "- `multiview_pca`: not measured: no views in the keypoint names" in text
 
 
 def test_doctor_with_a_model_of_other_keypoints_is_one_line(tmp_path):

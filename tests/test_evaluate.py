@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.stats import spearmanr
 from torch.utils.data import Dataset
 
 from kp.build import build
@@ -19,6 +20,7 @@ from kp.evaluation import evaluate, report, scores
 from kp.inference.load import load
 from kp.module import KeypointModule
 from kp.train.loop import train
+from kp.unsupervised_losses import NO_PRIORS
 from kp.viz.features import filter_montage, plot_features, stage_outputs
 from tests.helpers import TINY_DATA, compose_config, shared_data, write_run_config
 
@@ -80,6 +82,7 @@ def test_evaluate_command_writes_consistent_files(run, tmp_path, capsys):
         "error_source_px",
         "score",
         "radius_px",
+        "pose_pca_px",  # the run's pose prior (tests/test_pose_priors.py); no views in the names: no multiview_pca
     ]
     assert errors["image"].str.startswith("synthetic/val/").all() and list(errors["keypoint"][:5]) == NAMES
     seen = errors[errors["visible"]]
@@ -119,6 +122,34 @@ def test_evaluate_command_writes_consistent_files(run, tmp_path, capsys):
     coverage = by_keypoint.apply(lambda g: (g["error_px"] <= g["radius_px"]).mean()).reindex(NAMES)
     assert table["coverage"].to_numpy() == pytest.approx(coverage.to_numpy())
     assert table["pck_0.1"].tolist() == pytest.approx([metrics[f"val/pck_0.1/{name}"] for name in NAMES])
+
+    # the label-free error signal: the pose prior's error of each prediction, its mean per keypoint over every
+    # sample, and how well a sample's mean tracks its mean true error (beside the confidence's)
+    predicted = errors[["pred_x", "pred_y"]].to_numpy().reshape(32, 5, 2)
+    expected = load(run).pose_prior_errors(predicted)["pose_pca"].reshape(-1)
+    assert errors["pose_pca_px"].to_numpy() == pytest.approx(expected, rel=1e-4, abs=1e-4)
+    assert table["pose_pca_px"].to_numpy() == pytest.approx(
+        errors.groupby("keypoint", sort=False)["pose_pca_px"].mean().reindex(NAMES).to_numpy(), rel=1e-4
+    )
+    assert metrics["val/pose_pca_px"] == pytest.approx(errors["pose_pca_px"].mean(), rel=1e-5)
+    labelled = sorted(seen["sample"].unique())
+    true_error = seen.groupby("sample")["error_px"].mean()[labelled]
+    signal = errors.groupby("sample")["pose_pca_px"].mean()[labelled]
+    confidence = 1 - errors.groupby("sample")["score"].mean()[labelled]
+    assert metrics["val/pose_pca_spearman"] == pytest.approx(spearmanr(signal, true_error).statistic, abs=1e-6)
+    assert metrics["val/score_spearman"] == pytest.approx(spearmanr(confidence, true_error).statistic, abs=1e-6)
+    # one keypoint at a time, over the labelled keypoints the prior measures (here: all), beside the confidence's
+    for key, column in (
+        ("pose_pca_spearman_keypoint", seen["pose_pca_px"]),
+        ("pose_pca_spearman_keypoint_score", 1 - seen["score"]),
+    ):
+        assert metrics[f"val/{key}"] == pytest.approx(spearmanr(column, seen["error_px"]).statistic, abs=1e-6)
+    page = (out / "report.md").read_text()
+    assert "## Label-free error signal" in page and "| pose_pca_px |" in page
+    assert f"**{metrics['val/pose_pca_spearman']:.4g}**" in page
+    assert f"keypoint it measures, {metrics['val/pose_pca_spearman_keypoint']:.4g} (the confidence's: " in page
+    assert "- `multiview_pca`: not measured: no views in the keypoint names" in page
+    assert metrics["pose_priors_absent"] == {"multiview_pca": load(run).pose_priors_absent["multiview_pca"]}
 
 
 class _Unlabelled(Dataset):
@@ -316,6 +347,7 @@ def test_report_names_a_systematic_offset_and_what_to_do():
         "missing": {},
         "unlabelled_samples": 0,
         "calibration": {"alpha": 0.1, "flip": False},
+        "pose_priors_absent": {"pose_pca": NO_PRIORS, "multiview_pca": NO_PRIORS},
     }
     table = pd.DataFrame({"keypoint": ["nose"], "mean_px": [1.0]})
     page = report._report_page(result, "val", table, {}, "the input's longer side")
@@ -345,6 +377,7 @@ def test_report_on_a_small_split_says_what_is_missing_not_none():
         },
         "unlabelled_samples": 0,
         "calibration": {"alpha": 0.1, "flip": False},
+        "pose_priors_absent": {"pose_pca": NO_PRIORS, "multiview_pca": NO_PRIORS},
     }
     table = pd.DataFrame({"keypoint": ["nose|tip"], "mean_px": [1.0]})
     page = report._report_page(result, "test", table, {}, "the input's longer side")

@@ -262,7 +262,10 @@ def test_onnx_file_predicts_like_its_checkpoint_without_torch(tmp_path, monkeypa
     export(kp.load(checkpoint), "onnx", tmp_path / "model.onnx", batch=2)  # fixed batch: 5 images are padded to 6
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (24 + 8 * i, 40, 3), dtype=np.uint8) for i in range(5)]  # any size: letterboxed
-    expected, expected_scores = kp.load(checkpoint).predict(images)
+    torch_predictor = kp.load(checkpoint)
+    expected, expected_scores = torch_predictor.predict(images)
+    affines = torch_predictor.prepare(images)[1]
+    expected_signal = torch_predictor.pose_prior_errors(expected, affines)["pose_pca"]
 
     onnx_predictor = kp.load(tmp_path / "model.onnx")
     assert onnx_predictor.input_shape == (3, 32, 32) and onnx_predictor.meta.names[0] == "left_eye"
@@ -274,6 +277,8 @@ def test_onnx_file_predicts_like_its_checkpoint_without_torch(tmp_path, monkeypa
     keypoints, scores = onnx_predictor.predict(images)
     np.testing.assert_allclose(keypoints, expected, atol=PARITY_PX)
     np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
+    # the pose priors travel in the metadata: the same label-free error signal as the checkpoint's
+    np.testing.assert_allclose(onnx_predictor.pose_prior_errors(expected, affines)["pose_pca"], expected_signal)
     with pytest.raises(ModelLoadError, match="exported without test-time flip: export it again with --flip"):
         onnx_predictor.predict(images, flip=True)
 

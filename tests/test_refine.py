@@ -19,10 +19,11 @@ from kp.data.dlc import DeepLabCutProject
 from kp.data.video import read_frames
 from kp.errors import DataError
 from kp.formats import dlc_csv
-from kp.inference.predictor import Predictions
+from kp.inference.predictor import Predictions, Predictor
 from kp.refine.labelling_job import Pick, merge, read_job, write_job
 from kp.refine.pick import pick
 from kp.refine.score import FramePredictions, outlier_scores, robust_z, signals
+from kp.unsupervised_losses import PosePCALoss, pca_keypoint_errors
 
 NAMES = ["nose", "tail"]
 SIZE = 64
@@ -75,11 +76,37 @@ def test_the_score_ranks_a_bad_frame_first_whatever_its_signal():
     assert np.allclose(robust_z(np.ones(5)), 0)
 
 
+def test_the_pose_prior_signal_ranks_an_implausible_pose_first():
+    # Two points moving together along a line (the labelled poses: a 1-D subspace); in frame 33 the tail is 9 px off
+    # where the nose puts it. Images, not a video (no jump): the prior alone must find it.
+    n, t = 60, np.arange(60)
+    rng = np.random.default_rng(2)
+    poses = np.stack([np.stack([10 + t, 20 + 0.5 * t], -1), np.stack([40 + t, 30 + 0.5 * t], -1)], 1).astype(float)
+    prior = PosePCALoss().fit(NAMES, poses)
+    assert prior.subspace.components.shape == (4, 1)
+    seen = poses + rng.normal(scale=0.3, size=poses.shape)
+    seen[33, 1] += [-4.0, 8.0]
+    errors = pca_keypoint_errors(prior, seen)
+    data = FramePredictions(
+        t, seen[None], np.full((1, n, 2), 0.9), np.full((1, n, 2), np.nan), priors={"pose_pca": errors[None]}
+    )
+    found = signals(data, temporal=False)
+    assert set(found) == {"score", "pose_pca"}
+    np.testing.assert_allclose(found["pose_pca"], errors.mean(1))
+    outlier, reasons = outlier_scores(found)
+    assert np.argmax(outlier) == 33 and reasons[33].startswith("pose_pca")
+    # a pose in the subspace has no signal to speak of: the rest are the noise's
+    assert np.delete(found["pose_pca"], 33).max() < 1.0 < found["pose_pca"][33]
+
+
 class DotModel:
     """A stand-in for a trained model: the nose is the brightest pixel, the tail a fixed point."""
 
     meta = KeypointMeta(names=NAMES, flip_pairs=[], skeleton=[(0, 1)])
     calibrations: dict = {}
+    pose_priors: dict = {}  # none, unless a test gives it some
+    pose_priors_absent: dict = {}
+    pose_prior_errors = Predictor.pose_prior_errors  # kp's own, on the priors above
 
     def preprocess(self, image):
         return torch.from_numpy(image[..., 0].astype(np.float32)), np.eye(3)[:2]
@@ -95,12 +122,13 @@ class DotModel:
 
 
 def write_video(path, frames=40, bad=BAD):
-    """A dot gliding across a grey frame; in frame `bad` a brighter speck far away fools the model."""
+    """A dot gliding across a grey frame; in frame `bad` (or each of the frames `bad`) a brighter speck far away
+    fools the model."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (SIZE, SIZE))
     for i in range(frames):
         image = np.full((SIZE, SIZE, 3), 60, np.uint8)
         cv2.circle(image, (8 + i, 20 + i // 2), 4, (200, 200, 200), -1)
-        if i == bad:
+        if i in np.atleast_1d(bad):
             cv2.circle(image, (SIZE - 8, SIZE - 8), 3, (255, 255, 255), -1)
         writer.write(image)
     writer.release()
@@ -138,6 +166,28 @@ def test_refine_picks_the_fooled_frame_and_writes_a_job_kp_reads(dot_model, tmp_
     assert frames.load(0).image.shape[:2] == (256, 320)  # the loader's letterbox, the frame itself is 64×64
     assert cv2.imread(str(bad.image)).shape == (SIZE, SIZE, 3)
     assert "kp refine merge" in capsys.readouterr().err
+
+
+def test_refine_picks_a_run_of_implausible_poses_by_the_pose_prior_where_the_jump_misses_it(
+    monkeypatch, tmp_path, capsys
+):
+    # The model is fooled for 5 frames in a row: the running median of 7 follows a run that long (no jump to see),
+    # but the nose and the tail then make a pose the labelled track never showed.
+    model = DotModel()
+    track = np.arange(40)
+    poses = np.stack([np.stack([8 + track, 20 + track // 2], -1), np.tile([5.0, SIZE - 5.0], (40, 1))], 1)
+    model.pose_priors = {"pose_pca": PosePCALoss().fit(NAMES, poses.astype(float))}
+    model.pose_priors_absent = {"multiview_pca": "no views in the keypoint names"}
+    monkeypatch.setattr(refine_module, "load", lambda run: model)
+    fooled = list(range(20, 25))
+    video = write_video(tmp_path / "clip.mp4", bad=fooled)
+    main_refine(["run", str(video), "--frames", "1", "--out", str(tmp_path / "job")])
+    why = read_rows(tmp_path / "job" / "refine.csv")
+    assert int(why[1][1]) in fooled and why[1][4].startswith("pose_pca")
+    assert "no multiview_pca signal: run: no views in the keypoint names" in capsys.readouterr().err
+    model.pose_priors = {}  # without the prior, the jump alone misses the whole run
+    main_refine(["run", str(video), "--frames", "3", "--out", str(tmp_path / "without")])
+    assert not {int(row[1]) for row in read_rows(tmp_path / "without" / "refine.csv")[1:]} & set(fooled)
 
 
 def test_refine_errors_are_one_line(dot_model, tmp_path, monkeypatch, capsys):

@@ -9,7 +9,9 @@ Reads a dataset as its loader gives it (no augmentation) and writes DIR/report.m
     the sample is aligned to it (Procrustes: shift, scale, rotation) (swaps.png);
   - shape outliers: the distance to the mean shape after that alignment, point by point in units of each point's
     median distance, the worst N drawn with the mean shape laid over them and their worst point named (outliers.png);
-  - with --run: the labels a trained model disagrees with most, drawn with both (disagreements.png).
+  - with --run: the labels a trained model disagrees with most, drawn with both (disagreements.png), and per keypoint
+    its mean disagreement beside its mean label-free error signal (the distance to the pose priors its checkpoint
+    carries: the pose and multi-view PCA of its training labels).
 `diagnose` returns the findings as well, for scripts and tests.
 """
 

@@ -15,7 +15,9 @@ checkpoint. The predictions are saved batch by batch in OUT/progress/ (removed o
 job that was killed, the same command with --resume predicts only the rest, with the same result. The uncertainty
 radius comes from the calibration the checkpoint carries for this flip mode; a checkpoint
 without one is calibrated on the validation split first (kp.calibration), and the calibration is stored in it beside
-the weights (the command says so in one line).
+the weights (the command says so in one line). The report also gives the label-free error signal of the pose priors
+the checkpoint carries (the pose and multi-view PCA of the training labels) per keypoint, and how well it tracks the
+true error (Spearman, per sample), or why a prior is absent.
 """
 
 from __future__ import annotations

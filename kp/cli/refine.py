@@ -7,7 +7,9 @@
 RUN: a run directory, a checkpoint or an ONNX file; several runs (an ensemble) add their disagreement as a signal.
 VIDEO: videos (mp4, avi, mov, mkv), folders or globs of them. Every frame (or every N-th) is scored by the signals kp
 has, without labels: a point's jump away from its track's running median over 7 frames, a low score, a large
-calibrated radius, the disagreement with the mirrored image (--flip) and between the runs. A frame's score is its
+calibrated radius, the disagreement with the mirrored image (--flip) and between the runs, and the distance of the
+pose to the pose and multi-view PCA of the run's training labels (the pose priors its checkpoint carries; a run
+without them gets one line saying why). A frame's score is its
 worst signal as a robust z-score; the worst frames are clustered by a thumbnail of the frame (k-means) and each
 cluster gives one, so that one bad second does not take every pick (docs/refine.md).
 

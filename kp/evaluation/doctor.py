@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,10 @@ class Findings:
     swaps: list[tuple[str, str, str, str, float]] = field(default_factory=list)  # split, id, name a, name b, ratio
     outliers: list[tuple[str, str, float, str]] = field(default_factory=list)  # split, id, score, worst point
     disagreements: list[tuple[str, str, float, str]] = field(default_factory=list)  # split, id, px error, worst point
+    # with a model: per keypoint, its mean disagreement with the labels and each pose prior's mean error signal (px)
+    keypoint_disagreement: np.ndarray | None = None  # K
+    prior_errors: dict[str, np.ndarray] = field(default_factory=dict)  # pose prior name -> K
+    priors_absent: dict[str, str] = field(default_factory=dict)  # pose prior name -> why the model has none
     issues: list[str] = field(default_factory=list)  # samples and points the loader left out
 
     def across_splits(self) -> list[list[tuple[str, str]]]:
@@ -177,11 +182,20 @@ def find_disagreements(samples: list[Sample], run: str, meta, findings: Findings
         raise ModelLoadError(
             f"--run {run} predicts {predictor.meta.names}, the data has {meta.names}: pick a run trained on this data"
         )
-    errors, predictions = [], []
+    errors, predictions, priors = [], [], defaultdict(list)
     for start in track(range(0, len(samples), 32), description="predicting"):
-        batch = samples[start : start + 32]
-        keypoints, _ = predictor.predict([s.image for s in batch])
+        images, affines = predictor.prepare([s.image for s in samples[start : start + 32]])
+        keypoints, _ = predictor.predict_batch(images, affines)
         predictions += list(keypoints)
+        for name, prior_errors in predictor.pose_prior_errors(keypoints, affines).items():
+            priors[name].append(prior_errors)
+    labelled = np.array([s.labelled for s in samples])
+    distances = np.linalg.norm(np.array(predictions) - np.array([s.keypoints for s in samples]), axis=-1)
+    with warnings.catch_warnings():  # a keypoint labelled nowhere, or a prior that does not measure it: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        findings.keypoint_disagreement = np.nanmean(np.where(labelled, distances, np.nan), axis=0)
+        findings.prior_errors = {name: np.nanmean(np.concatenate(parts), axis=0) for name, parts in priors.items()}
+    findings.priors_absent = predictor.pose_priors_absent
     for s, predicted in zip(samples, predictions):
         if s.labelled.any():
             distance = np.linalg.norm(predicted - s.keypoints, axis=1)
@@ -294,7 +308,7 @@ def _markdown(cfg, meta, findings: Findings, run: str | None) -> str:
         _outside_section(findings),
         _swaps_section(meta, findings),
         _outliers_section(findings),
-        _disagreements_section(findings, run) if run else [],
+        _disagreements_section(meta, findings, run) if run else [],
         _left_out_section(findings),
     ]
     return "\n".join(line for section in sections for line in section) + "\n"
@@ -388,7 +402,7 @@ def _outliers_section(findings: Findings) -> list[str]:
     ]
 
 
-def _disagreements_section(findings: Findings, run: str) -> list[str]:
+def _disagreements_section(meta, findings: Findings, run: str) -> list[str]:
     return [
         "## Where the model disagrees with the labels",
         "",
@@ -399,6 +413,27 @@ def _disagreements_section(findings: Findings, run: str) -> list[str]:
             for split, id_, e, p in findings.disagreements
         ),
         *_picture("disagreements"),
+        *_keypoint_signal_section(meta, findings),
+    ]
+
+
+def _keypoint_signal_section(meta, findings: Findings) -> list[str]:
+    """Per keypoint, the model's mean disagreement with the labels beside the mean label-free error signal of its
+    pose priors (kp.unsupervised_losses: its distance to the PCA of the training labels), in the images' pixels."""
+    priors = list(findings.prior_errors)
+    columns = [findings.keypoint_disagreement, *(findings.prior_errors[p] for p in priors)]
+    rows = [
+        (name, *(f"{column[k]:.2f}" if np.isfinite(column[k]) else "—" for column in columns))
+        for k, name in enumerate(meta.names)
+    ]
+    return [
+        "Per keypoint, the mean distance between the model and the labels, and the mean of its label-free error "
+        "signal: each prediction's distance to its reprojection on the PCA of the training labels the model carries "
+        "(pose: the whole pose; multi-view: each body part's views), in the images' pixels, over every image.",
+        "",
+        markdown.table(["keypoint", "disagreement px", *(f"{p} px" for p in priors)], rows).rstrip("\n"),
+        "",
+        *(f"- `{name}`: not measured: {why}." for name, why in findings.priors_absent.items()),
     ]
 
 

@@ -3,10 +3,12 @@ The numbers come from kp.evaluation.scores, the figures from kp.viz.evaluation; 
 
 metrics.json     the module's metrics (as train.py's test logs them) + PCK AUC, median and p90 error, the coverage
                  of the uncertainty radius (overall, per keypoint, over the worst tenth of samples) and its
-                 adaptivity; a metric that cannot be computed is null, with the reason under "missing"; samples
-                 with no labelled keypoint are counted and listed
-keypoints.csv/md one row per keypoint
-errors.csv       one row per sample and keypoint (input pixels, and the error in the source image's pixels)
+                 adaptivity; the label-free error signal's mean and its Spearman correlation with the true error
+                 (kp.evaluation.scores); a metric that cannot be computed is null, with the reason under "missing";
+                 samples with no labelled keypoint are counted and listed
+keypoints.csv/md one row per keypoint (with each pose prior's mean error signal)
+errors.csv       one row per sample and keypoint (input pixels, and the error in the source image's pixels; each
+                 pose prior's error signal)
 pck_curve.csv/png, keypoint_errors.png, error_vs_score.png, worst.png, counts.png (count models)
 report.md        all of it on one page
 """
@@ -25,6 +27,7 @@ from lightning.pytorch.loggers import WandbLogger
 from kp import markdown
 from kp.defaults import WORST_SAMPLES
 from kp.evaluation.scores import Scores, error_rows, image_and_frame, score, worst_samples
+from kp.unsupervised_losses import PRIORS
 from kp.viz import evaluation as figures
 from kp.viz import plot_predictions
 
@@ -54,7 +57,7 @@ def _write_tables(out: Path, p, scores: Scores, names: list[str]) -> None:
     scores.table.to_csv(out / "keypoints.csv", index=False, float_format="%.6g")
     (out / "keypoints.md").write_text(_markdown(scores.table))
     # full precision: coverage recomputed from the file must see the same error <= radius as here
-    error_rows(p, p.errors, scores.radius, names).to_csv(out / "errors.csv", index=False)
+    error_rows(p, p.errors, scores.radius, names, scores.priors).to_csv(out / "errors.csv", index=False)
 
 
 def _draw_figures(out: Path, p, scores: Scores, dataset, meta, num_worst: int) -> dict[str, Path]:
@@ -96,6 +99,7 @@ def _summary(scores: Scores, p, predictor, flip: bool, out: Path) -> dict:
             "checkpoint": str(predictor.checkpoint) if predictor.checkpoint else None,
             "flip": flip,
             "calibration": predictor.calibrations[flip].to_dict(),
+            "pose_priors_absent": scores.priors_absent,
             "report": str(out / "report.md"),
         }
     )
@@ -127,6 +131,11 @@ def _format(value) -> str:
     return str(value)
 
 
+def _optional(value) -> str:
+    """A metrics.json value for the page: null (not computed) as —."""
+    return "—" if value is None else _format(value)
+
+
 def _markdown(table: pd.DataFrame) -> str:
     return markdown.table(table.columns, ([_format(v) for v in row] for row in table.itertuples(index=False)))
 
@@ -136,6 +145,7 @@ def _report_page(result: dict, split: str, table: pd.DataFrame, pictures: dict, 
         _overview_section(result, split, norm_name),
         _offset_note(result, split),
         _uncertainty_section(result, split),
+        _signal_section(result, split),
         ["", "## Per keypoint", "", _markdown(table)],
         _figures_section(pictures),
     ]
@@ -219,6 +229,35 @@ def _uncertainty_section(result: dict, split: str) -> list[str]:
         f"(split conformal, calibrated on the validation split, scaled by the prediction's spread"
         f"{' and flip disagreement' if calib['flip'] else ''} and by how low its own and its image's scores are)."
         f" {coverage}{worst}",
+    ]
+
+
+def _signal_section(result: dict, split: str) -> list[str]:
+    """The pose priors' label-free error signal (kp.evaluation.scores) and how well it tracks the true error here,
+    beside the confidence's; why a prior is absent."""
+    lines = ["", "## Label-free error signal", ""]
+    score = result.get(f"{split}/score_spearman")
+    for name in PRIORS:
+        if name in result["pose_priors_absent"]:
+            lines.append(f"- `{name}`: not measured: {result['pose_priors_absent'][name]}.")
+            continue
+        key = f"{split}/{name}_spearman"
+        rho, per_keypoint, its_score = (result.get(key + end) for end in ("", "_keypoint", "_keypoint_score"))
+        tracks = (
+            f"per labelled sample, the Spearman correlation of its mean {name} error with its mean true error is "
+            f"**{_format(rho)}** (the confidence's, 1 - mean score: {_optional(score)}); per labelled keypoint it "
+            f"measures, {_optional(per_keypoint)} (the confidence's: {_optional(its_score)})"
+            if rho is not None
+            else f"its correlation with the true error is not measured: {result['missing'].get(key)}"
+        )
+        lines.append(f"- `{name}`: mean {_format(result[f'{split}/{name}_px'])} px; {tracks}.")
+    return [
+        *lines,
+        "",
+        "Each predicted keypoint's distance to its reprojection on a PCA of the training labels (pose: the whole "
+        "pose; multi-view: each body part's views), fitted at training and carried by the checkpoint. It needs no "
+        "label (`kp refine` ranks video frames by it); here the labels say how far to trust it. Per keypoint: the "
+        "`*_pca_px` columns below, input pixels, over every sample.",
     ]
 
 

@@ -2,6 +2,12 @@
 (kp.evaluation.evaluate.SplitPredictions) to the metrics, the PCK curve, the uncertainty radius's coverage and
 adaptivity, the per-keypoint table and the per-sample rows, with the reason for every metric that cannot be computed.
 Nothing here writes a file or draws: the computing half, as MMPose keeps evaluation/functional apart from its metrics.
+
+The label-free error signal: each prediction's distance to its reprojection on the pose priors the checkpoint carries
+(kp.unsupervised_losses: the pose PCA and the multi-view PCA of the training labels), per keypoint beside the true
+error, and how well it tracks the true error: the Spearman correlation, over the labelled samples, of a sample's mean
+prior error with its mean true error (and of 1 - its mean score, the confidence, for comparison). kp refine ranks
+frames by the same per-frame mean.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 PCK_CURVE_MAX = 0.2  # the PCK curve runs from 0 to this fraction of the PCK normalising length
 PCK_CURVE_STEPS = 41
@@ -33,6 +40,8 @@ class Scores:
     unlabelled: list[str]  # ids of samples with no labelled keypoint
     table: pd.DataFrame  # one row per keypoint
     norm_name: str  # what PCK thresholds are fractions of
+    priors: dict[str, np.ndarray]  # pose prior name -> N×K error signal, input pixels (NaN: not measured)
+    priors_absent: dict[str, str]  # pose prior name -> why the checkpoint has none
 
 
 def score(p, predictor, split: str, flip: bool) -> Scores:
@@ -43,8 +52,10 @@ def score(p, predictor, split: str, flip: bool) -> Scores:
     covered = np.where(p.visible, p.errors <= radius, False)
     thresholds, pck = pck_curve(p)
     auc = float(np.trapezoid(pck, thresholds) / PCK_CURVE_MAX)
+    priors = predictor.pose_prior_errors(p.pred)
     metrics = dict(p.metrics)
     metrics.update(split_metrics(p, radius, covered, auc, split))
+    metrics.update(signal_metrics(p, priors, split))
     for k, name in enumerate(meta.names):
         seen = p.visible[:, k]
         metrics[f"{split}/coverage/{name}"] = float(covered[seen, k].mean()) if seen.any() else math.nan
@@ -57,8 +68,10 @@ def score(p, predictor, split: str, flip: bool) -> Scores:
         metrics=metrics,
         missing=_missing_reasons(metrics, p, meta, module.pck_norm),
         unlabelled=[sample_id for sample_id, seen in zip(p.ids, p.visible) if not seen.any()],
-        table=keypoint_table(p, p.errors, radius, covered, metrics, split, meta.names, module.metric_names),
+        table=keypoint_table(p, p.errors, radius, covered, metrics, split, meta.names, module.metric_names, priors),
         norm_name="the normalising pair's distance" if module.pck_norm == "pair" else "the input's longer side",
+        priors=priors,
+        priors_absent=predictor.pose_priors_absent,
     )
 
 
@@ -92,6 +105,32 @@ def split_metrics(p, radius: np.ndarray, covered: np.ndarray, auc: float, split:
         f"{split}/error_adaptivity": radius_adaptivity(errors, errors, visible),
         f"{split}/coverage_worst_tenth": worst_tenth_coverage(errors, radius, visible),
     }
+
+
+def signal_metrics(p, priors: dict[str, np.ndarray], split: str) -> dict[str, float]:
+    """Each pose prior's mean error (input pixels); for it and the confidence (1 - score), the Spearman correlation
+    over the labelled samples of the sample's mean signal with its mean true error (module docstring); and for each
+    prior, the same over the labelled keypoints it measures, one keypoint at a time, beside the confidence's on the
+    same keypoints."""
+    labelled, true_error = sample_errors(p.errors, p.visible)
+    confidence = 1 - p.scores.astype(np.float64)  # float32 would round scores near 1 into ties
+    metrics = {f"{split}/score_spearman": spearman(confidence[labelled].mean(1), true_error)}
+    for name, errors in priors.items():
+        measured = p.visible & np.isfinite(errors)
+        metrics[f"{split}/{name}_px"] = _mean(errors[np.isfinite(errors)])
+        # a prior measures the same keypoints in every sample: no sample's mean is over nothing
+        metrics[f"{split}/{name}_spearman"] = spearman(np.nanmean(errors[labelled], 1), true_error)
+        metrics[f"{split}/{name}_spearman_keypoint"] = spearman(errors[measured], p.errors[measured])
+        metrics[f"{split}/{name}_spearman_keypoint_score"] = spearman(confidence[measured], p.errors[measured])
+    return metrics
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """The Spearman rank correlation (ties ranked by their mean); NaN with fewer than 3 pairs or a constant side."""
+    a, b = rankdata(a), rankdata(b)
+    if len(a) < 3 or a.std() == 0 or b.std() == 0:
+        return math.nan
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def sample_errors(errors: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +180,9 @@ def worst_samples(errors: np.ndarray, visible: np.ndarray, n: int) -> np.ndarray
     return labelled[np.argsort(-mean_error, kind="stable")[:n]]
 
 
-def keypoint_table(p, errors, radius, covered, metrics, split, names, metric_names) -> pd.DataFrame:
+def keypoint_table(p, errors, radius, covered, metrics, split, names, metric_names, priors) -> pd.DataFrame:
+    """One row per keypoint: its true error over the samples where it is labelled, the metrics, the radius, and each
+    pose prior's mean error (input pixels) over every sample, labelled or not (the signal needs no label)."""
     rows = []
     for k, name in enumerate(names):
         seen = p.visible[:, k]
@@ -159,12 +200,16 @@ def keypoint_table(p, errors, radius, covered, metrics, split, names, metric_nam
         row.update(
             {"coverage": metrics[f"{split}/coverage/{name}"], "median_radius_px": _quantile(radius[seen, k], 0.5)}
         )
+        for prior, prior_errors in priors.items():
+            measured = prior_errors[:, k][np.isfinite(prior_errors[:, k])]
+            row[f"{prior}_px"] = _mean(measured)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def error_rows(p, errors, radius, names) -> pd.DataFrame:
-    """One row per sample and keypoint, in the network's input pixels."""
+def error_rows(p, errors, radius, names, priors) -> pd.DataFrame:
+    """One row per sample and keypoint, in the network's input pixels (and the error in the source image's), with
+    each pose prior's error signal."""
     n, k = errors.shape
     images, frames = zip(*(image_and_frame(sample_id) for sample_id in p.ids)) if n else ((), ())
     columns = {
@@ -182,6 +227,7 @@ def error_rows(p, errors, radius, names) -> pd.DataFrame:
         "error_source_px": p.source_errors.reshape(-1),
         "score": p.scores.reshape(-1),
         "radius_px": radius.reshape(-1),
+        **{f"{prior}_px": prior_errors.reshape(-1) for prior, prior_errors in priors.items()},
     }
     if p.count_true is not None:
         columns["count_true"], columns["count_pred"] = np.repeat(p.count_true, k), np.repeat(p.count_pred, k)
@@ -218,6 +264,8 @@ def _missing_reasons(metrics: dict, p, meta, pck_norm: str) -> dict[str, str]:
         seen = p.visible[:, meta.names.index(name)] if name else p.visible
         if not seen.any():
             reasons[key] = f"no visible {name or 'keypoint'} in the split"
+        elif "_spearman" in key:
+            reasons[key] = "fewer than 3 labelled samples, or the same signal or error on all of them"
         elif "adaptivity" in key or "worst_tenth" in key:  # radius_, error_adaptivity, coverage_worst_tenth
             labelled = int(p.visible.any(1).sum())
             reasons[key] = (

@@ -10,7 +10,9 @@ test-time preprocessing. Nothing else is read: no config files, no training data
 
 Scores: the heatmap peak (heatmap targets), the visibility probability (coordinate models with a visibility head)
 or 1; with flip=True times the agreement of the image's and its mirror's predictions (kp.codecs.base.flip_test).
-`predictor.predict_with_radius` adds the calibrated uncertainty radius per keypoint (kp.calibration).
+`predictor.predict_with_radius` adds the calibrated uncertainty radius per keypoint (kp.calibration), and
+`predictor.pose_prior_errors` a label-free error signal per keypoint: its distance to the pose PCA (and multi-view
+PCA) of the run's training labels, which the checkpoint carries (kp.unsupervised_losses.fit_pose_priors).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from kp.build import InferenceSpec
 from kp.calibration import Calibration
 from kp.inference.preprocess import Preprocess, to_source
 from kp.module import KeypointModule
+from kp.unsupervised_losses import load_pose_priors, pca_keypoint_errors
 
 
 class Predictions(NamedTuple):
@@ -39,7 +42,8 @@ class Predictions(NamedTuple):
 class Predictor:
     """A trained model ready to predict: `predict` on raw images, or `predict_batch` / `predict_with_radius` on
     preprocessed ones. Subclasses run the network: TorchPredictor here, OnnxPredictor (kp.inference.onnx).
-    `calibrations` (kp.calibration, per flip mode) give each prediction an uncertainty radius."""
+    `calibrations` (kp.calibration, per flip mode) give each prediction an uncertainty radius; `pose_priors` (the
+    fitted PCA terms by name, with `pose_priors_absent`: why each other one is missing) a label-free error signal."""
 
     module: KeypointModule | None = None  # the torch module; None where another runtime runs the network
 
@@ -50,6 +54,7 @@ class Predictor:
         self.meta = spec.keypoint_meta()
         self.preprocess = Preprocess(spec, self.meta)
         self.calibrations = dict(calibrations or {})
+        self.pose_priors, self.pose_priors_absent = load_pose_priors(spec.pose_priors)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -88,14 +93,33 @@ class Predictor:
             f"`kp evaluate RUN{' --flip' if flip else ''}` calibrates it on the validation split"
         )
 
+    def pose_prior_errors(self, keypoints: np.ndarray, affines: np.ndarray | torch.Tensor | None = None) -> dict:
+        """Each pose prior's error of poses B×K×2 (name -> B×K: each keypoint's distance to its reprojection on the
+        prior's PCA; NaN where the prior does not measure it): in source pixels when `affines` B×2×3 (source -> input)
+        are given, else in input pixels. Computed in input pixels, where the priors were fitted, and divided by each
+        affine's scale (geometry.scale): exact for the letterbox, a uniform scale and a shift."""
+        if not self.pose_priors:
+            return {}
+        keypoints, scale = np.asarray(keypoints, np.float64), np.ones(len(keypoints))
+        if affines is not None:
+            affines = np.asarray(affines, np.float64)
+            keypoints = np.stack([geometry.apply(a, k) for a, k in zip(affines, keypoints)])
+            scale = np.array([geometry.scale(a) for a in affines])
+        return {name: pca_keypoint_errors(term, keypoints) / scale[:, None] for name, term in self.pose_priors.items()}
+
+    def prepare(self, images) -> tuple[torch.Tensor, np.ndarray]:
+        """Raw images (H×W×C uint8 arrays, any size) -> the network's input B×C×H×W and the B×2×3 affines from each
+        image's pixels to the input's."""
+        prepared = [self.preprocess(image) for image in images]
+        return torch.stack([tensor for tensor, _ in prepared]), np.stack([affine for _, affine in prepared])
+
     def predict(self, images, flip: bool = False, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """Raw images (a list of H×W×C uint8 arrays, RGB or grey, any size) -> keypoints N×K×2 in each image's own
         pixels and scores N×K."""
-        results = []
-        for start in range(0, len(images), batch_size):
-            prepared = [self.preprocess(image) for image in images[start : start + batch_size]]
-            batch = torch.stack([tensor for tensor, _ in prepared])
-            results.append(self.predict_batch(batch, np.stack([affine for _, affine in prepared]), flip))
+        results = [
+            self.predict_batch(*self.prepare(images[start : start + batch_size]), flip)
+            for start in range(0, len(images), batch_size)
+        ]
         if not results:
             k = self.meta.num_keypoints
             return np.zeros((0, k, 2)), np.zeros((0, k))

@@ -22,6 +22,7 @@ from kp.inference.sources import Cropper, VideoFrames, collate, expand_inputs
 from kp.refine.labelling_job import Pick, write_job
 from kp.refine.pick import pick, thumbnail
 from kp.refine.score import FramePredictions, outlier_scores, signals
+from kp.unsupervised_losses import PRIORS
 from kp.viz.contact_sheet import contact_sheet
 
 
@@ -49,6 +50,7 @@ def refine(
                 f"{run}: predicts {predictor.meta.names}, {runs[0]} predicts {predictors[0].meta.names}: the runs of "
                 "one refine job must share their keypoints"
             )
+    _say_absent_priors(runs, predictors, console)
     images, videos = expand_inputs(inputs)
     if images:
         raise InputError(f"{images[0]}: kp refine picks frames of videos (mp4, avi, mov, mkv), not still images")
@@ -97,6 +99,16 @@ def _picks(
         offset += len(predictions.frames)
 
 
+def _say_absent_priors(runs: list[str], predictors: list[Predictor], console: Console) -> None:
+    """One line per pose prior signal (kp.refine.score) that a run lacks, with the reason."""
+    for name in PRIORS:
+        lacking = [
+            (run, p.pose_priors_absent[name]) for run, p in zip(runs, predictors) if name in p.pose_priors_absent
+        ]
+        if lacking:
+            console.print(f"no {name} signal: {lacking[0][0]}: {lacking[0][1]}")
+
+
 def _progress(console: Console) -> Progress:
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     return Progress(*columns, console=console)
@@ -121,9 +133,18 @@ def _predict_video(
             if batch is not None:
                 plain = predictor.predict_with_radius(batch, affines)
                 mirrored = predictor.predict_batch(batch, affines, flip=True)[0] if flip else plain.keypoints
+                priors = predictor.pose_prior_errors(plain.keypoints, affines)
+                nan = np.full(plain.scores.shape, np.nan)
+                prior_errors = np.stack([priors.get(name, nan) for name in PRIORS], axis=1)  # B×P×K, source pixels
                 good = [item for item in items if not item.error]
                 for j, item in enumerate(good):
-                    found[item.frame] = (plain.keypoints[j], plain.scores[j], plain.radius[j], mirrored[j])
+                    found[item.frame] = (
+                        plain.keypoints[j],
+                        plain.scores[j],
+                        plain.radius[j],
+                        mirrored[j],
+                        prior_errors[j],
+                    )
                     if item.source is not None:
                         embedding[item.frame] = thumbnail(item.source)
             progress.update(task, advance=len(items))
@@ -131,6 +152,8 @@ def _predict_video(
     frames = sorted(set.intersection(*(set(found) for found in results)))
     if not frames:
         raise InputError(f"{video}: no frame could be decoded (an empty or broken video)")
-    stacked = [np.array([[found[f][part] for f in frames] for found in results]) for part in range(4)]
-    predictions = FramePredictions(np.array(frames), *stacked[:3], flipped=stacked[3] if flip else None)
+    stacked = [np.array([[found[f][part] for f in frames] for found in results]) for part in range(5)]
+    everyone = [all(name in predictor.pose_priors for predictor in predictors) for name in PRIORS]
+    priors = {name: stacked[4][:, :, i] for i, (name, ok) in enumerate(zip(PRIORS, everyone)) if ok}
+    predictions = FramePredictions(np.array(frames), *stacked[:3], flipped=stacked[3] if flip else None, priors=priors)
     return predictions, np.array([embedding[f] for f in frames]), sorted(bad)

@@ -2,7 +2,8 @@
 
 Per frame, one number per signal, each a summary over the keypoints:
   jump    the largest distance between a confident point and its track's running median over JUMP_WINDOW frames
-          (kp.trajectories.median): a point that leaves its track for a frame or three. A median, not the Kalman
+          (kp.trajectories.median): a point that leaves its track for a frame or three. This is the temporal signal
+          (lightning-pose's temporal loss measures the same, frame to frame). A median, not the Kalman
           smoother: a median of 7 never follows a run of up to 3 wrong frames, while the Kalman smoother, its noise
           fitted by maximum likelihood, can follow an isolated wrong frame (tests/test_refine.py's 30-frame clip: a
           point 43 px off its track in one frame stayed 0.6 px from the smoothed one, no jump left to see)
@@ -11,6 +12,14 @@ Per frame, one number per signal, each a summary over the keypoints:
   flip    the mean distance between the plain and the flip-tested prediction (--flip; the flip test averages the
           image's and its mirror's predictions, so this is half their disagreement)
   spread  the mean distance of the runs' predictions from their mean (several runs: an ensemble)
+  pose_pca       the mean over the keypoints of each one's distance to its reprojection on the pose PCA of the run's
+                 training labels (kp.unsupervised_losses; the checkpoint carries the fit): a pose unlike any labelled
+                 one, such as a part on the wrong limb (source pixels; several runs: the mean of each run's own)
+  multiview_pca  the same on the multi-view PCA, over the keypoints seen in several views (a mirror rig, several
+                 cameras): views of a body part that do not agree on one point in 3-D
+The last two are measured where every run's checkpoint carries the prior (kp train stores them for every run whose
+training labels allow the fit); lightning-pose found them better than the confidence at flagging wrong
+predictions, and `kp evaluate` measures how well they track the true error on labelled frames.
 
 Signals come in different units (pixels, scores), so each is turned into a robust z-score over all frames, (value -
 median) / (1.4826 × MAD), and a frame's outlier score is its largest z: the frame is as suspicious as its worst signal,
@@ -20,7 +29,7 @@ and that signal is the reason it is given.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,7 +37,7 @@ from kp.defaults import SCORE_THRESHOLD
 from kp.trajectories import Tracks, median
 from kp.trajectories.tracks import Layout
 
-SIGNALS = ("jump", "score", "radius", "flip", "spread")
+SIGNALS = ("jump", "score", "radius", "flip", "spread", "pose_pca", "multiview_pca")
 JUMP_WINDOW = 7  # frames
 
 
@@ -41,6 +50,8 @@ class FramePredictions:
     scores: np.ndarray  # R×N×K
     radius: np.ndarray  # R×N×K pixels, NaN without a calibration
     flipped: np.ndarray | None = None  # R×N×K×2: the mirrored predictions (--flip)
+    # pose prior name -> R×N×K errors, pixels (Predictor.pose_prior_errors; NaN where the prior does not measure it)
+    priors: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def signals(
@@ -61,6 +72,8 @@ def signals(
         found["flip"] = _distance(predictions.keypoints, predictions.flipped).mean(axis=(0, 2))
     if len(predictions.keypoints) > 1:
         found["spread"] = _distance(predictions.keypoints, mean_xy[None]).mean(axis=(0, 2))
+    for name, errors in predictions.priors.items():
+        found[name] = np.nanmean(errors.mean(axis=0), axis=1)  # a keypoint the prior measures in one run, in all
     return found
 
 
