@@ -118,7 +118,7 @@ def test_one_step_with_clips_gives_finite_losses_and_gradients_from_the_unlabell
     clips = batch["unlabelled"]
     unlabelled = module._unlabelled_losses(clips)
     assert set(unlabelled) == {"temporal", "pose_pca"}
-    assert all(weight == pytest.approx(0.0001) for weight, _ in unlabelled.values())  # epoch 0: 1/10 of 0.001
+    assert all(weight == pytest.approx(1e-5 / 20) for weight, _ in unlabelled.values())  # epoch 0: 1/20 of 1e-5
     total = sum(weight * value for weight, value in unlabelled.values())
     assert torch.isfinite(total) and total > 0
     total.backward()
