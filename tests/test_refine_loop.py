@@ -20,7 +20,7 @@ from kp.data.base import KeypointMeta
 from kp.data.splits import read_recorded
 from kp.errors import DataError
 from kp.formats import dlc_csv, labelstudio
-from kp.inference.predictor import Predictions
+from kp.inference.predictor import Predictions, Predictor
 from kp.refine.labelling_job import MACHINE, RECORD, Pick, merge, write_job
 from kp.train.loop import train
 from tests.helpers import compose_config, random_weights, shared_data
@@ -174,6 +174,10 @@ def test_labelstudio_percent_and_pixels_round_trip(tmp_path):
 
 class BrightestPixel:
     """A stand-in for the trained model in kp refine: every body part near the frame's brightest pixel."""
+
+    pose_priors: dict = {}  # no label-free PCA signal: refine ranks by the other signals
+    pose_priors_absent: dict = {}
+    pose_prior_errors = Predictor.pose_prior_errors  # kp's own, on the priors above
 
     def __init__(self, names):
         self.meta = KeypointMeta(names=names, flip_pairs=[], skeleton=[])

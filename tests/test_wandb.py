@@ -152,4 +152,4 @@ def test_wandb_run_offline_holds_config_metrics_images_and_best_values(tmp_path,
     assert {"test/report/pck_curve/filenames", "test/report/worst/filenames"} <= logged
     (table,) = [row for row in run["history"] if "test/errors/nrows" in row]
     assert table["test/errors/_type"] == "table-file" and table["test/errors/nrows"] == 32 * 5
-    assert table["test/errors/ncols"] == 14
+    assert table["test/errors/ncols"] == 15  # errors.csv, with pose_pca_px (no views: no multiview_pca_px)
