@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from kp import markdown  # noqa: E402
 from kp.defaults import SCORE_THRESHOLD  # noqa: E402
+from kp.errors import InputError, user_errors_in_one_line  # noqa: E402
 from kp.formats import dlc_csv  # noqa: E402
 from kp.trajectories.tracks import read_tracks  # noqa: E402
 from kp.unsupervised_losses import MultiviewPCALoss, PosePCALoss, pca_keypoint_errors  # noqa: E402
@@ -170,8 +171,28 @@ def main() -> None:
     parser.add_argument("--video", type=Path, help="default: the first video of the project's videos/")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "unlabelled")
     args = parser.parse_args()
-    args.video = args.video or sorted((args.project / "videos").glob("*.mp4"))[0]
+    with user_errors_in_one_line():
+        measure_all(args, parser)
+
+
+def check_inputs(args, groups: dict[str, list[Path]]) -> None:
+    """One line for a project without labels or video, or a run folder that is not a finished kp run."""
+    if not (args.project / "CollectedData.csv").is_file():
+        raise InputError(f"{args.project}: no CollectedData.csv: --project is a DeepLabCut project folder")
+    videos = sorted((args.project / "videos").glob("*.mp4"))
+    if args.video is None and not videos:
+        raise InputError(f"{args.project / 'videos'}: no .mp4 video: name one with --video")
+    args.video = args.video or videos[0]
+    if not args.video.is_file():
+        raise InputError(f"{args.video}: no such video")
+    for run in (run for runs in groups.values() for run in runs):
+        if not (run / "splits.csv").is_file():
+            raise InputError(f"{run}: no splits.csv: not a kp run folder (kp train writes one)")
+
+
+def measure_all(args, parser) -> None:
     groups = {group[0]: [Path(run) for run in group[1:]] for group in args.group}
+    check_inputs(args, groups)
     missing = [g for g in args.ensemble if g not in groups]
     if missing:
         parser.error(f"--ensemble {missing[0]}: no such --group ({', '.join(groups)})")
