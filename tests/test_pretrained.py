@@ -137,6 +137,30 @@ def test_models_from_scratch_keep_one_group_at_the_full_rate(tmp_path):
     assert group["lr"] == compose_config().optimizer.lr
 
 
+def test_the_count_and_visibility_heads_learn_at_their_own_rate(tmp_path):
+    """The cards preset's count head learns at a tenth of the rate (docs/presets.md, issue 31): its own group, scaled
+    once, beside the backbone's full rate and a cosine schedule that starts from each group's own rate."""
+    cfg = compose_config(
+        "model=cards_unet",
+        "loss=multitask",
+        "model.global_head_lr_scale=0.1",
+        "optimizer.lr=1e-3",
+        "scheduler=cosine",
+        "data.dataset.sizes={train:16,val:8,test:8}",
+        output_dir=tmp_path,
+    )
+    _, module = build(cfg)
+    configured = module.configure_optimizers()
+    optimizer, schedule = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    groups = {group["name"]: group for group in optimizer.param_groups}
+    assert set(groups) == {"new", "global_head"}
+    assert groups["global_head"]["lr"] == pytest.approx(1e-4) and groups["new"]["lr"] == pytest.approx(1e-3)
+    assert {id(p) for p in groups["global_head"]["params"]} == {id(p) for p in module.net.global_head.parameters()}
+    assert schedule.base_lrs == pytest.approx([1e-3, 1e-4])
+    everything = [p for group in optimizer.param_groups for p in group["params"]]
+    assert len(everything) == len({id(p) for p in everything}) == len(list(module.parameters()))
+
+
 class EpochRecorder(L.Callback):
     """Which encoder parameters are trainable, whether the encoder is in training mode, and whether its weights moved,
     at every training epoch (after FreezePretrained has acted)."""

@@ -30,8 +30,10 @@ must not pull the heatmaps).
 
 Fine-tuning (backbones with ImageNet weights, kp/models/pretrained.py): the pretrained layers learn at
 pretrained_lr_scale × the optimizer's learning rate (parameter_groups) and are frozen for the first freeze_epochs
-epochs (kp.train.callbacks.FreezePretrained). init_from loads every tensor of another run's weights whose name and shape
-match (kp/models/init_from.py), after the backbone's pretrained weights.
+epochs (kp.train.callbacks.FreezePretrained). The visibility/count heads learn at global_head_lr_scale × that rate:
+under AdamW each weight moves by about the learning rate a step whatever the loss's weight, so a small head reading
+moving features swings with it (the cards count, docs/presets.md). init_from loads every tensor of another run's
+weights whose name and shape match (kp/models/init_from.py), after the backbone's pretrained weights.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class FineTuning:
 
     freeze_epochs: int = 0  # epochs with the pretrained layers frozen (kp.train.callbacks.FreezePretrained)
     pretrained_lr_scale: float = 1.0  # their learning rate, as a fraction of the optimizer's
+    global_head_lr_scale: float = 1.0  # the visibility/count heads' learning rate, as a fraction of the optimizer's
     init_from: str | None = None  # a run dir, .ckpt or state dict whose matching tensors are loaded
 
 
@@ -118,6 +121,7 @@ class KeypointNet(nn.Module):
                 vector_size, num_keypoints, heads.visibility_head, heads.count_head, heads.head_hidden
             )
         self.freeze_epochs, self.pretrained_lr_scale = tuning.freeze_epochs, tuning.pretrained_lr_scale
+        self.global_head_lr_scale = tuning.global_head_lr_scale
         if tuning.init_from:
             load_matching(self, tuning.init_from)
 
@@ -177,11 +181,14 @@ class KeypointNet(nn.Module):
         return self.backbone.pretrained_modules() if hasattr(self.backbone, "pretrained_modules") else []
 
     def parameter_groups(self) -> list[dict]:
-        """Optimizer parameter groups: the new layers, and the pretrained ones with an `lr_scale` (applied by
-        KeypointModule.configure_optimizers)."""
+        """Optimizer parameter groups: the new layers, the visibility/count heads and the pretrained layers, the last
+        two with an `lr_scale` (applied by KeypointModule.configure_optimizers); empty groups are left out."""
         pretrained = [p for module in self.pretrained_modules() for p in module.parameters()]
-        ids = {id(p) for p in pretrained}
+        global_head = list(self.global_head.parameters()) if self.global_head is not None else []
+        ids = {id(p) for p in pretrained + global_head}
         groups = [{"params": [p for p in self.parameters() if id(p) not in ids], "name": "new"}]
+        if global_head:
+            groups.append({"params": global_head, "name": "global_head", "lr_scale": self.global_head_lr_scale})
         if pretrained:
             groups.append({"params": pretrained, "name": "pretrained", "lr_scale": self.pretrained_lr_scale})
         return groups
