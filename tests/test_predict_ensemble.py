@@ -1,6 +1,7 @@
 """kp predict with an ensemble (RUN1 RUN2 INPUTS): the CSV's x and y are the members' median, the score their mean,
 <keypoint>_ens_var their variance of x plus that of y; the members' own predictions come from each model alone;
-models that do not fit together are refused in one line; one model's CSV has no ensemble columns."""
+models that do not fit together are refused in one line; one model's CSV has no ensemble columns; --each-video
+writes the ensemble's CSV per video."""
 
 from __future__ import annotations
 
@@ -77,22 +78,40 @@ def test_models_with_other_keypoints_are_refused_in_one_line(run_dir, tmp_path):
     assert not (tmp_path / "out").exists()  # refused before any file is written
 
 
-def test_each_video_takes_one_model_and_an_input_is_needed(run_dir, second_run):  # noqa: F811
-    for argv, expected in [
-        ([str(run_dir), str(second_run), "clip.mp4", "--each-video"], "--each-video predicts with one model; 2"),
-        ([str(run_dir), str(second_run)], "kp predict needs a model and an input"),
-    ]:
-        with pytest.raises(SystemExit) as exit_:
-            main_predict(argv)
-        assert expected in str(exit_.value) and "\n" not in str(exit_.value)
+def test_an_input_is_needed(run_dir, second_run):  # noqa: F811
+    with pytest.raises(SystemExit) as exit_:
+        main_predict([str(run_dir), str(second_run)])
+    assert "kp predict needs a model and an input" in str(exit_.value) and "\n" not in str(exit_.value)
+
+
+def write_video(path, images):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (SIZE, SIZE))
+    for image in images:
+        writer.write(image[:, :, ::-1])
+    writer.release()
+
+
+def test_each_video_with_an_ensemble_writes_the_ensembles_csv_per_video(run_dir, second_run, tmp_path):  # noqa: F811
+    (tmp_path / "videos").mkdir()
+    write_video(tmp_path / "videos" / "a.mp4", synthetic_images(5))
+    write_video(tmp_path / "videos" / "b.mp4", synthetic_images(3))
+    common = ["--no-overlays", "--workers", "0"]
+    main_predict([str(run_dir), str(tmp_path / "videos" / "a.mp4"), *common, "--out", str(tmp_path / "alone")])
+    out = tmp_path / "each"
+    main_predict([str(run_dir), str(second_run), str(tmp_path / "videos"), "--each-video", *common, "--out", str(out)])
+    a, b = read_rows(out / "a" / "predictions.csv"), read_rows(out / "b" / "predictions.csv")
+    assert (len(a), len(b)) == (5, 3) and all(f"{name}_ens_var" in a[0] for name in NAMES)
+    assert json.loads((out / "a" / "predictions.json").read_text())["members"] == 2
+    alone = read_rows(tmp_path / "alone" / "predictions.csv")
+    assert np.abs(coordinates(a) - coordinates(alone)).max() > 0.01  # the ensemble's points, not the first model's
+    summary = json.loads((out / "b" / "summary.json").read_text())
+    scores = coordinates(b, ("score",))
+    assert summary["frames"] == 3 and summary["mean_score"] == pytest.approx(scores.mean(), abs=1e-3)
 
 
 def test_an_ensemble_smooths_and_resumes_like_one_model(run_dir, second_run, tmp_path):  # noqa: F811
     video = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (SIZE, SIZE))
-    for image in synthetic_images(8):
-        writer.write(image[:, :, ::-1])
-    writer.release()
+    write_video(video, synthetic_images(8))
     argv = [str(run_dir), str(second_run), str(video), "--out", str(tmp_path / "out"), "--workers", "0"]
     main_predict([*argv, "--smooth", "kalman", "--no-overlays"])
     whole = (tmp_path / "out" / "predictions.csv").read_text()

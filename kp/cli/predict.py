@@ -44,7 +44,7 @@ refine tells them) are an ensemble: every model predicts every image or frame, a
 members' median, the score their mean, the radius their median (empty where a member has no calibration), and
 <keypoint>_ens_var after the usual columns their spread: the variance of x plus that of y across members, px². The
 models must share keypoint names, input preprocessing and calibration alpha (else a one-line refusal naming two).
-Not with --each-video.
+With --each-video too (`kp predict RUN1 RUN2 RUN3 videos/ --each-video`): the models are loaded once for all videos.
 
 Scores are the heatmap peak (or the visibility probability), times the flip agreement with --flip (docs/use.md,
 "Scores").
@@ -105,13 +105,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = command.parse_intermixed_args(argv)  # inputs and options in any order
     with user_errors_in_one_line(args.verbose):
-        models, inputs = _models_and_inputs(args.paths, args.each_video)
+        models, inputs = _models_and_inputs(args.paths)
         from kp.predict.predict import predict_inputs, predict_videos
 
         if args.each_video:  # every option but --resume, which is implied: a stopped video goes on
             own = ("paths", "out", "verbose", "resume", "each_video", "format")
             options = {key: value for key, value in vars(args).items() if key not in own}
-            predict_videos(models[0], inputs, args.out, formats=tuple(args.format), **options)
+            predict_videos(models, inputs, args.out, formats=tuple(args.format), **options)
             return
         predict_inputs(
             models[0] if len(models) == 1 else models,
@@ -132,12 +132,10 @@ def main(argv: list[str] | None = None) -> None:
         )
 
 
-def _models_and_inputs(paths: list[str], each_video: bool) -> tuple[list[str], list[str]]:
+def _models_and_inputs(paths: list[str]) -> tuple[list[str], list[str]]:
     """The leading paths that are models (at least the first) and the inputs after them."""
     number = max(next((i for i, path in enumerate(paths) if not is_model(Path(path))), len(paths)), 1)
     models, inputs = paths[:number], paths[number:]
     if not inputs:
         raise InputError("kp predict needs a model and an input: kp predict MODEL [MODEL...] INPUT...")
-    if each_video and len(models) > 1:
-        raise InputError(f"--each-video predicts with one model; {len(models)} were given ({', '.join(models)})")
     return models, inputs

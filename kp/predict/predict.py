@@ -142,16 +142,17 @@ VIDEO_SUMMARY = "summary.json"  # in a video's folder: written when its job is f
 
 
 def predict_videos(
-    model: str | Path | Predictor, inputs: list[str], out: Path, console: Console | None = None, **options
+    model: Model | list[Model], inputs: list[str], out: Path, console: Console | None = None, **options
 ) -> list[dict]:
     """kp predict --each-video: every video of `inputs` (files, folders, globs) into out/<video name>/, with
-    predict_inputs's files and options. A video whose folder holds summary.json (a finished job) is not predicted
-    again; a folder without it (a job that stopped) is resumed; a video that cannot be read is skipped, counted and
-    said, the rest done. Ends with a table: frames, seconds, frames/s, mean score and the share of scores below the
-    threshold per video. Returns the table's rows."""
+    predict_inputs's files and options, by one model or an ensemble (a list, loaded once for all the videos). A video
+    whose folder holds summary.json (a finished job) is not predicted again; a folder without it (a job that stopped)
+    is resumed; a video that cannot be read is skipped, counted and said, the rest done. Ends with a table: frames,
+    seconds, frames/s, mean score and the share of scores below the threshold per video. Returns the table's rows."""
     console = console or Console(stderr=True)
-    predictor = model if isinstance(model, Predictor) else load(model)
-    predictor.check_flip(options.get("flip", False))  # a model that cannot run as asked stops here, not per video
+    # models that cannot run as asked, or together, stop here, not per video
+    members = _ensemble(model if isinstance(model, list) else [model], options.get("flip", False))
+    predictor = members if len(members) > 1 else members[0]
     images, videos = expand_inputs(inputs)
     if images:
         raise InputError(f"{images[0]}: --each-video predicts videos; give the {len(images)} image file(s) apart")
@@ -174,7 +175,7 @@ def predict_videos(
         except (InputError, DataError) as error:  # an unreadable video: the others go on
             failed.append((video, str(error)))
             continue
-        row = {"video": str(video), "folder": str(folder), **_score_summary(folder, predictor, threshold)}
+        row = {"video": str(video), "folder": str(folder), **_score_summary(folder, members, threshold)}
         row.update(seconds=summary["wall_s"], frames_per_s=summary["images_per_s"])
         (folder / VIDEO_SUMMARY).write_text(json.dumps(row, indent=1))
         table.append({**row, "status": "predicted"})
@@ -182,9 +183,9 @@ def predict_videos(
     return table
 
 
-def _score_summary(folder: Path, predictor: Predictor, threshold: float) -> dict:
+def _score_summary(folder: Path, members: list[Predictor], threshold: float) -> dict:
     """frames, mean keypoint score and the share of scores below the threshold, from the folder's predictions.csv."""
-    rows = read_rows(folder / "predictions.csv", predictor.meta.names, faces=False)
+    rows = read_rows(folder / "predictions.csv", members[0].meta.names, faces=False, ensemble=len(members) > 1)
     scores = [score for row in rows if row["scores"] is not None for score in row["scores"]]
     return {
         "frames": len(rows),
