@@ -8,7 +8,8 @@ known label.
         [--rounds 3] [--add 8] [--first-epochs 30] [--epochs 12] [--size 128] [--seeds 4] [--out /tmp/benchmark_refine]
 
 Writes OUT/results.csv, OUT/refine_vs_random.png and prints a Markdown table. The labelled frames are stills (no
-time order), so the score uses the signals that need none: low score, calibrated radius, flip disagreement.
+time order), so the score uses the signals that need none: low score, calibrated radius, flip disagreement, and the
+pose PCA and multi-view PCA errors (the pose priors every run stores; kp.refine.score).
 The training set of each round is given to the DeepLabCut loader as a list of image paths (ChosenFrames, below).
 """
 
@@ -98,8 +99,14 @@ def refine_picks(run: Path, pool: list[str], count: int) -> list[str]:
     batch, affines = torch.stack([t for t, _ in prepared]), np.stack([a for _, a in prepared])
     plain = predictor.predict_with_radius(batch, affines)
     mirrored = predictor.predict_batch(batch, affines, flip=True)[0]
+    priors = predictor.pose_prior_errors(plain.keypoints, affines)  # the run's pose PCA signals, as kp refine's
     predictions = FramePredictions(
-        np.arange(len(pool)), plain.keypoints[None], plain.scores[None], plain.radius[None], flipped=mirrored[None]
+        np.arange(len(pool)),
+        plain.keypoints[None],
+        plain.scores[None],
+        plain.radius[None],
+        flipped=mirrored[None],
+        priors={name: errors[None] for name, errors in priors.items()},
     )
     scores, _ = outlier_scores(signals(predictions, temporal=False))
     chosen = pick(scores, np.array([thumbnail(image) for image in images]), count, seed=0)
