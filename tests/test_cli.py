@@ -66,6 +66,7 @@ def test_help_says_what_each_command_does():
     text = _help("train")
     assert text.startswith(train.__doc__.splitlines()[0]) and "powered by Hydra" not in text
     assert text.index("ckpt_path=last") < text.index("== Configuration groups ==") < text.index("\nmodel: ")
+    assert "\nmodel: cards_unet, efficientnet_lite0," in text and "/base:" not in text  # no shared parts as groups
     text = _help("sweep")
     assert text.startswith(sweep.__doc__.splitlines()[0]) and "powered by Hydra" not in text
     assert all(word in text for word in ("-m model=", "hparams_search=", "kp sweep summarize", "leaderboard"))

@@ -49,7 +49,8 @@ def config_groups() -> str:
         if group and options:
             lines.append(f"{group}: {', '.join(options)}")
         for entry in sorted(folder.iterdir(), key=lambda entry: entry.name):
-            if entry.is_dir() and entry.name not in ("__pycache__", "hydra"):  # hydra/: kp train --hydra-help
+            # hydra/: kp train --hydra-help; base/: what a group's options share, not an option to pick
+            if entry.is_dir() and entry.name not in ("__pycache__", "hydra", "base"):
                 walk(entry, f"{group}/{entry.name}" if group else entry.name)
 
     walk(files("kp.conf"), "")
